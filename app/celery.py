@@ -1,0 +1,63 @@
+"""The Celery application: ``celery -A app worker|beat|flower`` finds ``app`` here.
+
+Reliability settings, chosen on purpose (CELERY_NOTES "Revoke, kill, redelivery"):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: at-least-once. A message is
+  acknowledged after the job's outcome is in the ledger; a pool child killed mid-job puts
+  its message back and the job runs again under the same id (the ledger records
+  ``running -> retrying -> running``). Job bodies must therefore be idempotent; the
+  typed tasks are (keyed upserts, replaced files).
+- ``worker_prefetch_multiplier`` (``JOBLEDGER_PREFETCH_MULTIPLIER``, default 4): a few
+  messages reserved per process; with acks late a reserved message whose worker dies is
+  redelivered after the visibility timeout.
+- ``visibility_timeout`` (``JOBLEDGER_VISIBILITY_TIMEOUT``, default 3600 s, Redis): must be
+  longer than the longest job, or Redis hands a still-running job to a second worker.
+- ``worker_send_task_events`` + ``task_send_sent_event``: Flower sees every task from
+  publish to finish without having to switch events on.
+- No result backend: the ledger is the record of results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from app.config import LOCAL_DIR, settings
+
+
+def _transport_options() -> dict[str, Any]:
+    options: dict[str, Any] = {"visibility_timeout": settings().visibility_timeout}
+    if settings().broker().startswith("filesystem://"):
+        folder = LOCAL_DIR / "broker"
+        for name in ("queue", "control"):
+            Path(folder / name).mkdir(parents=True, exist_ok=True)
+        options.update(
+            data_folder_in=str(folder / "queue"),
+            data_folder_out=str(folder / "queue"),
+            control_folder=str(folder / "control"),
+        )
+    return options
+
+
+app = Celery("jobledger")
+app.conf.update(
+    broker_url=settings().broker(),
+    broker_transport_options=_transport_options(),
+    broker_connection_retry_on_startup=True,
+    imports=settings().task_modules(),
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=settings().prefetch_multiplier,
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_ignore_result=True,
+    result_backend=None,
+    task_serializer="json",
+    accept_content=["json"],
+    enable_utc=True,
+    timezone="UTC",
+)
+
+from app.ledger import signals as _ledger_signals  # noqa: E402, F401  (connects handlers)

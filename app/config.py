@@ -1,0 +1,78 @@
+"""Settings read once from the environment (12-factor), as one object.
+
+Every knob is a ``JOBLEDGER_*`` variable; ``settings()`` parses them the first time it is
+called and caches the result, so tests that change the environment call
+``settings.cache_clear()``.
+
+The defaults run with no server at all: an SQLite file for the ledger and Kombu's
+``filesystem://`` broker (works across processes, see CELERY_NOTES "Brokers with no
+server"), both under ``./var``. Production and the tests use PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a jobledger process."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
+
+    #: SQLAlchemy URL of the ledger.
+    database_url: str = f"sqlite:///{LOCAL_DIR / 'jobledger.sqlite3'}"
+    #: Celery broker URL; empty means the embedded filesystem broker under ``./var``.
+    broker_url: str = ""
+    #: Terminal jobs whose ``completed_at`` is older than this are purged.
+    retention_days: int = Field(default=30, ge=1)
+    #: When set, purged jobs are first written there as gzip JSON lines.
+    archive_dir: Path | None = None
+    #: Seconds a Redis message may stay unacknowledged before it is delivered again.
+    #: Must exceed the longest job: a job still running then is started a second time.
+    visibility_timeout: int = Field(default=3600, ge=60)
+    #: Messages each worker process reserves ahead (Celery's prefetch multiplier).
+    prefetch_multiplier: int = Field(default=4, ge=1)
+    #: Extra modules that define job tasks, comma separated (the tests add their examples).
+    extra_task_modules: str = ""
+    #: Minimum seconds between two progress writes of one job (progress is throttled).
+    progress_interval: float = Field(default=0.5, ge=0)
+    #: How long a ledger write is retried while the database is unreachable.
+    write_retry_seconds: float = Field(default=30, ge=0)
+    #: Connections each process keeps to the ledger (workers are processes, keep it small).
+    db_pool_size: int = Field(default=2, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, url: str) -> str:
+        """Plain ``postgresql://`` URLs use psycopg2 (the driver jobledger ships with);
+        SQLAlchemy 2.1 would otherwise look for psycopg 3."""
+        return normalize_database_url(url)
+
+    def broker(self) -> str:
+        """The broker URL, falling back to the embedded filesystem broker."""
+        return self.broker_url or "filesystem://"
+
+    def task_modules(self) -> list[str]:
+        """Modules the Celery app imports to register job tasks."""
+        extra = [name.strip() for name in self.extra_task_modules.split(",") if name.strip()]
+        return ["tasks", *extra]
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` become ``postgresql+psycopg2://``."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The settings of this process, parsed once."""
+    return Settings()

@@ -1,0 +1,95 @@
+"""The ledger's engine, one per process, and the one way to run a ledger transaction.
+
+Fork safety (CELERY_NOTES "Fork safety"): prefork children inherit the parent's pool;
+:func:`forget_inherited_connections` runs in ``worker_process_init`` and drops them
+without closing the parent's sockets (SQLAlchemy's documented recipe).
+
+Pools are small (workers are processes) and do not pre-ping: a dropped connection shows
+up as a disconnect error on first use, the pool is invalidated, and
+:func:`in_transaction` runs the whole transaction again. Every ledger transaction is a
+guarded, idempotent statement set, so running it twice is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from app.config import settings
+from app.exceptions import LedgerUnavailable
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    """This process's engine for ``JOBLEDGER_DATABASE_URL``, created on first use."""
+    global _engine
+    if _engine is None:
+        _engine = _create(settings().database_url)
+    return _engine
+
+
+def _create(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        created = create_engine(url, connect_args={"timeout": 30})
+        event.listen(created, "connect", _sqlite_pragmas)
+        return created
+    return create_engine(
+        url,
+        pool_size=settings().db_pool_size,
+        max_overflow=2,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def forget_inherited_connections() -> None:
+    """Drop pooled connections inherited through fork (call in each new child)."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+def reset() -> None:
+    """Close this process's engine; the next :func:`engine` call reads the settings again."""
+    global _engine
+    if _engine is not None:
+        _engine.dispose()
+    _engine = None
+
+
+def in_transaction(work: Callable[[Connection], T], what: str) -> T:
+    """Run ``work`` in one transaction, again on a lost connection, for up to
+    ``JOBLEDGER_WRITE_RETRY_SECONDS``; then raise :class:`LedgerUnavailable`."""
+    deadline = time.monotonic() + settings().write_retry_seconds
+    delay = 0.05
+    while True:
+        try:
+            with engine().begin() as connection:
+                return work(connection)
+        except (OperationalError, DBAPIError) as error:
+            if not _is_transient(error):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise LedgerUnavailable(what, error) from error
+            log.warning("ledger write of %s failed (%s); trying again in %.2fs", what, error, delay)
+            time.sleep(delay)  # back-off before reconnecting, not a stand-in for work
+            delay = min(delay * 2, 2.0)
+
+
+def _is_transient(error: DBAPIError) -> bool:
+    return bool(error.connection_invalidated) or isinstance(error, OperationalError)

@@ -1,0 +1,75 @@
+"""Every error jobledger raises on purpose; each message says what to do next."""
+
+from __future__ import annotations
+
+
+class JobledgerError(Exception):
+    """Base of jobledger's own errors."""
+
+
+class InvalidPayload(JobledgerError, ValueError):
+    """A job's payload failed validation at ``delay()``/the API; nothing was queued or
+    written. ``fields`` maps each offending field (dotted path) to its problem."""
+
+    def __init__(self, job_type: str, fields: dict[str, str]) -> None:
+        self.job_type = job_type
+        self.fields = fields
+        detail = "; ".join(f"field {name!r}: {problem}" for name, problem in fields.items())
+        super().__init__(
+            f"invalid payload for job type {job_type!r}: {detail}. "
+            "Fix the payload and submit again; nothing was queued."
+        )
+
+
+class InvalidJobId(JobledgerError, ValueError):
+    """A job reference is neither a UUID nor a run name."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(
+            f"{value!r} is not a job id: give the job's UUID "
+            "(e.g. 2f1c…-…) or its run name (YYYYMMDDhhmmss or YYYYMMDDhhmmss_N)"
+        )
+
+
+class JobNotFound(JobledgerError, LookupError):
+    """No job has that id or name."""
+
+    def __init__(self, ref: object) -> None:
+        super().__init__(f"no job {ref!s} in the ledger: check the id with `jobledger jobs`")
+
+
+class TransitionRefused(JobledgerError):
+    """An operator asked for a transition the state machine does not allow."""
+
+    def __init__(self, job_id: object, status: str, action: str, allowed: str) -> None:
+        self.status = status
+        super().__init__(
+            f"cannot {action} job {job_id}: it is {status}; {action} applies to {allowed} jobs"
+        )
+
+
+class LedgerUnavailable(JobledgerError):
+    """The ledger database could not be written after retries."""
+
+    def __init__(self, what: str, cause: BaseException) -> None:
+        super().__init__(
+            f"could not write {what} to the ledger ({type(cause).__name__}): check that the "
+            "database in JOBLEDGER_DATABASE_URL is up and migrated (`jobledger migrate`)"
+        )
+
+
+class JobCanceled(JobledgerError):
+    """Raised inside a running job at a checkpoint once a cancel was requested."""
+
+    def __init__(self, reason: str = "canceled on request") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class JobFailed(JobledgerError):
+    """Raise from a job body to fail the job with a user-safe reason (no traceback noise)."""
+
+    def __init__(self, reason: str, errors: list[dict[str, object]] | None = None) -> None:
+        self.reason = reason
+        self.errors = errors or []
+        super().__init__(reason)

@@ -1,0 +1,89 @@
+"""What a running job sees: progress, log lines, item errors, files and cancel checks.
+
+Usage, inside a job body::
+
+    def run(job: JobContext, payload: ImportPayload) -> dict[str, int]:
+        for number, batch in enumerate(batches, 1):
+            job.check_canceled()                 # cooperative checkpoint
+            ...
+            job.progress(100 * number // total, f"batch {number} of {total}")
+            job.log(f"batch {number}: {len(batch)} rows")
+
+Progress writes are throttled (``JOBLEDGER_PROGRESS_INTERVAL``) and monotonic; each
+write is also a heartbeat and a checkpoint, so a job that reports progress stops at its
+next report once a cancel was requested.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from app.config import settings
+from app.exceptions import JobCanceled
+from app.ledger import transitions as ledger
+
+#: Item errors kept in ``jobs.errors``; past this only the count grows.
+MAX_ITEM_ERRORS = 1000
+
+
+class JobContext:
+    """The ledger, as seen from inside one execution of one job."""
+
+    def __init__(self, job_id: uuid.UUID, execution_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.execution_id = execution_id
+        self.attempt = attempt
+        #: Structured item errors (``row``, ``field``, ``message``…); any ⇒ ``partial``.
+        self.errors: list[dict[str, Any]] = []
+        self.error_count = 0
+        #: Where the job's output can be fetched, if it has one.
+        self.result_url: str | None = None
+        self._reported = -1
+        self._reported_at = 0.0
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress (0 to 100). Lower values than already reported are ignored;
+        writes are throttled, except 100. Stops the job if a cancel was requested."""
+        value = max(0, min(100, int(percent)))
+        if value <= self._reported and message is None:
+            return
+        now = time.monotonic()
+        if value < 100 and now - self._reported_at < settings().progress_interval:
+            return
+        self._reported, self._reported_at = max(value, self._reported), now
+        if ledger.checkpoint(self.job_id, self.execution_id, value, message):
+            raise JobCanceled()
+
+    def check_canceled(self) -> None:
+        """Checkpoint: heartbeat, and raise :class:`JobCanceled` if a cancel was requested
+        (or the ledger no longer considers this execution current)."""
+        if ledger.checkpoint(self.job_id, self.execution_id):
+            raise JobCanceled()
+
+    def log(
+        self, message: str, level: Literal["debug", "info", "warning", "error"] = "info"
+    ) -> None:
+        """Append a log line to the job (redacted; longer than 5000 characters is cut)."""
+        ledger.append_log(self.job_id, message, level=level)
+
+    def add_error(self, message: str, **where: Any) -> None:
+        """Record an item error (e.g. ``row=12, field="amount"``); the job ends ``partial``."""
+        self.error_count += 1
+        if len(self.errors) < MAX_ITEM_ERRORS:
+            self.errors.append({**where, "message": message})
+
+    def record_file(
+        self,
+        direction: Literal["in", "out"],
+        uri: str,
+        *,
+        size: int | None = None,
+        sha256: str | None = None,
+        records: int | None = None,
+    ) -> None:
+        """Record a file this job read (``in``) or wrote (``out``)."""
+        ledger.record_file(
+            self.job_id, direction=direction, uri=uri, size=size, sha256=sha256, records=records
+        )

@@ -1,0 +1,185 @@
+"""Every statement the ledger runs, named, each with a one-line comment.
+
+Statements are SQLAlchemy Core so they run on PostgreSQL and SQLite alike; the few
+dialect differences (upsert, the UTC second stamp) are resolved here and nowhere else.
+:mod:`app.ledger.transitions` is the only caller of the writes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.ledger.states import JobStatus
+from models import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+
+jobs = Job.__table__
+steps = JobStep.__table__
+events = JobEvent.__table__
+logs = JobLog.__table__
+files = JobFile.__table__
+counters = RunNameCounter.__table__
+
+
+def utc_second_stamp(connection: Connection) -> ColumnElement[str]:
+    """``YYYYMMDDhhmmss`` of the database's clock in UTC."""
+    if connection.dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", func.now()), "YYYYMMDDHH24MISS")
+    return func.strftime("%Y%m%d%H%M%S", "now")
+
+
+def _dialect_insert(connection: Connection, table: Any) -> Any:
+    module = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def bump_run_name_counter(connection: Connection) -> Insert:
+    # Take the next sequence number of the current second (0 for the first job in it).
+    stmt = _dialect_insert(connection, counters).values(stamp=utc_second_stamp(connection), last=0)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[counters.c.stamp], set_={"last": counters.c.last + 1}
+    ).returning(counters.c.stamp, counters.c.last)
+
+
+def insert_job(connection: Connection, values: dict[str, Any]) -> Insert:
+    # Create a job unless one with this id exists (publishing the same id twice is a no-op).
+    stmt = _dialect_insert(connection, jobs).values(**values)
+    return stmt.on_conflict_do_nothing(index_elements=[jobs.c.id]).returning(  # type: ignore[no-any-return]
+        jobs.c.id, jobs.c.attempts
+    )
+
+
+def insert_steps(rows: list[dict[str, Any]]) -> Insert:
+    # Create the ordered steps of a chained job.
+    return insert(steps).values(rows)
+
+
+def insert_events(rows: list[dict[str, Any]]) -> Insert:
+    # Append history rows (never updated afterwards).
+    return insert(events).values(rows)
+
+
+def move(
+    table: Any,
+    row_id: uuid.UUID,
+    target: JobStatus,
+    allowed: Iterable[JobStatus],
+    values: dict[str, Any],
+    *conditions: ColumnElement[bool],
+) -> Update:
+    # The guarded transition: move a job or step to `target` only from an allowed status.
+    return (
+        update(table)
+        .where(table.c.id == row_id, table.c.status.in_([s.value for s in allowed]), *conditions)
+        .values(
+            previous_status=table.c.status,
+            status=target.value,
+            updated_at=func.now(),
+            **values,
+        )
+        .returning(table.c.previous_status, table.c.attempts)
+    )
+
+
+def job_state(job_id: uuid.UUID) -> Select[Any]:
+    # What a start or an operator needs to decide: status, cancel intent, current message.
+    return select(
+        jobs.c.status,
+        jobs.c.cancel_requested_at,
+        jobs.c.celery_task_id,
+        jobs.c.execution_id,
+        jobs.c.attempts,
+        jobs.c.type,
+        jobs.c.payload,
+    ).where(jobs.c.id == job_id)
+
+
+def step_state(step_id: uuid.UUID) -> Select[Any]:
+    # Status and parent of one step.
+    return select(steps.c.status, steps.c.job_id, steps.c.position, steps.c.execution_id).where(
+        steps.c.id == step_id
+    )
+
+
+def checkpoint(
+    job_id: uuid.UUID, execution_id: str, progress: int | None, message: str | None
+) -> Update:
+    # Heartbeat (and raise progress, never lower it) of the current execution; tells
+    # whether a cancel was requested.
+    values: dict[str, Any] = {"heartbeat_at": func.now(), "updated_at": func.now()}
+    if progress is not None:
+        values["progress"] = case((jobs.c.progress < progress, progress), else_=jobs.c.progress)
+    if message is not None:
+        values["progress_message"] = message
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.status == JobStatus.RUNNING.value,
+            jobs.c.execution_id == execution_id,
+        )
+        .values(**values)
+        .returning(jobs.c.cancel_requested_at)
+    )
+
+
+def request_cancel(job_id: uuid.UUID) -> Update:
+    # Leave a durable cancel intent on a running job (its next checkpoint acts on it).
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.status == JobStatus.RUNNING.value,
+            jobs.c.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=func.now(), updated_at=func.now())
+        .returning(jobs.c.id)
+    )
+
+
+def insert_log(values: dict[str, Any]) -> Insert:
+    # Append one log line of a job.
+    return insert(logs).values(**values)
+
+
+def insert_file(values: dict[str, Any]) -> Insert:
+    # Record a file a job read or wrote.
+    return insert(files).values(**values)
+
+
+def job_id_for_task(task_id: str) -> Select[Any]:
+    # Which job a Celery message belongs to (the job row, or the parent of a step).
+    return (
+        select(jobs.c.id, literal(None).label("step_id"))
+        .where(jobs.c.celery_task_id == task_id)
+        .union_all(select(steps.c.job_id, steps.c.id).where(steps.c.celery_task_id == task_id))
+        .limit(1)
+    )
+
+
+def steps_after(job_id: uuid.UUID, position: int) -> Select[Any]:
+    # The steps of a chain that come after `position`.
+    return select(steps.c.id).where(steps.c.job_id == job_id, steps.c.position > position)
+
+
+def delete_counters_before(stamp: str) -> Delete:
+    # Run-name counters of seconds that can no longer collide.
+    return delete(counters).where(counters.c.stamp < stamp)

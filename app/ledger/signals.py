@@ -1,0 +1,95 @@
+"""Thin adapters from Celery signals onto :mod:`app.ledger.transitions`.
+
+Which process fires what (CELERY_NOTES "Signals"): ``task_prerun`` and ``task_retry`` in
+the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
+limit in the worker's main process. Each handler translates Celery's arguments into one
+ledger call. The transitions written around the body itself (queued, finished, failed)
+live in :mod:`app.ledger.task`, which explains why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery import signals
+
+from app import db
+from app.ledger import transitions as ledger
+from app.ledger.task import JobTask, job_id_of
+
+log = logging.getLogger(__name__)
+
+
+@signals.worker_process_init.connect
+def forget_inherited_connections(**_: Any) -> None:
+    """A forked pool child must not reuse its parent's database connections."""
+    db.forget_inherited_connections()
+
+
+@signals.task_prerun.connect
+def record_job_started(task: Any = None, **_: Any) -> None:
+    """Record ``running`` (or honour a durable cancel) before the body runs."""
+    if isinstance(task, JobTask):
+        task.start_execution()
+
+
+@signals.task_retry.connect
+def record_job_retrying(
+    sender: Any = None, request: Any = None, reason: Any = None, **_: Any
+) -> None:
+    """Celery will deliver the job again (``self.retry``, ``autoretry_for``)."""
+    execution_id = getattr(request, "jobledger_execution", None)
+    if isinstance(sender, JobTask) and execution_id is not None:
+        ledger.record_retrying(
+            job_id_of(request), execution_id=execution_id, reason=f"retry: {reason}"
+        )
+
+
+@signals.task_revoked.connect
+def record_job_revoked(
+    sender: Any = None,
+    request: Any = None,
+    terminated: bool = False,
+    signum: Any = None,
+    expired: bool = False,
+    **_: Any,
+) -> None:
+    """A revoked message (main process): the job is ``canceled``."""
+    if not isinstance(sender, JobTask) or request is None:
+        return
+    if expired:
+        reason = "expired before a worker ran it"
+    elif terminated:
+        reason = f"revoked and terminated (signal {signum})"
+    else:
+        reason = "revoked before it ran"
+    ledger.record_canceled(
+        job_id_of(request), reason=reason, actor="worker", worker=getattr(request, "hostname", None)
+    )
+
+
+@signals.task_failure.connect
+def record_job_lost(
+    sender: Any = None, task_id: str | None = None, exception: Any = None, **_: Any
+) -> None:
+    """Failures only the main process sees: the pool child died or hit the hard limit.
+
+    Failures raised by the body are recorded by :meth:`JobTask.__call__` in the child.
+    """
+    if not isinstance(sender, JobTask) or task_id is None:
+        return
+    if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
+        return
+    found = ledger.job_for_task(task_id)
+    if found is None:
+        log.warning("no ledger job for lost task %s", task_id)
+        return
+    what = "hard time limit exceeded" if isinstance(exception, TimeLimitExceeded) else "worker lost"
+    ledger.record_failed(
+        found[0],
+        reason=f"{what}: {exception}",
+        actor="worker",
+        errors=[{"type": type(exception).__name__, "message": str(exception)}],
+    )

@@ -1,0 +1,312 @@
+"""The base class of job tasks, and the ``job_task`` decorator that makes one.
+
+Usage::
+
+    class ImportPayload(JobPayload):
+        source: str
+        dataset: str
+
+    @job_task("import", ImportPayload, subject="dataset")
+    def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]: ...
+
+    import_data.delay(source="a.csv", dataset="sales")   # validated, recorded, published
+
+Where each transition is written, and why:
+
+- ``queued`` in :meth:`JobTask.apply_async`, before the message is published. Not in
+  ``before_task_publish``: an exception in a signal handler is only logged, so a ledger
+  outage would publish a job the ledger never heard of. Here it fails ``delay()`` instead.
+  A bad payload raises :class:`~app.exceptions.InvalidPayload` before anything is written.
+- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.signals`), which leaves its
+  verdict on the request; :meth:`JobTask.__call__` skips the body when the verdict says
+  so (a durable cancel, a finished job, a stale message).
+- ``succeeded``/``partial``/``failed``/``canceled`` in :meth:`JobTask.__call__`, before it
+  returns. With ``task_acks_late`` the message is acknowledged only after that, so the
+  outcome is durable before the ack; if the ledger stays unreachable the message is
+  rejected back to the queue (:class:`celery.exceptions.Reject`), never acked unrecorded.
+  ``task_success``/``task_failure`` handlers could not give that guarantee (their
+  exceptions are swallowed and the ack goes out anyway).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
+from app.ledger import transitions as ledger
+from app.ledger.context import JobContext
+
+log = logging.getLogger(__name__)
+
+#: Message header carrying the ledger's identity of a job (``job_id``, ``step_id``).
+HEADER = "jobledger"
+#: Options of ``apply_async`` that describe the job rather than the message.
+JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class JobPayload(BaseModel):
+    """Base of payload models: unknown fields are refused, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobTask(Task):  # type: ignore[misc]
+    """A Celery task whose every run is recorded in the ledger."""
+
+    payload_model: ClassVar[type[BaseModel]] = JobPayload
+    #: Payload field whose value is the job's subject (budget, dataset…), if any.
+    subject_field: ClassVar[str | None] = None
+    typing = False  # the payload model validates, not the run() signature
+
+    # -- producer side --------------------------------------------------------------
+
+    def validate_payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseModel:
+        """The payload model from ``delay()``'s arguments (positional ones in field order).
+
+        Raises:
+            InvalidPayload: naming every offending field.
+        """
+        fields = list(self.payload_model.model_fields)
+        if len(args) > len(fields):
+            raise InvalidPayload(
+                self.name,
+                {
+                    "*": f"takes at most {len(fields)} positional "
+                    f"arguments ({', '.join(fields)}), got {len(args)}"
+                },
+            )
+        data = dict(zip(fields, args, strict=False))
+        clash = sorted(set(data) & set(kwargs))
+        if clash:
+            raise InvalidPayload(
+                self.name, {n: "given both by position and by name" for n in clash}
+            )
+        data.update(kwargs)
+        try:
+            return self.payload_model.model_validate(data)
+        except ValidationError as error:
+            raise InvalidPayload(self.name, _field_problems(error)) from None
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Validate the payload, record the job ``queued``, then publish its message.
+
+        Extra options describe the job: ``tenant``, ``subject``, ``created_by``,
+        ``trigger`` (producer | beat | api | retry), ``metadata``. A message that already
+        belongs to a recorded job (a Celery retry, a chain step) is published as is.
+        """
+        headers = dict(options.pop("headers", None) or {})
+        described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        if HEADER in headers:
+            return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
+        payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
+        document = payload.model_dump(mode="json")
+        job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
+        task_id = task_id or str(job_id)
+        ledger.record_queued(self._new_job(job_id, task_id, document, described, options))
+        headers[HEADER] = {"job_id": str(job_id)}
+        try:
+            return super().apply_async((), document, task_id=task_id, headers=headers, **options)
+        except Exception as error:
+            ledger.record_failed(
+                job_id,
+                reason=f"could not publish the job to the broker: {error}",
+                actor=_actor(described.get("trigger", "producer")),
+            )
+            raise
+
+    def _new_job(
+        self,
+        job_id: uuid.UUID,
+        task_id: str,
+        document: dict[str, Any],
+        described: dict[str, Any],
+        options: dict[str, Any],
+    ) -> ledger.NewJob:
+        subject = described.get("subject")
+        if subject is None and self.subject_field is not None:
+            subject = document.get(self.subject_field)
+        return ledger.NewJob(
+            id=job_id,
+            type=self.name,
+            payload=document,
+            tenant=str(described.get("tenant") or document.get("tenant") or "default"),
+            subject=None if subject is None else str(subject),
+            trigger=described.get("trigger", "producer"),
+            created_by=described.get("created_by"),
+            celery_task_id=task_id,
+            queue=options.get("queue"),
+            metadata=dict(described.get("metadata") or {}),
+        )
+
+    # -- worker side ----------------------------------------------------------------
+
+    def start_execution(self) -> ledger.Start:
+        """Record the start of this delivery (called by the ``task_prerun`` handler)."""
+        request = self.request
+        job_id = job_id_of(request)
+        execution_id = str(uuid.uuid4())
+        request.jobledger_execution = execution_id
+        unknown = ledger.NewJob(
+            id=job_id,
+            type=self.name,
+            payload=dict(request.kwargs or {}),
+            celery_task_id=request.id,
+            queue=(request.delivery_info or {}).get("routing_key"),
+        )
+        start = ledger.record_started(
+            job_id,
+            celery_task_id=request.id,
+            execution_id=execution_id,
+            worker=request.hostname or "unknown",
+            unknown_job=unknown,
+        )
+        request.jobledger_start = start
+        return start
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly:
+            raise TypeError(
+                f"{self.name}: call .delay() or .apply_async(); a job runs "
+                "through the broker so that the ledger records it"
+            )
+        start: ledger.Start | None = getattr(request, "jobledger_start", None)
+        try:
+            if start is None:  # the prerun handler could not write: try again here
+                start = self.start_execution()
+        except LedgerUnavailable as error:
+            raise Reject(str(error), requeue=True) from error
+        if not start.run:
+            log.info("job %s not run: %s", request.id, start.reason)
+            raise Ignore()
+        job_id, execution_id = job_id_of(request), request.jobledger_execution
+        request.job_context = context = JobContext(job_id, execution_id, start.attempt)
+        try:
+            result = super().__call__(*args, **kwargs)
+        except (Retry, Ignore, Reject):
+            raise
+        except JobCanceled as canceled:
+            _durably(
+                ledger.record_canceled,
+                job_id,
+                reason=canceled.reason,
+                execution_id=execution_id,
+                worker=request.hostname,
+            )
+            raise Ignore() from None
+        except JobFailed as failed:
+            _durably(
+                ledger.record_failed,
+                job_id,
+                reason=failed.reason,
+                errors=failed.errors or context.errors,
+                execution_id=execution_id,
+                worker=request.hostname,
+            )
+            raise
+        except Exception as error:
+            _durably(
+                ledger.record_failed,
+                job_id,
+                reason=_user_safe(error),
+                errors=[*context.errors, _error_entry(error, start.attempt)],
+                execution_id=execution_id,
+                worker=request.hostname,
+            )
+            raise
+        _durably(
+            ledger.record_finished,
+            job_id,
+            execution_id=execution_id,
+            result=result,
+            errors=context.errors,
+            result_url=context.result_url,
+        )
+        return result
+
+
+def job_task(
+    name: str, payload: type[P], *, subject: str | None = None, **task_options: Any
+) -> Callable[[Callable[[JobContext, P], Any]], JobTask]:
+    """Make ``function(job, payload)`` a Celery job task named ``name``."""
+
+    def decorate(function: Callable[[JobContext, P], Any]) -> JobTask:
+        from app.celery import app  # late: app.celery imports the task modules
+
+        @functools.wraps(function)
+        def run(self: JobTask, **fields: Any) -> Any:
+            return function(self.request.job_context, payload.model_validate(fields))
+
+        return app.task(  # type: ignore[no-any-return]
+            bind=True,
+            base=JobTask,
+            name=name,
+            payload_model=payload,
+            subject_field=subject,
+            **task_options,
+        )(run)
+
+    return decorate
+
+
+def job_id_of(request: Any) -> uuid.UUID:
+    """The ledger job id of a Celery request (its header, else its task id)."""
+    identity = (getattr(request, "headers", None) or {}).get(HEADER) or getattr(
+        request, HEADER, None
+    )
+    if identity and identity.get("job_id"):
+        return uuid.UUID(identity["job_id"])
+    return _uuid_or_new(request.id)
+
+
+def _durably(write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Write an outcome; if the ledger stays unreachable, put the message back rather
+    than let it be acknowledged with its outcome unrecorded."""
+    try:
+        write(*args, **kwargs)
+    except LedgerUnavailable as error:
+        raise Reject(str(error), requeue=True) from error
+
+
+def _uuid_or_new(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"celery-task:{value}")
+
+
+def _field_problems(error: ValidationError) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    for entry in error.errors():
+        path = ".".join(str(part) for part in entry["loc"]) or "*"
+        problems.setdefault(path, entry["msg"])
+    return problems
+
+
+def _user_safe(error: BaseException) -> str:
+    text = str(error).strip() or "no message"
+    return f"{type(error).__name__}: {text}"
+
+
+def _error_entry(error: BaseException, attempt: int) -> dict[str, Any]:
+    return {"type": type(error).__name__, "message": str(error), "attempt": attempt}
+
+
+def _actor(trigger: str) -> ledger.Actor:
+    return "beat" if trigger == "beat" else "api" if trigger == "api" else "producer"

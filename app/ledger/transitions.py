@@ -1,0 +1,493 @@
+"""One function per transition: the only way a job (or a step) changes.
+
+Signals, the task base class, the CLI, the API, beat, the lifeline and the purge all call
+these. Each is one transaction holding one guarded ``UPDATE … WHERE status IN (allowed)``
+plus its event row(s). Zero rows updated means the call was stale, duplicated or illegal
+(a late signal, a redelivery of a finished job, a revoke racing a finish): nothing is
+written and the function says so in its return value, so a job never moves backwards and
+never gets two events for one transition.
+
+Worker-side transitions carry an ``execution_id`` (one per start of the body): a late
+signal of an earlier execution cannot finish, retry or cancel a newer one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func
+
+from app.db import in_transaction
+from app.ledger import queries as q
+from app.ledger.naming import run_name
+from app.ledger.redaction import redact, redact_data
+from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
+
+S = JobStatus
+Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]
+Trigger = Literal["producer", "beat", "api", "retry"]
+
+#: Longest text kept in a log line or a failure reason; longer ones are cut with a marker.
+MAX_TEXT = 5000
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What the ledger needs to record a job at publish."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    tenant: str = "default"
+    subject: str | None = None
+    trigger: Trigger = "producer"
+    created_by: str | None = None
+    celery_task_id: str | None = None
+    queue: str | None = None
+    parent_job_id: uuid.UUID | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewStep:
+    """One ordered step of a chained job, recorded with its parent."""
+
+    id: uuid.UUID
+    position: int
+    step_type: str
+    celery_task_id: str
+
+
+@dataclass(frozen=True)
+class Start:
+    """The verdict of :func:`record_started`: run the body, or why not."""
+
+    run: bool
+    attempt: int
+    reason: str = ""
+
+
+def truncate(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, ending with a marker that says how much went."""
+    if len(text) <= limit:
+        return text
+    marker = f"… [truncated {len(text) - limit + 40} characters]"
+    return text[: limit - len(marker)] + marker
+
+
+def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep] = ()) -> bool:  # type: ignore[assignment]
+    """Record a new job (and its steps) as ``queued`` with its creation event.
+
+    Returns False when a job with this id exists already (publishing an id twice is a
+    no-op, so a retry or a redelivered publish never makes a second row).
+    """
+
+    def work(connection: Connection) -> bool:
+        stamp, sequence = connection.execute(q.bump_run_name_counter(connection)).one()
+        created = connection.execute(
+            q.insert_job(
+                connection,
+                {
+                    "id": job.id,
+                    "name": run_name(stamp, sequence),
+                    "type": job.type,
+                    "status": S.QUEUED.value,
+                    "tenant": job.tenant,
+                    "subject": job.subject,
+                    "payload": job.payload,
+                    "trigger": job.trigger,
+                    "created_by": job.created_by,
+                    "celery_task_id": job.celery_task_id,
+                    "queue": job.queue,
+                    "parent_job_id": job.parent_job_id,
+                    "metadata": job.metadata,
+                },
+            )
+        ).first()
+        if created is None:
+            return False
+        if steps:
+            connection.execute(
+                q.insert_steps(
+                    [
+                        {
+                            "id": step.id,
+                            "job_id": job.id,
+                            "position": step.position,
+                            "step_type": step.step_type,
+                            "status": S.QUEUED.value,
+                            "celery_task_id": step.celery_task_id,
+                        }
+                        for step in steps
+                    ]
+                )
+            )
+        connection.execute(
+            q.insert_events(
+                [_event(job.id, None, S.QUEUED, actor, f"queued by {actor}", 0)]
+                + [
+                    _event(job.id, None, S.QUEUED, actor, f"step {s.position} queued", 0, s.id)
+                    for s in steps
+                ]
+            )
+        )
+        return True
+
+    return in_transaction(work, f"job {job.id} queued")
+
+
+def record_started(
+    job_id: uuid.UUID,
+    *,
+    celery_task_id: str,
+    execution_id: str,
+    worker: str,
+    unknown_job: NewJob | None = None,
+) -> Start:
+    """Move a job to ``running`` for a new execution (attempts += 1), or say why its body
+    must not run: canceled (the durable cancel), already finished, or a stale message.
+
+    A job whose previous execution was lost (its worker died, the message was delivered
+    again) is ``running`` already: that is recorded as ``running -> retrying -> running``.
+    A job with no row (its producer had no ledger access) is created from ``unknown_job``.
+    """
+
+    def work(connection: Connection) -> Start:
+        moved = connection.execute(
+            q.move(
+                q.jobs,
+                job_id,
+                S.RUNNING,
+                {S.QUEUED, S.RETRYING, S.RUNNING},
+                {
+                    "attempts": q.jobs.c.attempts + 1,
+                    "execution_id": execution_id,
+                    "celery_task_id": celery_task_id,
+                    "worker": worker,
+                    "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
+                    "heartbeat_at": func.now(),
+                },
+                q.jobs.c.cancel_requested_at.is_(None),
+                q.jobs.c.celery_task_id.is_(None) | (q.jobs.c.celery_task_id == celery_task_id),
+                # a duplicate prerun of the same execution is not a new start
+                q.jobs.c.execution_id.is_(None) | (q.jobs.c.execution_id != execution_id),
+            )
+        ).first()
+        if moved is not None:
+            previous, attempt = S(moved.previous_status), moved.attempts
+            rows = []
+            if previous is S.RUNNING:
+                rows.append(
+                    _event(
+                        job_id,
+                        S.RUNNING,
+                        S.RETRYING,
+                        "worker",
+                        "the previous execution ended without an outcome (worker lost or "
+                        "message delivered again); starting again",
+                        attempt - 1,
+                        worker=worker,
+                    )
+                )
+                previous = S.RETRYING
+            rows.append(
+                _event(
+                    job_id,
+                    previous,
+                    S.RUNNING,
+                    "worker",
+                    f"started on {worker}",
+                    attempt,
+                    worker=worker,
+                )
+            )
+            connection.execute(q.insert_events(rows))
+            return Start(run=True, attempt=attempt)
+        return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
+
+    verdict = in_transaction(work, f"start of job {job_id}")
+    if verdict.reason == "unknown" and unknown_job is not None:
+        record_queued(unknown_job, actor="worker")
+        return record_started(
+            job_id, celery_task_id=celery_task_id, execution_id=execution_id, worker=worker
+        )
+    return verdict
+
+
+def _why_not_started(
+    connection: Connection, job_id: uuid.UUID, celery_task_id: str, execution_id: str, worker: str
+) -> Start:
+    state = connection.execute(q.job_state(job_id)).first()
+    if state is None:
+        return Start(run=False, attempt=0, reason="unknown")
+    status = S(state.status)
+    if status is S.RUNNING and state.execution_id == execution_id:
+        return Start(run=True, attempt=state.attempts)  # the same start, reported twice
+    if status in TERMINAL:
+        return Start(run=False, attempt=state.attempts, reason=f"job is already {status}")
+    if state.celery_task_id not in (None, celery_task_id):
+        return Start(
+            run=False,
+            attempt=state.attempts,
+            reason=f"stale message {celery_task_id}: the job now runs as {state.celery_task_id}",
+        )
+    # Live, current message, but a cancel was requested: honour it before the body runs.
+    requested = state.cancel_requested_at
+    reason = f"canceled before start (cancel requested at {requested:%Y-%m-%d %H:%M:%S})"
+    _cancel(connection, job_id, reason, "worker", None, worker)
+    return Start(run=False, attempt=state.attempts, reason=reason)
+
+
+def record_finished(
+    job_id: uuid.UUID,
+    *,
+    execution_id: str,
+    result: Any,
+    errors: list[dict[str, Any]] | None = None,
+    result_url: str | None = None,
+) -> JobStatus | None:
+    """Finish the current execution: ``succeeded`` (progress 100), or ``partial`` when some
+    items failed (``errors`` non-empty). Returns the status written, None when stale."""
+    errors = errors or []
+    target = S.PARTIAL if errors else S.SUCCEEDED
+    values: dict[str, Any] = {
+        "result": _as_document(result),
+        "errors": redact_data(errors),
+        "completed_at": func.now(),
+        "result_url": result_url,
+    }
+    if target is S.SUCCEEDED:
+        values["progress"] = 100
+    message = f"finished with {len(errors)} item errors" if errors else "finished"
+    moved = _transition(job_id, target, values, "worker", message, execution_id=execution_id)
+    return target if moved else None
+
+
+def record_failed(
+    job_id: uuid.UUID,
+    *,
+    reason: str,
+    errors: list[dict[str, Any]] | None = None,
+    actor: Actor = "worker",
+    execution_id: str | None = None,
+    worker: str | None = None,
+) -> bool:
+    """Fail a live job with a user-safe ``reason`` (redacted) and structured ``errors``."""
+    safe_reason = truncate(redact(reason))
+    values = {
+        "failure_reason": safe_reason,
+        "errors": redact_data(errors or []),
+        "completed_at": func.now(),
+    }
+    return _transition(
+        job_id, S.FAILED, values, actor, safe_reason, execution_id=execution_id, worker=worker
+    )
+
+
+def record_retrying(job_id: uuid.UUID, *, execution_id: str, reason: str) -> bool:
+    """The current execution ended and Celery will deliver the job again."""
+    return _transition(
+        job_id, S.RETRYING, {}, "worker", truncate(redact(reason)), execution_id=execution_id
+    )
+
+
+def record_canceled(
+    job_id: uuid.UUID,
+    *,
+    reason: str,
+    actor: Actor = "worker",
+    execution_id: str | None = None,
+    worker: str | None = None,
+) -> bool:
+    """Cancel a live job now (revoked, stopped at a checkpoint, or canceled while queued)."""
+    return in_transaction(
+        lambda connection: _cancel(connection, job_id, reason, actor, execution_id, worker),
+        f"cancel of job {job_id}",
+    )
+
+
+CancelOutcome = Literal["canceled", "requested", "already_requested"]
+
+
+def request_cancel(job_id: uuid.UUID, *, actor: Actor, reason: str) -> CancelOutcome | JobStatus:
+    """Operator cancel, durable in the ledger: a queued or retrying job is canceled now
+    (a worker reaching its message later will not run it); a running job gets a cancel
+    intent its next checkpoint acts on. Otherwise returns the job's (terminal) status.
+
+    Raises:
+        LookupError: no such job.
+    """
+
+    def work(connection: Connection) -> CancelOutcome | JobStatus:
+        if _cancel(connection, job_id, reason, actor, None, None, live_only={S.QUEUED, S.RETRYING}):
+            return "canceled"
+        if connection.execute(q.request_cancel(job_id)).first() is not None:
+            return "requested"
+        state = connection.execute(q.job_state(job_id)).first()
+        if state is None:
+            raise LookupError(job_id)
+        status = S(state.status)
+        return "already_requested" if status in LIVE else status
+
+    return in_transaction(work, f"cancel request for job {job_id}")
+
+
+def checkpoint(
+    job_id: uuid.UUID, execution_id: str, progress: int | None = None, message: str | None = None
+) -> bool:
+    """Heartbeat of a running execution (optionally raising its progress, never lowering
+    it). Returns True when the execution should stop: a cancel was requested, or the
+    ledger no longer considers this execution current (canceled, failed by the lifeline)."""
+    safe_message = truncate(redact(message), 500) if message is not None else None
+
+    def work(connection: Connection) -> bool:
+        row = connection.execute(q.checkpoint(job_id, execution_id, progress, safe_message)).first()
+        return row is None or row.cancel_requested_at is not None
+
+    return in_transaction(work, f"progress of job {job_id}")
+
+
+def append_log(
+    job_id: uuid.UUID, message: str, *, level: str = "info", step_id: uuid.UUID | None = None
+) -> None:
+    """Append a log line (redacted, at most 5000 characters) to a job."""
+    values = {
+        "job_id": job_id,
+        "step_id": step_id,
+        "level": level,
+        "message": truncate(redact(message)),
+    }
+    in_transaction(lambda c: c.execute(q.insert_log(values)), f"log line of job {job_id}")
+
+
+def record_file(
+    job_id: uuid.UUID,
+    *,
+    direction: Literal["in", "out"],
+    uri: str,
+    size: int | None = None,
+    sha256: str | None = None,
+    records: int | None = None,
+    step_id: uuid.UUID | None = None,
+) -> None:
+    """Record a file a job read (``in``) or wrote (``out``)."""
+    values = {
+        "job_id": job_id,
+        "step_id": step_id,
+        "direction": direction,
+        "uri": redact(uri),
+        "bytes": size,
+        "sha256": sha256,
+        "records": records,
+    }
+    in_transaction(lambda c: c.execute(q.insert_file(values)), f"file record of job {job_id}")
+
+
+def job_for_task(task_id: str) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+    """The ``(job_id, step_id)`` a Celery message belongs to, if the ledger knows it."""
+
+    def work(connection: Connection) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+        row = connection.execute(q.job_id_for_task(task_id)).first()
+        return None if row is None else (row[0], row[1])
+
+    return in_transaction(work, f"lookup of task {task_id}")
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+def _transition(
+    job_id: uuid.UUID,
+    target: JobStatus,
+    values: dict[str, Any],
+    actor: Actor,
+    message: str,
+    *,
+    execution_id: str | None = None,
+    worker: str | None = None,
+) -> bool:
+    def work(connection: Connection) -> bool:
+        return _move_job(connection, job_id, target, values, actor, message, execution_id, worker)
+
+    return in_transaction(work, f"job {job_id} {target}")
+
+
+def _move_job(
+    connection: Connection,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    values: dict[str, Any],
+    actor: Actor,
+    message: str,
+    execution_id: str | None,
+    worker: str | None,
+    allowed: set[JobStatus] | frozenset[JobStatus] | None = None,
+) -> bool:
+    guards = [] if execution_id is None else [q.jobs.c.execution_id == execution_id]
+    moved = connection.execute(
+        q.move(q.jobs, job_id, target, allowed or PREDECESSORS[target], values, *guards)
+    ).first()
+    if moved is None:
+        return False
+    connection.execute(
+        q.insert_events(
+            [
+                _event(
+                    job_id,
+                    S(moved.previous_status),
+                    target,
+                    actor,
+                    message,
+                    moved.attempts,
+                    worker=worker,
+                )
+            ]
+        )
+    )
+    return True
+
+
+def _cancel(
+    connection: Connection,
+    job_id: uuid.UUID,
+    reason: str,
+    actor: Actor,
+    execution_id: str | None,
+    worker: str | None,
+    live_only: set[JobStatus] | None = None,
+) -> bool:
+    values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
+    return _move_job(
+        connection, job_id, S.CANCELED, values, actor, reason, execution_id, worker, live_only
+    )
+
+
+def _event(
+    job_id: uuid.UUID,
+    source: JobStatus | None,
+    target: JobStatus,
+    actor: Actor,
+    message: str,
+    attempt: int,
+    step_id: uuid.UUID | None = None,
+    worker: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "step_id": step_id,
+        "from_status": None if source is None else source.value,
+        "to_status": target.value,
+        "message": truncate(redact(message)),
+        "attempt": attempt,
+        "worker": worker,
+        "actor": actor,
+    }
+
+
+def _as_document(result: Any) -> dict[str, Any] | None:
+    """Results are stored as JSON objects; a bare value is wrapped as ``{"value": …}``."""
+    if result is None or isinstance(result, dict):
+        return redact_data(result)  # type: ignore[no-any-return]
+    return {"value": redact_data(result)}

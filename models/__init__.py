@@ -1,0 +1,8 @@
+"""SQLAlchemy 2.x declarative tables, nothing else. The schema itself is made by
+``migrations/`` (Alembic); these classes describe it for queries and for the test that
+checks ``upgrade head`` equals the models."""
+
+from models.base import Base
+from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+
+__all__ = ["Base", "Job", "JobEvent", "JobFile", "JobLog", "JobStep", "RunNameCounter"]

@@ -1,0 +1,219 @@
+"""The ledger tables of DESIGN §3: jobs, job_steps, job_events, job_logs, job_files.
+
+Timestamps come from the database clock (``now()``) so that ``started_at >= created_at``
+holds whichever machine wrote each one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.ledger.states import LIVE, JobStatus
+from models.base import Base, BigId
+
+ACTORS = ("producer", "worker", "beat", "api", "cli", "lifeline", "purge")
+TRIGGERS = ("producer", "beat", "api", "retry")
+
+
+def _in(column: str, values: tuple[str, ...] | list[str]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+STATUS_VALUES = [s.value for s in JobStatus]
+LIVE_VALUES = sorted(s.value for s in LIVE)
+Timestamp = DateTime(timezone=True)
+
+
+class Job(Base):
+    """One row per job, for the life of the job (its id survives retries)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    #: The status before the last transition (set by the same UPDATE, so the event row
+    #: can name where the job came from without a second read).
+    previous_status: Mapped[str | None] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    tenant: Mapped[str] = mapped_column(String(128), server_default=text("'default'"))
+    subject: Mapped[str | None] = mapped_column(String(256))
+    payload: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None]
+    result_url: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    errors: Mapped[list[Any]] = mapped_column(server_default=text("'[]'"))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
+    parent_job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE")
+    )
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    #: Identifies the execution now running (one per start); guards its own transitions
+    #: so a late signal of an earlier execution cannot finish a newer one.
+    execution_id: Mapped[str | None] = mapped_column(String(36))
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    queue: Mapped[str | None] = mapped_column(String(128))
+    worker: Mapped[str | None] = mapped_column(String(256))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(16), server_default=text("'producer'"))
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        CheckConstraint(_in("status", STATUS_VALUES), name="status"),
+        CheckConstraint(_in("trigger", TRIGGERS), name="trigger"),
+        CheckConstraint("progress BETWEEN 0 AND 100", name="progress"),
+        CheckConstraint("status <> 'failed' OR failure_reason IS NOT NULL", name="failed_reason"),
+        CheckConstraint("started_at IS NULL OR started_at >= created_at", name="started_order"),
+        CheckConstraint(
+            "completed_at IS NULL OR started_at IS NULL OR completed_at >= started_at",
+            name="completed_order",
+        ),
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_type_created_at", "type", "created_at"),
+        Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+        Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_completed_at", "completed_at"),
+        Index("ix_jobs_subject", "subject"),
+        Index("ix_jobs_celery_task_id", "celery_task_id"),
+        Index("ix_jobs_parent_job_id", "parent_job_id"),
+        # Dashboards and the lifeline only look at live jobs: a small partial index keeps
+        # them fast however many finished jobs the table holds.
+        Index(
+            "ix_jobs_live",
+            "status",
+            "updated_at",
+            postgresql_where=text(_in("status", LIVE_VALUES)),
+            sqlite_where=text(_in("status", LIVE_VALUES)),
+        ),
+    )
+
+
+class JobStep(Base):
+    """An ordered step of a chained job (``sync_and_suggest``: 1 sync, 2 suggest)."""
+
+    __tablename__ = "job_steps"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    step_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    previous_status: Mapped[str | None] = mapped_column(String(16))
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    execution_id: Mapped[str | None] = mapped_column(String(36))
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    progress: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "position"),
+        CheckConstraint(_in("status", STATUS_VALUES), name="status"),
+        CheckConstraint("position >= 1", name="position"),
+        Index("ix_job_steps_celery_task_id", "celery_task_id"),
+    )
+
+
+class JobEvent(Base):
+    """Immutable history: one row per status change of a job or a step.
+
+    On PostgreSQL a trigger (see the first migration) refuses UPDATE of this table.
+    """
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_steps.id", ondelete="CASCADE")
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(server_default=text("0"))
+    worker: Mapped[str | None] = mapped_column(String(256))
+    actor: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("actor", ACTORS), name="actor"),
+        CheckConstraint(_in("to_status", STATUS_VALUES), name="to_status"),
+        Index("ix_job_events_job_id_id", "job_id", "id"),
+    )
+
+
+class JobLog(Base):
+    """A log line of a job, read in ``id`` order; messages are at most 5000 characters."""
+
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_steps.id", ondelete="CASCADE")
+    )
+    level: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (Index("ix_job_logs_job_id_id", "job_id", "id"),)
+
+
+class JobFile(Base):
+    """A file a job read (``in``) or wrote (``out``)."""
+
+    __tablename__ = "job_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    step_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_steps.id", ondelete="CASCADE")
+    )
+    direction: Mapped[str] = mapped_column(String(3))
+    uri: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int | None] = mapped_column(BigId)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    records: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        Index("ix_job_files_job_id", "job_id"),
+    )
+
+
+class RunNameCounter(Base):
+    """How many jobs were named in one UTC second: makes ``YYYYMMDDhhmmss_n`` unique under
+    concurrent producers (the upsert on this row serialises them, per second only)."""
+
+    __tablename__ = "run_name_counters"
+
+    stamp: Mapped[str] = mapped_column(String(14), primary_key=True)
+    last: Mapped[int] = mapped_column(server_default=text("0"))

@@ -1,0 +1,96 @@
+"""Session set-up: a fresh PostgreSQL database and Redis db for the run, real workers.
+
+The environment is set before ``app`` is imported (settings are read once per process)
+and is inherited by the worker subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+ADMIN_URL = os.environ.get(
+    "JOBLEDGER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+TEST_DB = os.environ.get("JOBLEDGER_TEST_DATABASE", "jobledger_test")
+REDIS_URL = os.environ.get("JOBLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
+
+os.environ["JOBLEDGER_DATABASE_URL"] = DATABASE_URL
+os.environ["JOBLEDGER_BROKER_URL"] = REDIS_URL
+os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "tests.support.jobs"
+os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
+os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from app import db  # noqa: E402
+from app.config import normalize_database_url  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+from tests.support.processes import WorkerProcess, start_worker  # noqa: E402
+
+LEDGER_TABLES = "jobs, job_steps, job_events, job_logs, job_files, run_name_counters"
+
+
+def recreate_database(name: str) -> None:
+    admin = create_engine(normalize_database_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ledger_database() -> Iterator[str]:
+    """A fresh database migrated to head, for the whole run."""
+    recreate_database(TEST_DB)
+    upgrade(database_url=DATABASE_URL)
+    yield DATABASE_URL
+    db.reset()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(REDIS_URL)
+
+
+@pytest.fixture(autouse=True)
+def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
+    """Every test starts with an empty ledger and an empty broker database."""
+    with db.engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
+    # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
+    # session worker, and with them every revoke broadcast.
+    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
+    redis_client.delete(*stale)
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def worker(worker_logs: Path) -> Iterator[WorkerProcess]:
+    """One real prefork worker (2 children) shared by the end-to-end tests."""
+    process = start_worker(worker_logs)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def fresh_worker(worker_logs: Path) -> Iterator[WorkerProcess]:
+    """A worker of this test's own, for tests that kill or stop it."""
+    process = start_worker(worker_logs)
+    yield process
+    if process.process.poll() is None:
+        process.stop()
+
+
+@pytest.fixture
+def gate() -> str:
+    return uuid.uuid4().hex

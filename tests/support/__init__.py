@@ -1,0 +1,1 @@
+"""Test support: example job types, worker processes, ledger queries."""

@@ -1,0 +1,104 @@
+"""Tiny example job types that prove the ledger path end to end (not product features).
+
+Loaded by test workers through ``JOBLEDGER_EXTRA_TASK_MODULES=tests.support.jobs``.
+``example.gated`` blocks on a Redis list until the test releases it, so tests control
+exactly when a job is mid-run, without sleeping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import redis
+
+from app.config import settings
+from app.exceptions import JobFailed
+from app.ledger.context import JobContext
+from app.ledger.task import JobPayload, job_task
+
+
+class EchoPayload(JobPayload):
+    value: int
+    tenant: str = "default"
+
+
+@job_task("example.echo", EchoPayload, subject="value")
+def echo(job: JobContext, payload: EchoPayload) -> dict[str, Any]:
+    """Hash the value a few times and return it: the smallest real job."""
+    digest = hashlib.sha256(str(payload.value).encode()).hexdigest()
+    job.log(f"echo {payload.value}")
+    return {"value": payload.value, "sha256": digest}
+
+
+class FailPayload(JobPayload):
+    message: str
+
+
+@job_task("example.fail", FailPayload)
+def fail(job: JobContext, payload: FailPayload) -> None:
+    """Raise an unexpected error whose text is ``message``."""
+    raise RuntimeError(payload.message)
+
+
+@job_task("example.refuse", FailPayload)
+def refuse(job: JobContext, payload: FailPayload) -> None:
+    """Fail on purpose with a user-facing reason."""
+    raise JobFailed(payload.message, errors=[{"field": "message", "message": payload.message}])
+
+
+class FlakyError(Exception):
+    """A transient failure that Celery's autoretry handles."""
+
+
+class FlakyPayload(JobPayload):
+    failures: int
+
+
+@job_task(
+    "example.flaky",
+    FlakyPayload,
+    autoretry_for=(FlakyError,),
+    max_retries=5,
+    default_retry_delay=0,
+)
+def flaky(job: JobContext, payload: FlakyPayload) -> dict[str, int]:
+    """Fail with :class:`FlakyError` on the first ``failures`` attempts, then succeed."""
+    if job.attempt <= payload.failures:
+        raise FlakyError(f"transient failure on attempt {job.attempt}")
+    return {"attempts": job.attempt}
+
+
+class GatedPayload(JobPayload):
+    gate: str
+    steps: int = 3
+
+
+def gate_key(gate: str) -> str:
+    return f"jobledger-test:gate:{gate}"
+
+
+@job_task("example.gated", GatedPayload)
+def gated(job: JobContext, payload: GatedPayload) -> dict[str, int]:
+    """Take one token from the Redis list ``gate`` per step, reporting progress and
+    checking for a cancel between steps; announces each step on ``<gate>:at``."""
+    client = redis.Redis.from_url(settings().broker())
+    for step in range(1, payload.steps + 1):
+        client.rpush(gate_key(payload.gate) + ":at", step)
+        while client.blpop([gate_key(payload.gate)], timeout=1) is None:
+            job.check_canceled()
+        job.check_canceled()
+        job.progress(100 * step / payload.steps, f"step {step} of {payload.steps}")
+        job.log(f"step {step} done")
+    return {"steps": payload.steps}
+
+
+class NoisyPayload(JobPayload):
+    size: int
+
+
+@job_task("example.noisy", NoisyPayload)
+def noisy(job: JobContext, payload: NoisyPayload) -> dict[str, int]:
+    """Write one log line of ``size`` characters."""
+    job.log("x" * payload.size)
+    return {"size": payload.size}

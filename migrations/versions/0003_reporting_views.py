@@ -1,0 +1,20 @@
+"""reporting views and daily rollups
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from __future__ import annotations
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # filled in by the issue that owns this revision
+
+
+def downgrade() -> None:
+    pass

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func
+from sqlalchemy import ColumnElement, Connection, func
 
 from app.db import in_transaction
 from app.ledger import queries as q
@@ -273,8 +274,13 @@ def record_failed(
     actor: Actor = "worker",
     execution_id: str | None = None,
     worker: str | None = None,
+    heartbeat_before: datetime | None = None,
 ) -> bool:
-    """Fail a live job with a user-safe ``reason`` (redacted) and structured ``errors``."""
+    """Fail a live job with a user-safe ``reason`` (redacted) and structured ``errors``.
+
+    ``heartbeat_before`` (the lifeline) fails it only if it has not shown a sign of life
+    since then, so a job that reports progress while the lifeline looks is left alone.
+    """
     safe_reason = truncate(redact(reason))
     values = {
         "failure_reason": safe_reason,
@@ -282,7 +288,14 @@ def record_failed(
         "completed_at": func.now(),
     }
     return _transition(
-        job_id, S.FAILED, values, actor, safe_reason, execution_id=execution_id, worker=worker
+        job_id,
+        S.FAILED,
+        values,
+        actor,
+        safe_reason,
+        execution_id=execution_id,
+        worker=worker,
+        guards=_quiet_since(heartbeat_before),
     )
 
 
@@ -305,6 +318,39 @@ def record_canceled(
     return in_transaction(
         lambda connection: _cancel(connection, job_id, reason, actor, execution_id, worker),
         f"cancel of job {job_id}",
+    )
+
+
+def record_requeued(job_id: uuid.UUID, *, celery_task_id: str, actor: Actor) -> bool:
+    """Manual retry: a ``failed`` or ``canceled`` job goes back to ``queued`` under a new
+    Celery message; its id, attempts and history stay. Publish the message after this."""
+    values = {
+        "celery_task_id": celery_task_id,
+        "execution_id": None,
+        "cancel_requested_at": None,
+        "completed_at": None,
+        "started_at": None,
+        "failure_reason": None,
+        "progress": 0,
+        "progress_message": None,
+        "trigger": "retry",
+    }
+    return _transition(job_id, S.QUEUED, values, actor, f"retry requested by {actor}")
+
+
+def record_orphaned(
+    job_id: uuid.UUID, *, celery_task_id: str, heartbeat_before: datetime, actor: Actor = "lifeline"
+) -> bool:
+    """A ``running`` job whose worker is gone (no heartbeat since ``heartbeat_before``)
+    goes to ``retrying`` under a new Celery message, which the caller then publishes."""
+    values = {"celery_task_id": celery_task_id, "execution_id": None}
+    return _transition(
+        job_id,
+        S.RETRYING,
+        values,
+        actor,
+        "no heartbeat from its worker: delivering it again",
+        guards=[q.jobs.c.status == S.RUNNING.value, *_quiet_since(heartbeat_before)],
     )
 
 
@@ -407,9 +453,20 @@ def _transition(
     *,
     execution_id: str | None = None,
     worker: str | None = None,
+    guards: list[ColumnElement[bool]] | None = None,
 ) -> bool:
     def work(connection: Connection) -> bool:
-        return _move_job(connection, job_id, target, values, actor, message, execution_id, worker)
+        return _move_job(
+            connection,
+            job_id,
+            target,
+            values,
+            actor,
+            message,
+            execution_id,
+            worker,
+            guards=guards,
+        )
 
     return in_transaction(work, f"job {job_id} {target}")
 
@@ -424,8 +481,11 @@ def _move_job(
     execution_id: str | None,
     worker: str | None,
     allowed: set[JobStatus] | frozenset[JobStatus] | None = None,
+    guards: list[ColumnElement[bool]] | None = None,
 ) -> bool:
-    guards = [] if execution_id is None else [q.jobs.c.execution_id == execution_id]
+    guards = list(guards or [])
+    if execution_id is not None:
+        guards.append(q.jobs.c.execution_id == execution_id)
     moved = connection.execute(
         q.move(q.jobs, job_id, target, allowed or PREDECESSORS[target], values, *guards)
     ).first()
@@ -447,6 +507,14 @@ def _move_job(
         )
     )
     return True
+
+
+def _quiet_since(moment: datetime | None) -> list[ColumnElement[bool]]:
+    """Guard: no heartbeat (nor any update) since ``moment``."""
+    if moment is None:
+        return []
+    heartbeat = func.coalesce(q.jobs.c.heartbeat_at, q.jobs.c.updated_at)
+    return [heartbeat < moment]
 
 
 def _cancel(

@@ -333,7 +333,6 @@ def record_requeued(job_id: uuid.UUID, *, celery_task_id: str, actor: Actor) -> 
         "failure_reason": None,
         "progress": 0,
         "progress_message": None,
-        "trigger": "retry",
     }
     return _transition(job_id, S.QUEUED, values, actor, f"retry requested by {actor}")
 

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     write_retry_seconds: float = Field(default=30, ge=0)
     #: Connections each process keeps to the ledger (workers are processes, keep it small).
     db_pool_size: int = Field(default=2, ge=1)
+    #: Seconds without a heartbeat after which the lifeline treats a running job as orphaned.
+    lifeline_timeout: int = Field(default=300, ge=1)
+    #: Seconds between two lifeline passes scheduled by beat.
+    lifeline_interval: float = Field(default=60, gt=0)
+    #: Scheduled sync runs: JSON object/list or ``budget_id=source`` pairs, comma separated.
+    scheduled_budgets: str = ""
+    #: Seconds between two scheduled ``sync_and_suggest`` runs of each budget.
+    sync_interval: float = Field(default=3600, gt=0)
+    #: UTC time of day (``HH:MM``) of the daily retention purge.
+    purge_at: str = "03:30"
+    #: Jobs deleted per purge transaction (short transactions keep writers unblocked).
+    purge_batch_size: int = Field(default=500, ge=1)
 
     @field_validator("database_url")
     @classmethod

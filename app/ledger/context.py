@@ -11,7 +11,11 @@ Usage, inside a job body::
 
 Progress writes are throttled (``JOBLEDGER_PROGRESS_INTERVAL``) and monotonic; each
 write is also a heartbeat and a checkpoint, so a job that reports progress stops at its
-next report once a cancel was requested.
+next report once a cancel was requested. Long jobs must call one of them now and then:
+the lifeline takes a job with no heartbeat for its worker being gone.
+
+The same class records the execution's outcome (``finish``, ``fail``…), routing to the
+step transitions when the job runs as a step of a chain.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Literal
 
 from app.config import settings
 from app.exceptions import JobCanceled
+from app.ledger import steps
 from app.ledger import transitions as ledger
 
 #: Item errors kept in ``jobs.errors``; past this only the count grows.
@@ -29,12 +34,21 @@ MAX_ITEM_ERRORS = 1000
 
 
 class JobContext:
-    """The ledger, as seen from inside one execution of one job."""
+    """The ledger, as seen from inside one execution of one job (or chain step)."""
 
-    def __init__(self, job_id: uuid.UUID, execution_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        job_id: uuid.UUID,
+        execution_id: str,
+        attempt: int,
+        step_id: uuid.UUID | None = None,
+        worker: str | None = None,
+    ) -> None:
         self.job_id = job_id
+        self.step_id = step_id
         self.execution_id = execution_id
         self.attempt = attempt
+        self.worker = worker
         #: Structured item errors (``row``, ``field``, ``message``…); any ⇒ ``partial``.
         self.errors: list[dict[str, Any]] = []
         self.error_count = 0
@@ -42,6 +56,8 @@ class JobContext:
         self.result_url: str | None = None
         self._reported = -1
         self._reported_at = 0.0
+
+    # -- for job bodies ---------------------------------------------------------------
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report progress (0 to 100). Lower values than already reported are ignored;
@@ -53,20 +69,20 @@ class JobContext:
         if value < 100 and now - self._reported_at < settings().progress_interval:
             return
         self._reported, self._reported_at = max(value, self._reported), now
-        if ledger.checkpoint(self.job_id, self.execution_id, value, message):
+        if self._checkpoint(value, message):
             raise JobCanceled()
 
     def check_canceled(self) -> None:
         """Checkpoint: heartbeat, and raise :class:`JobCanceled` if a cancel was requested
         (or the ledger no longer considers this execution current)."""
-        if ledger.checkpoint(self.job_id, self.execution_id):
+        if self._checkpoint(None, None):
             raise JobCanceled()
 
     def log(
         self, message: str, level: Literal["debug", "info", "warning", "error"] = "info"
     ) -> None:
         """Append a log line to the job (redacted; longer than 5000 characters is cut)."""
-        ledger.append_log(self.job_id, message, level=level)
+        ledger.append_log(self.job_id, message, level=level, step_id=self.step_id)
 
     def add_error(self, message: str, **where: Any) -> None:
         """Record an item error (e.g. ``row=12, field="amount"``); the job ends ``partial``."""
@@ -85,5 +101,76 @@ class JobContext:
     ) -> None:
         """Record a file this job read (``in``) or wrote (``out``)."""
         ledger.record_file(
-            self.job_id, direction=direction, uri=uri, size=size, sha256=sha256, records=records
+            self.job_id,
+            direction=direction,
+            uri=uri,
+            size=size,
+            sha256=sha256,
+            records=records,
+            step_id=self.step_id,
+        )
+
+    # -- outcomes, for the task base class --------------------------------------------
+
+    def finish(self, result: Any) -> None:
+        """Record ``succeeded`` (or ``partial`` when item errors were added)."""
+        if self.step_id is None:
+            ledger.record_finished(
+                self.job_id,
+                execution_id=self.execution_id,
+                result=result,
+                errors=self.errors,
+                result_url=self.result_url,
+            )
+        else:
+            steps.record_step_finished(
+                self.job_id,
+                self.step_id,
+                execution_id=self.execution_id,
+                result=result,
+                errors=self.errors,
+                result_url=self.result_url,
+                worker=self.worker,
+            )
+
+    def fail(self, reason: str, errors: list[dict[str, Any]]) -> None:
+        """Record ``failed`` with a user-safe reason."""
+        if self.step_id is None:
+            ledger.record_failed(
+                self.job_id,
+                reason=reason,
+                errors=errors,
+                execution_id=self.execution_id,
+                worker=self.worker,
+            )
+        else:
+            steps.record_step_failed(
+                self.job_id,
+                self.step_id,
+                reason=reason,
+                errors=errors,
+                execution_id=self.execution_id,
+                worker=self.worker,
+            )
+
+    def cancel(self, reason: str) -> None:
+        """Record ``canceled`` (stopped at a checkpoint)."""
+        if self.step_id is None:
+            ledger.record_canceled(
+                self.job_id, reason=reason, execution_id=self.execution_id, worker=self.worker
+            )
+        else:
+            steps.record_step_canceled(
+                self.job_id,
+                self.step_id,
+                reason=reason,
+                execution_id=self.execution_id,
+                worker=self.worker,
+            )
+
+    def _checkpoint(self, progress: int | None, message: str | None) -> bool:
+        if self.step_id is None:
+            return ledger.checkpoint(self.job_id, self.execution_id, progress, message)
+        return steps.step_checkpoint(
+            self.job_id, self.step_id, self.execution_id, progress, message
         )

@@ -183,3 +183,75 @@ def steps_after(job_id: uuid.UUID, position: int) -> Select[Any]:
 def delete_counters_before(stamp: str) -> Delete:
     # Run-name counters of seconds that can no longer collide.
     return delete(counters).where(counters.c.stamp < stamp)
+
+
+def lock_job(job_id: uuid.UUID) -> Select[Any]:
+    # Lock a chained job's row so its steps' transitions are applied one at a time.
+    return (
+        select(jobs.c.status, jobs.c.cancel_requested_at, jobs.c.failure_reason)
+        .where(jobs.c.id == job_id)
+        .with_for_update()
+    )
+
+
+def move_steps(
+    job_id: uuid.UUID,
+    target: JobStatus,
+    allowed: Iterable[JobStatus],
+    values: dict[str, Any],
+    after_position: int = 0,
+) -> Update:
+    # Guarded transition of every step of a job after `after_position` (cancel the rest).
+    return (
+        update(steps)
+        .where(
+            steps.c.job_id == job_id,
+            steps.c.position > after_position,
+            steps.c.status.in_([s.value for s in allowed]),
+        )
+        .values(
+            previous_status=steps.c.status, status=target.value, updated_at=func.now(), **values
+        )
+        .returning(steps.c.id, steps.c.previous_status, steps.c.attempts)
+    )
+
+
+def step_checkpoint(step_id: uuid.UUID, execution_id: str, progress: int | None) -> Update:
+    # Heartbeat (and raise progress) of the step execution now running.
+    values: dict[str, Any] = {"updated_at": func.now()}
+    if progress is not None:
+        values["progress"] = case((steps.c.progress < progress, progress), else_=steps.c.progress)
+    return (
+        update(steps)
+        .where(
+            steps.c.id == step_id,
+            steps.c.status == JobStatus.RUNNING.value,
+            steps.c.execution_id == execution_id,
+        )
+        .values(**values)
+        .returning(steps.c.position)
+    )
+
+
+def parent_checkpoint(job_id: uuid.UUID, progress: int | None, message: str | None) -> Update:
+    # Heartbeat (and raise overall progress) of a running chained job; tells its cancel intent.
+    values: dict[str, Any] = {"heartbeat_at": func.now(), "updated_at": func.now()}
+    if progress is not None:
+        values["progress"] = case((jobs.c.progress < progress, progress), else_=jobs.c.progress)
+    if message is not None:
+        values["progress_message"] = message
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+        .values(**values)
+        .returning(jobs.c.cancel_requested_at)
+    )
+
+
+def step_summary(job_id: uuid.UUID) -> Select[Any]:
+    # Every step of a job in order, with what the parent's result and status need.
+    return (
+        select(steps.c.position, steps.c.step_type, steps.c.status, steps.c.result)
+        .where(steps.c.job_id == job_id)
+        .order_by(steps.c.position)
+    )

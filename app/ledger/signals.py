@@ -1,4 +1,5 @@
-"""Thin adapters from Celery signals onto :mod:`app.ledger.transitions`.
+"""Thin adapters from Celery signals onto :mod:`app.ledger.transitions` and
+:mod:`app.ledger.steps`.
 
 Which process fires what (CELERY_NOTES "Signals"): ``task_prerun`` and ``task_retry`` in
 the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
@@ -16,8 +17,9 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import signals
 
 from app import db
+from app.ledger import steps
 from app.ledger import transitions as ledger
-from app.ledger.task import JobTask, job_id_of
+from app.ledger.task import JobTask, identity_of
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,14 @@ def record_job_retrying(
 ) -> None:
     """Celery will deliver the job again (``self.retry``, ``autoretry_for``)."""
     execution_id = getattr(request, "jobledger_execution", None)
-    if isinstance(sender, JobTask) and execution_id is not None:
-        ledger.record_retrying(
-            job_id_of(request), execution_id=execution_id, reason=f"retry: {reason}"
+    if not isinstance(sender, JobTask) or execution_id is None:
+        return
+    job_id, step_id = identity_of(request)
+    if step_id is None:
+        ledger.record_retrying(job_id, execution_id=execution_id, reason=f"retry: {reason}")
+    else:
+        steps.record_step_retrying(
+            job_id, step_id, execution_id=execution_id, reason=f"retry: {reason}"
         )
 
 
@@ -56,7 +63,7 @@ def record_job_revoked(
     expired: bool = False,
     **_: Any,
 ) -> None:
-    """A revoked message (main process): the job is ``canceled``."""
+    """A revoked message (main process): the job, or the step and its chain, is canceled."""
     if not isinstance(sender, JobTask) or request is None:
         return
     if expired:
@@ -65,9 +72,12 @@ def record_job_revoked(
         reason = f"revoked and terminated (signal {signum})"
     else:
         reason = "revoked before it ran"
-    ledger.record_canceled(
-        job_id_of(request), reason=reason, actor="worker", worker=getattr(request, "hostname", None)
-    )
+    job_id, step_id = identity_of(request)
+    worker = getattr(request, "hostname", None)
+    if step_id is None:
+        ledger.record_canceled(job_id, reason=reason, actor="worker", worker=worker)
+    else:
+        steps.record_step_canceled(job_id, step_id, reason=reason, actor="worker", worker=worker)
 
 
 @signals.task_failure.connect
@@ -87,9 +97,10 @@ def record_job_lost(
         log.warning("no ledger job for lost task %s", task_id)
         return
     what = "hard time limit exceeded" if isinstance(exception, TimeLimitExceeded) else "worker lost"
-    ledger.record_failed(
-        found[0],
-        reason=f"{what}: {exception}",
-        actor="worker",
-        errors=[{"type": type(exception).__name__, "message": str(exception)}],
-    )
+    job_id, step_id = found
+    reason = f"{what}: {exception}"
+    errors = [{"type": type(exception).__name__, "message": str(exception)}]
+    if step_id is None:
+        ledger.record_failed(job_id, reason=reason, errors=errors)
+    else:
+        steps.record_step_failed(job_id, step_id, reason=reason, errors=errors)

@@ -41,6 +41,7 @@ from celery.exceptions import Ignore, Reject, Retry
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
+from app.ledger import steps
 from app.ledger import transitions as ledger
 from app.ledger.context import JobContext
 
@@ -159,23 +160,33 @@ class JobTask(Task):  # type: ignore[misc]
     def start_execution(self) -> ledger.Start:
         """Record the start of this delivery (called by the ``task_prerun`` handler)."""
         request = self.request
-        job_id = job_id_of(request)
+        job_id, step_id = identity_of(request)
         execution_id = str(uuid.uuid4())
         request.jobledger_execution = execution_id
-        unknown = ledger.NewJob(
-            id=job_id,
-            type=self.name,
-            payload=dict(request.kwargs or {}),
-            celery_task_id=request.id,
-            queue=(request.delivery_info or {}).get("routing_key"),
-        )
-        start = ledger.record_started(
-            job_id,
-            celery_task_id=request.id,
-            execution_id=execution_id,
-            worker=request.hostname or "unknown",
-            unknown_job=unknown,
-        )
+        worker = request.hostname or "unknown"
+        if step_id is not None:
+            start = steps.record_step_started(
+                job_id,
+                step_id,
+                celery_task_id=request.id,
+                execution_id=execution_id,
+                worker=worker,
+            )
+        else:
+            unknown = ledger.NewJob(
+                id=job_id,
+                type=self.name,
+                payload=dict(request.kwargs or {}),
+                celery_task_id=request.id,
+                queue=(request.delivery_info or {}).get("routing_key"),
+            )
+            start = ledger.record_started(
+                job_id,
+                celery_task_id=request.id,
+                execution_id=execution_id,
+                worker=worker,
+                unknown_job=unknown,
+            )
         request.jobledger_start = start
         return start
 
@@ -195,49 +206,28 @@ class JobTask(Task):  # type: ignore[misc]
         if not start.run:
             log.info("job %s not run: %s", request.id, start.reason)
             raise Ignore()
-        job_id, execution_id = job_id_of(request), request.jobledger_execution
-        request.job_context = context = JobContext(job_id, execution_id, start.attempt)
+        job_id, step_id = identity_of(request)
+        request.job_context = context = JobContext(
+            job_id, request.jobledger_execution, start.attempt, step_id, request.hostname
+        )
         try:
             result = super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
         except JobCanceled as canceled:
-            _durably(
-                ledger.record_canceled,
-                job_id,
-                reason=canceled.reason,
-                execution_id=execution_id,
-                worker=request.hostname,
-            )
+            _durably(context.cancel, canceled.reason)
             raise Ignore() from None
         except JobFailed as failed:
-            _durably(
-                ledger.record_failed,
-                job_id,
-                reason=failed.reason,
-                errors=failed.errors or context.errors,
-                execution_id=execution_id,
-                worker=request.hostname,
-            )
+            _durably(context.fail, failed.reason, failed.errors or context.errors)
             raise
         except Exception as error:
             _durably(
-                ledger.record_failed,
-                job_id,
-                reason=_user_safe(error),
-                errors=[*context.errors, _error_entry(error, start.attempt)],
-                execution_id=execution_id,
-                worker=request.hostname,
+                context.fail,
+                _user_safe(error),
+                [*context.errors, _error_entry(error, start.attempt)],
             )
             raise
-        _durably(
-            ledger.record_finished,
-            job_id,
-            execution_id=execution_id,
-            result=result,
-            errors=context.errors,
-            result_url=context.result_url,
-        )
+        _durably(context.finish, result)
         return result
 
 
@@ -265,14 +255,16 @@ def job_task(
     return decorate
 
 
-def job_id_of(request: Any) -> uuid.UUID:
-    """The ledger job id of a Celery request (its header, else its task id)."""
+def identity_of(request: Any) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """``(job_id, step_id)`` of a Celery request: from its ledger header, else the job id
+    is the task id (a message published by a producer without the ledger)."""
     identity = (getattr(request, "headers", None) or {}).get(HEADER) or getattr(
         request, HEADER, None
     )
     if identity and identity.get("job_id"):
-        return uuid.UUID(identity["job_id"])
-    return _uuid_or_new(request.id)
+        step = identity.get("step_id")
+        return uuid.UUID(identity["job_id"]), None if step is None else uuid.UUID(step)
+    return _uuid_or_new(request.id), None
 
 
 def _durably(write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

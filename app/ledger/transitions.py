@@ -127,9 +127,9 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
             )
         connection.execute(
             q.insert_events(
-                [_event(job.id, None, S.QUEUED, actor, f"queued by {actor}", 0)]
+                [event_row(job.id, None, S.QUEUED, actor, f"queued by {actor}", 0)]
                 + [
-                    _event(job.id, None, S.QUEUED, actor, f"step {s.position} queued", 0, s.id)
+                    event_row(job.id, None, S.QUEUED, actor, f"step {s.position} queued", 0, s.id)
                     for s in steps
                 ]
             )
@@ -181,7 +181,7 @@ def record_started(
             rows = []
             if previous is S.RUNNING:
                 rows.append(
-                    _event(
+                    event_row(
                         job_id,
                         S.RUNNING,
                         S.RETRYING,
@@ -194,7 +194,7 @@ def record_started(
                 )
                 previous = S.RETRYING
             rows.append(
-                _event(
+                event_row(
                     job_id,
                     previous,
                     S.RUNNING,
@@ -254,7 +254,7 @@ def record_finished(
     errors = errors or []
     target = S.PARTIAL if errors else S.SUCCEEDED
     values: dict[str, Any] = {
-        "result": _as_document(result),
+        "result": as_document(result),
         "errors": redact_data(errors),
         "completed_at": func.now(),
         "result_url": result_url,
@@ -493,7 +493,7 @@ def _move_job(
     connection.execute(
         q.insert_events(
             [
-                _event(
+                event_row(
                     job_id,
                     S(moved.previous_status),
                     target,
@@ -526,12 +526,46 @@ def _cancel(
     live_only: set[JobStatus] | None = None,
 ) -> bool:
     values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
-    return _move_job(
+    moved = _move_job(
         connection, job_id, S.CANCELED, values, actor, reason, execution_id, worker, live_only
     )
+    if moved:
+        finish_steps(connection, job_id, S.CANCELED, reason, actor)
+    return moved
 
 
-def _event(
+def finish_steps(
+    connection: Connection,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    reason: str,
+    actor: Actor,
+    after_position: int = 0,
+) -> None:
+    """Move every live step of ``job_id`` after ``after_position`` to ``target`` (the steps
+    of a canceled job, or those that will never run after a step failed)."""
+    values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
+    moved = connection.execute(q.move_steps(job_id, target, LIVE, values, after_position)).all()
+    if moved:
+        connection.execute(
+            q.insert_events(
+                [
+                    event_row(
+                        job_id,
+                        S(row.previous_status),
+                        target,
+                        actor,
+                        reason,
+                        row.attempts,
+                        step_id=row.id,
+                    )
+                    for row in moved
+                ]
+            )
+        )
+
+
+def event_row(
     job_id: uuid.UUID,
     source: JobStatus | None,
     target: JobStatus,
@@ -553,7 +587,7 @@ def _event(
     }
 
 
-def _as_document(result: Any) -> dict[str, Any] | None:
+def as_document(result: Any) -> dict[str, Any] | None:
     """Results are stored as JSON objects; a bare value is wrapped as ``{"value": …}``."""
     if result is None or isinstance(result, dict):
         return redact_data(result)  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ import redis
 
 from app.config import settings
 from app.exceptions import JobFailed
+from app.ledger.chain import Step, chain_job
 from app.ledger.context import JobContext
 from app.ledger.task import JobPayload, job_task
 
@@ -102,3 +103,47 @@ def noisy(job: JobContext, payload: NoisyPayload) -> dict[str, int]:
     """Write one log line of ``size`` characters."""
     job.log("x" * payload.size)
     return {"size": payload.size}
+
+
+class PairPayload(JobPayload):
+    value: int
+    message: str = "second step failed"
+    gate: str = ""
+
+
+@chain_job(
+    "example.pair",
+    PairPayload,
+    steps=[
+        Step("example.echo", lambda p: {"value": p.value}),
+        Step("example.echo", lambda p: {"value": p.value + 1}),
+    ],
+    subject="value",
+)
+def pair() -> None:
+    """Two echo steps."""
+
+
+@chain_job(
+    "example.pair_failing",
+    PairPayload,
+    steps=[
+        Step("example.echo", lambda p: {"value": p.value}),
+        Step("example.fail", lambda p: {"message": p.message}),
+        Step("example.echo", lambda p: {"value": p.value}),
+    ],
+)
+def pair_failing() -> None:
+    """Echo, then a failing step, then a step that never runs."""
+
+
+@chain_job(
+    "example.pair_gated",
+    PairPayload,
+    steps=[
+        Step("example.gated", lambda p: {"gate": p.gate, "steps": 2}),
+        Step("example.echo", lambda p: {"value": p.value}),
+    ],
+)
+def pair_gated() -> None:
+    """A gated first step (to cancel mid-chain), then an echo."""

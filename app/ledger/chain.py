@@ -1,0 +1,158 @@
+"""Chained jobs: one parent job whose ordered steps are other job types, run as a
+Celery chain.
+
+Usage (``tasks/sync_and_suggest.py``)::
+
+    @chain_job(
+        "sync_and_suggest",
+        SyncAndSuggestPayload,
+        steps=[
+            Step("sync", lambda p: {"budget_id": p.budget_id, "source": p.source}),
+            Step("suggest", lambda p: {"budget_id": p.budget_id}),
+        ],
+        subject="budget_id",
+    )
+    def sync_and_suggest() -> None:
+        '''Pull a budget's transactions, then suggest categories.'''
+
+``sync_and_suggest.delay(...)`` validates the payload and every step's payload, records
+the parent and its steps (all ``queued``) in one transaction, then publishes the chain
+with pre-assigned task ids and a ledger header on every step; it returns an
+``AsyncResult`` whose ``.id`` is the parent job id. The parent itself is never a
+message: its transitions follow its steps (:mod:`app.ledger.steps`).
+
+Steps are immutable signatures (``.si``): a step gets its payload from the parent's, not
+the previous step's return value, so each step's payload is validated before anything
+is queued.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from celery import chain
+from celery.result import AsyncResult
+from pydantic import BaseModel
+
+from app.exceptions import InvalidPayload, TransitionRefused
+from app.ledger import transitions as ledger
+from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a chained job: the job type it runs and its payload from the parent's."""
+
+    task: str
+    payload: Callable[[Any], dict[str, Any]]
+
+
+class ChainJobTask(JobTask):
+    """A job type made of ordered steps; :meth:`apply_async` publishes the chain."""
+
+    steps: ClassVar[Sequence[Step]] = ()
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        headers = dict(options.pop("headers", None) or {})
+        if HEADER in headers:
+            raise TransitionRefused(
+                headers[HEADER].get("job_id"),
+                "failed or canceled",
+                "retry",
+                "single-step; submit the chained job again",
+            )
+        described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
+        document = payload.model_dump(mode="json")
+        step_payloads = [
+            self._step_payload(position, step, payload)
+            for position, step in enumerate(self.steps, 1)
+        ]
+        job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
+        planned = [
+            ledger.NewStep(
+                id=step_id, position=position, step_type=step.task, celery_task_id=str(step_id)
+            )
+            for position, (step, step_id) in enumerate(
+                ((step, uuid.uuid4()) for step in self.steps), 1
+            )
+        ]
+        new_job = self._new_job(job_id, str(job_id), document, described, options)
+        ledger.record_queued(
+            ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}), steps=planned
+        )
+        signatures = [
+            self.app.signature(
+                step.step_type,
+                kwargs=step_payload,
+                immutable=True,
+                task_id=step.celery_task_id,
+                headers={
+                    HEADER: {
+                        "job_id": str(job_id),
+                        "step_id": str(step.id),
+                        "position": step.position,
+                    }
+                },
+                **options,
+            )
+            for step, step_payload in zip(planned, step_payloads, strict=True)
+        ]
+        try:
+            chain(*signatures).apply_async()
+        except Exception as error:
+            ledger.record_failed(job_id, reason=f"could not publish the chain: {error}")
+            raise
+        return AsyncResult(str(job_id), app=self.app)
+
+    def _step_payload(self, position: int, step: Step, payload: BaseModel) -> dict[str, Any]:
+        task = self.app.tasks[step.task]
+        if not isinstance(task, JobTask):
+            raise TypeError(f"step {position} of {self.name}: {step.task} is not a job task")
+        try:
+            document = task.validate_payload((), step.payload(payload))
+        except InvalidPayload as error:
+            raise InvalidPayload(
+                self.name,
+                {f"step {position} ({step.task}).{k}": v for k, v in error.fields.items()},
+            ) from None
+        return document.model_dump(mode="json")
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self.name} is a chain of steps; it never runs as one message")
+
+
+def chain_job(
+    name: str, payload: type[P], *, steps: Sequence[Step], subject: str | None = None
+) -> Callable[[Callable[[], None]], ChainJobTask]:
+    """Make a chained job type named ``name`` from ordered ``steps``."""
+
+    def decorate(function: Callable[[], None]) -> ChainJobTask:
+        from app.celery import app  # late: app.celery imports the task modules
+
+        task_class = type(
+            function.__name__,
+            (ChainJobTask,),
+            {
+                "name": name,
+                "payload_model": payload,
+                "subject_field": subject,
+                "steps": tuple(steps),
+                "__doc__": function.__doc__,
+                "__module__": function.__module__,
+            },
+        )
+        return app.register_task(task_class())  # type: ignore[no-any-return]
+
+    return decorate

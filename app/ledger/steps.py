@@ -1,0 +1,389 @@
+"""Transitions of the steps of a chained job, and what they do to the parent.
+
+A chained job (``sync_and_suggest``) is one ``jobs`` row with ordered ``job_steps``. The
+parent is ``running`` while any step runs, ``succeeded`` (or ``partial``) when the last
+step finishes, ``failed`` when a step fails, ``canceled`` when a step is canceled; steps
+that will never run then become ``canceled`` with the reason (Celery never publishes
+them, so no signal would tell).
+
+Each function is one transaction that first locks the parent row: step N's finish and
+step N+1's start can arrive out of order (CELERY_NOTES "Chains"), and the lock makes
+their effects on the parent apply one at a time. Every step event carries its
+``step_id``; parent events carry none.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, func
+
+from app.db import in_transaction
+from app.ledger import queries as q
+from app.ledger.redaction import redact, redact_data
+from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
+from app.ledger.transitions import (
+    Actor,
+    Start,
+    as_document,
+    event_row,
+    finish_steps,
+    truncate,
+)
+
+S = JobStatus
+
+
+def record_step_started(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    *,
+    celery_task_id: str,
+    execution_id: str,
+    worker: str,
+) -> Start:
+    """Move a step to ``running`` (and its parent, on the first step), or say why not:
+    the parent was canceled or finished, or a cancel of it was requested."""
+
+    def work(connection: Connection) -> Start:
+        parent = connection.execute(q.lock_job(job_id)).first()
+        if parent is None:
+            return Start(run=False, attempt=0, reason=f"no chained job {job_id} in the ledger")
+        parent_status = S(parent.status)
+        if parent.cancel_requested_at is not None and parent_status in LIVE:
+            reason = "canceled before this step started (cancel requested)"
+            _finish_parent(connection, job_id, S.CANCELED, reason, "worker", worker)
+            finish_steps(connection, job_id, S.CANCELED, reason, "worker")
+            return Start(run=False, attempt=0, reason=reason)
+        if parent_status in TERMINAL:
+            reason = f"the chained job is already {parent_status}"
+            finish_steps(connection, job_id, S.CANCELED, reason, "worker")
+            return Start(run=False, attempt=0, reason=reason)
+        moved = connection.execute(
+            q.move(
+                q.steps,
+                step_id,
+                S.RUNNING,
+                {S.QUEUED, S.RETRYING, S.RUNNING},
+                {
+                    "attempts": q.steps.c.attempts + 1,
+                    "execution_id": execution_id,
+                    "started_at": func.coalesce(q.steps.c.started_at, func.now()),
+                },
+                q.steps.c.celery_task_id == celery_task_id,
+                q.steps.c.execution_id.is_(None) | (q.steps.c.execution_id != execution_id),
+            )
+        ).first()
+        if moved is None:
+            state = connection.execute(q.step_state(step_id)).first()
+            if state is not None and state.execution_id == execution_id:
+                return Start(run=True, attempt=0)
+            status = "unknown" if state is None else state.status
+            return Start(run=False, attempt=0, reason=f"step is {status}")
+        previous, attempt = S(moved.previous_status), moved.attempts
+        rows = []
+        if previous is S.RUNNING:
+            rows.append(
+                event_row(
+                    job_id,
+                    S.RUNNING,
+                    S.RETRYING,
+                    "worker",
+                    "the previous execution ended without an outcome; starting again",
+                    attempt - 1,
+                    step_id,
+                    worker,
+                )
+            )
+            previous = S.RETRYING
+        rows.append(
+            event_row(
+                job_id,
+                previous,
+                S.RUNNING,
+                "worker",
+                f"started on {worker}",
+                attempt,
+                step_id,
+                worker,
+            )
+        )
+        connection.execute(q.insert_events(rows))
+        if parent_status is S.QUEUED:
+            _move_parent(
+                connection,
+                job_id,
+                S.RUNNING,
+                {
+                    "attempts": q.jobs.c.attempts + 1,
+                    "worker": worker,
+                    "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
+                    "heartbeat_at": func.now(),
+                },
+                "first step started",
+                "worker",
+                worker,
+            )
+        else:
+            connection.execute(q.parent_checkpoint(job_id, None, None))
+        return Start(run=True, attempt=attempt)
+
+    return in_transaction(work, f"start of step {step_id}")
+
+
+def record_step_finished(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    *,
+    execution_id: str,
+    result: Any,
+    errors: list[dict[str, Any]] | None = None,
+    result_url: str | None = None,
+    worker: str | None = None,
+) -> JobStatus | None:
+    """Finish a step; the last one finishes the parent (``partial`` if any step was)."""
+    errors = errors or []
+    target = S.PARTIAL if errors else S.SUCCEEDED
+
+    def work(connection: Connection) -> JobStatus | None:
+        connection.execute(q.lock_job(job_id)).first()
+        values: dict[str, Any] = {"result": as_document(result), "completed_at": func.now()}
+        if target is S.SUCCEEDED:
+            values["progress"] = 100
+        if not _move_step(
+            connection,
+            job_id,
+            step_id,
+            target,
+            values,
+            execution_id,
+            f"finished with {len(errors)} item errors" if errors else "finished",
+            worker,
+        ):
+            return None
+        summary = connection.execute(q.step_summary(job_id)).all()
+        done = sum(1 for step in summary if step.status in (S.SUCCEEDED, S.PARTIAL))
+        if done < len(summary):
+            connection.execute(q.parent_checkpoint(job_id, 100 * done // len(summary), None))
+            return target
+        partial = any(step.status == S.PARTIAL for step in summary)
+        outcome = S.PARTIAL if partial else S.SUCCEEDED
+        parent_values: dict[str, Any] = {
+            "result": _results_by_step(summary),
+            "errors": redact_data(errors),
+            "completed_at": func.now(),
+            "result_url": result_url,
+        }
+        if outcome is S.SUCCEEDED:
+            parent_values["progress"] = 100
+        _move_parent(
+            connection, job_id, outcome, parent_values, "last step finished", "worker", worker
+        )
+        return target
+
+    return in_transaction(work, f"step {step_id} finished")
+
+
+def record_step_failed(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    *,
+    reason: str,
+    errors: list[dict[str, Any]] | None = None,
+    execution_id: str | None = None,
+    actor: Actor = "worker",
+    worker: str | None = None,
+) -> bool:
+    """Fail a step, its parent (naming the step), and cancel the steps after it."""
+    safe = truncate(redact(reason))
+
+    def work(connection: Connection) -> bool:
+        connection.execute(q.lock_job(job_id)).first()
+        state = connection.execute(q.step_state(step_id)).first()
+        values = {"failure_reason": safe, "completed_at": func.now()}
+        if state is None or not _move_step(
+            connection, job_id, step_id, S.FAILED, values, execution_id, safe, worker, actor
+        ):
+            return False
+        label = f"step {state.position} failed: {safe}"
+        _finish_parent(
+            connection, job_id, S.FAILED, label, actor, worker, errors=redact_data(errors or [])
+        )
+        finish_steps(
+            connection,
+            job_id,
+            S.CANCELED,
+            f"not run: step {state.position} failed",
+            actor,
+            state.position,
+        )
+        return True
+
+    return in_transaction(work, f"step {step_id} failed")
+
+
+def record_step_canceled(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    *,
+    reason: str,
+    actor: Actor = "worker",
+    execution_id: str | None = None,
+    worker: str | None = None,
+) -> bool:
+    """Cancel a step (revoked, or stopped at a checkpoint), its parent and the rest."""
+
+    def work(connection: Connection) -> bool:
+        connection.execute(q.lock_job(job_id)).first()
+        values = {"failure_reason": truncate(redact(reason)), "completed_at": func.now()}
+        moved = _move_step(
+            connection, job_id, step_id, S.CANCELED, values, execution_id, reason, worker, actor
+        )
+        if moved:
+            _finish_parent(connection, job_id, S.CANCELED, reason, actor, worker)
+            finish_steps(connection, job_id, S.CANCELED, reason, actor)
+        return moved
+
+    return in_transaction(work, f"step {step_id} canceled")
+
+
+def record_step_retrying(
+    job_id: uuid.UUID, step_id: uuid.UUID, *, execution_id: str, reason: str
+) -> bool:
+    """The step's execution ended and Celery will deliver it again; the parent stays
+    ``running``."""
+    return in_transaction(
+        lambda connection: _move_step(
+            connection,
+            job_id,
+            step_id,
+            S.RETRYING,
+            {},
+            execution_id,
+            truncate(redact(reason)),
+            None,
+        ),
+        f"step {step_id} retrying",
+    )
+
+
+def step_checkpoint(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    execution_id: str,
+    progress: int | None = None,
+    message: str | None = None,
+) -> bool:
+    """Heartbeat of a running step (and of its parent, whose progress is the share of the
+    chain done). True when it should stop: a cancel of the parent was requested, or this
+    execution is no longer current."""
+
+    def work(connection: Connection) -> bool:
+        step = connection.execute(q.step_checkpoint(step_id, execution_id, progress)).first()
+        if step is None:
+            return True
+        total = len(connection.execute(q.step_summary(job_id)).all())
+        overall = None
+        if progress is not None and total:
+            overall = (100 * (step.position - 1) + progress) // total
+        parent = connection.execute(q.parent_checkpoint(job_id, overall, message)).first()
+        return parent is None or parent.cancel_requested_at is not None
+
+    return in_transaction(work, f"progress of step {step_id}")
+
+
+def _move_step(
+    connection: Connection,
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    target: JobStatus,
+    values: dict[str, Any],
+    execution_id: str | None,
+    message: str,
+    worker: str | None,
+    actor: Actor = "worker",
+) -> bool:
+    guards = [] if execution_id is None else [q.steps.c.execution_id == execution_id]
+    moved = connection.execute(
+        q.move(q.steps, step_id, target, PREDECESSORS[target], values, *guards)
+    ).first()
+    if moved is None:
+        return False
+    connection.execute(
+        q.insert_events(
+            [
+                event_row(
+                    job_id,
+                    S(moved.previous_status),
+                    target,
+                    actor,
+                    message,
+                    moved.attempts,
+                    step_id,
+                    worker,
+                )
+            ]
+        )
+    )
+    return True
+
+
+def _move_parent(
+    connection: Connection,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    values: dict[str, Any],
+    message: str,
+    actor: Actor,
+    worker: str | None,
+) -> bool:
+    moved = connection.execute(q.move(q.jobs, job_id, target, PREDECESSORS[target], values)).first()
+    if moved is None:
+        return False
+    connection.execute(
+        q.insert_events(
+            [
+                event_row(
+                    job_id,
+                    S(moved.previous_status),
+                    target,
+                    actor,
+                    message,
+                    moved.attempts,
+                    None,
+                    worker,
+                )
+            ]
+        )
+    )
+    return True
+
+
+def _finish_parent(
+    connection: Connection,
+    job_id: uuid.UUID,
+    target: JobStatus,
+    reason: str,
+    actor: Actor,
+    worker: str | None,
+    errors: list[Any] | None = None,
+) -> bool:
+    values: dict[str, Any] = {"completed_at": func.now(), "failure_reason": truncate(reason)}
+    if errors is not None:
+        values["errors"] = errors
+    return _move_parent(connection, job_id, target, values, reason, actor, worker)
+
+
+def _results_by_step(summary: list[Any]) -> dict[str, Any]:
+    """The parent's result: each step's result under its type (``type#position`` when a
+    type occurs twice in the chain)."""
+    types = [step.step_type for step in summary]
+    return {
+        (
+            step.step_type
+            if types.count(step.step_type) == 1
+            else f"{step.step_type}#{step.position}"
+        ): step.result
+        for step in summary
+    }

@@ -4,5 +4,15 @@ checks ``upgrade head`` equals the models."""
 
 from models.base import Base
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+from models.rollups import JobDailyRollup
 
-__all__ = ["Base", "Job", "JobEvent", "JobFile", "JobLog", "JobStep", "RunNameCounter"]
+__all__ = [
+    "Base",
+    "Job",
+    "JobDailyRollup",
+    "JobEvent",
+    "JobFile",
+    "JobLog",
+    "JobStep",
+    "RunNameCounter",
+]

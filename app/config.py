@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     #: When set, purged jobs are first written there as gzip JSON lines.
     archive_dir: Path | None = None
+    #: Where ``export`` jobs write their files (``JOBLEDGER_EXPORT_DIR``).
+    export_dir: Path = LOCAL_DIR / "exports"
     #: Seconds a Redis message may stay unacknowledged before it is delivered again.
     #: Must exceed the longest job: a job still running then is started a second time.
     visibility_timeout: int = Field(default=3600, ge=60)

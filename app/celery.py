@@ -25,6 +25,7 @@ from typing import Any
 from celery import Celery
 
 from app.config import LOCAL_DIR, settings
+from app.schedule import build_schedule
 
 
 def _transport_options() -> dict[str, Any]:
@@ -58,6 +59,7 @@ app.conf.update(
     accept_content=["json"],
     enable_utc=True,
     timezone="UTC",
+    beat_schedule=build_schedule(),
 )
 
 from app.ledger import signals as _ledger_signals  # noqa: E402, F401  (connects handlers)

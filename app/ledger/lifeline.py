@@ -1,0 +1,236 @@
+"""The lifeline: nothing stays ``running`` (or ``queued``) forever.
+
+Usage::
+
+    from app.ledger import lifeline
+
+    result = lifeline.run_once()            # what beat's ``lifeline`` job does every minute
+    lifeline.run_once(timeout=30)           # a shorter timeout, e.g. from the CLI
+
+One pass does two things:
+
+1. **Orphaned running jobs.** A running job heartbeats (``jobs.heartbeat_at``) each time
+   its body calls ``job.progress(…)`` or ``job.check_canceled()``. A job whose heartbeat is
+   older than ``JOBLEDGER_LIFELINE_TIMEOUT`` seconds (default 300) has lost its worker
+   (whole worker SIGKILLed, machine gone, a message that will only come back after the
+   Redis visibility timeout). It is failed with the reason ``worker lost`` — or, when its
+   task is marked safe to run again (``retry_when_orphaned = True`` on the task, e.g.
+   ``@job_task("sync", …, retry_when_orphaned=True)``), moved to ``retrying`` under a new
+   Celery message that is published at once. **Long tasks must therefore call
+   ``progress``/``check_canceled`` more often than the timeout**; a body that computes
+   silently for longer is failed as lost. With ``ping=True`` the pass also asks the
+   workers who is alive (one broadcast, ~1 s) and treats the jobs of a worker that did
+   not answer as orphaned after ``min(timeout, 30 s)`` without heartbeat.
+2. **Queued jobs whose message is gone.** A job ``queued`` (or ``retrying``: waiting for
+   its next delivery) unchanged for longer than the timeout
+   whose task id is neither waiting in its Redis queue nor reserved by a worker (the
+   ``unacked`` hash) never reached the broker (a publish that failed after the row was
+   written) or lost its message; it is failed with a reason that says so. Limits: only
+   the Redis broker is inspected (with any other broker this check is skipped and such
+   jobs are left alone); the queue is scanned in chunks, which costs O(queue length) but
+   only runs when a queued job is older than the timeout; a message published with a
+   countdown/ETA sits in a worker's memory and the ``unacked`` hash, so it is found.
+
+Every change goes through :mod:`app.ledger.transitions` with a ``heartbeat_before`` guard:
+a job that shows a sign of life between this pass's read and its write is left alone.
+The events carry actor ``lifeline`` and say why.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from app.celery import app
+from app.config import settings
+from app.db import engine
+from app.ledger import transitions as ledger
+from app.ledger.operations import publish_existing, registered_task
+from app.ledger.reports import database_now, jsonable
+from app.ledger.states import JobStatus
+from models import Job
+
+jobs = Job.__table__
+
+#: Longest silence tolerated from a job whose worker does not answer a ping.
+GONE_WORKER_GRACE = 30.0
+#: Messages read per round trip when scanning a Redis queue for a task id.
+SCAN_CHUNK = 1000
+
+
+@dataclass
+class LifelineResult:
+    """The job ids one pass failed or re-queued."""
+
+    timeout: float
+    failed: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    queued_failed: list[str] = field(default_factory=list)
+    #: Workers that did not answer the ping (``ping=True`` only).
+    silent_workers: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready document (the lifeline job's ``result``)."""
+        return jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+def run_once(
+    *,
+    timeout: float | None = None,
+    ping: bool = False,
+    exclude_job_id: uuid.UUID | None = None,
+) -> LifelineResult:
+    """One pass over running and queued jobs (see the module docstring)."""
+    seconds = float(settings().lifeline_timeout if timeout is None else timeout)
+    result = LifelineResult(timeout=seconds)
+    with engine().connect() as connection:
+        now = database_now(connection)
+    before = now - timedelta(seconds=seconds)
+    alive: set[str] | None = None
+    if ping:
+        replies = app.control.ping(timeout=1.0) or []
+        alive = {name for reply in replies for name in reply}
+    for job in _stale_running(before, now, alive, exclude_job_id):
+        if alive is not None and job.worker and job.worker not in alive:
+            result.silent_workers.append(job.worker)
+        quiet_since = before if job.heartbeat < before else now - _grace(seconds)
+        if _orphan(job, quiet_since):
+            result.requeued.append(str(job.id))
+        elif ledger.record_failed(
+            job.id,
+            reason=f"worker lost: no heartbeat from {job.worker or 'its worker'} since "
+            f"{job.heartbeat:%Y-%m-%d %H:%M:%S} UTC (lifeline timeout {seconds:g} s)",
+            actor="lifeline",
+            heartbeat_before=quiet_since,
+            errors=[{"type": "WorkerLost", "message": f"no heartbeat for over {seconds:g} s"}],
+        ):
+            result.failed.append(str(job.id))
+    result.silent_workers = sorted(set(result.silent_workers))
+    for job in _stale_queued(before, exclude_job_id):
+        if job.celery_task_id and message_in_broker(job.celery_task_id, job.queue):
+            continue
+        if ledger.record_failed(
+            job.id,
+            reason=f"its message {job.celery_task_id} is not in the broker (the publish failed "
+            f"or the message was lost): queued since {job.updated_at:%Y-%m-%d %H:%M:%S} UTC; "
+            "retry it with `jobledger retry`",
+            actor="lifeline",
+            heartbeat_before=before,
+        ):
+            result.queued_failed.append(str(job.id))
+    return result
+
+
+@dataclass(frozen=True)
+class _Stale:
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    worker: str | None
+    queue: str | None
+    heartbeat: datetime
+
+
+def _stale_running(
+    before: datetime, now: datetime, alive: set[str] | None, exclude: uuid.UUID | None
+) -> list[_Stale]:
+    heartbeat = func.coalesce(jobs.c.heartbeat_at, jobs.c.updated_at)
+    quiet = heartbeat < before
+    if alive is not None:
+        # The jobs of a worker that did not answer get a shorter grace.
+        gone = jobs.c.worker.not_in(sorted(alive)) if alive else jobs.c.worker.is_not(None)
+        quiet = or_(quiet, gone & (heartbeat < now - _grace((now - before).total_seconds())))
+    query = select(
+        jobs.c.id,
+        jobs.c.type,
+        jobs.c.payload,
+        jobs.c.worker,
+        jobs.c.queue,
+        heartbeat.label("heartbeat"),
+    ).where(jobs.c.status == JobStatus.RUNNING.value, quiet)
+    if exclude is not None:
+        query = query.where(jobs.c.id != exclude)
+    with engine().connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        _Stale(r.id, r.type, dict(r.payload or {}), r.worker, r.queue, _aware(r.heartbeat))
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class _Queued:
+    id: uuid.UUID
+    celery_task_id: str | None
+    queue: str | None
+    updated_at: datetime
+
+
+def _stale_queued(before: datetime, exclude: uuid.UUID | None) -> list[_Queued]:
+    query = select(jobs.c.id, jobs.c.celery_task_id, jobs.c.queue, jobs.c.updated_at).where(
+        jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.RETRYING.value]),
+        jobs.c.updated_at < before,
+    )
+    if exclude is not None:
+        query = query.where(jobs.c.id != exclude)
+    with engine().connect() as connection:
+        rows = connection.execute(query).all()
+    return [_Queued(r.id, r.celery_task_id, r.queue, _aware(r.updated_at)) for r in rows]
+
+
+def _orphan(job: _Stale, quiet_since: datetime) -> bool:
+    """Re-queue a lost job whose task is safe to run again; False when it is not."""
+    task = registered_task(job.type)
+    if not getattr(task, "retry_when_orphaned", False):
+        return False
+    task_id = str(uuid.uuid4())
+    if not ledger.record_orphaned(job.id, celery_task_id=task_id, heartbeat_before=quiet_since):
+        return False
+    publish_existing(job.type, job.payload, job.id, task_id, job.queue)
+    return True
+
+
+def message_in_broker(task_id: str, queue: str | None = None) -> bool:
+    """Whether a message with ``task_id`` waits in its Redis queue or is reserved by a
+    worker. True (assume it exists) when the broker is not Redis: never fail on doubt."""
+    if not app.conf.broker_url.startswith(("redis://", "rediss://")):
+        return True
+    needle = task_id.encode()
+    with app.connection_for_read() as connection:
+        client = connection.default_channel.client
+        names = [queue or app.conf.task_default_queue]
+        # kombu keeps one list per priority level: "<queue>" and "<queue>\x06\x16<n>".
+        names += [key.decode() for key in client.scan_iter(match=f"{names[0]}\x06\x16*")]
+        for name in names:
+            if _list_contains(client, name, needle):
+                return True
+        return any(needle in value for value in _hash_values(client, "unacked"))
+
+
+def _list_contains(client: Any, name: str, needle: bytes) -> bool:
+    start = 0
+    while True:
+        chunk = client.lrange(name, start, start + SCAN_CHUNK - 1)
+        if any(needle in message for message in chunk):
+            return True
+        if len(chunk) < SCAN_CHUNK:
+            return False
+        start += SCAN_CHUNK
+
+
+def _hash_values(client: Any, name: str) -> Iterable[bytes]:
+    for _, value in client.hscan_iter(name, count=SCAN_CHUNK):
+        yield value
+
+
+def _grace(timeout: float) -> timedelta:
+    return timedelta(seconds=min(timeout, GONE_WORKER_GRACE))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,280 @@
+"""The retention purge: finished jobs older than the retention leave the ledger, in
+bounded batches, archived first when asked, folded into daily rollups before they go.
+
+Usage::
+
+    from app.ledger import retention
+
+    result = retention.purge()                        # JOBLEDGER_RETENTION_DAYS, archive
+    retention.purge(older_than_days=90, dry_run=True)  # what would go, nothing written
+
+Scheduled daily by beat as the ``purge`` job (:mod:`tasks.purge`), itself in the ledger.
+
+Rules, and why:
+
+- Only terminal jobs (succeeded, partial, failed, canceled) whose ``completed_at`` is older
+  than the cutoff, measured on the database clock. A live job is never touched whatever
+  its age (the lifeline is what ends stuck ones), nor the purge job itself, nor a job with
+  a child job that must stay (the foreign key would cascade to it).
+- One transaction per batch (``JOBLEDGER_PURGE_BATCH_SIZE``, default 500 jobs): lock the
+  batch (``FOR UPDATE SKIP LOCKED``: two purges never wait on each other), read it with its
+  steps, events, logs and files, write the archive file, fold the batch into the rollups,
+  delete children then jobs, commit. Locks are held for one batch only, on rows nobody
+  writes any more, so producers and workers are never blocked for long.
+- Archive (``JOBLEDGER_ARCHIVE_DIR``): one gzip JSON-lines file per batch, one line per job
+  (``{"job": …, "steps": […], "events": […], "logs": […], "files": […]}``), written to a
+  temporary name, flushed to disk and renamed before the deletes. If the write fails the
+  transaction rolls back and nothing of that batch is deleted. The archive is
+  at-least-once: a batch whose commit fails after its file was written is archived again
+  by the next run (same file name within a run) — deduplicate by ``job.id`` when loading.
+- Rollups (``job_daily_rollups``): per UTC day of ``completed_at``, type and tenant, counts
+  per final status and a log-scale duration histogram (buckets 10 % wide) from which
+  p50/p95 are read; merged in the same transaction as the delete, so each job is counted
+  exactly once and history reports (``report_daily_history``) survive the purge.
+- Run-name counters of seconds older than the cutoff are deleted too (they can no longer
+  collide with a new job's name).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection
+
+from app.config import settings
+from app.db import engine, in_transaction
+from app.ledger import queries as q
+from app.ledger import retention_queries as rq
+from app.ledger.reports import database_now, jsonable
+
+#: Width of a duration histogram bucket: bucket ``i`` (i >= 1) holds [1.1**(i-1), 1.1**i) ms.
+BUCKET_BASE = 1.1
+
+
+@dataclass
+class PurgeResult:
+    """What one purge did (or, with ``dry_run``, would do)."""
+
+    cutoff: datetime
+    dry_run: bool
+    #: Jobs eligible when the purge started.
+    candidates: int = 0
+    archived: int = 0
+    rolled_up: int = 0
+    deleted: int = 0
+    #: Child rows deleted (or that would be), per table: steps, events, logs, files.
+    children: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rq.CHILDREN, 0))
+    counters_deleted: int = 0
+    batches: int = 0
+    archive_files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready document (the purge job's ``result``)."""
+        return jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+def purge(
+    *,
+    older_than_days: float | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    archive_dir: Path | None = None,
+    exclude_job_id: uuid.UUID | None = None,
+    between_batches: Callable[[PurgeResult], None] | None = None,
+) -> PurgeResult:
+    """Purge terminal jobs finished more than ``older_than_days`` ago (default
+    ``JOBLEDGER_RETENTION_DAYS``), archiving to ``archive_dir`` (default
+    ``JOBLEDGER_ARCHIVE_DIR``) first when set.
+
+    ``between_batches`` runs after each committed batch (the purge job reports progress
+    and checks for a cancel there). Raises whatever stopped a batch (an archive that could
+    not be written, the ledger unreachable); the batches committed before it stay done.
+    """
+    config = settings()
+    days = config.retention_days if older_than_days is None else older_than_days
+    if days < 0:
+        raise ValueError(f"older_than_days must be >= 0, got {days}")
+    size = batch_size or config.purge_batch_size
+    folder = archive_dir if archive_dir is not None else config.archive_dir
+    with engine().connect() as connection:
+        cutoff = database_now(connection) - timedelta(days=days)
+        result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
+        result.candidates = connection.execute(
+            rq.count_purgeable(cutoff, exclude_job_id)
+        ).scalar_one()
+        if dry_run:
+            for name, table in rq.CHILDREN.items():
+                result.children[name] = connection.execute(
+                    rq.count_children(table, cutoff, exclude_job_id)
+                ).scalar_one()
+            result.deleted = result.candidates
+            return result
+    run_stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
+    while True:
+        target = None
+        if folder is not None:
+            target = Path(folder) / f"jobledger-{run_stamp}-{result.batches + 1:05d}.jsonl.gz"
+        done = in_transaction(
+            lambda connection, target=target: _purge_batch(
+                connection, cutoff, exclude_job_id, size, target
+            ),
+            "retention purge batch",
+        )
+        if done.jobs == 0:
+            break
+        result.batches += 1
+        result.deleted += done.jobs
+        result.rolled_up += done.jobs
+        for name, count in done.children.items():
+            result.children[name] += count
+        if target is not None:
+            result.archived += done.jobs
+            result.archive_files.append(str(target))
+        if between_batches is not None:
+            between_batches(result)
+        if done.jobs < size:
+            break
+    stamp = cutoff.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    result.counters_deleted = in_transaction(
+        lambda connection: connection.execute(q.delete_counters_before(stamp)).rowcount,
+        "purge of run-name counters",
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class _Batch:
+    jobs: int
+    children: dict[str, int]
+
+
+def _purge_batch(
+    connection: Connection,
+    cutoff: datetime,
+    exclude: uuid.UUID | None,
+    size: int,
+    archive: Path | None,
+) -> _Batch:
+    batch = [dict(row._mapping) for row in connection.execute(rq.lock_batch(cutoff, exclude, size))]
+    if not batch:
+        return _Batch(0, {})
+    ids = [row["id"] for row in batch]
+    if archive is not None:
+        children = {
+            name: [dict(row._mapping) for row in connection.execute(rq.children_of(table, ids))]
+            for name, table in rq.CHILDREN.items()
+        }
+        write_archive(archive, batch, children)
+    fold_into_rollups(connection, batch)
+    deleted = {
+        name: connection.execute(rq.delete_children(table, ids)).rowcount
+        for name, table in rq.CHILDREN.items()
+    }
+    jobs_deleted = connection.execute(rq.delete_jobs(ids)).rowcount
+    if jobs_deleted != len(ids):  # cannot happen while the rows are locked; never half-purge
+        raise RuntimeError(f"purge batch locked {len(ids)} jobs but deleted {jobs_deleted}")
+    return _Batch(jobs_deleted, deleted)
+
+
+def write_archive(
+    path: Path, batch: list[dict[str, Any]], children: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Write one batch as gzip JSON lines, durably, under ``path`` (atomic rename)."""
+    by_job: dict[Any, dict[str, list[dict[str, Any]]]] = {
+        row["id"]: {name: [] for name in children} for row in batch
+    }
+    for name, rows in children.items():
+        for row in rows:
+            by_job[row["job_id"]][name].append(row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb") as zipped:
+            for row in batch:
+                document = {"job": row, **by_job[row["id"]]}
+                zipped.write(json.dumps(jsonable(document), sort_keys=True).encode() + b"\n")
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(partial, path)
+
+
+def fold_into_rollups(connection: Connection, batch: list[dict[str, Any]]) -> None:
+    """Add a batch of finished jobs to their days' rollup rows (same transaction as the
+    delete, so a job is counted once)."""
+    deltas: dict[tuple[date, str, str], dict[str, Any]] = {}
+    for job in batch:
+        completed = _aware(job["completed_at"])
+        key = (completed.date(), job["type"], job["tenant"])
+        delta = deltas.setdefault(key, {"total": 0, "histogram": {}, "seconds": 0.0, "timed": 0})
+        delta["total"] += 1
+        delta[job["status"]] = delta.get(job["status"], 0) + 1
+        if job["started_at"] is not None:
+            seconds = max(0.0, (completed - _aware(job["started_at"])).total_seconds())
+            bucket = str(duration_bucket(seconds))
+            delta["histogram"][bucket] = delta["histogram"].get(bucket, 0) + 1
+            delta["seconds"] += seconds
+            delta["timed"] += 1
+    for (day, job_type, tenant), delta in sorted(deltas.items()):
+        connection.execute(rq.ensure_rollup(connection, day, job_type, tenant))
+        row = connection.execute(rq.lock_rollup(day, job_type, tenant)).one()
+        histogram = {str(k): int(v) for k, v in (row.histogram or {}).items()}
+        for bucket, count in delta["histogram"].items():
+            histogram[bucket] = histogram.get(bucket, 0) + count
+        values = {
+            "total": row.total + delta["total"],
+            "succeeded": row.succeeded + delta.get("succeeded", 0),
+            "partial": row.partial + delta.get("partial", 0),
+            "failed": row.failed + delta.get("failed", 0),
+            "canceled": row.canceled + delta.get("canceled", 0),
+            "timed": row.timed + delta["timed"],
+            "duration_sum_seconds": row.duration_sum_seconds + delta["seconds"],
+            "histogram": histogram,
+            "p50_seconds": histogram_percentile(histogram, 0.50),
+            "p95_seconds": histogram_percentile(histogram, 0.95),
+        }
+        connection.execute(rq.update_rollup(day, job_type, tenant, values))
+
+
+def duration_bucket(seconds: float) -> int:
+    """The histogram bucket of a duration: 0 below 1 ms, else ``floor(log_1.1(ms)) + 1``."""
+    milliseconds = seconds * 1000
+    if milliseconds < 1:
+        return 0
+    return math.floor(math.log(milliseconds, BUCKET_BASE)) + 1
+
+
+def bucket_seconds(bucket: int) -> float:
+    """The value a bucket stands for: the geometric middle of its range (within 5 %)."""
+    if bucket <= 0:
+        return 0.0
+    return BUCKET_BASE ** (bucket - 0.5) / 1000
+
+
+def histogram_percentile(histogram: dict[str, int], fraction: float) -> float | None:
+    """Nearest-rank percentile of a duration histogram (None when it is empty)."""
+    total = sum(histogram.values())
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for bucket in sorted(histogram, key=int):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return round(bucket_seconds(int(bucket)), 6)
+    return None  # unreachable: seen ends at total >= rank
+
+
+def _aware(moment: datetime | str) -> datetime:
+    """Timestamps as aware UTC datetimes (SQLite hands back naive ones or text)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

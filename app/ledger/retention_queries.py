@@ -1,0 +1,128 @@
+"""Every statement the retention purge runs, named, each with a one-line comment.
+
+Kept apart from :mod:`app.ledger.queries` (the state machine's statements): the purge
+removes whole finished jobs and never changes a live one, so it needs no transition —
+but like every other ledger statement it lives in one place, as SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Delete,
+    Insert,
+    Select,
+    Update,
+    and_,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.ledger.states import TERMINAL
+from models import Job, JobDailyRollup, JobEvent, JobFile, JobLog, JobStep
+
+jobs = Job.__table__
+steps = JobStep.__table__
+events = JobEvent.__table__
+logs = JobLog.__table__
+files = JobFile.__table__
+rollups = JobDailyRollup.__table__
+
+#: The children of a job, in the order they are deleted (before the job row itself).
+CHILDREN = {"events": events, "logs": logs, "files": files, "steps": steps}
+
+_TERMINAL = sorted(s.value for s in TERMINAL)
+
+
+def _purgeable(cutoff: datetime, exclude: uuid.UUID | None) -> list[Any]:
+    # Terminal, finished before the cutoff, not the purge job itself, and without a child
+    # job that must stay (deleting a parent cascades to its child jobs).
+    child = jobs.alias("child")
+    keeps_child = (
+        select(child.c.id)
+        .where(
+            child.c.parent_job_id == jobs.c.id,
+            ~and_(child.c.status.in_(_TERMINAL), child.c.completed_at < cutoff),
+        )
+        .exists()
+    )
+    conditions = [
+        jobs.c.status.in_(_TERMINAL),
+        jobs.c.completed_at < cutoff,
+        ~keeps_child,
+    ]
+    if exclude is not None:
+        conditions.append(jobs.c.id != exclude)
+    return conditions
+
+
+def count_purgeable(cutoff: datetime, exclude: uuid.UUID | None) -> Select[Any]:
+    # How many jobs the purge would delete now.
+    return select(func.count()).select_from(jobs).where(*_purgeable(cutoff, exclude))
+
+
+def count_children(table: Any, cutoff: datetime, exclude: uuid.UUID | None) -> Select[Any]:
+    # How many rows of one child table belong to purgeable jobs (for a dry run).
+    ids = select(jobs.c.id).where(*_purgeable(cutoff, exclude))
+    return select(func.count()).select_from(table).where(table.c.job_id.in_(ids))
+
+
+def lock_batch(cutoff: datetime, exclude: uuid.UUID | None, size: int) -> Select[Any]:
+    # The next batch of purgeable jobs, oldest first, locked; rows another purge holds
+    # are skipped rather than waited for.
+    return (
+        select(jobs)
+        .where(*_purgeable(cutoff, exclude))
+        .order_by(jobs.c.completed_at, jobs.c.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def children_of(table: Any, job_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    # The rows of one child table that belong to a batch, in the order they were written.
+    order = [table.c.position] if table is steps else [table.c.id]
+    return select(table).where(table.c.job_id.in_(job_ids)).order_by(table.c.job_id, *order)
+
+
+def delete_children(table: Any, job_ids: Sequence[uuid.UUID]) -> Delete:
+    # Remove one child table's rows of a batch.
+    return delete(table).where(table.c.job_id.in_(job_ids))
+
+
+def delete_jobs(job_ids: Sequence[uuid.UUID]) -> Delete:
+    # Remove the job rows of a batch (still terminal: they were locked since selection).
+    return delete(jobs).where(jobs.c.id.in_(job_ids), jobs.c.status.in_(_TERMINAL))
+
+
+def ensure_rollup(connection: Connection, day: date, job_type: str, tenant: str) -> Insert:
+    # Create the rollup row of a day, type and tenant unless it exists.
+    module = postgresql if connection.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(rollups).values(day=day, type=job_type, tenant=tenant, histogram={})
+    return stmt.on_conflict_do_nothing(index_elements=["day", "type", "tenant"])  # type: ignore[no-any-return]
+
+
+def lock_rollup(day: date, job_type: str, tenant: str) -> Select[Any]:
+    # Read one rollup row for update (two purges folding into the same day serialise here).
+    return (
+        select(rollups)
+        .where(rollups.c.day == day, rollups.c.type == job_type, rollups.c.tenant == tenant)
+        .with_for_update()
+    )
+
+
+def update_rollup(day: date, job_type: str, tenant: str, values: dict[str, Any]) -> Update:
+    # Write the merged counts and histogram of one rollup row.
+    return (
+        update(rollups)
+        .where(rollups.c.day == day, rollups.c.type == job_type, rollups.c.tenant == tenant)
+        .values(updated_at=func.now(), **values)
+    )

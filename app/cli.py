@@ -1,0 +1,463 @@
+"""The ``jobledger`` command: the ledger for operators and scripts.
+
+Usage::
+
+    jobledger migrate                          # create/upgrade the schema
+    jobledger jobs --status failed --since 1d  # newest first, --limit/--page
+    jobledger show 20261124211536_2            # job, steps, events, logs, files
+    jobledger stats
+    jobledger cancel ID|NAME                   # durable cancel + revoke (no terminate)
+    jobledger retry ID|NAME                    # failed/canceled -> queued, new message
+    jobledger purge --older-than 30 --dry-run
+    jobledger report daily-summary
+    jobledger lifeline --timeout 300           # one pass
+    jobledger worker -- -c 4                   # celery -A app worker …
+    jobledger beat                             # celery -A app beat (run ONE only)
+
+Every command prints a human table by default and a JSON document with ``--json``.
+
+Exit codes: ``0`` done; ``1`` refused or not found (the message says what to do next);
+``2`` usage (bad option, malformed job id, unknown status or report); ``3`` the ledger
+or broker could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from app.exceptions import (
+    InvalidJobId,
+    JobledgerError,
+    JobNotFound,
+    LedgerUnavailable,
+    TransitionRefused,
+)
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+cli = typer.Typer(
+    name="jobledger",
+    help="Operate the jobledger job ledger: jobs, cancel, retry, purge, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JobRef = Annotated[str, typer.Argument(help="The job's UUID or run name (YYYYMMDDhhmmss[_N]).")]
+
+
+def main() -> None:
+    """Entry point of the ``jobledger`` console script."""
+    cli()
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+@cli.command()
+def migrate(
+    revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to.")] = "head",
+) -> None:
+    """Create or upgrade the ledger schema (JOBLEDGER_DATABASE_URL)."""
+    from app.migrate import upgrade
+
+    with _errors():
+        upgrade(revision)
+    typer.echo(f"ledger schema at {revision}")
+
+
+@cli.command()
+def jobs(
+    status: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Repeat for several.")
+    ] = None,
+    job_type: Annotated[str | None, typer.Option("--type", "-t", help="Job type.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Subject (budget, dataset…).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Created since: ISO date/time or 30m, 12h, 7d.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 20,
+    page: Annotated[int, typer.Option(min=1, help="Page number, from 1.")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """List jobs, newest first."""
+    from app.ledger import reports
+
+    filters = reports.JobFilter(
+        status=tuple(status or ()),
+        type=job_type,
+        tenant=tenant,
+        subject=subject,
+        since=_since(since),
+    )
+    with _errors():
+        result = reports.list_jobs(filters, limit=limit, page=page)
+    if as_json:
+        _print_json(
+            {
+                "items": result.items,
+                "page": result.page,
+                "limit": result.limit,
+                "has_more": result.has_more,
+            }
+        )
+        return
+    columns = ("name", "id", "type", "status", "progress", "tenant", "attempts", "created_at")
+    _print_table(result.items, columns)
+    more = f"; next: --page {page + 1}" if result.has_more else ""
+    typer.echo(f"page {page}, {len(result.items)} jobs{more}")
+
+
+@cli.command()
+def show(
+    ref: JobRef,
+    logs: Annotated[int, typer.Option(min=0, help="Last N log lines.")] = 200,
+    as_json: JsonFlag = False,
+) -> None:
+    """A job with its steps, events, logs and files."""
+    from app.ledger import reports
+
+    with _errors():
+        detail = reports.job_detail(ref, log_limit=logs)
+    if as_json:
+        _print_json(detail.as_dict())
+        return
+    job = detail.job
+    for key in (
+        "id",
+        "name",
+        "type",
+        "status",
+        "progress",
+        "tenant",
+        "subject",
+        "trigger",
+        "created_by",
+        "attempts",
+        "worker",
+        "celery_task_id",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "failure_reason",
+        "result_url",
+    ):
+        if job.get(key) is not None:
+            typer.echo(f"{key:>15}: {_cell(job[key], 200)}")
+    for key in ("payload", "result", "errors"):
+        if job.get(key):
+            typer.echo(f"{key:>15}: {json.dumps(job[key], default=str)[:500]}")
+    if detail.steps:
+        typer.echo("\nsteps")
+        _print_table(
+            detail.steps,
+            ("position", "step_type", "status", "attempts", "started_at", "completed_at"),
+        )
+    typer.echo("\nevents")
+    _print_table(
+        detail.events,
+        ("created_at", "from_status", "to_status", "actor", "attempt", "worker", "message"),
+    )
+    if detail.files:
+        typer.echo("\nfiles")
+        _print_table(detail.files, ("direction", "uri", "bytes", "records", "sha256"))
+    if detail.logs:
+        typer.echo("\nlogs")
+        for line in detail.logs:
+            typer.echo(f"{_cell(line['created_at'])} {line['level']:<7} {line['message']}")
+
+
+@cli.command()
+def stats(
+    tenant: Annotated[str | None, typer.Option(help="Tenant.")] = None,
+    since: Annotated[str | None, typer.Option(help="Created since (ISO or 7d).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Counts per status and per type; live jobs and the oldest of them."""
+    from app.ledger import reports
+
+    with _errors():
+        result = reports.stats(tenant=tenant, since=_since(since))
+    if as_json:
+        _print_json(result)
+        return
+    statuses = list(result["by_status"])
+    rows = [{"type": t, **{s: c.get(s, 0) for s in statuses}} for t, c in result["by_type"].items()]
+    rows.append({"type": "TOTAL", **result["by_status"]})
+    _print_table(rows, ("type", *statuses))
+    oldest = result["oldest_live_created_at"]
+    typer.echo(
+        f"{result['live']} live jobs" + (f", oldest created {_cell(oldest)}" if oldest else "")
+    )
+
+
+@cli.command()
+def cancel(
+    ref: JobRef,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the job's history).")] = None,
+    terminate: Annotated[
+        bool,
+        typer.Option(
+            help="Also SIGTERM the running process (last resort: it may run another job)."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Cancel a queued or running job (a running job stops at its next checkpoint)."""
+    from app.ledger import operations
+
+    with _errors():
+        result = operations.cancel(ref, actor="cli", reason=reason, terminate=terminate)
+    if as_json:
+        _print_json({"job_id": result.job_id, "outcome": result.outcome, "revoked": result.revoked})
+        return
+    what = {
+        "canceled": "canceled: it will not run",
+        "requested": "cancel requested: it stops at its next checkpoint",
+        "already_requested": "a cancel was already requested: it stops at its next checkpoint",
+    }[result.outcome]
+    typer.echo(f"job {result.job_id} {what}")
+
+
+@cli.command()
+def retry(ref: JobRef, as_json: JsonFlag = False) -> None:
+    """Queue a failed or canceled job again (same job id, history kept, new message)."""
+    from app.ledger import operations
+
+    with _errors():
+        result = operations.retry(ref, actor="cli")
+    if as_json:
+        _print_json({"job_id": result.job_id, "celery_task_id": result.celery_task_id})
+        return
+    typer.echo(f"job {result.job_id} queued again as task {result.celery_task_id}")
+
+
+@cli.command()
+def purge(
+    older_than: Annotated[
+        float | None,
+        typer.Option("--older-than", min=0, help="Days (default JOBLEDGER_RETENTION_DAYS)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only, delete nothing.")] = False,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Jobs per transaction.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete terminal jobs finished before the retention (archive and rollups first).
+
+    Runs here, now; beat runs the same purge daily as the ``purge`` job."""
+    from app.ledger import retention
+
+    with _errors():
+        result = retention.purge(older_than_days=older_than, dry_run=dry_run, batch_size=batch_size)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    cutoff = f"{result.cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    if dry_run:
+        children = ", ".join(f"{n} {name}" for name, n in result.children.items())
+        typer.echo(f"would delete {result.deleted} jobs finished before {cutoff} ({children})")
+        return
+    typer.echo(
+        f"deleted {result.deleted} jobs finished before {cutoff} in {result.batches} batches; "
+        f"archived {result.archived}, rolled up {result.rolled_up}, "
+        f"{result.counters_deleted} run-name counters"
+    )
+    for path in result.archive_files:
+        typer.echo(f"archive: {path}")
+
+
+@cli.command()
+def report(
+    name: Annotated[
+        str | None, typer.Argument(help="Report name; all of them when omitted.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows per report.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """The reporting views as tables.
+
+    Reports: status-counts, daily-summary, daily-history, recent-failures, step-durations.
+    """
+    from app.ledger import reports
+
+    names = [name] if name else list(reports.REPORTS)
+    if name is not None and name not in reports.REPORTS:
+        _fail(EXIT_USAGE, f"unknown report {name!r}; known: {', '.join(reports.REPORTS)}")
+    with _errors():
+        results = {n: reports.report(n, limit=limit) for n in names}
+    if as_json:
+        _print_json(results if name is None else results[name])
+        return
+    for report_name, rows in results.items():
+        typer.echo(f"== {report_name}")
+        if rows:
+            _print_table(rows, tuple(rows[0]))
+        else:
+            typer.echo("(no rows)")
+        typer.echo("")
+
+
+@cli.command()
+def lifeline(
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1, help="Seconds without heartbeat (default JOBLEDGER_LIFELINE_TIMEOUT)."),
+    ] = None,
+    ping: Annotated[bool, typer.Option(help="Also ping the workers.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """One lifeline pass over orphaned running jobs and queued jobs without a message.
+
+    Orphaned jobs are failed ("worker lost") or re-queued when their task allows it.
+    """
+    from app.ledger import lifeline as rescue
+
+    with _errors():
+        result = rescue.run_once(timeout=timeout, ping=ping)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    typer.echo(
+        f"failed {len(result.failed)} orphaned, re-queued {len(result.requeued)}, "
+        f"failed {len(result.queued_failed)} queued without a message"
+    )
+    for job_id in [*result.failed, *result.requeued, *result.queued_failed]:
+        typer.echo(f"  {job_id}")
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@cli.command(context_settings=_PASS_THROUGH)
+def worker(ctx: typer.Context) -> None:
+    """``celery -A app worker`` with the given extra arguments."""
+    _exec_celery("worker", ctx.args)
+
+
+@cli.command(context_settings=_PASS_THROUGH)
+def beat(ctx: typer.Context) -> None:
+    """``celery -A app beat`` with the given extra arguments (run exactly ONE beat).
+
+    Two beats would publish every scheduled run twice.
+    """
+    _exec_celery("beat", ctx.args)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map jobledger's errors onto messages and exit codes."""
+    try:
+        yield
+    except InvalidJobId as error:
+        _fail(EXIT_USAGE, str(error))
+    except (JobNotFound, TransitionRefused) as error:
+        _fail(EXIT_REFUSED, str(error))
+    except LedgerUnavailable as error:
+        _fail(EXIT_UNAVAILABLE, str(error))
+    except JobledgerError as error:
+        _fail(EXIT_REFUSED, str(error))
+    except (ValueError, KeyError) as error:  # unknown status word, bad page…
+        _fail(EXIT_USAGE, str(error).strip("'\""))
+    except Exception as error:
+        if _is_connection_error(error):
+            _fail(
+                EXIT_UNAVAILABLE,
+                f"could not use the ledger or broker ({type(error).__name__}: "
+                f"{_first_line(error)}); check JOBLEDGER_DATABASE_URL / JOBLEDGER_BROKER_URL "
+                "and run `jobledger migrate`",
+            )
+        raise
+
+
+def _is_connection_error(error: Exception) -> bool:
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    return isinstance(error, OperationalError | ProgrammingError | BrokerError | OSError)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: amount})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        _fail(EXIT_USAGE, f"--since {value!r}: use an ISO date/time (2026-11-24) or 30m, 12h, 7d")
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _print_json(document: Any) -> None:
+    from app.ledger.reports import jsonable
+
+    typer.echo(json.dumps(jsonable(document), indent=2, sort_keys=True))
+
+
+def _cell(value: Any, width: int = 60) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, default=str)
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    typer.echo(line(columns))
+    for row in cells:
+        typer.echo(line(row))
+
+
+def _exec_celery(command: str, extra: list[str]) -> NoReturn:
+    argv = [sys.executable, "-m", "celery", "-A", "app", command, *extra]
+    os.execv(sys.executable, argv)  # noqa: S606  (become celery: signals reach it directly)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Payload field types shared by the job types, so each refuses the same mistakes.
+
+Usage::
+
+    class ImportPayload(JobPayload):
+        source: Location
+        dataset: DatasetName
+        tenant: Tenant = "default"
+
+Everything here runs at ``delay()`` (in the producer), so it checks only what the payload
+itself can tell: shapes, names, schemes. Whether a file exists is the worker's to find out
+(it may see another filesystem); a missing file fails the job, not the ``delay()``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from tasks._sources import EXTENSIONS, FORMATS
+
+#: ``[A-Za-z0-9]`` then letters, digits, ``_ . -``: safe in file names and URLs.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+
+DatasetName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Tenant = Annotated[str, Field(pattern=NAME_PATTERN)]
+BudgetId = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _location(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("is empty: give a local path or an http(s) URL")
+    scheme = urlsplit(value).scheme.lower() if "://" in value else ""
+    if scheme not in ("", "file", "http", "https"):
+        raise ValueError(
+            f"unsupported scheme {scheme!r}: give a local path, a file:// or an http(s) URL"
+        )
+    return value
+
+
+#: A local path, ``file://`` URL or http(s) URL of a record file.
+Location = Annotated[str, AfterValidator(_location)]
+
+
+def _format_name(value: Any) -> Any:
+    """Formats are case-insensitive; ``ndjson`` and ``jsonlines`` mean JSON lines."""
+    if isinstance(value, str):
+        value = value.strip().lower().lstrip(".")
+        return {"ndjson": "jsonl", "jsonlines": "jsonl", "json-lines": "jsonl"}.get(value, value)
+    return value
+
+
+def format_problem(location: str) -> str:
+    """Why the format of ``location`` cannot be guessed (for a payload error)."""
+    return (
+        f"cannot tell the format from {location!r}: give format as one of "
+        f"{', '.join(FORMATS)} (or use a name ending in {', '.join(EXTENSIONS)})"
+    )
+
+
+#: Normalizer applied before a format field's ``Literal`` check.
+FormatName = BeforeValidator(_format_name)

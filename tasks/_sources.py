@@ -1,0 +1,332 @@
+"""Reading record files (CSV, XLSX, JSON lines) from a local path or an http(s) URL.
+
+Shared by ``import`` and ``sync``. Usage::
+
+    with open_source("https://host/sales.csv") as source:      # or a path, or file://
+        stream = read_records(source, "csv")
+        for record in stream:          # Record(row, values) or Record(row, problem=...)
+            ...
+        source.size, source.sha256, stream.records, stream.fraction()
+
+Everything streams: a CSV or JSON-lines body is parsed while it downloads, so memory stays
+flat whatever the size; only XLSX (a zip archive, which needs seeking) is first spooled
+to a temporary file. Bytes are hashed as they pass, for the ``job_files`` record.
+
+A source that cannot be read at all (missing, unreachable, not the format it claims)
+raises :class:`SourceUnreadable` with a user-safe reason; a single bad row is a
+:class:`Record` with a ``problem``, so the caller can collect it and go on.
+
+Row numbers are what a person sees in the file: for CSV and XLSX the header is row 1 and
+the first data row is row 2; for JSON lines it is the line number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+Format = Literal["csv", "xlsx", "jsonl"]
+FORMATS: tuple[Format, ...] = ("csv", "xlsx", "jsonl")
+#: File name endings and the format they mean.
+EXTENSIONS: dict[str, Format] = {
+    ".csv": "csv",
+    ".xlsx": "xlsx",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+#: Seconds to wait for an http(s) source to connect or send the next bytes.
+HTTP_TIMEOUT = 30.0
+CHUNK = 64 * 1024
+
+
+class SourceUnreadable(Exception):
+    """The source cannot be read at all; ``str()`` is a user-safe reason."""
+
+
+def is_http(location: str) -> bool:
+    """True for http(s) URLs (read with httpx), False for local paths and file:// URLs."""
+    return urlsplit(location).scheme.lower() in ("http", "https")
+
+
+def local_path(location: str) -> Path:
+    """The local path of a plain path or a ``file://`` URL."""
+    parts = urlsplit(location)
+    if parts.scheme.lower() == "file":
+        return Path(unquote(parts.path))
+    return Path(location)
+
+
+def format_from_name(location: str) -> Format | None:
+    """The format a path or URL's file name says, or None (query strings are ignored)."""
+    name = urlsplit(location).path if "://" in location else location
+    return EXTENSIONS.get(Path(name).suffix.lower())
+
+
+class HashingReader(io.RawIOBase):
+    """A binary stream over chunks (a file or an HTTP body) that hashes and counts the
+    bytes as they are read."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+        self._digest = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._digest.update(self._pending[:size])
+        self._pending = self._pending[size:]
+        self.bytes_read += size
+        return size
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+@dataclass
+class OpenedSource:
+    """An open source: where it is, its expected size (None when the server did not
+    say) and the hashing stream of its bytes."""
+
+    uri: str
+    expected_size: int | None
+    stream: HashingReader
+    local: Path | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes read so far (all of them once the records are consumed)."""
+        return self.stream.bytes_read
+
+    @property
+    def sha256(self) -> str:
+        return self.stream.hexdigest()
+
+
+@contextlib.contextmanager
+def open_source(location: str) -> Iterator[OpenedSource]:
+    """Open a local path, ``file://`` URL or http(s) URL for streaming.
+
+    Raises:
+        SourceUnreadable: not found, not a file, unreachable, or an HTTP error status.
+    """
+    if is_http(location):
+        with _open_http(location) as opened:
+            yield opened
+        return
+    path = local_path(location)
+    if not path.exists():
+        raise SourceUnreadable(f"source file not found: {path}")
+    if not path.is_file():
+        raise SourceUnreadable(f"source is not a file: {path}")
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise SourceUnreadable(f"cannot open source file {path}: {error.strerror}") from None
+    with handle:
+        chunks = iter(lambda: handle.read(CHUNK), b"")
+        yield OpenedSource(
+            uri=path.resolve().as_uri(),
+            expected_size=path.stat().st_size,
+            stream=HashingReader(chunks),
+            local=path,
+        )
+
+
+@contextlib.contextmanager
+def _open_http(url: str) -> Iterator[OpenedSource]:
+    try:
+        with (
+            httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code == 404:
+                raise SourceUnreadable(f"source not found: {url} answered HTTP 404")
+            if response.status_code >= 400:
+                raise SourceUnreadable(
+                    f"source unreadable: {url} answered HTTP {response.status_code}"
+                )
+            length = response.headers.get("content-length")
+            yield OpenedSource(
+                uri=url,
+                expected_size=int(length) if length and length.isdigit() else None,
+                stream=HashingReader(response.iter_bytes(CHUNK)),
+            )
+    except httpx.HTTPError as error:
+        # A transport error (refused, reset, timeout) before or while streaming the body.
+        raise SourceUnreadable(
+            f"cannot read source {url}: {type(error).__name__}: {error}"
+        ) from None
+
+
+@dataclass
+class Record:
+    """One data row: its values, or the problem that made it unreadable."""
+
+    row: int
+    values: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+@dataclass
+class RecordStream:
+    """Records of an opened source; counts them and knows how far through it is."""
+
+    source: OpenedSource
+    format: Format
+    records: int = 0
+    _rows_total: int | None = field(default=None, repr=False)
+    _iterator: Iterator[Record] | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[Record]:
+        reader = {"csv": self._csv, "jsonl": self._jsonl, "xlsx": self._xlsx}[self.format]
+        for record in reader():
+            self.records += 1
+            yield record
+
+    def fraction(self) -> float:
+        """How far through the source the records read so far are (0 to 1)."""
+        if self._rows_total:
+            return min(1.0, self.records / self._rows_total)
+        expected = self.source.expected_size
+        if expected:
+            return min(1.0, self.source.size / expected)
+        return 0.0
+
+    def _csv(self) -> Iterator[Record]:
+        text = io.TextIOWrapper(
+            io.BufferedReader(self.source.stream), encoding="utf-8-sig", newline=""
+        )
+        try:
+            reader = csv.reader(text)
+            header = _header(next(reader, None), "CSV")
+            for index, fields in enumerate(reader, start=2):
+                if not fields:
+                    continue  # blank line
+                if len(fields) != len(header):
+                    yield Record(
+                        index,
+                        problem=f"has {len(fields)} fields, the header has {len(header)}",
+                    )
+                    continue
+                yield Record(index, dict(zip(header, fields, strict=True)))
+        except UnicodeDecodeError:
+            raise SourceUnreadable("bad format: the CSV file is not UTF-8 text") from None
+        except csv.Error as error:
+            raise SourceUnreadable(f"bad format: unreadable CSV ({error})") from None
+
+    def _jsonl(self) -> Iterator[Record]:
+        lines = io.BufferedReader(self.source.stream)
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                yield Record(number, problem=f"is not valid JSON ({error})")
+                continue
+            if not isinstance(value, dict):
+                yield Record(number, problem="is not a JSON object")
+                continue
+            yield Record(number, value)
+
+    def _xlsx(self) -> Iterator[Record]:
+        from openpyxl import load_workbook  # late: only XLSX sources need it
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        with _spooled(self.source) as path:
+            try:
+                workbook = load_workbook(path, read_only=True, data_only=True)
+            except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError):
+                raise SourceUnreadable("bad format: not an XLSX workbook") from None
+            try:
+                sheet = workbook.worksheets[0]
+                self._rows_total = max(0, (sheet.max_row or 1) - 1) or None
+                rows = sheet.iter_rows(values_only=True)
+                header = _header(next(rows, None), "XLSX")
+                for index, cells in enumerate(rows, start=2):
+                    values = [_cell(cell) for cell in cells]
+                    if all(value is None for value in values):
+                        continue  # empty row (spreadsheets keep formatted blank rows)
+                    values += [None] * (len(header) - len(values))
+                    if any(v is not None for v in values[len(header) :]):
+                        yield Record(index, problem="has values beyond the header's columns")
+                        continue
+                    yield Record(index, dict(zip(header, values[: len(header)], strict=True)))
+            finally:
+                workbook.close()
+
+
+def read_records(source: OpenedSource, format: Format) -> RecordStream:
+    """The records of an opened source in ``format``."""
+    return RecordStream(source, format)
+
+
+def _header(cells: Any, kind: str) -> list[str]:
+    if not cells:
+        raise SourceUnreadable(f"bad format: the {kind} file is empty (no header row)")
+    names = [("" if cell is None else str(cell)).strip() for cell in cells]
+    while names and not names[-1]:
+        names.pop()  # trailing empty header cells (spreadsheets)
+    if not names or any(not name for name in names):
+        raise SourceUnreadable(f"bad format: the {kind} header has an empty column name")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise SourceUnreadable(
+            f"bad format: the {kind} header repeats {', '.join(map(repr, duplicates))}"
+        )
+    return names
+
+
+def _cell(value: Any) -> Any:
+    """An XLSX cell as a JSON value: dates as ISO text (midnight datetimes as dates)."""
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+@contextlib.contextmanager
+def _spooled(source: OpenedSource) -> Iterator[Path]:
+    """A seekable local copy of the source (XLSX is a zip archive), hashed on the way."""
+    if source.local is not None:
+        for _ in iter(lambda: source.stream.read(CHUNK), b""):
+            pass  # hash and count the file; openpyxl reads it by path
+        yield source.local
+        return
+    with tempfile.NamedTemporaryFile(suffix=".xlsx") as copy:
+        _copy(source.stream, copy)
+        copy.flush()
+        yield Path(copy.name)
+
+
+def _copy(stream: HashingReader, target: BinaryIO) -> None:
+    for chunk in iter(lambda: stream.read(CHUNK), b""):
+        target.write(chunk)

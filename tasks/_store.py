@@ -1,0 +1,360 @@
+"""Every statement the typed tasks run against the domain tables (not the ledger).
+
+The tables are in :mod:`models.domain`; they live in the ledger's database, so this module
+uses :func:`app.db.engine`. Each function is one named statement or one short
+transaction; the tasks never build SQL themselves. Ledger writes (progress, logs, files,
+outcomes) do not belong here: they go through :class:`app.ledger.context.JobContext`.
+
+Upserts use ``INSERT … ON CONFLICT`` (PostgreSQL and SQLite both have it), which makes
+every write idempotent: a job delivered twice writes the same rows again.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, func, inspect
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.db import engine
+from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction
+
+datasets = Dataset.__table__
+rows = DatasetRow.__table__
+transactions = Transaction.__table__
+cursors = SyncCursor.__table__
+suggestions = Suggestion.__table__
+
+#: A relation name ``export`` may read after ``ledger:`` (a plain, unquoted identifier).
+RELATION_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Rows fetched per round trip when streaming a dataset or a relation out.
+FETCH = 1000
+
+
+def _insert(connection: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT (the one with ``on_conflict_do_*``)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+# -- datasets ------------------------------------------------------------------------
+
+
+def open_dataset(tenant: str, name: str, columns: Sequence[str], key: str | None) -> int:
+    """The id of dataset ``name`` of ``tenant``, created if new; ``columns`` are added to
+    its known columns (first-seen order kept), ``key`` recorded as its key column."""
+    with engine().begin() as connection:
+        # Create-if-missing, then lock the row so two imports merge their columns in turn.
+        connection.execute(
+            _insert(connection, datasets)
+            .values(tenant=tenant, name=name, columns=[])
+            .on_conflict_do_nothing(index_elements=["tenant", "name"])
+        )
+        found = connection.execute(
+            sa.select(datasets.c.id, datasets.c.columns)
+            .where(datasets.c.tenant == tenant, datasets.c.name == name)
+            .with_for_update()
+        ).one()
+        known = list(found.columns or [])
+        merged = known + [column for column in columns if column not in known]
+        values: dict[str, Any] = {"columns": merged, "updated_at": func.now()}
+        if key is not None:
+            values["key_column"] = key
+        connection.execute(sa.update(datasets).where(datasets.c.id == found.id).values(values))
+        return int(found.id)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What export needs to know about a dataset before streaming its rows."""
+
+    id: int
+    columns: list[str]
+    rows: int
+
+
+def find_dataset(tenant: str, name: str) -> DatasetInfo | None:
+    """Dataset ``name`` of ``tenant`` with its row count, or None."""
+    with engine().connect() as connection:
+        found = connection.execute(
+            sa.select(datasets.c.id, datasets.c.columns).where(
+                datasets.c.tenant == tenant, datasets.c.name == name
+            )
+        ).first()
+        if found is None:
+            return None
+        count = connection.execute(
+            sa.select(func.count()).select_from(rows).where(rows.c.dataset_id == found.id)
+        ).scalar_one()
+        return DatasetInfo(int(found.id), list(found.columns or []), int(count))
+
+
+def forget_job_rows(dataset_id: int, job_id: uuid.UUID) -> int:
+    """Delete the unkeyed rows an earlier execution of ``job_id`` wrote (a redelivered or
+    manually retried import starts over instead of appending the same rows twice)."""
+    with engine().begin() as connection:
+        return connection.execute(
+            sa.delete(rows).where(
+                rows.c.dataset_id == dataset_id, rows.c.job_id == job_id, rows.c.row_key.is_(None)
+            )
+        ).rowcount
+
+
+def write_rows(
+    dataset_id: int, job_id: uuid.UUID, batch: Sequence[tuple[str | None, dict[str, Any]]]
+) -> None:
+    """One batch of ``(key, data)`` rows in one transaction; keyed rows are upserted."""
+    if not batch:
+        return
+    # One INSERT may not touch the same key twice (PostgreSQL refuses): the last wins,
+    # as it would across two statements.
+    keyed = {key: data for key, data in batch if key is not None}
+    values = [
+        {"dataset_id": dataset_id, "row_key": None, "data": data, "job_id": job_id}
+        for key, data in batch
+        if key is None
+    ] + [
+        {"dataset_id": dataset_id, "row_key": key, "data": data, "job_id": job_id}
+        for key, data in keyed.items()
+    ]
+    with engine().begin() as connection:
+        statement = _insert(connection, rows).values(values)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["dataset_id", "row_key"],
+                set_={
+                    "data": statement.excluded.data,
+                    "job_id": statement.excluded.job_id,
+                    "updated_at": func.now(),
+                },
+            )
+        )
+
+
+def dataset_rows(dataset_id: int) -> Iterator[dict[str, Any]]:
+    """The rows of a dataset in import order, streamed (server-side cursor)."""
+    with engine().connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=FETCH).execute(
+            sa.select(rows.c.data).where(rows.c.dataset_id == dataset_id).order_by(rows.c.id)
+        )
+        for row in result:
+            yield row.data
+
+
+# -- ledger relations (``export dataset="ledger:<view>"``) ----------------------------
+
+
+def relation_columns(name: str) -> list[str] | None:
+    """Columns of table or view ``name`` in the ledger database, or None if there is none
+    (``name`` must match :data:`RELATION_NAME`)."""
+    if not RELATION_NAME.match(name):
+        return None
+    with engine().connect() as connection:
+        inspector = inspect(connection)
+        if name not in inspector.get_table_names() and name not in inspector.get_view_names():
+            return None
+        return [column["name"] for column in inspector.get_columns(name)]
+
+
+def _relation(name: str, columns: Sequence[str]) -> sa.TableClause:
+    return sa.table(name, *(sa.column(column) for column in columns))
+
+
+def count_relation(name: str, columns: Sequence[str], tenant: str | None) -> int:
+    """Rows of relation ``name`` (of ``tenant`` only, when given)."""
+    relation = _relation(name, columns)
+    query = sa.select(func.count()).select_from(relation)
+    if tenant is not None:
+        query = query.where(relation.c.tenant == tenant)
+    with engine().connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def relation_rows(name: str, columns: Sequence[str], tenant: str | None) -> Iterator[Sequence[Any]]:
+    """Rows of relation ``name`` (of ``tenant`` only, when given), streamed."""
+    relation = _relation(name, columns)
+    query = sa.select(*relation.c)
+    if tenant is not None:
+        query = query.where(relation.c.tenant == tenant)
+    with engine().connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=FETCH).execute(query)
+        yield from result
+
+
+# -- transactions and sync cursors ----------------------------------------------------
+
+
+def read_cursor(budget_id: str, source_key: str) -> dict[str, Any] | None:
+    """The cursor of the last complete sync of ``budget_id`` from ``source_key``."""
+    with engine().connect() as connection:
+        return connection.execute(
+            sa.select(cursors.c.cursor).where(
+                cursors.c.budget_id == budget_id, cursors.c.source_key == source_key
+            )
+        ).scalar_one_or_none()
+
+
+def save_cursor(budget_id: str, source_key: str, cursor: dict[str, Any], job_id: uuid.UUID) -> None:
+    """Remember where a complete sync stopped."""
+    with engine().begin() as connection:
+        statement = _insert(connection, cursors).values(
+            budget_id=budget_id, source_key=source_key, cursor=cursor, job_id=job_id
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["budget_id", "source_key"],
+                set_={"cursor": cursor, "job_id": job_id, "updated_at": func.now()},
+            )
+        )
+
+
+#: Transaction columns a sync writes (besides the key and bookkeeping).
+TRANSACTION_FIELDS = (
+    "booked_on",
+    "payee",
+    "payee_normalized",
+    "amount",
+    "category",
+    "memo",
+    "source_cursor",
+)
+
+
+def upsert_transactions(budget_id: str, job_id: uuid.UUID, batch: Iterable[dict[str, Any]]) -> int:
+    """Upsert transactions on ``(budget_id, external_id)`` in one transaction; returns how
+    many rows were inserted or actually changed (an unchanged re-sync writes nothing)."""
+    keyed = {record["external_id"]: record for record in batch}
+    if not keyed:
+        return 0
+    values = [{"budget_id": budget_id, "job_id": job_id, **record} for record in keyed.values()]
+    with engine().begin() as connection:
+        statement = _insert(connection, transactions).values(values)
+        excluded = statement.excluded
+        changed = sa.or_(
+            *(transactions.c[name].is_distinct_from(excluded[name]) for name in TRANSACTION_FIELDS)
+        )
+        upsert = statement.on_conflict_do_update(
+            index_elements=["budget_id", "external_id"],
+            set_={
+                **{name: excluded[name] for name in TRANSACTION_FIELDS},
+                "job_id": excluded.job_id,
+                "updated_at": func.now(),
+            },
+            where=changed,
+        ).returning(transactions.c.id)
+        return len(connection.execute(upsert).all())
+
+
+# -- suggestions ------------------------------------------------------------------------
+
+
+def category_history(budget_id: str) -> list[tuple[str, str, int]]:
+    """``(payee_normalized, category, count)`` over the budget's categorized transactions."""
+    query = (
+        sa.select(transactions.c.payee_normalized, transactions.c.category, func.count())
+        .where(transactions.c.budget_id == budget_id, transactions.c.category.is_not(None))
+        .group_by(transactions.c.payee_normalized, transactions.c.category)
+    )
+    with engine().connect() as connection:
+        return [(row[0], row[1], int(row[2])) for row in connection.execute(query)]
+
+
+def count_uncategorized(budget_id: str) -> int:
+    """How many of the budget's transactions have no category."""
+    query = (
+        sa.select(func.count())
+        .select_from(transactions)
+        .where(transactions.c.budget_id == budget_id, transactions.c.category.is_(None))
+    )
+    with engine().connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
+def _uncategorized_without_decision(budget_id: str) -> sa.Select[Any]:
+    """Uncategorized transactions with no applied or rejected suggestion (those are the
+    user's decision and are not proposed again)."""
+    decided = sa.select(suggestions.c.id).where(
+        suggestions.c.transaction_id == transactions.c.id,
+        suggestions.c.status != "pending",
+    )
+    return (
+        sa.select(transactions.c.id, transactions.c.payee_normalized)
+        .where(
+            transactions.c.budget_id == budget_id,
+            transactions.c.category.is_(None),
+            ~decided.exists(),
+        )
+        .order_by(transactions.c.id)
+    )
+
+
+class SuggestionWriter:
+    """Replaces a budget's pending suggestions in one transaction: the old pending ones
+    go and the new ones arrive together, or (on an error or a cancel) neither.
+
+    Usage::
+
+        with SuggestionWriter(budget_id, job_id) as writer:
+            for batch in writer.candidates():
+                writer.add([...])
+    """
+
+    def __init__(self, budget_id: str, job_id: uuid.UUID) -> None:
+        self.budget_id = budget_id
+        self.job_id = job_id
+        self.replaced = 0
+        self._connection: Connection | None = None
+        self._transaction: sa.RootTransaction | None = None
+
+    def __enter__(self) -> SuggestionWriter:
+        self._connection = engine().connect()
+        self._transaction = self._connection.begin()
+        self.replaced = self._connection.execute(
+            sa.delete(suggestions).where(
+                suggestions.c.budget_id == self.budget_id, suggestions.c.status == "pending"
+            )
+        ).rowcount
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        assert self._connection is not None
+        assert self._transaction is not None
+        try:
+            if kind is None:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        finally:
+            self._connection.close()
+
+    def candidates(self, batch_size: int) -> Iterator[list[tuple[int, str]]]:
+        """``(transaction_id, payee_normalized)`` to suggest for, in batches."""
+        assert self._connection is not None
+        result = self._connection.execute(_uncategorized_without_decision(self.budget_id))
+        while batch := result.fetchmany(batch_size):
+            yield [(int(row[0]), str(row[1])) for row in batch]
+
+    def add(self, proposals: Sequence[dict[str, Any]]) -> None:
+        """Insert suggestions (``transaction_id``, ``category``, ``confidence``,
+        ``evidence``) as ``pending``."""
+        assert self._connection is not None
+        if proposals:
+            self._connection.execute(
+                sa.insert(suggestions),
+                [{**p, "budget_id": self.budget_id, "job_id": self.job_id} for p in proposals],
+            )
+
+
+def normalize_payee(payee: str) -> str:
+    """The payee as suggestions group it: case-folded letters only, single spaces
+    (``"AMAZON Mktp #1234"`` and ``"amazon mktp  99"`` are both ``"amazon mktp"``):
+    card numbers, store numbers and punctuation vary between bookings of one payee."""
+    return " ".join(_NOT_LETTERS.sub(" ", payee.casefold()).split())[:256]
+
+
+_NOT_LETTERS = re.compile(r"[\W\d_]+")

@@ -1,0 +1,141 @@
+"""Typed column values: parse what a file holds (text, or native XLSX cells) into JSON.
+
+Usage::
+
+    parse("int", "42")            # 42
+    parse("decimal", "19.90")     # "19.90"  (exact: kept as text, never a float)
+    parse("date", "2024-03-01")   # "2024-03-01"
+    parse("int", "x")             # raises ValueError("not an integer: 'x'")
+
+A type ending in ``?`` (``"int?"``) allows an empty value, which becomes ``None``; without
+it an empty or missing value is an error. The ``ValueError`` messages are user-safe and
+name the offending value, for a job's structured item errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, get_args
+
+BaseType = Literal["str", "int", "float", "decimal", "date", "bool"]
+ColumnType = Literal[
+    "str",
+    "int",
+    "float",
+    "decimal",
+    "date",
+    "bool",
+    "str?",
+    "int?",
+    "float?",
+    "decimal?",
+    "date?",
+    "bool?",
+]
+COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
+_TRUE = {"true", "yes", "y", "1"}
+_FALSE = {"false", "no", "n", "0"}
+
+
+def is_empty(value: Any) -> bool:
+    """Missing, None or blank text."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def parse(column_type: str, value: Any) -> Any:
+    """``value`` as ``column_type`` (see the module docstring); raises ``ValueError``."""
+    optional = column_type.endswith("?")
+    if is_empty(value):
+        if optional:
+            return None
+        raise ValueError("required value is missing")
+    return _PARSERS[column_type.rstrip("?")](value)
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # XLSX stores every number as a float
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"not an integer: {value!r}") from None
+
+
+def _float(value: Any) -> float:
+    try:
+        number = float(value if isinstance(value, int | float) else str(value).strip())
+    except ValueError:
+        raise ValueError(f"not a number: {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def parse_decimal(value: Any) -> Decimal:
+    """A finite decimal from text or a number (floats through their shortest repr)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a decimal number: {value!r}")
+    try:
+        number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    return number
+
+
+def _decimal(value: Any) -> str:
+    return str(parse_decimal(value))
+
+
+def parse_date(value: Any) -> date:
+    """A date from ISO text (``2024-03-01``, or a timestamp's date part) or a date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        return (
+            date.fromisoformat(text[:10])
+            if len(text) > 10 and text[10] in "T "
+            else (date.fromisoformat(text))
+        )
+    except ValueError:
+        raise ValueError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+
+
+def _date(value: Any) -> str:
+    return parse_date(value).isoformat()
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"not a boolean (true/false, yes/no, 1/0): {value!r}")
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "str": _str,
+    "int": _int,
+    "float": _float,
+    "decimal": _decimal,
+    "date": _date,
+    "bool": _bool,
+}

@@ -1,0 +1,211 @@
+"""Job type ``export``: write a dataset, or a ledger table/view, to CSV, XLSX or JSON lines.
+
+Usage::
+
+    from tasks import export_data
+
+    export_data.delay(dataset="sales")                                 # CSV
+    export_data.delay(dataset="sales", format="xlsx", tenant="acme")
+    export_data.delay(dataset="ledger:report_daily_summary", format="jsonl")
+
+The file goes to ``JOBLEDGER_EXPORT_DIR`` (default ``var/exports``) as
+``<tenant>/<dataset>-<job id>.<format>``; a ``ledger:`` name is written as
+``ledger.<relation>``. It is written to a ``.part`` file and renamed when complete, so a
+reader never sees half a file and a redelivered job simply replaces it. The job's
+``result_url`` is the file's ``file://`` URL, the file is recorded in ``job_files`` (out,
+bytes, sha256, records) and the result is ``{"records", "path"}``.
+
+Rows are streamed from the database (server-side cursor) and written as they come, so
+memory stays flat however big the dataset; XLSX uses openpyxl's write-only mode.
+
+``ledger:<relation>`` reads any table or view of the ledger database whose name is a
+plain lower-case identifier (the reporting views of migration 0003, or ``jobs``…); a
+name that is not one, or that does not exist, fails the job. When the relation has a
+``tenant`` column only the payload tenant's rows are exported, so an export never hands
+one tenant another's jobs. A dataset column order is the order columns were first
+imported; values that are objects or lists are written as JSON text in CSV and XLSX.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import Field
+
+from app.config import settings
+from app.exceptions import JobFailed
+from app.ledger.context import JobContext
+from app.ledger.task import JobPayload, job_task
+from tasks import _store
+from tasks._fields import FormatName, Tenant
+from tasks._sources import CHUNK, Format
+
+LEDGER_PREFIX = "ledger:"
+#: A dataset name, or ``ledger:`` and a plain identifier.
+EXPORT_NAME = r"^(?:[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}|ledger:[a-z_][a-z0-9_]{0,62})$"
+#: Rows between two cooperative checkpoints (cancel check, heartbeat, progress).
+CHECK_EVERY = 1000
+
+
+class ExportPayload(JobPayload):
+    """What ``export_data.delay(...)`` takes."""
+
+    #: A dataset name, or ``ledger:<table or view>``.
+    dataset: Annotated[str, Field(pattern=EXPORT_NAME)]
+    format: Annotated[Format, FormatName] = "csv"
+    tenant: Tenant = "default"
+
+
+@job_task("export", ExportPayload, subject="dataset")
+def export_data(job: JobContext, payload: ExportPayload) -> dict[str, Any]:
+    """Export ``payload.dataset`` (see the module docstring)."""
+    header, rows, total = _rows_to_export(payload)
+    target = _target_path(payload, job.job_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    job.log(f"exporting {total} rows of {payload.dataset} as {payload.format} to {target}")
+    written = 0
+    try:
+        with _writer(payload.format, partial, header) as out:
+            for written, row in enumerate(rows, start=1):
+                out.write(row)
+                if written % CHECK_EVERY == 0:
+                    job.check_canceled()
+                    job.progress(99 * written / max(total, 1), f"{written} of {total} rows")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    size, digest = _size_and_sha256(target)
+    job.result_url = target.resolve().as_uri()
+    job.record_file("out", job.result_url, size=size, sha256=digest, records=written)
+    job.log(f"wrote {written} rows ({size} bytes) to {target}")
+    return {"records": written, "path": str(target.resolve())}
+
+
+def _rows_to_export(payload: ExportPayload) -> tuple[list[str], Iterator[list[Any]], int]:
+    """``(header, rows, row count)`` of what to export; fails the job if it does not exist."""
+    if payload.dataset.startswith(LEDGER_PREFIX):
+        name = payload.dataset[len(LEDGER_PREFIX) :]
+        columns = _store.relation_columns(name)
+        if columns is None:
+            raise JobFailed(f"no table or view {name!r} in the ledger database to export")
+        tenant = payload.tenant if "tenant" in columns else None
+        total = _store.count_relation(name, columns, tenant)
+        return columns, (list(r) for r in _store.relation_rows(name, columns, tenant)), total
+    found = _store.find_dataset(payload.tenant, payload.dataset)
+    if found is None:
+        raise JobFailed(
+            f"no dataset {payload.dataset!r} for tenant {payload.tenant!r}: import it first"
+        )
+    columns = found.columns
+
+    def rows() -> Iterator[list[Any]]:
+        for data in _store.dataset_rows(found.id):
+            yield [data.get(column) for column in columns]
+
+    return columns, rows(), found.rows
+
+
+def _target_path(payload: ExportPayload, job_id: uuid.UUID) -> Path:
+    # Names are pattern-checked (no "/" or ".." possible), so they are safe in a path.
+    stem = payload.dataset.replace(LEDGER_PREFIX, "ledger.", 1)
+    return settings().export_dir / payload.tenant / f"{stem}-{job_id}.{payload.format}"
+
+
+class _RowWriter(Protocol):
+    def write(self, row: Sequence[Any]) -> None: ...
+
+
+class _writer:  # noqa: N801  (used as a context manager, reads like a function)
+    """Open ``path`` for ``format`` and write the header; ``write(row)`` per row."""
+
+    def __init__(self, format: Format, path: Path, header: list[str]) -> None:
+        self.format: Literal["csv", "xlsx", "jsonl"] = format
+        self.path = path
+        self.header = header
+
+    def __enter__(self) -> _RowWriter:
+        if self.format == "xlsx":
+            from openpyxl import Workbook  # late: only XLSX exports need it
+
+            self._workbook = Workbook(write_only=True)
+            sheet = self._workbook.create_sheet("export")
+            sheet.append(self.header)
+            return _XlsxRows(sheet)
+        self._handle = self.path.open("w", encoding="utf-8", newline="")
+        if self.format == "csv":
+            rows = csv.writer(self._handle)
+            rows.writerow(self.header)
+            return _CsvRows(rows)
+        return _JsonRows(self._handle, self.header)
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if self.format == "xlsx":
+            if kind is None:
+                self._workbook.save(self.path)
+            self._workbook.close()
+        else:
+            self._handle.close()
+
+
+class _CsvRows:
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+
+    def write(self, row: Sequence[Any]) -> None:
+        self.rows.writerow(["" if value is None else _text(value) for value in row])
+
+
+class _XlsxRows:
+    def __init__(self, sheet: Any) -> None:
+        self.sheet = sheet
+
+    def write(self, row: Sequence[Any]) -> None:
+        self.sheet.append([_cell(value) for value in row])
+
+
+class _JsonRows:
+    def __init__(self, handle: Any, header: list[str]) -> None:
+        self.handle = handle
+        self.header = header
+
+    def write(self, row: Sequence[Any]) -> None:
+        document = dict(zip(self.header, (_json(value) for value in row), strict=True))
+        self.handle.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def _json(value: Any) -> Any:
+    """A value from a row as JSON: UUIDs, timestamps and decimals as text."""
+    if isinstance(value, uuid.UUID | datetime | date | time | Decimal):
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return value
+
+
+def _text(value: Any) -> str:
+    value = _json(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return _text(value)
+
+
+def _size_and_sha256(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()

@@ -1,0 +1,223 @@
+"""Job type ``import``: load a CSV, XLSX or JSON-lines file into a dataset, in batches.
+
+Usage::
+
+    from tasks import import_data
+
+    import_data.delay(source="/data/sales.csv", dataset="sales")
+    import_data.delay(
+        source="https://example.com/sales.jsonl",
+        dataset="sales",
+        key="order_id",                                   # re-imports upsert by order_id
+        columns={"order_id": "int", "amount": "decimal", "note": "str?"},
+        tenant="acme",
+    )
+
+- ``format`` (csv, xlsx, jsonl) defaults to what the file name ends with; ``delay()``
+  refuses a payload whose format it cannot tell, or an unknown one.
+- ``columns`` declares typed columns: each listed column must be present and parse
+  (``"int?"`` allows it empty). Other columns are stored as read.
+- A row that fails (wrong number of fields, bad JSON, a value that does not parse, an
+  empty key) becomes a structured item error ``{"row", "field", "message"}`` and the
+  import goes on: the job ends ``partial``. It ends ``failed`` when every row failed, or
+  when the source cannot be read (not found, unreachable, not the format it claims).
+- The file is recorded in ``job_files`` (in, bytes, sha256, records); the result is
+  ``{"records_read", "records_imported", "records_failed"}``.
+
+Batches and cancel: every batch of ``batch_size`` good rows is committed on its own, after
+a cooperative cancel check. Canceling an import mid-way therefore **keeps the batches
+already committed** and writes nothing after the checkpoint that saw the cancel; the job
+ends ``canceled`` and its log says how many rows were kept. Running the import again
+completes the dataset: with ``key`` the rows are upserted (no duplicates); without a key,
+a new import job appends, while the same job delivered again (a redelivery after a lost
+worker, or a manual retry of the canceled job) first removes the unkeyed rows it wrote
+before, so it never doubles them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from app.exceptions import JobCanceled, JobFailed
+from app.ledger.context import JobContext
+from app.ledger.task import JobPayload, job_task
+from tasks import _store
+from tasks._fields import DatasetName, FormatName, Location, Tenant, format_problem
+from tasks._sources import (
+    Format,
+    Record,
+    SourceUnreadable,
+    format_from_name,
+    open_source,
+    read_records,
+)
+from tasks._values import ColumnType, is_empty, parse
+
+#: Longest row key kept (the ``dataset_rows.row_key`` column).
+MAX_KEY = 512
+
+
+class ImportPayload(JobPayload):
+    """What ``import_data.delay(...)`` takes."""
+
+    #: Local path, file:// URL or http(s) URL of the file.
+    source: Location
+    #: Dataset the rows go to (created on first import).
+    dataset: DatasetName
+    tenant: Tenant = "default"
+    #: csv, xlsx or jsonl; guessed from the file name when not given.
+    format: Annotated[Format | None, FormatName] = Field(default=None, validate_default=True)
+    #: Column whose value identifies a row: re-importing the same key updates the row.
+    key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    #: Typed columns (``int``, ``float``, ``decimal``, ``date``, ``bool``, ``str``; ``?``
+    #: suffix = may be empty).
+    columns: dict[str, ColumnType] = Field(default_factory=dict)
+    #: Good rows committed per transaction.
+    batch_size: int = Field(default=1000, ge=1, le=50_000)
+
+    @field_validator("format")
+    @classmethod
+    def _guess_format(cls, value: Format | None, info: ValidationInfo) -> Format:
+        if value is not None:
+            return value
+        source = info.data.get("source")
+        if source is None:  # the source itself was refused; that error says enough
+            return "csv"
+        guessed = format_from_name(source)
+        if guessed is None:
+            raise ValueError(format_problem(source))
+        return guessed
+
+
+@dataclass
+class Batch:
+    """Good rows waiting to be committed, and the counts so far."""
+
+    rows: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    number: int = 0
+    read: int = 0
+    imported: int = 0
+    failed: int = 0
+
+
+@job_task("import", ImportPayload, subject="dataset")
+def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
+    """Import ``payload.source`` into ``payload.dataset`` (see the module docstring)."""
+    assert payload.format is not None  # filled in by the payload model
+    counts = Batch()
+    writer = _DatasetWriter(job, payload)
+    job.log(f"importing {payload.format} from {payload.source} into {payload.dataset}")
+    try:
+        with open_source(payload.source) as source:
+            stream = read_records(source, payload.format)
+            for record in stream:
+                counts.read += 1
+                row = _validated(job, record, payload)
+                if row is None:
+                    counts.failed += 1
+                    continue
+                counts.rows.append(row)
+                if len(counts.rows) >= payload.batch_size:
+                    writer.commit(counts, stream.fraction())
+            writer.commit(counts, stream.fraction())
+            job.record_file(
+                "in", source.uri, size=source.size, sha256=source.sha256, records=stream.records
+            )
+    except SourceUnreadable as error:
+        raise JobFailed(str(error)) from None
+    except JobCanceled:
+        job.log(
+            f"canceled after {counts.number} committed batches: the {counts.imported} rows "
+            "imported so far are kept",
+            level="warning",
+        )
+        raise
+    result = {
+        "records_read": counts.read,
+        "records_imported": counts.imported,
+        "records_failed": counts.failed,
+    }
+    if counts.read and not counts.imported:
+        first = job.errors[0] if job.errors else {}
+        raise JobFailed(
+            f"all {counts.read} rows failed validation; first: row {first.get('row')}"
+            f"{_field_label(first)}: {first.get('message')}",
+            errors=job.errors,
+        )
+    job.log(f"done: {counts.read} rows read, {counts.imported} imported, {counts.failed} rejected")
+    return result
+
+
+class _DatasetWriter:
+    """Commits batches to the dataset, opening it (and merging new columns) as needed."""
+
+    def __init__(self, job: JobContext, payload: ImportPayload) -> None:
+        self.job = job
+        self.payload = payload
+        self.dataset_id: int | None = None
+        self.columns: list[str] = []
+
+    def commit(self, counts: Batch, fraction: float) -> None:
+        # Checkpoint before writing: once a cancel is requested, no further batch lands.
+        self.job.check_canceled()
+        if counts.rows:
+            self._open(counts.rows)
+            assert self.dataset_id is not None
+            _store.write_rows(self.dataset_id, self.job.job_id, counts.rows)
+            counts.number += 1
+            counts.imported += len(counts.rows)
+            self.job.log(
+                f"batch {counts.number}: {len(counts.rows)} rows committed "
+                f"({counts.imported} imported, {counts.failed} rejected so far)"
+            )
+            counts.rows = []
+        self.job.progress(99 * fraction, f"{counts.read} rows read, {counts.imported} imported")
+
+    def _open(self, rows: list[tuple[str | None, dict[str, Any]]]) -> None:
+        new = [c for _, data in rows for c in data if c not in self.columns]
+        if self.dataset_id is not None and not new:
+            return
+        self.columns += list(dict.fromkeys(new))
+        first = self.dataset_id is None
+        self.dataset_id = _store.open_dataset(
+            self.payload.tenant, self.payload.dataset, self.columns, self.payload.key
+        )
+        if first and self.payload.key is None:
+            removed = _store.forget_job_rows(self.dataset_id, self.job.job_id)
+            if removed:
+                self.job.log(f"removed {removed} rows an earlier run of this job had imported")
+
+
+def _validated(
+    job: JobContext, record: Record, payload: ImportPayload
+) -> tuple[str | None, dict[str, Any]] | None:
+    """``(key, data)`` of a good record; None after recording why it is not."""
+    if record.values is None:
+        job.add_error(f"row {record.row} {record.problem}", row=record.row, field=None)
+        return None
+    data = dict(record.values)
+    problems: list[tuple[str, str]] = []
+    for column, column_type in payload.columns.items():
+        try:
+            data[column] = parse(column_type, data.get(column))
+        except ValueError as error:
+            problems.append((column, str(error)))
+    key: str | None = None
+    if payload.key is not None:
+        value = data.get(payload.key)
+        if is_empty(value):
+            problems.append((payload.key, "the key column is empty or missing"))
+        else:
+            key = str(value)
+            if len(key) > MAX_KEY:
+                problems.append((payload.key, f"key longer than {MAX_KEY} characters"))
+    for column, message in problems:
+        job.add_error(message, row=record.row, field=column)
+    return None if problems else (key, data)
+
+
+def _field_label(error: dict[str, Any]) -> str:
+    return f" field {error['field']!r}" if error.get("field") else ""

@@ -1,0 +1,93 @@
+"""Job type ``suggest``: propose categories for a budget's uncategorized transactions.
+
+Usage::
+
+    from tasks import suggest
+
+    suggest.delay("household")
+
+For each transaction without a category, the proposal is the most frequent category of
+the budget's categorized transactions with the same normalised payee
+(:func:`tasks._store.normalize_payee`), with ``confidence`` = that category's share of
+the payee's categorized history and ``evidence`` = the size of that history. Ties go to
+the alphabetically first category, so reruns agree. Payees with no categorized history
+get no suggestion.
+
+Every run replaces the budget's ``pending`` suggestions in one transaction (the old ones
+go and the new ones arrive together; a cancel or a failure leaves the previous set as it
+was). ``applied`` and ``rejected`` suggestions are the user's decisions: they are never
+touched, and a transaction that has one is not proposed for again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import Field
+
+from app.ledger.context import JobContext
+from app.ledger.task import JobPayload, job_task
+from tasks import _store
+from tasks._fields import BudgetId
+
+
+class SuggestPayload(JobPayload):
+    """What ``suggest.delay(...)`` takes."""
+
+    budget_id: BudgetId
+    #: Transactions looked at between two cooperative checkpoints.
+    batch_size: int = Field(default=1000, ge=1, le=50_000)
+
+
+#: ``payee_normalized -> (category, confidence, evidence)``
+Best = dict[str, tuple[str, float, int]]
+
+
+@job_task("suggest", SuggestPayload, subject="budget_id")
+def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
+    """Suggest categories for ``payload.budget_id`` (see the module docstring)."""
+    best = best_categories(_store.category_history(payload.budget_id))
+    total = _store.count_uncategorized(payload.budget_id)
+    job.log(f"{len(best)} payees with categorized history; {total} transactions to look at")
+    considered = suggested = 0
+    with _store.SuggestionWriter(payload.budget_id, job.job_id) as writer:
+        for batch in writer.candidates(payload.batch_size):
+            job.check_canceled()
+            proposals = [
+                {
+                    "transaction_id": transaction_id,
+                    "category": best[payee][0],
+                    "confidence": best[payee][1],
+                    "evidence": best[payee][2],
+                }
+                for transaction_id, payee in batch
+                if payee in best
+            ]
+            writer.add(proposals)
+            considered += len(batch)
+            suggested += len(proposals)
+            job.progress(99 * considered / max(total, 1), f"{considered} of {total} looked at")
+    job.log(
+        f"{suggested} suggestions for {considered} uncategorized transactions "
+        f"(replaced {writer.replaced} pending ones)"
+    )
+    return {
+        "transactions_considered": considered,
+        "suggestions": suggested,
+        "without_history": considered - suggested,
+        "replaced_pending": writer.replaced,
+    }
+
+
+def best_categories(history: list[tuple[str, str, int]]) -> Best:
+    """The most frequent category per payee, its share and the payee's history size."""
+    by_payee: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for payee, category, count in history:
+        by_payee[payee].append((category, count))
+    best: Best = {}
+    for payee, counts in by_payee.items():
+        category, count = min(counts, key=lambda item: (-item[1], item[0]))
+        evidence = sum(n for _, n in counts)
+        best[payee] = (category, round(count / evidence, 4), evidence)
+    return best

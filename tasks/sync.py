@@ -1,0 +1,388 @@
+"""Job type ``sync``: pull a budget's transactions from a source, incrementally.
+
+Usage::
+
+    from tasks import sync
+
+    sync.delay("household", "/data/bank.csv")                          # a file (or URL)
+    sync.delay("household", {"url": "postgresql://bank@db/bank", "table": "bank_tx"})
+    sync.delay("household", "postgresql://bank@db/bank#table=bank_tx")  # the same, as text
+    sync.delay("household", {"url": "sqlite:///bank.db", "query": "SELECT … "},
+               full_resync=True)
+
+Sources:
+
+- a record file (CSV, JSON lines or XLSX; local path, ``file://`` or http(s) URL), given
+  as text or ``{"path": …, "format": …, "cursor_field": …}``;
+- a database, given as ``{"url": <SQLAlchemy URL>, "table": <name>}`` or
+  ``{"url": …, "query": "SELECT …"}`` (or the text ``<url>#table=<name>``). The URL may not
+  carry a password, since payloads are stored in the ledger: use ``~/.pgpass`` or
+  ``PGPASSWORD`` on the workers instead.
+
+Each record has ``id``, ``date`` (ISO), ``payee``, ``amount``, and optionally ``category``,
+``memo`` and the cursor field (``cursor_field``, default ``updated_at``; ``null`` turns
+incremental reading off). Records are upserted into ``transactions`` on
+``(budget_id, external id)`` in batches, one transaction each; a record that does not
+parse is an item error (the job ends ``partial``).
+
+Incremental: after a complete run the largest cursor value seen is saved per budget and
+source; the next run reads only records whose cursor is at least that value (the
+boundary records are read again, and the upsert makes that harmless). ``full_resync``
+reads everything. A canceled or failed run keeps the batches it committed and does not
+move the cursor, so the next run reads them again. Running a sync twice is idempotent:
+the second run writes nothing that did not change (``records_written`` counts rows
+actually inserted or changed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from app.config import normalize_database_url
+from app.exceptions import JobFailed
+from app.ledger.context import JobContext
+from app.ledger.task import JobPayload, job_task
+from tasks import _store
+from tasks._fields import BudgetId, FormatName, Location, format_problem
+from tasks._sources import (
+    Format,
+    SourceUnreadable,
+    format_from_name,
+    is_http,
+    local_path,
+    open_source,
+    read_records,
+)
+from tasks._values import is_empty, parse_date, parse_decimal
+
+#: A column or table name a database source may use (``schema.table`` for tables).
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+TABLE = r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$"
+CursorField = Annotated[str, Field(pattern=IDENTIFIER)] | None
+
+
+class FileSource(JobPayload):
+    """A record file: local path, ``file://`` or http(s) URL."""
+
+    kind: Literal["file"] = "file"
+    path: Location
+    format: Annotated[Format | None, FormatName] = Field(default=None, validate_default=True)
+    cursor_field: CursorField = "updated_at"
+
+    @field_validator("format")
+    @classmethod
+    def _guess_format(cls, value: Format | None, info: ValidationInfo) -> Format:
+        path = info.data.get("path")
+        if value is not None or path is None:
+            return value or "csv"
+        guessed = format_from_name(path)
+        if guessed is None:
+            raise ValueError(format_problem(path))
+        return guessed
+
+    def identity(self) -> str:
+        """Stable name of the source, for its sync cursor."""
+        if is_http(self.path):
+            return self.path
+        return local_path(self.path).resolve().as_uri()
+
+
+class DatabaseSource(JobPayload):
+    """A table or a SELECT query of a database SQLAlchemy can reach."""
+
+    kind: Literal["database"] = "database"
+    url: str
+    table: Annotated[str, Field(pattern=TABLE)] | None = None
+    query: Annotated[str, Field(min_length=1)] | None = None
+    cursor_field: CursorField = "updated_at"
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a SQLAlchemy database URL (e.g. postgresql://user@host/db)"
+            ) from None
+        if url.password is not None:
+            raise ValueError(
+                "carries a password, which would be stored in the ledger: use ~/.pgpass, "
+                "PGPASSWORD or the driver's own settings on the workers"
+            )
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, value: str | None) -> str | None:
+        if value is not None and value.lstrip().split(None, 1)[0].lower() not in (
+            "select",
+            "with",
+        ):
+            raise ValueError("must be a SELECT (or WITH … SELECT) statement")
+        return value
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> DatabaseSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table and query")
+        return self
+
+    def identity(self) -> str:
+        """Stable name of the source, for its sync cursor (the query by its hash)."""
+        what = (
+            f"table={self.table}"
+            if self.table
+            else "query=" + hashlib.sha256(str(self.query).encode()).hexdigest()[:16]
+        )
+        return f"{make_url(self.url).render_as_string(hide_password=True)}#{what}"[:512]
+
+
+def _source_document(value: Any) -> Any:
+    """Text and kind-less objects become a tagged source document."""
+    if isinstance(value, str):
+        text = value.strip()
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme in ("", "file", "http", "https"):
+            return {"kind": "file", "path": text}
+        url, _, fragment = text.partition("#")
+        return {"kind": "database", "url": url, **dict(parse_qsl(fragment))}
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "database" if "url" in value else "file", **value}
+    return value
+
+
+SyncSource = Annotated[
+    FileSource | DatabaseSource, Field(discriminator="kind"), BeforeValidator(_source_document)
+]
+
+
+class SyncPayload(JobPayload):
+    """What ``sync.delay(...)`` takes."""
+
+    budget_id: BudgetId
+    source: SyncSource
+    full_resync: bool = False
+    #: Records upserted per transaction.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    written: int = 0
+    failed: int = 0
+    skipped: int = 0
+    batches: int = 0
+
+
+@job_task("sync", SyncPayload, subject="budget_id")
+def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
+    """Pull ``payload.budget_id``'s transactions (see the module docstring)."""
+    source = payload.source
+    key = source.identity()
+    field = source.cursor_field
+    saved = (
+        None if payload.full_resync or field is None else _store.read_cursor(payload.budget_id, key)
+    )
+    since = saved["value"] if saved and saved.get("field") == field else None
+    job.log(
+        f"sync of {payload.budget_id} from {key}: "
+        + ("full resync" if since is None else f"records with {field} >= {since!r}")
+    )
+    counts = Counts()
+    newest: Any = None
+    batch: list[dict[str, Any]] = []
+    try:
+        for row, record in _records(job, source, since):
+            counts.read += 1
+            if record is None:  # unreadable row, already recorded as an item error
+                counts.failed += 1
+                continue
+            if field is not None and since is not None and _older(record.get(field), since):
+                counts.skipped += 1  # a file source: filtered here, not by a query
+                continue
+            transaction = _transaction(job, row, record, field)
+            if transaction is None:
+                counts.failed += 1
+                continue
+            if field is not None and not is_empty(record.get(field)):
+                value = _cursor_value(record[field])
+                newest = value if newest is None or _older(newest, value) else newest
+            batch.append(transaction)
+            if len(batch) >= payload.batch_size:
+                _commit(job, payload, batch, counts)
+                batch = []
+        _commit(job, payload, batch, counts)
+    except SourceUnreadable as error:
+        raise JobFailed(str(error)) from None
+    except SQLAlchemyError as error:
+        raise JobFailed(f"cannot read the source database: {_first_line(error)}") from None
+    if counts.failed and counts.failed == counts.read - counts.skipped:
+        raise JobFailed(f"all {counts.failed} records of the source failed validation")
+    if field is not None and newest is not None:
+        _store.save_cursor(payload.budget_id, key, {"field": field, "value": newest}, job.job_id)
+    job.log(
+        f"done: {counts.read} records read, {counts.written} written, "
+        f"{counts.failed} rejected, {counts.skipped} older than the cursor"
+    )
+    return {
+        "records_read": counts.read,
+        "records_written": counts.written,
+        "records_failed": counts.failed,
+        "records_skipped": counts.skipped,
+        "cursor": newest if newest is not None else since,
+        "full_resync": payload.full_resync,
+    }
+
+
+def _commit(
+    job: JobContext, payload: SyncPayload, batch: list[dict[str, Any]], counts: Counts
+) -> None:
+    # Checkpoint before writing: once a cancel is requested, no further batch lands.
+    job.check_canceled()
+    if not batch:
+        return
+    written = _store.upsert_transactions(payload.budget_id, job.job_id, batch)
+    counts.written += written
+    counts.batches += 1
+    job.log(f"batch {counts.batches}: {len(batch)} records, {written} inserted or changed")
+    job.progress(min(99, counts.batches), f"{counts.read} records read")
+
+
+def _records(
+    job: JobContext, source: FileSource | DatabaseSource, since: Any
+) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(row number, record)`` of the source; a file row that cannot be read at all is
+    recorded as an item error here and comes as ``None``."""
+    if isinstance(source, DatabaseSource):
+        yield from _database_records(source, since)
+        return
+    assert source.format is not None
+    with open_source(source.path) as opened:
+        stream = read_records(opened, source.format)
+        for record in stream:
+            if record.values is None:
+                job.add_error(f"row {record.row} {record.problem}", row=record.row, field=None)
+            yield record.row, record.values
+        job.record_file(
+            "in", opened.uri, size=opened.size, sha256=opened.sha256, records=stream.records
+        )
+
+
+def _database_records(source: DatabaseSource, since: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    engine = sa.create_engine(normalize_database_url(source.url), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=1000).execute(
+                _source_query(source, since)
+            )
+            for number, row in enumerate(result, start=1):
+                yield number, dict(row._mapping)
+    finally:
+        engine.dispose()
+
+
+def _source_query(source: DatabaseSource, since: Any) -> sa.Select[Any]:
+    """``SELECT *`` of the table or query, from the cursor on, in cursor order."""
+    field = source.cursor_field
+    columns = [sa.column(field)] if field else []
+    if source.table is not None:
+        schema, _, name = source.table.rpartition(".")
+        relation: Any = sa.table(name, *columns, schema=schema or None)
+    else:
+        relation = sa.text(str(source.query)).columns(*columns).subquery("src")
+    query = sa.select(sa.literal_column("*")).select_from(relation)
+    if field:
+        if since is not None:
+            query = query.where(relation.c[field] >= since)
+        query = query.order_by(relation.c[field])
+    return query
+
+
+def _transaction(
+    job: JobContext, row: int, record: dict[str, Any], field: str | None
+) -> dict[str, Any] | None:
+    """A ``transactions`` row from a source record, or None after recording why not."""
+    problems: list[tuple[str, str]] = []
+
+    def take(name: str, parse: Any, required: bool = True) -> Any:
+        value = record.get(name)
+        if is_empty(value):
+            if required:
+                problems.append((name, "required value is missing"))
+            return None
+        try:
+            return parse(value)
+        except ValueError as error:
+            problems.append((name, str(error)))
+            return None
+
+    external_id = take("id", lambda v: str(v).strip()[:256])
+    booked_on = take("date", parse_date)
+    payee = take("payee", lambda v: str(v).strip())
+    amount = take("amount", lambda v: parse_decimal(v).quantize(Decimal("0.01")))
+    category = take("category", lambda v: str(v).strip()[:128], required=False)
+    memo = take("memo", str, required=False)
+    normalized = _store.normalize_payee(payee) if payee else None
+    if payee and not normalized:
+        problems.append(("payee", f"has no letters to match on: {payee!r}"))
+    for name, message in problems:
+        job.add_error(message, row=row, field=name)
+    if problems:
+        return None
+    cursor = record.get(field) if field else None
+    return {
+        "external_id": external_id,
+        "booked_on": booked_on,
+        "payee": payee,
+        "payee_normalized": normalized,
+        "amount": amount,
+        "category": category,
+        "memo": memo,
+        "source_cursor": None if is_empty(cursor) else str(_cursor_value(cursor))[:64],
+    }
+
+
+def _cursor_value(value: Any) -> Any:
+    """A cursor value as JSON (timestamps and dates as ISO text, decimals as numbers)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Sort key of cursor values: numbers (also numeric text) by value, others as text."""
+    value = _cursor_value(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    with contextlib.suppress(ValueError, TypeError):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _older(value: Any, than: Any) -> bool:
+    """True when cursor ``value`` comes before ``than`` (missing values never do)."""
+    if is_empty(value):
+        return False
+    return _order(value) < _order(than)
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else 'no message'}"

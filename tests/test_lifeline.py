@@ -1,0 +1,154 @@
+"""The lifeline: a job whose worker died does not stay ``running``; a queued job whose
+message is gone does not stay ``queued``; nothing alive is touched.
+
+Time is moved with SQL (back-dated heartbeats), never waited for.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.ledger import lifeline
+from app.ledger import transitions as ledger_writes
+from tests.support import ledger
+from tests.support.jobs import gated
+from tests.support.ops import backdate, safe_gated, wait_at
+from tests.support.processes import WorkerProcess, start_worker
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue of this test's own: only the workers the test starts consume it."""
+    return f"jobledger-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def doomed_worker(worker_logs: Path, queue: str) -> Iterator[WorkerProcess]:
+    """A worker on the test's queue, for the test to SIGKILL."""
+    process = start_worker(worker_logs, concurrency=1, extra=("-Q", queue))
+    yield process
+    if process.process.poll() is None:
+        process.kill()
+
+
+def test_a_sigkilled_worker_s_job_is_failed_as_worker_lost(
+    doomed_worker: WorkerProcess, queue: str, redis_client: redis.Redis, gate: str
+) -> None:
+    job = gated.apply_async(kwargs={"gate": gate, "steps": 2}, queue=queue)
+    wait_at(redis_client, gate)
+    assert ledger.job(job.id)["status"] == "running"  # type: ignore[index]
+
+    doomed_worker.kill()  # main process and children: no task_failure, nobody left to tell
+    backdate(job.id, 600)
+    result = lifeline.run_once(timeout=300)
+
+    row = ledger.wait_for_status(job.id, "failed", timeout=1)
+    assert result.failed == [str(job.id)]
+    assert row["failure_reason"].startswith("worker lost")
+    last = ledger.events(job.id)[-1]
+    assert (last["from_status"], last["to_status"], last["actor"]) == (
+        "running",
+        "failed",
+        "lifeline",
+    )
+    assert "no heartbeat" in last["message"]
+
+
+def test_a_job_that_still_heartbeats_is_left_alone(
+    worker: WorkerProcess, redis_client: redis.Redis, gate: str
+) -> None:
+    job = gated.delay(gate=gate, steps=2)
+    wait_at(redis_client, gate)
+
+    result = lifeline.run_once(timeout=300)
+
+    assert result.failed == result.requeued == []
+    assert ledger.job(job.id)["status"] == "running"  # type: ignore[index]
+    redis_client.rpush(f"jobledger-test:gate:{gate}", 1, 2)
+    ledger.wait_for_status(job.id, "succeeded")
+
+
+def test_a_job_safe_to_retry_is_delivered_again_and_completes(
+    doomed_worker: WorkerProcess,
+    queue: str,
+    worker_logs: Path,
+    redis_client: redis.Redis,
+    gate: str,
+) -> None:
+    job = safe_gated.apply_async(kwargs={"gate": gate}, queue=queue)
+    assert wait_at(redis_client, gate) == b"1"
+    first_task_id = ledger.job(job.id)["celery_task_id"]  # type: ignore[index]
+
+    doomed_worker.kill()
+    backdate(job.id, 600)
+    result = lifeline.run_once(timeout=300)
+    assert result.requeued == [str(job.id)]
+
+    rescuer = start_worker(worker_logs, concurrency=1, extra=("-Q", queue))
+    try:
+        assert wait_at(redis_client, gate) == b"2"  # the second attempt started
+        redis_client.rpush(f"jobledger-test:gate:{gate}", 1)
+        row = ledger.wait_for_status(job.id, "succeeded")
+    finally:
+        rescuer.stop()
+    assert row["celery_task_id"] != first_task_id
+    assert row["attempts"] == 2
+    assert ledger.transitions(job.id) == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "retrying"),
+        ("retrying", "running"),
+        ("running", "succeeded"),
+    ]
+    assert ledger.events(job.id)[2]["actor"] == "lifeline"
+
+
+def test_a_queued_job_whose_message_never_reached_the_broker_is_failed() -> None:
+    job_id = uuid.uuid4()
+    ledger_writes.record_queued(
+        ledger_writes.NewJob(
+            id=job_id, type="example.echo", payload={"value": 1}, celery_task_id=str(job_id)
+        )
+    )  # recorded, never published: what a publish that failed half-way leaves
+    backdate(job_id, 600)
+
+    result = lifeline.run_once(timeout=300)
+
+    assert result.queued_failed == [str(job_id)]
+    row = ledger.job(job_id)
+    assert row is not None
+    assert row["status"] == "failed"
+    assert "not in the broker" in row["failure_reason"]
+    assert ledger.events(job_id)[-1]["actor"] == "lifeline"
+
+
+def test_a_queued_job_waiting_in_the_broker_is_left_alone(
+    redis_client: redis.Redis, queue: str
+) -> None:
+    try:  # nobody consumes the test's queue here
+        job = gated.apply_async(kwargs={"gate": "never"}, queue=queue)
+        backdate(job.id, 600)
+
+        result = lifeline.run_once(timeout=300)
+
+        assert result.queued_failed == []
+        assert ledger.job(job.id)["status"] == "queued"  # type: ignore[index]
+    finally:
+        redis_client.delete(queue)
+
+
+def test_recent_queued_and_running_jobs_are_not_looked_at() -> None:
+    job_id = uuid.uuid4()
+    ledger_writes.record_queued(
+        ledger_writes.NewJob(id=job_id, type="example.echo", payload={"value": 1})
+    )
+
+    result = lifeline.run_once(timeout=300)
+
+    assert result.queued_failed == result.failed == []
+    assert ledger.job(job_id)["status"] == "queued"  # type: ignore[index]

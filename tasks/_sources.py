@@ -172,7 +172,9 @@ def _open_http(url: str) -> Iterator[OpenedSource]:
             yield OpenedSource(
                 uri=url,
                 expected_size=int(length) if length and length.isdigit() else None,
-                stream=HashingReader(response.iter_bytes(CHUNK)),
+                # No chunk size: httpx would hold bytes back until a whole chunk arrived,
+                # and a slow source would look stalled; take them as they come.
+                stream=HashingReader(response.iter_bytes()),
             )
     except httpx.HTTPError as error:
         # A transport error (refused, reset, timeout) before or while streaming the body.

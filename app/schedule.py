@@ -20,8 +20,9 @@ Every entry's ``options`` carry ``trigger="beat"`` and ``created_by="beat"``: be
 takes them as the job's description, so the ledger row says the run came from beat.
 (Beat imports the task modules — ``imports`` — at start; a task it does not know is sent by
 name and the worker records the job as ``producer``.) Each entry ``expires`` after one
-period: a run nobody picked up before the next one is due is canceled in the ledger
-("expired before a worker ran it") instead of piling up behind a stopped worker.
+period (at least 30 s; the purge after 12 h): a run nobody picked up before the next one
+is due is canceled in the ledger ("expired before a worker ran it") instead of piling up
+behind a stopped worker.
 
 Run exactly **one** beat: every beat process publishes every entry, so two beats double
 every run (two purges, two lifelines, two syncs per budget).
@@ -41,6 +42,9 @@ from app.config import Settings, settings
 BEAT_OPTIONS: dict[str, Any] = {"trigger": "beat", "created_by": "beat"}
 #: Longest a daily purge message may wait for a worker before it expires.
 PURGE_EXPIRES = 12 * 3600
+#: Shortest expiry of a scheduled message, however short its period (a busy worker
+#: needs a moment to reach it).
+MIN_EXPIRES = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def build_schedule(config: Settings | None = None) -> dict[str, dict[str, Any]]:
         "lifeline": {
             "task": "lifeline",
             "schedule": config.lifeline_interval,
-            "options": {**BEAT_OPTIONS, "expires": config.lifeline_interval},
+            "options": {**BEAT_OPTIONS, "expires": max(config.lifeline_interval, MIN_EXPIRES)},
         },
         "purge": {
             "task": "purge",
@@ -78,7 +82,10 @@ def build_schedule(config: Settings | None = None) -> dict[str, dict[str, Any]]:
         kwargs: dict[str, Any] = {"budget_id": budget.budget_id, "source": budget.source}
         if budget.full_resync:
             kwargs["full_resync"] = True
-        options: dict[str, Any] = {**BEAT_OPTIONS, "expires": config.sync_interval}
+        options: dict[str, Any] = {
+            **BEAT_OPTIONS,
+            "expires": max(config.sync_interval, MIN_EXPIRES),
+        }
         if budget.tenant:
             options["tenant"] = budget.tenant
         schedule[f"sync_and_suggest:{budget.budget_id}"] = {

@@ -1,0 +1,136 @@
+"""The beat schedule: what it contains, and a real ``celery -A app beat`` publishing a
+scheduled run that lands in the ledger with trigger ``beat``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery.schedules import crontab
+from sqlalchemy import text
+
+from app import db
+from app.celery import app
+from app.config import Settings
+from app.schedule import build_schedule, scheduled_budgets
+from tests.support import ledger
+from tests.support import ops as _ops  # noqa: F401  (registers lifeline in subprocesses)
+from tests.support.processes import ROOT, WorkerProcess
+
+
+def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() -> None:
+    config = Settings(
+        scheduled_budgets="b1=/data/b1.csv, b2=postgresql://u@db/src?x=1",
+        sync_interval=900,
+        lifeline_interval=60,
+        purge_at="04:15",
+    )
+
+    schedule = build_schedule(config)
+
+    assert set(schedule) == {"lifeline", "purge", "sync_and_suggest:b1", "sync_and_suggest:b2"}
+    assert schedule["lifeline"]["task"] == "lifeline"
+    assert schedule["lifeline"]["schedule"] == 60
+    assert schedule["purge"]["task"] == "purge"
+    assert schedule["purge"]["schedule"] == crontab(hour=4, minute=15)
+    sync = schedule["sync_and_suggest:b2"]
+    assert sync["task"] == "sync_and_suggest"
+    assert sync["schedule"] == 900
+    assert sync["kwargs"] == {"budget_id": "b2", "source": "postgresql://u@db/src?x=1"}
+    for entry in schedule.values():
+        assert entry["options"]["trigger"] == "beat"
+        assert entry["options"]["created_by"] == "beat"
+
+
+def test_the_application_carries_the_schedule() -> None:
+    assert {"lifeline", "purge"} <= set(app.conf.beat_schedule)
+
+
+def test_budgets_are_read_from_json_too() -> None:
+    listed = scheduled_budgets(
+        '[{"budget_id": 7, "source": "a,b.csv", "full_resync": true, "tenant": "acme"}]'
+    )
+    assert [(b.budget_id, b.source, b.full_resync, b.tenant) for b in listed] == [
+        ("7", "a,b.csv", True, "acme")
+    ]
+    assert [b.budget_id for b in scheduled_budgets('{"x": "s1", "y": "s2"}')] == ["x", "y"]
+    entry = build_schedule(Settings(scheduled_budgets=json_budget()))["sync_and_suggest:7"]
+    assert entry["kwargs"]["full_resync"] is True
+    assert entry["options"]["tenant"] == "acme"
+
+
+def json_budget() -> str:
+    return '[{"budget_id": 7, "source": "s", "full_resync": true, "tenant": "acme"}]'
+
+
+@pytest.mark.parametrize("value", ["b1", "=src", '[{"budget_id": 1}]', "{bad json"])
+def test_malformed_budgets_are_refused_with_the_accepted_forms(value: str) -> None:
+    with pytest.raises(ValueError, match="JOBLEDGER_SCHEDULED_BUDGETS"):
+        scheduled_budgets(value)
+
+
+def test_a_malformed_purge_time_is_refused() -> None:
+    with pytest.raises(ValueError, match="HH:MM"):
+        build_schedule(Settings(purge_at="25:00"))
+
+
+def test_a_real_beat_publishes_a_scheduled_run_recorded_with_trigger_beat(
+    worker: WorkerProcess, tmp_path: Path
+) -> None:
+    env = {**os.environ, "JOBLEDGER_LIFELINE_INTERVAL": "1"}
+    with (tmp_path / "beat.log").open("wb") as log:
+        beat = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "app",
+                "beat",
+                "-s",
+                str(tmp_path / "schedule"),
+                "--pidfile",
+                str(tmp_path / "beat.pid"),
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        job = _first_job_of_type("lifeline", timeout=30, beat=beat, log=tmp_path / "beat.log")
+    finally:
+        beat.terminate()
+        beat.wait(15)
+
+    assert job["trigger"] == "beat"
+    assert job["created_by"] == "beat"
+    done = ledger.wait_for_status(job["id"], "succeeded")
+    assert done["result"]["failed"] == []
+
+
+def _first_job_of_type(
+    job_type: str, timeout: float, beat: subprocess.Popen[bytes], log: Path
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert beat.poll() is None, log.read_text(errors="replace")
+        found = ledger.count("SELECT count(*) FROM jobs WHERE type = :t", t=job_type)
+        if found:
+            with db.engine().connect() as connection:
+                row = (
+                    connection.execute(
+                        text("SELECT * FROM jobs WHERE type = :t ORDER BY created_at LIMIT 1"),
+                        {"t": job_type},
+                    )
+                    .mappings()
+                    .one()
+                )
+            return dict(row)
+        time.sleep(0.1)  # polling interval of the check, not a stand-in for work
+    raise AssertionError(f"beat published no {job_type} job in {timeout}s:\n{log.read_text()}")

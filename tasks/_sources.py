@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -329,6 +329,6 @@ def _spooled(source: OpenedSource) -> Iterator[Path]:
         yield Path(copy.name)
 
 
-def _copy(stream: HashingReader, target: BinaryIO) -> None:
+def _copy(stream: HashingReader, target: IO[bytes]) -> None:
     for chunk in iter(lambda: stream.read(CHUNK), b""):
         target.write(chunk)

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, func, inspect
@@ -24,11 +24,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.db import engine
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction
 
-datasets = Dataset.__table__
-rows = DatasetRow.__table__
-transactions = Transaction.__table__
-cursors = SyncCursor.__table__
-suggestions = Suggestion.__table__
+# Declarative classes type ``__table__`` as a FromClause; these are plain Tables.
+datasets = cast(sa.Table, Dataset.__table__)
+rows = cast(sa.Table, DatasetRow.__table__)
+transactions = cast(sa.Table, Transaction.__table__)
+cursors = cast(sa.Table, SyncCursor.__table__)
+suggestions = cast(sa.Table, Suggestion.__table__)
 
 #: A relation name ``export`` may read after ``ledger:`` (a plain, unquoted identifier).
 RELATION_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -298,13 +298,13 @@ def _database_records(source: DatabaseSource, since: Any) -> Iterator[tuple[int,
 def _source_query(source: DatabaseSource, since: Any) -> sa.Select[Any]:
     """``SELECT *`` of the table or query, from the cursor on, in cursor order."""
     field = source.cursor_field
-    columns = [sa.column(field)] if field else []
+    columns: list[sa.ColumnClause[Any]] = [sa.column(field)] if field else []
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
         relation: Any = sa.table(name, *columns, schema=schema or None)
     else:
         relation = sa.text(str(source.query)).columns(*columns).subquery("src")
-    query = sa.select(sa.literal_column("*")).select_from(relation)
+    query: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(relation)
     if field:
         if since is not None:
             query = query.where(relation.c[field] >= since)

@@ -42,9 +42,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, func, or_, select
 
 from app.celery import app
 from app.config import settings
@@ -55,7 +55,7 @@ from app.ledger.reports import database_now, jsonable
 from app.ledger.states import JobStatus
 from models import Job
 
-jobs = Job.__table__
+jobs = cast(Table, Job.__table__)
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
 GONE_WORKER_GRACE = 30.0
@@ -111,18 +111,19 @@ def run_once(
         ):
             result.failed.append(str(job.id))
     result.silent_workers = sorted(set(result.silent_workers))
-    for job in _stale_queued(before, exclude_job_id):
-        if job.celery_task_id and message_in_broker(job.celery_task_id, job.queue):
+    for waiting in _stale_queued(before, exclude_job_id):
+        if waiting.celery_task_id and message_in_broker(waiting.celery_task_id, waiting.queue):
             continue
         if ledger.record_failed(
-            job.id,
-            reason=f"its message {job.celery_task_id} is not in the broker (the publish failed "
-            f"or the message was lost): queued since {job.updated_at:%Y-%m-%d %H:%M:%S} UTC; "
+            waiting.id,
+            reason=f"its message {waiting.celery_task_id} is not in the broker (the publish "
+            f"failed or the message was lost): waiting since "
+            f"{waiting.updated_at:%Y-%m-%d %H:%M:%S} UTC; "
             "retry it with `jobledger retry`",
             actor="lifeline",
             heartbeat_before=before,
         ):
-            result.queued_failed.append(str(job.id))
+            result.queued_failed.append(str(waiting.id))
     return result
 
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from app.celery import app
 from app.db import engine
@@ -41,8 +41,8 @@ from app.ledger.states import JobStatus
 from app.ledger.task import HEADER, JobTask
 from models import Job, JobStep
 
-jobs = Job.__table__
-steps = JobStep.__table__
+jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
 
 CANCELABLE = "queued, retrying or running"
 RETRYABLE = "failed or canceled"

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Select, func, select, text
+from sqlalchemy import Connection, Select, Table, func, select, text
 
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
@@ -33,11 +33,11 @@ from app.ledger.naming import NAME_PATTERN
 from app.ledger.states import LIVE, JobStatus, normalize
 from models import Job, JobEvent, JobFile, JobLog, JobStep
 
-jobs = Job.__table__
-steps = JobStep.__table__
-events = JobEvent.__table__
-logs = JobLog.__table__
-files = JobFile.__table__
+jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
+events = cast(Table, JobEvent.__table__)
+logs = cast(Table, JobLog.__table__)
+files = cast(Table, JobFile.__table__)
 
 #: Columns of a job in lists (the heavy documents — payload, result, errors — only in detail).
 SUMMARY_COLUMNS = (
@@ -104,7 +104,7 @@ class JobDetail:
 
     def as_dict(self) -> dict[str, Any]:
         """The detail as one JSON-ready document."""
-        return jsonable(
+        document: dict[str, Any] = jsonable(
             {
                 "job": self.job,
                 "steps": self.steps,
@@ -113,6 +113,7 @@ class JobDetail:
                 "files": self.files,
             }
         )
+        return document
 
 
 def parse_job_ref(ref: str | uuid.UUID) -> uuid.UUID | str:
@@ -251,7 +252,8 @@ def database_now(connection: Connection) -> datetime:
     """The database clock (UTC, aware): ages are measured against the clock that stamped
     the rows, not against the caller's."""
     if connection.dialect.name == "postgresql":
-        return connection.execute(select(func.now())).scalar_one()  # type: ignore[no-any-return]
+        now: datetime = connection.execute(select(func.now())).scalar_one()
+        return now
     stamp = connection.execute(text("SELECT CURRENT_TIMESTAMP")).scalar_one()
     return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
 

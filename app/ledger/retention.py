@@ -37,6 +37,7 @@ Rules, and why:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -124,8 +125,8 @@ def purge(
         if folder is not None:
             target = Path(folder) / f"jobledger-{run_stamp}-{result.batches + 1:05d}.jsonl.gz"
         done = in_transaction(
-            lambda connection, target=target: _purge_batch(
-                connection, cutoff, exclude_job_id, size, target
+            functools.partial(
+                _purge_batch, cutoff=cutoff, exclude=exclude_job_id, size=size, archive=target
             ),
             "retention purge batch",
         )
@@ -256,7 +257,7 @@ def bucket_seconds(bucket: int) -> float:
     """The value a bucket stands for: the geometric middle of its range (within 5 %)."""
     if bucket <= 0:
         return 0.0
-    return BUCKET_BASE ** (bucket - 0.5) / 1000
+    return float(BUCKET_BASE ** (bucket - 0.5)) / 1000
 
 
 def histogram_percentile(histogram: dict[str, int], fraction: float) -> float | None:

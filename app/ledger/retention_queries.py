@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Delete,
     Insert,
     Select,
+    Table,
     Update,
     and_,
     delete,
@@ -29,12 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.ledger.states import TERMINAL
 from models import Job, JobDailyRollup, JobEvent, JobFile, JobLog, JobStep
 
-jobs = Job.__table__
-steps = JobStep.__table__
-events = JobEvent.__table__
-logs = JobLog.__table__
-files = JobFile.__table__
-rollups = JobDailyRollup.__table__
+jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
+events = cast(Table, JobEvent.__table__)
+logs = cast(Table, JobLog.__table__)
+files = cast(Table, JobFile.__table__)
+rollups = cast(Table, JobDailyRollup.__table__)
 
 #: The children of a job, in the order they are deleted (before the job row itself).
 CHILDREN = {"events": events, "logs": logs, "files": files, "steps": steps}

@@ -152,3 +152,19 @@ def test_recent_queued_and_running_jobs_are_not_looked_at() -> None:
 
     assert result.queued_failed == result.failed == []
     assert ledger.job(job_id)["status"] == "queued"  # type: ignore[index]
+
+
+def test_a_job_of_a_worker_that_no_longer_answers_pings_is_failed_sooner(
+    doomed_worker: WorkerProcess, queue: str, redis_client: redis.Redis, gate: str
+) -> None:
+    job = gated.apply_async(kwargs={"gate": gate, "steps": 2}, queue=queue)
+    wait_at(redis_client, gate)
+    doomed_worker.kill()
+    backdate(job.id, 60)  # silent for a minute: well inside the 300 s timeout
+
+    assert lifeline.run_once(timeout=300).failed == []  # heartbeat alone: not yet
+    result = lifeline.run_once(timeout=300, ping=True)
+
+    assert result.failed == [str(job.id)]
+    assert result.silent_workers == [doomed_worker.name]
+    assert ledger.job(job.id)["failure_reason"].startswith("worker lost")  # type: ignore[index]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
+from app.ledger import operations
 from app.ledger.transitions import request_cancel
 from tasks import import_data
 from tests.support import domain
@@ -191,21 +192,46 @@ def test_http_404_fails_saying_not_found() -> None:
     assert "not found" in job["failure_reason"]
 
 
+def cancel_after_three_batches(slow: domain.Release, url: str, dataset: str) -> str:
+    """Start an import of ``url`` (batches of 100), cancel it once 3 batches are
+    committed and the source is held back, then let the source go on."""
+    job_id = import_data.delay(url, dataset, batch_size=100).id
+    domain.wait_until(lambda: domain.count_rows(dataset) == 300, "3 batches committed")
+    assert request_cancel(uuid.UUID(job_id), actor="api", reason="test cancel") == "requested"
+    slow.next_part()
+    return job_id
+
+
+def slow_csv(rows: int = 1000) -> domain.Release:
+    """A CSV whose first 300 rows come at once and the rest only when released."""
+    lines = [f"{i},{i * i}\n".encode() for i in range(rows)]
+    return domain.Release([b"id,value\n" + b"".join(lines[:300]), b"".join(lines[300:])])
+
+
 def test_cancel_mid_way_keeps_the_committed_batches() -> None:
-    """The source sends 3 batches' worth of rows, then waits; the cancel is requested
-    while the import waits for the rest. The 3 committed batches stay, nothing after."""
-    header = b"id,value\n"
-    rows = [f"{i},{i * i}\n".encode() for i in range(1000)]
-    slow = domain.Release([header + b"".join(rows[:300]), b"".join(rows[300:])])
+    """The cancel is requested while the import waits for the rest of the source: the 3
+    committed batches stay, nothing after them is written."""
+    slow = slow_csv()
     dataset = domain.unique("slow")
     with domain.http_server({"/slow.csv": slow}) as base:
-        job_id = import_data.delay(f"{base}/slow.csv", dataset, batch_size=100).id
-        domain.wait_until(lambda: domain.count_rows(dataset) == 300, "3 batches committed")
-
-        assert request_cancel(uuid.UUID(job_id), actor="api", reason="test cancel") == "requested"
-        slow.next_part()
+        job_id = cancel_after_three_batches(slow, f"{base}/slow.csv", dataset)
         job = wait_for_status(job_id, "canceled", "succeeded", "failed", "partial")
 
     assert job["status"] == "canceled"
     assert domain.count_rows(dataset) == 300
     assert any("the 300 rows imported so far are kept" in line for line in domain.logs(job_id))
+
+
+def test_retry_of_a_canceled_unkeyed_import_starts_over_without_doubling() -> None:
+    slow = slow_csv()
+    dataset = domain.unique("retried")
+    with domain.http_server({"/slow.csv": slow}) as base:
+        job_id = cancel_after_three_batches(slow, f"{base}/slow.csv", dataset)
+        wait_for_status(job_id, "canceled", "succeeded", "failed", "partial")
+
+        operations.retry(job_id, actor="api")  # same job, same payload, again
+        job = wait_for_status(job_id, "succeeded", "failed", "partial", "canceled")
+
+    assert job["status"] == "succeeded", job["failure_reason"]
+    assert domain.count_rows(dataset) == 1000
+    assert sorted(int(row["id"]) for row in domain.dataset_rows(dataset)) == list(range(1000))

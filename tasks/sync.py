@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -186,6 +186,8 @@ class Counts:
     failed: int = 0
     skipped: int = 0
     batches: int = 0
+    #: How far through the source the reading is (0 to 1), when the source can tell.
+    fraction: float = 0.0
 
 
 @job_task("sync", SyncPayload, subject="budget_id")
@@ -205,27 +207,31 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
     counts = Counts()
     newest: Any = None
     batch: list[dict[str, Any]] = []
+    records = _records(job, source, since, counts)
     try:
-        for row, record in _records(job, source, since):
-            counts.read += 1
-            if record is None:  # unreadable row, already recorded as an item error
-                counts.failed += 1
-                continue
-            if field is not None and since is not None and _older(record.get(field), since):
-                counts.skipped += 1  # a file source: filtered here, not by a query
-                continue
-            transaction = _transaction(job, row, record, field)
-            if transaction is None:
-                counts.failed += 1
-                continue
-            if field is not None and not is_empty(record.get(field)):
-                value = _cursor_value(record[field])
-                newest = value if newest is None or _older(newest, value) else newest
-            batch.append(transaction)
-            if len(batch) >= payload.batch_size:
-                _commit(job, payload, batch, counts)
-                batch = []
-        _commit(job, payload, batch, counts)
+        # closing(): a cancel or failure mid-way releases the source (HTTP stream,
+        # database connection) at once, not whenever the generator is collected.
+        with contextlib.closing(records):
+            for row, record in records:
+                counts.read += 1
+                if record is None:  # unreadable row, already recorded as an item error
+                    counts.failed += 1
+                    continue
+                if field is not None and since is not None and _older(record.get(field), since):
+                    counts.skipped += 1  # a file source: filtered here, not by a query
+                    continue
+                transaction = _transaction(job, row, record, field)
+                if transaction is None:
+                    counts.failed += 1
+                    continue
+                if field is not None and not is_empty(record.get(field)):
+                    value = _cursor_value(record[field])
+                    newest = value if newest is None or _older(newest, value) else newest
+                batch.append(transaction)
+                if len(batch) >= payload.batch_size:
+                    _commit(job, payload, batch, counts)
+                    batch = []
+            _commit(job, payload, batch, counts)
     except SourceUnreadable as error:
         raise JobFailed(str(error)) from None
     except SQLAlchemyError as error:
@@ -259,12 +265,14 @@ def _commit(
     counts.written += written
     counts.batches += 1
     job.log(f"batch {counts.batches}: {len(batch)} records, {written} inserted or changed")
-    job.progress(min(99, counts.batches), f"{counts.read} records read")
+    # Files know how far through they are; a database query does not (no count is run
+    # on the source just for this), so its progress only carries the message.
+    job.progress(99 * counts.fraction, f"{counts.read} records read, {counts.written} written")
 
 
 def _records(
-    job: JobContext, source: FileSource | DatabaseSource, since: Any
-) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    job: JobContext, source: FileSource | DatabaseSource, since: Any, counts: Counts
+) -> Generator[tuple[int, dict[str, Any] | None], None, None]:
     """``(row number, record)`` of the source; a file row that cannot be read at all is
     recorded as an item error here and comes as ``None``."""
     if isinstance(source, DatabaseSource):
@@ -276,6 +284,7 @@ def _records(
         for record in stream:
             if record.values is None:
                 job.add_error(f"row {record.row} {record.problem}", row=record.row, field=None)
+            counts.fraction = stream.fraction()
             yield record.row, record.values
         job.record_file(
             "in", opened.uri, size=opened.size, sha256=opened.sha256, records=stream.records

@@ -78,10 +78,17 @@ def test_a_malformed_purge_time_is_refused() -> None:
         build_schedule(Settings(purge_at="25:00"))
 
 
-def test_a_real_beat_publishes_a_scheduled_run_recorded_with_trigger_beat(
+def test_a_real_beat_publishes_scheduled_runs_recorded_with_trigger_beat(
     worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "JOBLEDGER_LIFELINE_INTERVAL": "1"}
+    source = tmp_path / "bank.csv"
+    source.write_text("id,date,payee,amount,category\n1,2026-11-01,Grocer,-12.50,food\n")
+    env = {
+        **os.environ,
+        "JOBLEDGER_LIFELINE_INTERVAL": "1",
+        "JOBLEDGER_SYNC_INTERVAL": "1",
+        "JOBLEDGER_SCHEDULED_BUDGETS": f"household={source}",
+    }
     with (tmp_path / "beat.log").open("wb") as log:
         beat = subprocess.Popen(
             [
@@ -103,15 +110,45 @@ def test_a_real_beat_publishes_a_scheduled_run_recorded_with_trigger_beat(
             stderr=subprocess.STDOUT,
         )
     try:
-        job = _first_job_of_type("lifeline", timeout=30, beat=beat, log=tmp_path / "beat.log")
+        rescue = _first_job_of_type("lifeline", 30, beat, tmp_path / "beat.log")
+        sync = _first_job_of_type("sync_and_suggest", 30, beat, tmp_path / "beat.log")
     finally:
         beat.terminate()
         beat.wait(15)
 
-    assert job["trigger"] == "beat"
-    assert job["created_by"] == "beat"
-    done = ledger.wait_for_status(job["id"], "succeeded")
-    assert done["result"]["failed"] == []
+    for job in (rescue, sync):
+        assert (job["trigger"], job["created_by"]) == ("beat", "beat")
+    assert sync["subject"] == "household"
+    assert sync["payload"]["source"]["path"] == str(source)
+    assert ledger.wait_for_status(rescue["id"], "succeeded")["result"]["failed"] == []
+    ledger.wait_for_status(sync["id"], "succeeded", "failed", "partial")  # it ran out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="app/ledger/chain.py passes beat's `producer` option into the step signatures, "
+    "so the chain publish fails ('NoneType' … '_reraise_as_library_errors'); reported",
+)
+def test_a_chain_published_the_way_beat_publishes_it_is_queued(tmp_path: Path) -> None:
+    from tasks import sync_and_suggest
+
+    source = tmp_path / "bank.csv"
+    source.write_text("id,date,payee,amount,category\n1,2026-11-01,Grocer,-12.50,food\n")
+    entry = build_schedule(Settings(scheduled_budgets=f"household={source}"))
+    options = entry["sync_and_suggest:household"]["options"]
+    with app.producer_or_acquire() as producer:  # what celery/beat.py Scheduler.apply_async does
+        result = sync_and_suggest.apply_async(
+            [],
+            entry["sync_and_suggest:household"]["kwargs"],
+            producer=producer,
+            headers={"celery_beat_task": True},
+            **options,
+        )
+
+    row = ledger.job(result.id)
+    assert row is not None
+    assert row["status"] == "queued", row["failure_reason"]
 
 
 def _first_job_of_type(

@@ -28,6 +28,7 @@ imported; values that are objects or lists are written as JSON text in CSV and X
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -37,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
@@ -125,36 +126,28 @@ class _RowWriter(Protocol):
     def write(self, row: Sequence[Any]) -> None: ...
 
 
-class _writer:  # noqa: N801  (used as a context manager, reads like a function)
-    """Open ``path`` for ``format`` and write the header; ``write(row)`` per row."""
+@contextlib.contextmanager
+def _writer(format: Format, path: Path, header: list[str]) -> Iterator[_RowWriter]:
+    """``path`` opened for ``format`` with the header written; yields the row writer."""
+    if format == "xlsx":
+        from openpyxl import Workbook  # late: only XLSX exports need it
 
-    def __init__(self, format: Format, path: Path, header: list[str]) -> None:
-        self.format: Literal["csv", "xlsx", "jsonl"] = format
-        self.path = path
-        self.header = header
-
-    def __enter__(self) -> _RowWriter:
-        if self.format == "xlsx":
-            from openpyxl import Workbook  # late: only XLSX exports need it
-
-            self._workbook = Workbook(write_only=True)
-            sheet = self._workbook.create_sheet("export")
-            sheet.append(self.header)
-            return _XlsxRows(sheet)
-        self._handle = self.path.open("w", encoding="utf-8", newline="")
-        if self.format == "csv":
-            rows = csv.writer(self._handle)
-            rows.writerow(self.header)
-            return _CsvRows(rows)
-        return _JsonRows(self._handle, self.header)
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if self.format == "xlsx":
-            if kind is None:
-                self._workbook.save(self.path)
-            self._workbook.close()
+        workbook = Workbook(write_only=True)
+        try:
+            sheet = workbook.create_sheet("export")
+            sheet.append(header)
+            yield _XlsxRows(sheet)
+            workbook.save(path)
+        finally:
+            workbook.close()
+        return
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        if format == "csv":
+            rows = csv.writer(handle)
+            rows.writerow(header)
+            yield _CsvRows(rows)
         else:
-            self._handle.close()
+            yield _JsonRows(handle, header)
 
 
 class _CsvRows:

@@ -183,6 +183,24 @@ def test_http_source_is_streamed_and_recorded_by_url() -> None:
     assert recorded["bytes"] == len(body)
 
 
+def test_xlsx_over_http_is_spooled_and_imported(tmp_path: Path) -> None:
+    workbook = Workbook()
+    workbook.active.append(["code", "qty"])
+    for index in range(120):
+        workbook.active.append([f"K{index}", index])
+    path = tmp_path / "remote.xlsx"
+    workbook.save(path)
+    dataset = domain.unique("remote-xlsx")
+    with domain.http_server({"/files/remote.xlsx": path.read_bytes()}) as base:
+        job_id = import_data.delay(f"{base}/files/remote.xlsx", dataset, key="code").id
+        job = wait_for_status(job_id, "succeeded", "failed", "partial")
+
+    assert job["status"] == "succeeded", job["failure_reason"]
+    assert domain.count_rows(dataset) == 120
+    (recorded,) = domain.files(job_id)
+    assert recorded["sha256"] == domain.sha256_of(path)
+
+
 def test_http_404_fails_saying_not_found() -> None:
     with domain.http_server({}) as base:
         job_id = import_data.delay(f"{base}/gone.csv", domain.unique("gone")).id

@@ -13,7 +13,8 @@ import pytest
 from app.ledger.transitions import request_cancel
 from tasks import suggest, sync, sync_and_suggest
 from tests.support import domain
-from tests.support.ledger import wait_for_status
+from tests.support.ledger import events, wait_for_status
+from tests.support.ledger import transitions as parent_transitions
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -58,6 +59,10 @@ def transactions(budget_id: str) -> dict[str, dict[str, Any]]:
     return {row["external_id"]: row for row in rows}
 
 
+def step_transitions(job_id: str, step_id: Any) -> list[tuple[str | None, str]]:
+    return [(e["from_status"], e["to_status"]) for e in events(job_id) if e["step_id"] == step_id]
+
+
 def finished(job_id: str) -> dict[str, Any]:
     return wait_for_status(job_id, "succeeded", "partial", "failed", "canceled", timeout=60)
 
@@ -80,6 +85,17 @@ def test_chain_ends_succeeded_with_two_steps_and_suggestions_from_history(
         (2, "suggest", "succeeded"),
     ]
     assert steps[0]["completed_at"] <= steps[1]["started_at"]
+    for step in steps:
+        assert step_transitions(parent_id, step["id"]) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "succeeded"),
+        ]
+    assert parent_transitions(parent_id) == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
     assert len(transactions(budget)) == 12
     assert suggestions(budget) == EXPECTED
     assert parent["result"]["sync"]["records_written"] == 12

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import text
 
+from app import db
+from app.celery import app
 from app.ledger import lifeline
 from app.ledger import transitions as ledger_writes
 from tests.support import ledger
@@ -168,3 +171,47 @@ def test_a_job_of_a_worker_that_no_longer_answers_pings_is_failed_sooner(
     assert result.failed == [str(job.id)]
     assert result.silent_workers == [doomed_worker.name]
     assert ledger.job(job.id)["failure_reason"].startswith("worker lost")  # type: ignore[index]
+
+
+def _chain_between_steps(queue: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A running chained job, silent for 10 minutes, step 1 done and step 2 queued."""
+    job_id, step_id = uuid.uuid4(), uuid.uuid4()
+    with db.engine().begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, name, type, status, payload, queue, attempts, created_at, "
+                "started_at, updated_at, heartbeat_at) VALUES (:id, :name, 'sync_and_suggest', "
+                "'running', '{}', :queue, 1, now() - interval '20 minutes', "
+                "now() - interval '20 minutes', now() - interval '10 minutes', "
+                "now() - interval '10 minutes')"
+            ),
+            {"id": str(job_id), "name": f"c{job_id.hex[:10]}", "queue": queue},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO job_steps (id, job_id, position, step_type, status, celery_task_id) "
+                "VALUES (:s1, :id, 1, 'sync', 'succeeded', :s1), "
+                "(:s2, :id, 2, 'suggest', 'queued', :s2)"
+            ),
+            {"id": str(job_id), "s1": str(uuid.uuid4()), "s2": str(step_id)},
+        )
+    return job_id, step_id
+
+
+def test_a_chain_whose_next_step_waits_in_the_broker_is_not_orphaned(
+    queue: str, redis_client: redis.Redis
+) -> None:
+    job_id, step_id = _chain_between_steps(queue)
+    try:
+        app.send_task("suggest", kwargs={"budget_id": "b"}, task_id=str(step_id), queue=queue)
+
+        assert lifeline.run_once(timeout=300).failed == []
+        assert ledger.job(job_id)["status"] == "running"  # type: ignore[index]
+    finally:
+        redis_client.delete(queue)
+
+
+def test_a_chain_between_steps_whose_next_message_is_gone_is_failed(queue: str) -> None:
+    job_id, _ = _chain_between_steps(queue)
+
+    assert lifeline.run_once(timeout=300).failed == [str(job_id)]

@@ -20,16 +20,18 @@ One pass does two things:
    ``progress``/``check_canceled`` more often than the timeout**; a body that computes
    silently for longer is failed as lost. With ``ping=True`` the pass also asks the
    workers who is alive (one broadcast, ~1 s) and treats the jobs of a worker that did
-   not answer as orphaned after ``min(timeout, 30 s)`` without heartbeat.
+   not answer as orphaned after ``min(timeout, 30 s)`` without heartbeat. A chained job
+   heartbeats through its running step; between two steps (no step running, the next
+   step's message waiting in the broker behind other work) it is not orphaned.
 2. **Queued jobs whose message is gone.** A job ``queued`` (or ``retrying``: waiting for
-   its next delivery) unchanged for longer than the timeout
-   whose task id is neither waiting in its Redis queue nor reserved by a worker (the
-   ``unacked`` hash) never reached the broker (a publish that failed after the row was
-   written) or lost its message; it is failed with a reason that says so. Limits: only
-   the Redis broker is inspected (with any other broker this check is skipped and such
-   jobs are left alone); the queue is scanned in chunks, which costs O(queue length) but
-   only runs when a queued job is older than the timeout; a message published with a
-   countdown/ETA sits in a worker's memory and the ``unacked`` hash, so it is found.
+   its next delivery) unchanged for longer than the timeout, whose task id is neither
+   waiting in its Redis queue nor reserved by a worker (the ``unacked`` hash), never
+   reached the broker (a publish that failed after the row was written) or lost its
+   message; it is failed with a reason that says so. Limits: only the Redis broker is
+   inspected (with any other broker this check is skipped and such jobs are left alone);
+   the queue is scanned in chunks, which costs O(queue length) but only runs when a queued
+   job is older than the timeout; a message published with a countdown/ETA sits in a
+   worker's memory and the ``unacked`` hash, so it is found.
 
 Every change goes through :mod:`app.ledger.transitions` with a ``heartbeat_before`` guard:
 a job that shows a sign of life between this pass's read and its write is left alone.
@@ -52,10 +54,11 @@ from app.db import engine
 from app.ledger import transitions as ledger
 from app.ledger.operations import publish_existing, registered_task
 from app.ledger.reports import database_now, jsonable
-from app.ledger.states import JobStatus
-from models import Job
+from app.ledger.states import LIVE, JobStatus
+from models import Job, JobStep
 
 jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
 GONE_WORKER_GRACE = 30.0
@@ -96,6 +99,8 @@ def run_once(
         replies = app.control.ping(timeout=1.0) or []
         alive = {name for reply in replies for name in reply}
     for job in _stale_running(before, now, alive, exclude_job_id):
+        if _next_step_waits_in_broker(job.id):
+            continue  # a chain between two steps: its next step is queued behind others
         if alive is not None and job.worker and job.worker not in alive:
             result.silent_workers.append(job.worker)
         quiet_since = before if job.heartbeat < before else now - _grace(seconds)
@@ -182,6 +187,26 @@ def _stale_queued(before: datetime, exclude: uuid.UUID | None) -> list[_Queued]:
     with engine().connect() as connection:
         rows = connection.execute(query).all()
     return [_Queued(r.id, r.celery_task_id, r.queue, _aware(r.updated_at)) for r in rows]
+
+
+def _next_step_waits_in_broker(job_id: uuid.UUID) -> bool:
+    """Whether a running chained job is only between steps: no step runs and the next
+    one's message waits in the broker (its parent heartbeats only while a step runs)."""
+    with engine().connect() as connection:
+        live = connection.execute(
+            select(steps.c.status, steps.c.celery_task_id, jobs.c.queue)
+            .join(jobs, jobs.c.id == steps.c.job_id)
+            .where(
+                steps.c.job_id == job_id,
+                steps.c.status.in_([s.value for s in LIVE]),
+            )
+            .order_by(steps.c.position)
+        ).all()
+    if not live or any(row.status == JobStatus.RUNNING.value for row in live):
+        return False
+    return any(
+        row.celery_task_id and message_in_broker(row.celery_task_id, row.queue) for row in live
+    )
 
 
 def _orphan(job: _Stale, quiet_since: datetime) -> bool:

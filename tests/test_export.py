@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ from tests.support import domain
 from tests.support.jobs import echo
 from tests.support.ledger import wait_for_status
 
-# Set before the session worker starts (at collection), which inherits it.
-EXPORT_DIR = Path(
-    os.environ.setdefault("JOBLEDGER_EXPORT_DIR", tempfile.mkdtemp(prefix="jobledger-exports-"))
-)
+# Set before the session worker starts (at collection), which inherits it; removed when
+# the test process exits (after the session worker has stopped).
+if "JOBLEDGER_EXPORT_DIR" not in os.environ:
+    os.environ["JOBLEDGER_EXPORT_DIR"] = tempfile.mkdtemp(prefix="jobledger-exports-")
+    atexit.register(shutil.rmtree, os.environ["JOBLEDGER_EXPORT_DIR"], ignore_errors=True)
+EXPORT_DIR = Path(os.environ["JOBLEDGER_EXPORT_DIR"])
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -13,11 +13,20 @@ from typing import Any
 MASK = "***"
 
 #: ``scheme://user:password@host`` — keep the user and host, hide the password.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)@")
+_URL_PASSWORD = re.compile(
+    # userinfo cannot hold an unencoded "/" (RFC 3986); bounded parts keep it linear
+    r"(?P<head>(?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^:/@\s]{0,256}:)"
+    r"(?P<secret>[^@\s/]{1,512})@"
+)
 #: ``password=…``, ``token: …``, ``"api_key": "…"``; quoted values may hold spaces.
+# names of secrets, not a secret:
+_SECRET_WORD = (
+    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|credentials?"  # noqa: S105
+)
 _KEY_VALUE = re.compile(
-    r"(?P<head>(?P<key>[\w.\-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key"
-    r"|authorization|credentials?)[\w.\-]*)[\"']?\s*[=:]\s*)"
+    # A key is a whole word (anchored at its start, taken possessively) that contains a
+    # secret-looking word: linear time even on megabyte-long words.
+    rf"(?P<head>(?P<key>(?<![\w.\-])(?=[\w.\-]*?(?:{_SECRET_WORD}))[\w.\-]++)[\"']?\s*[=:]\s*)"
     r"(?P<secret>\"[^\"]*\"|'[^']*'|(?:bearer\s+|basic\s+)?[^\s,;&\"'}\])]+)",
     re.IGNORECASE,
 )

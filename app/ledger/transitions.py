@@ -402,7 +402,7 @@ def append_log(
         "job_id": job_id,
         "step_id": step_id,
         "level": level,
-        "message": truncate(redact(message)),
+        "message": redact(truncate(message)),
     }
     in_transaction(lambda c: c.execute(q.insert_log(values)), f"log line of job {job_id}")
 

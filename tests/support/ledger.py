@@ -33,6 +33,11 @@ def transitions(job_id: uuid.UUID | str) -> list[tuple[str | None, str]]:
     return [(e["from_status"], e["to_status"]) for e in events(job_id) if e["step_id"] is None]
 
 
+def names() -> list[str]:
+    with db.engine().connect() as connection:
+        return [row[0] for row in connection.execute(text("SELECT name FROM jobs"))]
+
+
 def count(sql: str, **params: Any) -> int:
     with db.engine().connect() as connection:
         return int(connection.execute(text(sql), params).scalar_one())

@@ -56,8 +56,13 @@ class WorkerProcess:
         self.process.wait(10)
 
 
-def start_worker(log_dir: Path, concurrency: int = 2, extra: tuple[str, ...] = ()) -> WorkerProcess:
-    """Start a prefork worker and wait until it answers a ping."""
+def start_worker(
+    log_dir: Path, concurrency: int = 2, queue: str | None = None, extra: tuple[str, ...] = ()
+) -> WorkerProcess:
+    """Start a prefork worker (consuming ``queue`` only, if given) and wait until it
+    answers a ping."""
+    if queue is not None:
+        extra = ("-Q", queue, *extra)
     name = f"test-{uuid.uuid4().hex[:8]}@%h"
     log_path = log_dir / f"{name.split('@')[0]}.log"
     handle = log_path.open("wb")

@@ -240,6 +240,12 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
         raise JobFailed(f"all {counts.failed} records of the source failed validation")
     if field is not None and newest is not None:
         _store.save_cursor(payload.budget_id, key, {"field": field, "value": newest}, job.job_id)
+    elif field is not None and counts.read > counts.failed:
+        job.log(
+            f"no record has a {field!r} value: no cursor saved, the next run reads the whole "
+            "source again (set cursor_field to the source's change column)",
+            level="warning",
+        )
     job.log(
         f"done: {counts.read} records read, {counts.written} written, "
         f"{counts.failed} rejected, {counts.skipped} older than the cursor"

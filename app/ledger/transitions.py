@@ -81,6 +81,9 @@ def truncate(text: str, limit: int = MAX_TEXT) -> str:
 def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep] = ()) -> bool:  # type: ignore[assignment]
     """Record a new job (and its steps) as ``queued`` with its creation event.
 
+    The payload is stored redacted (secrets never enter the ledger); a manual retry of a
+    job whose payload held secrets must therefore be submitted again by its producer.
+
     Returns False when a job with this id exists already (publishing an id twice is a
     no-op, so a retry or a redelivered publish never makes a second row).
     """
@@ -97,7 +100,8 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
                     "status": S.QUEUED.value,
                     "tenant": job.tenant,
                     "subject": job.subject,
-                    "payload": job.payload,
+                    # the message keeps the real values; the ledger, read widely, does not
+                    "payload": redact_data(job.payload),
                     "trigger": job.trigger,
                     "created_by": job.created_by,
                     "celery_task_id": job.celery_task_id,

@@ -43,6 +43,17 @@ from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new
 
 P = TypeVar("P", bound=BaseModel)
 
+#: ``apply_async`` options of a chained job that every step's message takes over.
+STEP_OPTIONS = (
+    "queue",
+    "routing_key",
+    "exchange",
+    "priority",
+    "expires",
+    "time_limit",
+    "soft_time_limit",
+)
+
 
 @dataclass(frozen=True)
 class Step:
@@ -92,6 +103,9 @@ class ChainJobTask(JobTask):
         ledger.record_queued(
             ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}), steps=planned
         )
+        # Only routing options reach the steps: a caller's producer (beat passes its own),
+        # its headers or a countdown belong to one message, not to every step.
+        step_options = {key: options[key] for key in STEP_OPTIONS if key in options}
         signatures = [
             self.app.signature(
                 step.step_type,
@@ -105,7 +119,7 @@ class ChainJobTask(JobTask):
                         "position": step.position,
                     }
                 },
-                **options,
+                **step_options,
             )
             for step, step_payload in zip(planned, step_payloads, strict=True)
         ]

@@ -149,8 +149,7 @@ def record_step_finished(
     def work(connection: Connection) -> JobStatus | None:
         connection.execute(q.lock_job(job_id)).first()
         values: dict[str, Any] = {"result": as_document(result), "completed_at": func.now()}
-        if target is S.SUCCEEDED:
-            values["progress"] = 100
+        values["progress"] = 100
         if not _move_step(
             connection,
             job_id,
@@ -175,8 +174,7 @@ def record_step_finished(
             "completed_at": func.now(),
             "result_url": result_url,
         }
-        if outcome is S.SUCCEEDED:
-            parent_values["progress"] = 100
+        parent_values["progress"] = 100
         _move_parent(
             connection, job_id, outcome, parent_values, "last step finished", "worker", worker
         )

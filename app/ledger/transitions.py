@@ -263,8 +263,7 @@ def record_finished(
         "completed_at": func.now(),
         "result_url": result_url,
     }
-    if target is S.SUCCEEDED:
-        values["progress"] = 100
+    values["progress"] = 100  # finished, every item processed (some may have failed)
     message = f"finished with {len(errors)} item errors" if errors else "finished"
     moved = _transition(job_id, target, values, "worker", message, execution_id=execution_id)
     return target if moved else None

@@ -127,33 +127,6 @@ def test_a_real_beat_publishes_scheduled_runs_recorded_with_trigger_beat(
     assert rescued["result"]["failed"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="app/ledger/chain.py passes beat's `producer` option into the step signatures, "
-    "so the chain publish fails ('NoneType' … '_reraise_as_library_errors'); reported",
-)
-def test_a_chain_published_the_way_beat_publishes_it_is_queued(tmp_path: Path) -> None:
-    from tasks import sync_and_suggest
-
-    source = tmp_path / "bank.csv"
-    source.write_text("id,date,payee,amount,category\n1,2026-11-01,Grocer,-12.50,food\n")
-    entry = build_schedule(Settings(scheduled_budgets=f"household={source}"))
-    options = entry["sync_and_suggest:household"]["options"]
-    with app.producer_or_acquire() as producer:  # what celery/beat.py Scheduler.apply_async does
-        result = sync_and_suggest.apply_async(
-            [],
-            entry["sync_and_suggest:household"]["kwargs"],
-            producer=producer,
-            headers={"celery_beat_task": True},
-            **options,
-        )
-
-    row = ledger.job(result.id)
-    assert row is not None
-    assert row["status"] == "queued", row["failure_reason"]
-
-
 def _first_job_of_type(
     job_type: str, timeout: float, beat: subprocess.Popen[bytes], log: Path
 ) -> dict[str, object]:

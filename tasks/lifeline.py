@@ -22,8 +22,11 @@ class LifelinePayload(JobPayload):
     #: Seconds without a heartbeat after which a running job counts as orphaned
     #: (default ``JOBLEDGER_LIFELINE_TIMEOUT``).
     timeout: float | None = Field(default=None, gt=0)
-    #: Also ask the workers who is alive (one broadcast, about a second).
-    ping: bool = True
+    #: Also ask the workers who is alive (one broadcast, about a second) and treat the
+    #: jobs of a worker that does not answer as orphaned after 30 s of silence. Off by
+    #: default: a worker too busy to answer one ping would lose jobs that heartbeat less
+    #: often than every 30 s.
+    ping: bool = False
 
 
 @job_task("lifeline", LifelinePayload)

@@ -68,7 +68,7 @@ class ChainJobTask(JobTask):
 
     steps: ClassVar[Sequence[Step]] = ()
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,

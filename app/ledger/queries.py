@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Connection,
     Delete,
     Insert,
     Select,
+    Table,
     Update,
     case,
     delete,
@@ -31,12 +33,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.ledger.states import JobStatus
 from models import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 
-jobs = Job.__table__
-steps = JobStep.__table__
-events = JobEvent.__table__
-logs = JobLog.__table__
-files = JobFile.__table__
-counters = RunNameCounter.__table__
+jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
+events = cast(Table, JobEvent.__table__)
+logs = cast(Table, JobLog.__table__)
+files = cast(Table, JobFile.__table__)
+counters = cast(Table, RunNameCounter.__table__)
 
 
 def utc_second_stamp(connection: Connection) -> ColumnElement[str]:
@@ -165,7 +167,7 @@ def insert_file(values: dict[str, Any]) -> Insert:
     return insert(files).values(**values)
 
 
-def job_id_for_task(task_id: str) -> Select[Any]:
+def job_id_for_task(task_id: str) -> CompoundSelect[Any]:
     # Which job a Celery message belongs to (the job row, or the parent of a step).
     return (
         select(jobs.c.id, literal(None).label("step_id"))

@@ -24,20 +24,17 @@ from app.ledger.task import JobTask, identity_of
 log = logging.getLogger(__name__)
 
 
-@signals.worker_process_init.connect
 def forget_inherited_connections(**_: Any) -> None:
     """A forked pool child must not reuse its parent's database connections."""
     db.forget_inherited_connections()
 
 
-@signals.task_prerun.connect
 def record_job_started(task: Any = None, **_: Any) -> None:
     """Record ``running`` (or honour a durable cancel) before the body runs."""
     if isinstance(task, JobTask):
         task.start_execution()
 
 
-@signals.task_retry.connect
 def record_job_retrying(
     sender: Any = None, request: Any = None, reason: Any = None, **_: Any
 ) -> None:
@@ -54,7 +51,6 @@ def record_job_retrying(
         )
 
 
-@signals.task_revoked.connect
 def record_job_revoked(
     sender: Any = None,
     request: Any = None,
@@ -80,7 +76,6 @@ def record_job_revoked(
         steps.record_step_canceled(job_id, step_id, reason=reason, actor="worker", worker=worker)
 
 
-@signals.task_failure.connect
 def record_job_lost(
     sender: Any = None, task_id: str | None = None, exception: Any = None, **_: Any
 ) -> None:
@@ -104,3 +99,15 @@ def record_job_lost(
         ledger.record_failed(job_id, reason=reason, errors=errors)
     else:
         steps.record_step_failed(job_id, step_id, reason=reason, errors=errors)
+
+
+def connect() -> None:
+    """Connect the handlers (strong references: they live as long as the process)."""
+    signals.worker_process_init.connect(forget_inherited_connections, weak=False)
+    signals.task_prerun.connect(record_job_started, weak=False)
+    signals.task_retry.connect(record_job_retrying, weak=False)
+    signals.task_revoked.connect(record_job_revoked, weak=False)
+    signals.task_failure.connect(record_job_lost, weak=False)
+
+
+connect()

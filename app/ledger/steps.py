@@ -15,6 +15,7 @@ their effects on the parent apply one at a time. Every step event carries its
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func
@@ -373,7 +374,7 @@ def _finish_parent(
     return _move_parent(connection, job_id, target, values, reason, actor, worker)
 
 
-def _results_by_step(summary: list[Any]) -> dict[str, Any]:
+def _results_by_step(summary: Sequence[Any]) -> dict[str, Any]:
     """The parent's result: each step's result under its type (``type#position`` when a
     type occurs twice in the chain)."""
     types = [step.step_type for step in summary]

@@ -98,7 +98,7 @@ class JobTask(Task):  # type: ignore[misc]
         except ValidationError as error:
             raise InvalidPayload(self.name, _field_problems(error)) from None
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app.config import settings
@@ -37,8 +38,16 @@ def engine() -> Engine:
     return _engine
 
 
+def ensure_sqlite_folder(url: str) -> None:
+    """SQLite creates the file but not its folder (the default lives under ``./var``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
+        ensure_sqlite_folder(url)
         created = create_engine(url, connect_args={"timeout": 30})
         event.listen(created, "connect", _sqlite_pragmas)
         return created

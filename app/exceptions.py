@@ -48,6 +48,18 @@ class TransitionRefused(JobledgerError):
         )
 
 
+class PayloadNotKept(TransitionRefused):
+    """A manual retry needs the job's payload, but the ledger keeps it redacted."""
+
+    def __init__(self, job_id: object) -> None:
+        JobledgerError.__init__(
+            self,
+            f"cannot retry job {job_id}: its payload held secrets, which the ledger stores "
+            "masked (***); submit the job again from its producer",
+        )
+        self.status = "redacted"
+
+
 class LedgerUnavailable(JobledgerError):
     """The ledger database could not be written after retries."""
 

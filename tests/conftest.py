@@ -33,7 +33,9 @@ from app.config import normalize_database_url  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from tests.support.processes import WorkerProcess, start_worker  # noqa: E402
 
-LEDGER_TABLES = "jobs, job_steps, job_events, job_logs, job_files, run_name_counters"
+LEDGER_TABLES = (
+    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups"
+)
 
 
 def recreate_database(name: str) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.exceptions import InvalidJobId, JobNotFound, TransitionRefused
+from app.exceptions import InvalidJobId, JobNotFound, PayloadNotKept, TransitionRefused
 from app.ledger import operations
+from app.ledger import transitions as ledger_api
 from tests.support import ledger
-from tests.support.jobs import echo, gate_key, gated
+from tests.support.jobs import echo, fail, gate_key, gated
 from tests.support.ops import wait_at
 from tests.support.processes import WorkerProcess, start_worker
 
@@ -119,3 +120,12 @@ def test_operations_by_run_name_and_unknown_references(redis_client: redis.Redis
         operations.cancel("not-a-job", actor="cli")
     with pytest.raises(JobNotFound, match="jobledger jobs"):
         operations.retry(str(uuid.uuid4()), actor="cli")
+
+
+def test_retry_of_a_job_whose_payload_held_a_secret_is_refused_with_what_to_do() -> None:
+    result = fail.apply_async(kwargs={"message": "password=hunter2"}, queue="nobody-listens")
+    job_id = uuid.UUID(result.id)
+    ledger_api.request_cancel(job_id, actor="cli", reason="test")
+    with pytest.raises(PayloadNotKept, match="submit the job again"):
+        operations.retry(job_id, actor="cli")
+    assert ledger.job(job_id)["status"] == "canceled"

@@ -26,6 +26,7 @@ Why the ledger comes first:
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, cast
@@ -34,8 +35,9 @@ from sqlalchemy import Table, select
 
 from app.celery import app
 from app.db import engine
-from app.exceptions import JobNotFound, TransitionRefused
+from app.exceptions import JobNotFound, PayloadNotKept, TransitionRefused
 from app.ledger import transitions as ledger
+from app.ledger.redaction import MASK
 from app.ledger.reports import resolve_job_id
 from app.ledger.states import JobStatus
 from app.ledger.task import HEADER, JobTask
@@ -119,6 +121,8 @@ def retry(ref: str | uuid.UUID, *, actor: ledger.Actor) -> RetryResult:
         raise TransitionRefused(
             job_id, job.status, "retry", f"{RETRYABLE} single-step (submit a new run of a chain)"
         )
+    if MASK in json.dumps(job.payload or {}):
+        raise PayloadNotKept(job_id)
     task_id = str(uuid.uuid4())
     if not ledger.record_requeued(job_id, celery_task_id=task_id, actor=actor):
         raise TransitionRefused(job_id, _status(job_id) or job.status, "retry", RETRYABLE)

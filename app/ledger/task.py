@@ -67,6 +67,9 @@ class JobTask(Task):  # type: ignore[misc]
     payload_model: ClassVar[type[BaseModel]] = JobPayload
     #: Payload field whose value is the job's subject (budget, dataset…), if any.
     subject_field: ClassVar[str | None] = None
+    #: Safe to run again from the start when its worker is lost (idempotent body): the
+    #: lifeline then re-queues an orphaned run instead of failing it.
+    retry_when_orphaned: ClassVar[bool] = False
     typing = False  # the payload model validates, not the run() signature
 
     # -- producer side --------------------------------------------------------------
@@ -119,7 +122,10 @@ class JobTask(Task):  # type: ignore[misc]
         document = payload.model_dump(mode="json")
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
         task_id = task_id or str(job_id)
-        ledger.record_queued(self._new_job(job_id, task_id, document, described, options))
+        ledger.record_queued(
+            self._new_job(job_id, task_id, document, described, options),
+            actor=_actor(described.get("trigger", "producer")),
+        )
         headers[HEADER] = {"job_id": str(job_id)}
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)

@@ -290,16 +290,24 @@ def record_failed(
         "errors": redact_data(errors or []),
         "completed_at": func.now(),
     }
-    return _transition(
-        job_id,
-        S.FAILED,
-        values,
-        actor,
-        safe_reason,
-        execution_id=execution_id,
-        worker=worker,
-        guards=_quiet_since(heartbeat_before),
-    )
+
+    def work(connection: Connection) -> bool:
+        moved = _move_job(
+            connection,
+            job_id,
+            S.FAILED,
+            values,
+            actor,
+            safe_reason,
+            execution_id,
+            worker,
+            guards=_quiet_since(heartbeat_before),
+        )
+        if moved:  # a chained job: its steps will never run (or finish) now
+            finish_steps(connection, job_id, S.CANCELED, f"not run: {safe_reason}", actor)
+        return moved
+
+    return in_transaction(work, f"job {job_id} failed")
 
 
 def record_retrying(job_id: uuid.UUID, *, execution_id: str, reason: str) -> bool:

@@ -23,13 +23,14 @@ from sqlalchemy import Connection, func
 from app.db import in_transaction
 from app.ledger import queries as q
 from app.ledger.redaction import redact, redact_data
-from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
+from app.ledger.states import LIVE, TERMINAL, JobStatus
 from app.ledger.transitions import (
     Actor,
     Start,
     as_document,
     event_row,
     finish_steps,
+    move_and_record,
     truncate,
 )
 
@@ -303,29 +304,9 @@ def _move_step(
     worker: str | None,
     actor: Actor = "worker",
 ) -> bool:
-    guards = [] if execution_id is None else [q.steps.c.execution_id == execution_id]
-    moved = connection.execute(
-        q.move(q.steps, step_id, target, PREDECESSORS[target], values, *guards)
-    ).first()
-    if moved is None:
-        return False
-    connection.execute(
-        q.insert_events(
-            [
-                event_row(
-                    job_id,
-                    S(moved.previous_status),
-                    target,
-                    actor,
-                    message,
-                    moved.attempts,
-                    step_id,
-                    worker,
-                )
-            ]
-        )
+    return move_and_record(
+        connection, job_id, target, values, actor, message, execution_id, worker, step_id=step_id
     )
-    return True
 
 
 def _move_parent(
@@ -337,26 +318,7 @@ def _move_parent(
     actor: Actor,
     worker: str | None,
 ) -> bool:
-    moved = connection.execute(q.move(q.jobs, job_id, target, PREDECESSORS[target], values)).first()
-    if moved is None:
-        return False
-    connection.execute(
-        q.insert_events(
-            [
-                event_row(
-                    job_id,
-                    S(moved.previous_status),
-                    target,
-                    actor,
-                    message,
-                    moved.attempts,
-                    None,
-                    worker,
-                )
-            ]
-        )
-    )
-    return True
+    return move_and_record(connection, job_id, target, values, actor, message, worker=worker)
 
 
 def _finish_parent(

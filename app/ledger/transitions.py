@@ -292,7 +292,7 @@ def record_failed(
     }
 
     def work(connection: Connection) -> bool:
-        moved = _move_job(
+        moved = move_and_record(
             connection,
             job_id,
             S.FAILED,
@@ -466,7 +466,7 @@ def _transition(
     guards: list[ColumnElement[bool]] | None = None,
 ) -> bool:
     def work(connection: Connection) -> bool:
-        return _move_job(
+        return move_and_record(
             connection,
             job_id,
             target,
@@ -481,41 +481,34 @@ def _transition(
     return in_transaction(work, f"job {job_id} {target}")
 
 
-def _move_job(
+def move_and_record(
     connection: Connection,
     job_id: uuid.UUID,
     target: JobStatus,
     values: dict[str, Any],
     actor: Actor,
     message: str,
-    execution_id: str | None,
-    worker: str | None,
+    execution_id: str | None = None,
+    worker: str | None = None,
     allowed: set[JobStatus] | frozenset[JobStatus] | None = None,
     guards: list[ColumnElement[bool]] | None = None,
+    step_id: uuid.UUID | None = None,
 ) -> bool:
+    """The guarded move of a job (or, with ``step_id``, of one of its steps) and its
+    event row, inside the caller's transaction. False when nothing moved."""
+    table = q.jobs if step_id is None else q.steps
     guards = list(guards or [])
     if execution_id is not None:
-        guards.append(q.jobs.c.execution_id == execution_id)
+        guards.append(table.c.execution_id == execution_id)
     moved = connection.execute(
-        q.move(q.jobs, job_id, target, allowed or PREDECESSORS[target], values, *guards)
+        q.move(table, step_id or job_id, target, allowed or PREDECESSORS[target], values, *guards)
     ).first()
     if moved is None:
         return False
-    connection.execute(
-        q.insert_events(
-            [
-                event_row(
-                    job_id,
-                    S(moved.previous_status),
-                    target,
-                    actor,
-                    message,
-                    moved.attempts,
-                    worker=worker,
-                )
-            ]
-        )
+    row = event_row(
+        job_id, S(moved.previous_status), target, actor, message, moved.attempts, step_id, worker
     )
+    connection.execute(q.insert_events([row]))
     return True
 
 
@@ -537,7 +530,7 @@ def _cancel(
     live_only: set[JobStatus] | None = None,
 ) -> bool:
     values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
-    moved = _move_job(
+    moved = move_and_record(
         connection, job_id, S.CANCELED, values, actor, reason, execution_id, worker, live_only
     )
     if moved:

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     purge_at: str = "03:30"
     #: Jobs deleted per purge transaction (short transactions keep writers unblocked).
     purge_batch_size: int = Field(default=500, ge=1)
+    #: HTTP API keys, a JSON object: SHA-256 (hex) of each key -> ``{"name", "tenant"}``.
+    #: Parsed by :mod:`app.api.auth` (a mistake there stops the API, not the workers);
+    #: empty means the API refuses every request. See docs/api.md.
+    api_keys: str = ""
+    #: Job types the HTTP API may create, comma separated; empty: every job type except
+    #: the maintenance ones (``purge``, ``lifeline``).
+    api_job_types: str = ""
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,244 @@
+"""The dashboard: server-rendered, read-only pages of the caller's tenant.
+
+- ``/dashboard``: jobs by status (a tab per status with its count), progress bars,
+  filters by status and type in the query string, newest first, paged.
+- ``/dashboard/jobs/{id or run name}``: a job's fields, steps, events and log lines.
+
+Who is looking: the same tenant-scoped API keys as the JSON API. A browser cannot send a
+header by itself, so ``/dashboard/login`` takes the key in a form and keeps it in an
+``HttpOnly``, ``SameSite=Strict`` cookie limited to ``/dashboard`` (``Secure`` over
+HTTPS); scripts may send the key as a header instead. The cookie counts for these
+read-only pages only, never for the JSON API, whose ``POST`` routes would otherwise be
+open to cross-site requests. No JavaScript; pages of live jobs refresh themselves with a
+``<meta http-equiv="refresh">``. Everything shown is escaped (Jinja2 autoescape), and a
+strict Content-Security-Policy forbids scripts outright, so a job's log line or failure
+reason can never run in an operator's browser.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from app.api.auth import ApiKey, identify, presented_key
+from app.api.jobs import MAX_LIMIT, own_job
+from app.api.queries import count_jobs
+from app.exceptions import InvalidJobId, JobNotFound
+from app.ledger import reports
+from app.ledger.states import LIVE, JobStatus, normalize
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+COOKIE = "jobledger_key"
+#: No script may run, nothing may frame the pages, forms only post back here.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: Seconds between two reloads of a page that shows live jobs.
+REFRESH_SECONDS = 5
+STATUSES = [s.value for s in JobStatus]
+
+_environment = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,  # every template, whatever its file name
+)
+templates = Jinja2Templates(env=_environment)
+
+
+def _when(value: object) -> str:
+    """A ledger time for people: UTC to the second."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else str(value)
+
+
+_environment.filters["when"] = _when
+
+
+# -- log in and out ----------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    """The form that asks for an API key."""
+    return _page(request, "login.html", {"error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    """Check the key and keep it in the dashboard's cookie (parsed by hand: one field does
+    not justify a multipart dependency)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != _origin(request):
+        # Another site posting a key of its own (login CSRF): refuse.
+        return _page(request, "login.html", {"error": "cross-site login refused"}, 403)
+    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+    key = (form.get("key") or [""])[0].strip()
+    if identify(request, key) is None:
+        return _page(request, "login.html", {"error": "that key is not valid"}, 401)
+    response = RedirectResponse(_dashboard_url(request), status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        COOKIE,
+        key,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=_dashboard_url(request),
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    """Forget the key."""
+    response = RedirectResponse(
+        _dashboard_url(request) + "/login", status_code=status.HTTP_303_SEE_OTHER
+    )
+    response.delete_cookie(COOKIE, path=_dashboard_url(request))
+    return response
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=64)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> Response:
+    """Jobs of the tenant by status, with progress bars."""
+    caller = _viewer(request)
+    if caller is None:
+        return _to_login(request)
+    chosen = _status_or_none(status_)
+    filters = reports.JobFilter(
+        status=(chosen,) if chosen else (), type=type_ or None, tenant=caller.tenant
+    )
+    listed = reports.list_jobs(filters, limit=limit, page=page)
+    total = count_jobs(filters)
+    counts = reports.stats(tenant=caller.tenant)
+    pages = max(1, math.ceil(total / limit))
+
+    def link(**changes: Any) -> str:
+        """This list's URL with some of its query parameters changed."""
+        wanted = {"status": chosen, "type": type_, "page": page, "limit": limit, **changes}
+        defaults = {"page": 1, "limit": 50}
+        query = {k: v for k, v in wanted.items() if v not in (None, "", defaults.get(k))}
+        return _dashboard_url(request) + ("?" + urlencode(query) if query else "")
+
+    return _page(
+        request,
+        "jobs.html",
+        {
+            "caller": caller,
+            "jobs": listed.items,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "has_more": listed.has_more,
+            "status": chosen,
+            "type": type_ or "",
+            "types": sorted(counts["by_type"]),
+            "counts": counts["by_status"],
+            "all_count": counts["total"],
+            "statuses": STATUSES,
+            "link": link,
+            "refresh": counts["live"] > 0,
+        },
+    )
+
+
+@router.get("/jobs/{ref}", response_class=HTMLResponse)
+def job_page(ref: str, request: Request) -> Response:
+    """One job: its fields, steps, events and log lines."""
+    caller = _viewer(request)
+    if caller is None:
+        return _to_login(request)
+    try:
+        detail = own_job(ref, caller, log_limit=1000)
+    except (InvalidJobId, JobNotFound) as error:
+        code = 400 if isinstance(error, InvalidJobId) else 404
+        return _page(request, "missing.html", {"caller": caller, "message": str(error)}, code)
+    positions = {step["id"]: step["position"] for step in detail.steps}
+    return _page(
+        request,
+        "job.html",
+        {
+            "caller": caller,
+            "job": detail.job,
+            "steps": detail.steps,
+            "events": detail.events,
+            "logs": detail.logs,
+            "files": detail.files,
+            "positions": positions,
+            "documents": _documents(detail.job),
+            "refresh": detail.job["status"] in {s.value for s in LIVE},
+        },
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _viewer(request: Request) -> ApiKey | None:
+    """The key of whoever looks: a header (scripts) or the login cookie (browsers)."""
+    return identify(request, presented_key(request) or request.cookies.get(COOKIE))
+
+
+def _to_login(request: Request) -> Response:
+    return RedirectResponse(
+        _dashboard_url(request) + "/login", status_code=status.HTTP_303_SEE_OTHER
+    )
+
+
+def _page(
+    request: Request, template: str, context: dict[str, Any], code: int = 200
+) -> HTMLResponse:
+    context = {"root": _dashboard_url(request), "refresh_seconds": REFRESH_SECONDS, **context}
+    response = templates.TemplateResponse(request, template, context, status_code=code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _documents(job: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The job's JSON documents worth showing, as pretty text."""
+    shown = []
+    for name in ("result", "errors", "payload", "metadata"):
+        value = job.get(name)
+        if value:
+            shown.append((name, json.dumps(reports.jsonable(value), indent=2, sort_keys=True)))
+    return shown
+
+
+def _status_or_none(word: str | None) -> str | None:
+    """A status filter from the query string; an unknown word shows every status."""
+    if not word:
+        return None
+    try:
+        return normalize(word).value
+    except ValueError:
+        return None
+
+
+def _dashboard_url(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/") + "/dashboard"
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"

@@ -1,0 +1,295 @@
+"""The jobs API: create, read, list, cancel and retry jobs of the caller's tenant.
+
+The API never writes the ledger itself. A job is created through its task's
+``apply_async`` (validated, recorded ``queued``, then published, exactly as a producer's
+``delay()``), with ``trigger="api"``, ``created_by`` = the key's name and ``tenant`` = the
+key's tenant; cancel and retry go through :mod:`app.ledger.operations` with actor
+``api``. Reads go through :mod:`app.ledger.reports`.
+
+Every route is scoped to the key's tenant, and a job of another tenant is answered
+exactly like a job that does not exist (404): a key cannot learn that it exists.
+
+Ledger errors become HTTP answers in :mod:`app.api.main` (one place): ``InvalidJobId``
+400, ``JobNotFound`` 404, ``TransitionRefused`` 409, ``InvalidPayload`` 422 (naming each
+``payload.<field>``), ``LedgerUnavailable`` and an unreachable broker 503.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.auth import ApiKey, require_key
+from app.api.queries import count_jobs
+from app.api.schemas import CreateJob, detail_document, field_error, page_document
+from app.celery import app as celery_app
+from app.config import settings
+from app.exceptions import JobNotFound
+from app.ledger import operations, reports
+from app.ledger.states import normalize
+from app.ledger.task import JobTask
+
+router = APIRouter(tags=["jobs"])
+Caller = Annotated[ApiKey, Depends(require_key)]
+
+#: Job types that act on every tenant's jobs; no tenant key may start them (beat and the
+#: CLI do). ``JOBLEDGER_API_JOB_TYPES``, when set, is the exact list instead.
+MAINTENANCE_TYPES = frozenset({"purge", "lifeline"})
+#: Largest page of ``GET /jobs`` (the reports module allows more, for the CLI).
+MAX_LIMIT = 200
+#: Log lines ``GET /jobs/{id}/logs`` returns at most (the newest ones).
+MAX_LOG_LINES = 5000
+
+
+class CancelJob(BaseModel):
+    """Optional body of ``POST /jobs/{id}/cancel``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Recorded as the job's failure reason and in its cancel event.
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+# -- create ------------------------------------------------------------------------------
+
+
+@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
+def create_job(body: CreateJob, caller: Caller, request: Request, response: Response) -> Any:
+    """Validate, record and publish a job; 202 with the job as the ledger has it.
+
+    The answer's ``status`` is ``queued`` unless a worker already picked the job up in
+    the moment between publish and this read: it is the ledger's word, not a guess.
+    """
+    task = creatable_task(body.type)
+    if task is None:
+        known = ", ".join(creatable_types()) or "none"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [field_error("type", f"unknown job type {body.type!r}; known: {known}")],
+        )
+    payload = _payload_of_tenant(task, body.payload, caller)
+    result = task.apply_async(
+        kwargs=payload,
+        trigger="api",
+        created_by=caller.name,
+        tenant=caller.tenant,
+        subject=body.subject,
+    )
+    detail = reports.job_detail(str(result.id), log_limit=0)
+    root = _root(request)
+    response.headers["Location"] = f"{root}/jobs/{result.id}"
+    return detail_document(detail, root)
+
+
+def creatable_task(job_type: str) -> JobTask | None:
+    """The task of a job type the API may create, or None (unknown, not a job task, or
+    not allowed)."""
+    if not may_create(job_type):
+        return None
+    task = operations.registered_task(job_type)
+    return task if isinstance(task, JobTask) else None
+
+
+def creatable_types() -> list[str]:
+    """Every job type the API may create, sorted (for error messages and ``/job-types``)."""
+    celery_app.loader.import_default_modules()
+    return sorted(
+        name
+        for name, task in celery_app.tasks.items()
+        if isinstance(task, JobTask) and may_create(name)
+    )
+
+
+def may_create(job_type: str) -> bool:
+    """Whether the configured allow-list (``JOBLEDGER_API_JOB_TYPES``) holds the type;
+    with none configured, every type but the maintenance ones."""
+    configured = {name.strip() for name in settings().api_job_types.split(",") if name.strip()}
+    if configured:
+        return job_type in configured
+    return job_type not in MAINTENANCE_TYPES
+
+
+def _payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) -> dict[str, Any]:
+    """The payload with its ``tenant`` field set to the key's tenant.
+
+    Job types with a ``tenant`` field (import, export) read and write that tenant's
+    data, so a key must not name another one: 403, since the request is well-formed but
+    the key is not allowed to act there. An absent tenant is filled in (the model's
+    default, ``default``, would be somebody else's data).
+    """
+    if "tenant" not in task.payload_model.model_fields:
+        return payload
+    given = payload.get("tenant")
+    if given is not None and given != caller.tenant:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            [
+                field_error(
+                    "payload.tenant",
+                    f"this API key acts for tenant {caller.tenant!r} only; "
+                    "leave tenant out or give that one",
+                )
+            ],
+        )
+    return {**payload, "tenant": caller.tenant}
+
+
+# -- read --------------------------------------------------------------------------------
+
+
+@router.get("/jobs")
+def list_jobs(
+    caller: Caller,
+    request: Request,
+    status_: Annotated[list[str] | None, Query(alias="status")] = None,
+    type_: Annotated[str | None, Query(alias="type", max_length=64)] = None,
+    subject: Annotated[str | None, Query(max_length=256)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Any:
+    """The tenant's jobs, newest first; ``status`` may repeat or be comma separated and
+    accepts the seeds' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
+    filters = reports.JobFilter(
+        status=_statuses(status_),
+        type=type_,
+        tenant=caller.tenant,
+        subject=subject,
+        since=_utc(since),
+    )
+    return _page(filters, limit, page, request)
+
+
+@router.get("/subjects/{subject}/jobs")
+def list_subject_jobs(
+    subject: str,
+    caller: Caller,
+    request: Request,
+    status_: Annotated[list[str] | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> Any:
+    """Every job of the tenant about one subject (a budget, a dataset…), newest first."""
+    filters = reports.JobFilter(status=_statuses(status_), tenant=caller.tenant, subject=subject)
+    return _page(filters, limit, page, request)
+
+
+@router.get("/jobs/stats")
+def job_stats(caller: Caller, since: datetime | None = None) -> Any:
+    """Counts per status and per type and status, live jobs and the oldest live one."""
+    return reports.jsonable(reports.stats(tenant=caller.tenant, since=_utc(since)))
+
+
+@router.get("/job-types")
+def job_types(caller: Caller) -> Any:
+    """The job types this API creates, each with the JSON schema of its payload."""
+    return [
+        {"type": name, "payload_schema": task.payload_model.model_json_schema()}
+        for name in creatable_types()
+        if (task := creatable_task(name)) is not None
+    ]
+
+
+@router.get("/jobs/{ref}")
+def get_job(ref: str, caller: Caller, request: Request) -> Any:
+    """One job by UUID or run name, with its steps and files."""
+    return detail_document(own_job(ref, caller), _root(request))
+
+
+@router.get("/jobs/{ref}/events")
+def get_job_events(ref: str, caller: Caller) -> Any:
+    """The job's history: one event per status change of the job or a step, in order."""
+    detail = own_job(ref, caller)
+    return {"job_id": str(detail.job["id"]), "items": reports.jsonable(detail.events)}
+
+
+@router.get("/jobs/{ref}/logs")
+def get_job_logs(
+    ref: str,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=MAX_LOG_LINES)] = 1000,
+) -> Any:
+    """The job's last ``limit`` log lines, oldest first."""
+    detail = own_job(ref, caller, log_limit=limit)
+    return {"job_id": str(detail.job["id"]), "items": reports.jsonable(detail.logs)}
+
+
+def own_job(ref: str, caller: ApiKey, *, log_limit: int = 0) -> reports.JobDetail:
+    """The job ``ref`` designates if it belongs to the caller's tenant.
+
+    Raises:
+        InvalidJobId: malformed reference.
+        JobNotFound: no such job, or another tenant's (indistinguishable on purpose).
+    """
+    detail = reports.job_detail(ref, log_limit=log_limit)
+    if detail.job["tenant"] != caller.tenant:
+        raise JobNotFound(ref)
+    return detail
+
+
+# -- operate -----------------------------------------------------------------------------
+
+
+@router.post("/jobs/{ref}/cancel")
+def cancel_job(
+    ref: str,
+    caller: Caller,
+    request: Request,
+    response: Response,
+    body: CancelJob | None = None,
+) -> Any:
+    """Cancel a live job: 200 when it is canceled now (it was waiting), 202 when a running
+    job was asked to stop at its next checkpoint; 409 once it has finished."""
+    job_id = own_job(ref, caller).job["id"]
+    reason = body.reason if body is not None and body.reason else f"canceled by {caller.name}"
+    result = operations.cancel(job_id, actor="api", reason=reason)
+    response.status_code = (
+        status.HTTP_200_OK if result.outcome == "canceled" else status.HTTP_202_ACCEPTED
+    )
+    document = detail_document(reports.job_detail(job_id), _root(request))
+    document["outcome"] = result.outcome
+    return document
+
+
+@router.post("/jobs/{ref}/retry", status_code=status.HTTP_202_ACCEPTED)
+def retry_job(ref: str, caller: Caller, request: Request) -> Any:
+    """Queue a failed or canceled job again (same id, new message); 409 otherwise."""
+    job_id = own_job(ref, caller).job["id"]
+    operations.retry(job_id, actor="api")
+    return detail_document(reports.job_detail(job_id), _root(request))
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _page(filters: reports.JobFilter, limit: int, page: int, request: Request) -> Any:
+    listed = reports.list_jobs(filters, limit=limit, page=page)
+    return page_document(listed, count_jobs(filters), _root(request))
+
+
+def _statuses(values: list[str] | None) -> tuple[str, ...]:
+    """Status words from repeated and comma-separated ``status`` parameters, checked here
+    so an unknown word is a 422 naming the parameter, not a 500."""
+    words = [word.strip() for value in values or () for word in value.split(",") if word.strip()]
+    for word in words:
+        try:
+            normalize(word)
+        except ValueError as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error("status", str(error))]
+            ) from None
+    return tuple(words)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC (the ledger's clock)."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")

@@ -1,0 +1,130 @@
+"""The HTTP API and dashboard application: ``uvicorn app.api.main:app``.
+
+:func:`create_app` builds it around a :class:`~app.api.auth.KeyRing` (tests pass their
+own; the module-level ``app`` reads ``JOBLEDGER_API_KEYS``, and a malformed value stops
+the server at start rather than letting it run with keys nobody meant).
+
+Every ledger error is turned into an HTTP answer here, once, so the routes read as the
+happy path: malformed job reference 400, unknown job 404, refused transition 409, bad
+payload 422 naming each field, ledger or broker unreachable 503. Malformed JSON is 400
+(the request is not JSON at all); a well-formed body with bad fields is 422.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerUnavailable
+
+from app.api import dashboard, jobs
+from app.api.auth import KeyRing
+from app.api.schemas import field_error
+from app.celery import app as celery_app
+from app.config import settings
+from app.exceptions import (
+    InvalidJobId,
+    InvalidPayload,
+    JobNotFound,
+    LedgerUnavailable,
+    TransitionRefused,
+)
+
+log = logging.getLogger(__name__)
+
+
+def create_app(keyring: KeyRing | None = None) -> FastAPI:
+    """The API with its routes, error answers and key ring."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Register every job type once, before the first request looks one up.
+        celery_app.loader.import_default_modules()
+        yield
+
+    api = FastAPI(
+        title="jobledger",
+        summary="Jobs of the caller's tenant: create, follow, cancel, retry.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    api.state.keyring = keyring if keyring is not None else KeyRing.from_json(settings().api_keys)
+    if not len(api.state.keyring):
+        log.warning("no API keys configured (JOBLEDGER_API_KEYS): every request gets 401")
+    api.include_router(jobs.router)
+    api.include_router(dashboard.router)
+    _answer_errors(api)
+    return api
+
+
+def _answer_errors(api: FastAPI) -> None:
+    @api.exception_handler(InvalidJobId)
+    async def invalid_job_id(_: Request, error: Exception) -> JSONResponse:
+        return _detail(status.HTTP_400_BAD_REQUEST, str(error))
+
+    @api.exception_handler(JobNotFound)
+    async def job_not_found(_: Request, error: Exception) -> JSONResponse:
+        return _detail(status.HTTP_404_NOT_FOUND, str(error))
+
+    @api.exception_handler(TransitionRefused)
+    async def transition_refused(_: Request, error: Exception) -> JSONResponse:
+        return _detail(status.HTTP_409_CONFLICT, str(error))
+
+    @api.exception_handler(InvalidPayload)
+    async def invalid_payload(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, InvalidPayload)
+        return _detail(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [
+                field_error("payload" if name == "*" else f"payload.{name}", problem)
+                for name, problem in error.fields.items()
+            ],
+        )
+
+    @api.exception_handler(LedgerUnavailable)
+    async def ledger_unavailable(_: Request, error: Exception) -> JSONResponse:
+        return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
+
+    @api.exception_handler(BrokerUnavailable)
+    async def broker_unavailable(_: Request, error: Exception) -> JSONResponse:
+        log.error("broker unreachable: %s", error)
+        return _detail(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the broker (JOBLEDGER_BROKER_URL) is unreachable: a job that could not be "
+            "published is recorded as failed with that reason; try again once it answers",
+        )
+
+    @api.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        problems = list(error.errors())
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            return _detail(
+                status.HTTP_400_BAD_REQUEST,
+                [field_error("body", "malformed JSON: send a JSON object")],
+            )
+        return _detail(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [field_error(_field(problem["loc"]), problem["msg"]) for problem in problems],
+        )
+
+
+def _field(location: Any) -> str:
+    """``("body", "payload", "value")`` -> ``payload.value``; ``("query", "limit")`` ->
+    ``limit``: the name as the client wrote it."""
+    parts = [str(part) for part in location]
+    if len(parts) > 1 and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _detail(code: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=code)
+
+
+app = create_app()

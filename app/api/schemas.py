@@ -1,0 +1,79 @@
+"""Shapes of the API's requests and answers.
+
+Answers are the ledger's own columns (snake_case, as ``jobledger jobs --json`` prints
+them), statuses in the ledger's vocabulary (``queued``, ``running``, ``succeeded``…),
+times as ISO 8601 in UTC, plus ``links`` to what a client does next. Errors are
+FastAPI's: ``{"detail": "<message>"}``, or for a request that names bad fields
+``{"detail": [{"field": "<dotted path in the body or query>", "message": "…"}]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.ledger.reports import JobDetail, Page, jsonable
+
+#: Columns of the ledger that mean nothing to a client (the worker's private bookkeeping).
+HIDDEN_COLUMNS = frozenset({"execution_id", "previous_status"})
+
+
+class CreateJob(BaseModel):
+    """``POST /jobs``: which job type to run, on what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: A registered job type (``import``, ``export``, ``sync``, ``sync_and_suggest``…).
+    type: str = Field(min_length=1, max_length=64)
+    #: The job type's payload; validated by the job type itself.
+    payload: dict[str, Any] = Field(default_factory=dict)
+    #: What the job works on (budget, dataset…); defaults to the job type's subject field.
+    subject: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    """One entry of a 4xx ``detail`` list."""
+    return {"field": field, "message": message}
+
+
+def links(job_id: object, root: str = "") -> dict[str, str]:
+    """Where a client goes next with a job (paths, relative to the API's host)."""
+    base = f"{root}/jobs/{job_id}"
+    return {
+        "self": base,
+        "events": f"{base}/events",
+        "logs": f"{base}/logs",
+        "cancel": f"{base}/cancel",
+        "retry": f"{base}/retry",
+        "dashboard": f"{root}/dashboard/jobs/{job_id}",
+    }
+
+
+def job_document(row: dict[str, Any], root: str = "") -> dict[str, Any]:
+    """A job row as JSON, with its links."""
+    document: dict[str, Any] = jsonable(
+        {key: value for key, value in row.items() if key not in HIDDEN_COLUMNS}
+    )
+    document["links"] = links(row["id"], root)
+    return document
+
+
+def detail_document(detail: JobDetail, root: str = "") -> dict[str, Any]:
+    """A job with its steps and files (events and logs have their own endpoints: a long
+    job's history would otherwise make every status poll heavy)."""
+    document = job_document(detail.job, root)
+    document["steps"] = jsonable(detail.steps)
+    document["files"] = jsonable(detail.files)
+    return document
+
+
+def page_document(page: Page, total: int, root: str = "") -> dict[str, Any]:
+    """One page of a list, newest first."""
+    return {
+        "items": [job_document(row, root) for row in page.items],
+        "page": page.page,
+        "limit": page.limit,
+        "total": total,
+        "has_more": page.has_more,
+    }

@@ -44,9 +44,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import func, or_, select
 
 from app.celery import app
 from app.config import settings
@@ -55,10 +55,7 @@ from app.ledger import transitions as ledger
 from app.ledger.operations import publish_existing, registered_task
 from app.ledger.reports import database_now, jsonable
 from app.ledger.states import LIVE, JobStatus
-from models import Job, JobStep
-
-jobs = cast(Table, Job.__table__)
-steps = cast(Table, JobStep.__table__)
+from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
 GONE_WORKER_GRACE = 30.0

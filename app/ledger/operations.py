@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 
 from app.celery import app
 from app.db import engine
@@ -41,10 +41,7 @@ from app.ledger.redaction import MASK
 from app.ledger.reports import resolve_job_id
 from app.ledger.states import JobStatus
 from app.ledger.task import HEADER, JobTask
-from models import Job, JobStep
-
-jobs = cast(Table, Job.__table__)
-steps = cast(Table, JobStep.__table__)
+from models.tables import jobs, steps
 
 CANCELABLE = "queued, retrying or running"
 RETRYABLE = "failed or canceled"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -18,7 +18,6 @@ from sqlalchemy import (
     Delete,
     Insert,
     Select,
-    Table,
     Update,
     case,
     delete,
@@ -31,14 +30,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.ledger.states import JobStatus
-from models import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+from models.tables import counters, events, files, jobs, logs, steps
 
-jobs = cast(Table, Job.__table__)
-steps = cast(Table, JobStep.__table__)
-events = cast(Table, JobEvent.__table__)
-logs = cast(Table, JobLog.__table__)
-files = cast(Table, JobFile.__table__)
-counters = cast(Table, RunNameCounter.__table__)
+# transitions and steps name the tables as q.jobs, q.steps…
+__all__ = ["counters", "events", "files", "jobs", "logs", "steps"]
 
 
 def utc_second_stamp(connection: Connection) -> ColumnElement[str]:

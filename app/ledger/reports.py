@@ -23,21 +23,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Select, Table, func, select, text
+from sqlalchemy import Connection, Select, func, select, text
 
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
 from app.ledger.naming import NAME_PATTERN
 from app.ledger.states import LIVE, JobStatus, normalize
-from models import Job, JobEvent, JobFile, JobLog, JobStep
-
-jobs = cast(Table, Job.__table__)
-steps = cast(Table, JobStep.__table__)
-events = cast(Table, JobEvent.__table__)
-logs = cast(Table, JobLog.__table__)
-files = cast(Table, JobFile.__table__)
+from models.tables import events, files, jobs, logs, steps
 
 #: Columns of a job in lists (the heavy documents — payload, result, errors — only in detail).
 SUMMARY_COLUMNS = (
@@ -168,6 +162,13 @@ def list_jobs(filters: JobFilter | None = None, *, limit: int = 50, page: int = 
     with engine().connect() as connection:
         rows = _dicts(connection.execute(query))
     return Page(items=rows[:limit], page=page, limit=limit, has_more=len(rows) > limit)
+
+
+def count_jobs(filters: JobFilter | None = None) -> int:
+    """How many jobs match ``filters`` (every page together; the API's ``total``)."""
+    query = _filtered(select(func.count()).select_from(jobs), filters)
+    with engine().connect() as connection:
+        return int(connection.execute(query).scalar_one())
 
 
 def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:

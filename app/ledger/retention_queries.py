@@ -10,14 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     Connection,
     Delete,
     Insert,
     Select,
-    Table,
     Update,
     and_,
     delete,
@@ -28,14 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.ledger.states import TERMINAL
-from models import Job, JobDailyRollup, JobEvent, JobFile, JobLog, JobStep
-
-jobs = cast(Table, Job.__table__)
-steps = cast(Table, JobStep.__table__)
-events = cast(Table, JobEvent.__table__)
-logs = cast(Table, JobLog.__table__)
-files = cast(Table, JobFile.__table__)
-rollups = cast(Table, JobDailyRollup.__table__)
+from models.tables import events, files, jobs, logs, rollups, steps
 
 #: The children of a job, in the order they are deleted (before the job row itself).
 CHILDREN = {"events": events, "logs": logs, "files": files, "steps": steps}

@@ -1,0 +1,23 @@
+"""The ledger's tables as SQLAlchemy Core ``Table`` objects, for statements.
+
+The declarative classes type ``__table__`` as a generic ``FromClause``; these names give
+the statement modules (``app/ledger/*queries.py``, reports, operations) one typed handle
+each instead of a cast in every module.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+from models.rollups import JobDailyRollup
+
+jobs = cast(Table, Job.__table__)
+steps = cast(Table, JobStep.__table__)
+events = cast(Table, JobEvent.__table__)
+logs = cast(Table, JobLog.__table__)
+files = cast(Table, JobFile.__table__)
+counters = cast(Table, RunNameCounter.__table__)
+rollups = cast(Table, JobDailyRollup.__table__)

@@ -246,3 +246,15 @@ def test_a_bad_payload_is_refused_at_delay_naming_the_field(bad: dict[str, objec
     assert field in ("value", "colour")
     assert read.count("SELECT count(*) FROM jobs") == 0
     assert read.count("SELECT count(*) FROM run_name_counters") == 0
+
+
+def test_a_result_the_ledger_cannot_store_fails_the_job_instead_of_leaving_it_running(
+    worker: WorkerProcess,
+) -> None:
+    from tests.support.jobs import unstorable
+
+    result = unstorable.delay(1)
+    row = read.wait_for_status(result.id, "failed", "succeeded")
+    assert row["status"] == "failed"
+    assert row["failure_reason"].startswith("the job's result could not be recorded")
+    assert_valid_history(result.id)

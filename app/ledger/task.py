@@ -233,7 +233,17 @@ class JobTask(Task):  # type: ignore[misc]
                 [*context.errors, _error_entry(error, start.attempt)],
             )
             raise
-        _durably(context.finish, result)
+        try:
+            _durably(context.finish, result)
+        except Reject:
+            raise
+        except Exception as error:  # e.g. a result that is not JSON: fail, never stay running
+            _durably(
+                context.fail,
+                f"the job's result could not be recorded: {error}",
+                [_error_entry(error, start.attempt)],
+            )
+            raise
         return result
 
 

@@ -147,3 +147,9 @@ def pair_failing() -> None:
 )
 def pair_gated() -> None:
     """A gated first step (to cancel mid-chain), then an echo."""
+
+
+@job_task("example.unstorable", EchoPayload)
+def unstorable(job: JobContext, payload: EchoPayload) -> dict[str, object]:
+    """Return a result the ledger cannot store as JSON."""
+    return {"value": payload.value, "handle": object()}

@@ -31,7 +31,6 @@ from jinja2 import Environment, FileSystemLoader
 
 from app.api.auth import ApiKey, identify, presented_key
 from app.api.jobs import MAX_LIMIT, own_job
-from app.api.queries import count_jobs
 from app.exceptions import InvalidJobId, JobNotFound
 from app.ledger import reports
 from app.ledger.states import LIVE, JobStatus, normalize
@@ -65,7 +64,15 @@ def _when(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _short(value: object) -> str:
+    """A ledger time in a list row, where the year is noise: ``MM-DD hh:mm:ss`` UTC."""
+    if isinstance(value, datetime):
+        return value.strftime("%m-%d %H:%M:%S")
+    return "" if value is None else str(value)
+
+
 _environment.filters["when"] = _when
+_environment.filters["short"] = _short
 
 
 # -- log in and out ----------------------------------------------------------------------
@@ -131,7 +138,7 @@ def jobs_page(
         status=(chosen,) if chosen else (), type=type_ or None, tenant=caller.tenant
     )
     listed = reports.list_jobs(filters, limit=limit, page=page)
-    total = count_jobs(filters)
+    total = reports.count_jobs(filters)
     counts = reports.stats(tenant=caller.tenant)
     pages = max(1, math.ceil(total / limit))
 

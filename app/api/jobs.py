@@ -23,7 +23,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import ApiKey, require_key
-from app.api.queries import count_jobs
 from app.api.schemas import CreateJob, detail_document, field_error, page_document
 from app.celery import app as celery_app
 from app.config import settings
@@ -267,7 +266,7 @@ def retry_job(ref: str, caller: Caller, request: Request) -> Any:
 
 def _page(filters: reports.JobFilter, limit: int, page: int, request: Request) -> Any:
     listed = reports.list_jobs(filters, limit=limit, page=page)
-    return page_document(listed, count_jobs(filters), _root(request))
+    return page_document(listed, reports.count_jobs(filters), _root(request))
 
 
 def _statuses(values: list[str] | None) -> tuple[str, ...]:

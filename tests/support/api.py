@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from app.api.auth import ApiKey, KeyRing, digest_of
 from app.api.main import create_app
 from app.db import engine
-from app.ledger.reports import jobs
+from models.tables import jobs
 
 #: Keys as a client holds them; the app only knows their digests.
 ACME_KEY = "acme-" + uuid.uuid4().hex

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from fastapi.testclient import TestClient
 
 import tasks.purge  # noqa: F401  (registered, so refusing it is about the rule, not a typo)
@@ -93,8 +97,6 @@ def test_a_job_created_through_the_api_runs_and_is_recorded_with_trigger_api(
 
 
 def echo_digest(value: int) -> str:
-    import hashlib
-
     return hashlib.sha256(str(value).encode()).hexdigest()
 
 
@@ -342,3 +344,14 @@ def test_events_and_logs_of_a_job_in_order(client: TestClient, worker: WorkerPro
     assert own[-1] == ("running", "succeeded")
     assert [line["message"] for line in logs] == ["echo 10", "echo 11"]
     assert [line["message"] for line in last] == ["echo 11"]
+
+
+def test_the_compose_api_service_serves_this_app() -> None:
+    compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text())
+    service = compose["services"]["api"]
+
+    assert service["command"][:2] == ["uvicorn", "app.api.main:app"]
+    assert "JOBLEDGER_API_KEYS" in service["environment"]
+    assert "@postgres:5432/" in service["environment"]["JOBLEDGER_DATABASE_URL"]
+    module, _, name = service["command"][1].partition(":")
+    assert hasattr(importlib.import_module(module), name)

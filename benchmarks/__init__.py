@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of the ledger's cost; see ``benchmarks/README.md``."""

@@ -1,0 +1,184 @@
+"""Throughput: what the ledger costs a worker, against Celery alone and Celery's own
+result backend.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.throughput            # N = 10,000, 3 rounds
+    .venv/bin/python -m benchmarks.throughput --n 2000 --rounds 5
+
+Variants, each the same N no-op tasks through the same Redis and the same worker
+settings (prefork ``-c 2``, prefetch 16, acks late, task events on):
+
+- **a** ``bench.plain``: plain Celery, no result backend, no ledger;
+- **b** ``bench.stored``: Celery's SQLAlchemy result backend (``db+postgresql+psycopg2``)
+  on the same PostgreSQL — what a user would pick instead of a ledger;
+- **c** ``bench.noop``: a job task, recorded in the ledger (queued at publish, running
+  and succeeded by the worker, one event per transition).
+
+The variants are alternated (a b c a b c …) and each figure is the median over the
+rounds. Each measurement fills its queue first (timing ``apply_async``: the enqueue rate
+with and without the publish-side ledger write), then starts the worker on it and times
+the drain. Commits come from ``pg_stat_database.xact_commit`` of the benchmark database,
+split into the producer's and the worker's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+
+from app import db
+from benchmarks import _harness as h
+from benchmarks._tasks import noop, plain, stored
+
+VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop}
+LABELS = {
+    "a": "plain Celery, no ledger",
+    "b": "Celery SQLAlchemy result backend",
+    "c": "jobledger job task",
+}
+WARM_UP = 200
+
+
+def measure(variant: str, count: int) -> dict[str, float]:
+    """One measurement of one variant: enqueue, then drain with a fresh worker."""
+    task = VARIANTS[variant]
+    h.clear_broker()
+    _empty_tables()
+    warm, run = f"bench-warm-{uuid.uuid4().hex[:8]}", f"bench-run-{uuid.uuid4().hex[:8]}"
+    before = h.commits()
+    h.publish(lambda: task.apply_async(queue=warm), WARM_UP)
+    enqueue_seconds = h.publish(lambda: task.apply_async(queue=run), count)
+    db.reset()  # the producer's connections close: PostgreSQL flushes their counters
+    published = h.commits()
+    env = {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND} if variant == "b" else {}
+    with h.running_worker(warm, env=env) as worker:
+        h.wait_drained(warm)
+        started = time.monotonic()
+        worker.consume(run)
+        finished = h.wait_drained(run)
+    done = h.commits()
+    rows = _rows(variant)
+    total = count + WARM_UP
+    if variant == "c":
+        succeeded = _scalar("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+        if succeeded != total:
+            raise AssertionError(f"{succeeded} of {total} jobs succeeded")
+    return {
+        "tasks_per_s": count / (finished - started),
+        "drain_s": finished - started,
+        "enqueue_per_s": count / enqueue_seconds,
+        "producer_commits_per_task": (published - before) / total,
+        "worker_commits_per_task": (done - published) / total,
+        "rows_per_task": rows / total,
+        "commits_per_row": (done - before) / rows if rows else 0.0,
+    }
+
+
+def _empty_tables() -> None:
+    with db.engine().begin() as connection:
+        connection.execute(
+            text("TRUNCATE jobs, job_steps, job_events, job_logs, job_files, run_name_counters")
+        )
+        if connection.execute(text("SELECT to_regclass('celery_taskmeta')")).scalar():
+            connection.execute(text("TRUNCATE celery_taskmeta"))
+    db.reset()
+
+
+def _rows(variant: str) -> int:
+    if variant == "a":
+        return 0
+    if variant == "b":
+        return _scalar("SELECT count(*) FROM celery_taskmeta")
+    return sum(
+        _scalar(f"SELECT count(*) FROM {table}") for table in ("jobs", "job_events", "job_logs")
+    )
+
+
+def _scalar(sql: str) -> int:
+    with db.engine().connect() as connection:
+        value = int(connection.execute(text(sql)).scalar_one())
+    db.reset()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=10_000, help="tasks per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of a b c (>= 3)")
+    parser.add_argument("--variants", default="abc", help="which variants, in round order")
+    parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--keep-database", action="store_true")
+    args = parser.parse_args()
+
+    h.recreate_database()
+    rounds: list[dict[str, dict[str, float]]] = []
+    try:
+        for number in range(1, args.rounds + 1):
+            figures = {}
+            for variant in args.variants:
+                figures[variant] = measure(variant, args.n)
+                print(
+                    f"round {number} {variant}: {figures[variant]['tasks_per_s']:7.1f} tasks/s, "
+                    f"enqueue {figures[variant]['enqueue_per_s']:7.1f}/s",
+                    flush=True,
+                )
+            rounds.append(figures)
+    finally:
+        h.clear_broker()
+        if not args.keep_database:
+            h.drop_database()
+
+    medians = {
+        variant: {key: h.median([r[variant][key] for r in rounds]) for key in rounds[0][variant]}
+        for variant in args.variants
+    }
+    summary: dict[str, Any] = {"medians": medians, "rounds": rounds}
+    if "a" in medians and "c" in medians:
+        summary["c_over_a"] = medians["c"]["tasks_per_s"] / medians["a"]["tasks_per_s"]
+        summary["c_over_a_per_round"] = [
+            r["c"]["tasks_per_s"] / r["a"]["tasks_per_s"] for r in rounds
+        ]
+    if "b" in medians and "c" in medians:
+        summary["c_over_b"] = medians["c"]["tasks_per_s"] / medians["b"]["tasks_per_s"]
+        summary["c_over_b_per_round"] = [
+            r["c"]["tasks_per_s"] / r["b"]["tasks_per_s"] for r in rounds
+        ]
+    if "a" in medians and "c" in medians:
+        summary["enqueue_c_over_a"] = medians["c"]["enqueue_per_s"] / medians["a"]["enqueue_per_s"]
+
+    print(f"\nN = {args.n}, {args.rounds} rounds, medians:")
+    print(f"{'variant':40} {'tasks/s':>8} {'enqueue/s':>10} {'commits/task':>14} {'rows/task':>9}")
+    for variant, values in medians.items():
+        print(
+            f"{variant} {LABELS[variant]:38} {values['tasks_per_s']:8.1f} "
+            f"{values['enqueue_per_s']:10.1f} "
+            f"{values['producer_commits_per_task']:5.2f} + {values['worker_commits_per_task']:5.2f}"
+            f"  {values['rows_per_task']:9.2f}"
+        )
+    for key in ("c_over_a", "c_over_b", "enqueue_c_over_a"):
+        if key in summary:
+            print(f"{key}: {summary[key]:.2f}")
+    if "c" in medians:
+        print(f"commits per ledger row (c): {medians['c']['commits_per_row']:.2f}")
+    target = h.Record(
+        "throughput",
+        {
+            "n": args.n,
+            "rounds": args.rounds,
+            "concurrency": h.CONCURRENCY,
+            "prefetch": h.PREFETCH,
+            "warm_up": WARM_UP,
+            "note": args.note,
+        },
+        summary,
+    ).write()
+    print(f"appended to {target.relative_to(h.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 import tasks.purge  # noqa: F401  (registered, so refusing it is about the rule, not a typo)
-from app.api.auth import ApiKeysMisconfigured, KeyRing, digest_of
+from app.api.auth import ApiKey, ApiKeysMisconfigured, KeyRing, digest_of, new_key
+from app.config import settings
 from app.ledger import operations
 from tests.support import api, ledger
 from tests.support.api import ACME, OTHER
@@ -64,6 +66,34 @@ def test_keys_are_configured_as_digests_with_a_name_and_a_tenant() -> None:
         KeyRing.from_json('{"s3cret": {"name": "ci", "tenant": "acme"}}')
     with pytest.raises(ApiKeysMisconfigured, match="'tenant'"):  # no tenant: sees everything
         KeyRing.from_json(f'{{"{digest_of("k")}": {{"name": "ci", "tenant": ""}}}}')
+
+
+def test_a_generated_key_is_recognised_by_its_entry() -> None:
+    key, entry = new_key("ci", "acme")
+
+    ring = KeyRing.from_json(json.dumps(entry))
+    assert ring.identify(key) == ApiKey(name="ci", tenant="acme")
+    assert key not in json.dumps(entry)  # only the digest is configured
+
+
+def test_an_allow_list_limits_the_types_a_key_may_create(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_API_JOB_TYPES", "example.echo")
+    settings.cache_clear()
+    try:
+        refused = client.post(
+            "/jobs", json={"type": "example.fail", "payload": {"message": "x"}}, headers=ACME
+        )
+        types = [entry["type"] for entry in client.get("/job-types", headers=ACME).json()]
+    finally:
+        monkeypatch.delenv("JOBLEDGER_API_JOB_TYPES")
+        settings.cache_clear()
+
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["field"] == "type"
+    assert types == ["example.echo"]
+    assert api.job_count() == 0
 
 
 # -- create ------------------------------------------------------------------------------

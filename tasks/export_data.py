@@ -20,9 +20,10 @@ memory stays flat however big the dataset; XLSX uses openpyxl's write-only mode.
 
 ``ledger:<relation>`` reads any table or view of the ledger database whose name is a
 plain lower-case identifier (the reporting views of migration 0003, or ``jobs``…); a
-name that is not one, or that does not exist, fails the job. When the relation has a
-``tenant`` column only the payload tenant's rows are exported, so an export never hands
-one tenant another's jobs. A dataset column order is the order columns were first
+name that is not one, or that does not exist, fails the job. Only relations with a
+``tenant`` column can be exported, and only the payload tenant's rows, so an export never
+hands one tenant another's jobs (``job_events`` or ``job_logs`` have no tenant: read them
+with SQL). A dataset column order is the order columns were first
 imported; values that are objects or lists are written as JSON text in CSV and XLSX.
 """
 
@@ -99,9 +100,16 @@ def _rows_to_export(payload: ExportPayload) -> tuple[list[str], Iterator[list[An
         columns = _store.relation_columns(name)
         if columns is None:
             raise JobFailed(f"no table or view {name!r} in the ledger database to export")
-        tenant = payload.tenant if "tenant" in columns else None
-        total = _store.count_relation(name, columns, tenant)
-        return columns, (list(r) for r in _store.relation_rows(name, columns, tenant)), total
+        if "tenant" not in columns:
+            # its rows belong to every tenant: exporting them would hand one tenant
+            # another's data (operators read such tables with SQL instead)
+            raise JobFailed(
+                f"ledger relation {name!r} has no tenant column, so it cannot be exported "
+                "per tenant; export the jobs table or a per-tenant reporting view instead"
+            )
+        total = _store.count_relation(name, columns, payload.tenant)
+        rows = _store.relation_rows(name, columns, payload.tenant)
+        return columns, (list(r) for r in rows), total
     found = _store.find_dataset(payload.tenant, payload.dataset)
     if found is None:
         raise JobFailed(

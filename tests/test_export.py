@@ -18,6 +18,7 @@ from openpyxl import load_workbook
 from tasks import export_data, import_data
 from tests.support import domain
 from tests.support.jobs import echo
+from tests.support.ledger import count as ledger_count
 from tests.support.ledger import wait_for_status
 
 # Set before the session worker starts (at collection), which inherits it; removed when
@@ -135,3 +136,11 @@ def test_unknown_ledger_relation_fails_with_a_reason() -> None:
 
     assert job["status"] == "failed"
     assert "no table or view 'no_such_view'" in job["failure_reason"]
+
+
+def test_a_ledger_relation_without_tenant_column_is_not_exported() -> None:
+    job = wait_for_status(export_data.delay("ledger:job_events").id, "failed", "succeeded")
+
+    assert job["status"] == "failed"
+    assert "has no tenant column" in job["failure_reason"]
+    assert ledger_count("SELECT count(*) FROM job_files WHERE job_id = :id", id=job["id"]) == 0

@@ -28,6 +28,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _engine: Engine | None = None
+_autocommit: Engine | None = None
 
 
 def engine() -> Engine:
@@ -67,29 +68,70 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def is_postgresql() -> bool:
+    """Whether the ledger is PostgreSQL (the single-statement fast path applies)."""
+    return engine().dialect.name == "postgresql"
+
+
+def autocommit_engine() -> Engine:
+    """An engine whose connections commit each statement on its own (PostgreSQL).
+
+    The hot transitions are single statements (data-modifying CTEs): run in autocommit
+    they cost one round trip, where a transaction adds a BEGIN and a COMMIT. It has a
+    pool of its own so that switching isolation levels never costs a round trip.
+    """
+    global _autocommit
+    if _autocommit is None:
+        _autocommit = _create(settings().database_url).execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+    return _autocommit
+
+
 def forget_inherited_connections() -> None:
     """Drop pooled connections inherited through fork (call in each new child)."""
-    if _engine is not None:
-        _engine.dispose(close=False)
+    for inherited in (_engine, _autocommit):
+        if inherited is not None:
+            inherited.dispose(close=False)
 
 
 def reset() -> None:
-    """Close this process's engine; the next :func:`engine` call reads the settings again."""
-    global _engine
-    if _engine is not None:
-        _engine.dispose()
-    _engine = None
+    """Close this process's engines; the next call reads the settings again."""
+    global _engine, _autocommit
+    for created in (_engine, _autocommit):
+        if created is not None:
+            created.dispose()
+    _engine = _autocommit = None
 
 
 def in_transaction(work: Callable[[Connection], T], what: str) -> T:
     """Run ``work`` in one transaction, again on a lost connection, for up to
     ``JOBLEDGER_WRITE_RETRY_SECONDS``; then raise :class:`LedgerUnavailable`."""
+    return _retrying(lambda: _in_transaction(work), what)
+
+
+def in_one_statement(work: Callable[[Connection], T], what: str) -> T:
+    """Run ``work`` — a single statement — committed on its own (autocommit), with the
+    same retries as :func:`in_transaction`."""
+
+    def attempt() -> T:
+        with autocommit_engine().connect() as connection:
+            return work(connection)
+
+    return _retrying(attempt, what)
+
+
+def _in_transaction(work: Callable[[Connection], T]) -> T:
+    with engine().begin() as connection:
+        return work(connection)
+
+
+def _retrying(attempt: Callable[[], T], what: str) -> T:
     deadline = time.monotonic() + settings().write_retry_seconds
     delay = 0.05
     while True:
         try:
-            with engine().begin() as connection:
-                return work(connection)
+            return attempt()
         except (OperationalError, DBAPIError) as error:
             if not _is_transient(error):
                 raise

@@ -108,8 +108,8 @@ def _rows_to_export(payload: ExportPayload) -> tuple[list[str], Iterator[list[An
                 "per tenant; export the jobs table or a per-tenant reporting view instead"
             )
         total = _store.count_relation(name, columns, payload.tenant)
-        rows = _store.relation_rows(name, columns, payload.tenant)
-        return columns, (list(r) for r in rows), total
+        streamed = _store.relation_rows(name, columns, payload.tenant)
+        return columns, (list(r) for r in streamed), total
     found = _store.find_dataset(payload.tenant, payload.dataset)
     if found is None:
         raise JobFailed(

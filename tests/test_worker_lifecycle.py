@@ -178,17 +178,21 @@ def test_a_producer_without_the_ledger_gets_its_job_recorded_by_the_worker(
 
 
 def test_a_killed_pool_child_redelivers_the_job_with_its_history(
-    fresh_worker: WorkerProcess, redis_client: redis.Redis, gate: str
+    worker_logs: Path, redis_client: redis.Redis, gate: str
 ) -> None:
-    result = gated.delay(gate=gate, steps=2)
-    wait_until_at_step(redis_client, gate, 1)
-    running = read.wait_for_status(result.id, "running")
-    child = _child_running(fresh_worker)
-    signal_child(child, signal.SIGKILL)
-    # acks late + reject on worker lost: the message goes back and runs again, same id
-    wait_until_at_step(redis_client, gate, 1)
-    redis_client.rpush(gate_key(gate), "1", "2")
-    row = read.wait_for_status(result.id, "succeeded")
+    queue = unique_queue()  # only this test's worker may take the job
+    own = start_worker(worker_logs, concurrency=2, queue=queue)
+    try:
+        result = gated.apply_async(kwargs={"gate": gate, "steps": 2}, queue=queue)
+        wait_until_at_step(redis_client, gate, 1)
+        running = read.wait_for_status(result.id, "running")
+        signal_child(_child_running(own), signal.SIGKILL)
+        # acks late + reject on worker lost: the message goes back and runs again, same id
+        wait_until_at_step(redis_client, gate, 1)
+        redis_client.rpush(gate_key(gate), "1", "2")
+        row = read.wait_for_status(result.id, "succeeded")
+    finally:
+        own.stop()
     assert running["attempts"] == 1
     assert row["attempts"] == 2
     assert read.transitions(result.id) == [

@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -252,3 +253,76 @@ def step_summary(job_id: uuid.UUID) -> Select[Any]:
         .where(steps.c.job_id == job_id)
         .order_by(steps.c.position)
     )
+
+
+# -- PostgreSQL fast path ------------------------------------------------------------------
+# The three transitions every job takes (queued, running, finished) as one statement each:
+# a data-modifying CTE does the guarded move and writes its event row, and runs in
+# autocommit, so each costs one round trip (a transaction of separate statements costs
+# BEGIN + n + COMMIT). Built once; the generic statements above stay for SQLite and for
+# the rarer transitions. Their guards and event rows are the same as those of `move`.
+
+#: Publish: bump the second's name counter, insert the job, write its creation event.
+PG_RECORD_QUEUED = text("""
+WITH seq AS (
+    INSERT INTO run_name_counters (stamp, last)
+    VALUES (to_char(timezone('UTC', now()), 'YYYYMMDDHH24MISS'), 0)
+    ON CONFLICT (stamp) DO UPDATE SET last = run_name_counters.last + 1
+    RETURNING stamp, last
+), job AS (
+    INSERT INTO jobs (id, name, type, status, tenant, subject, payload, trigger, created_by,
+                      celery_task_id, queue, parent_job_id, metadata)
+    SELECT CAST(:id AS uuid),
+           CASE WHEN seq.last = 0 THEN seq.stamp ELSE seq.stamp || '_' || seq.last END,
+           :type, 'queued', :tenant, :subject, CAST(:payload AS jsonb), :trigger, :created_by,
+           :celery_task_id, :queue, CAST(:parent_job_id AS uuid), CAST(:metadata AS jsonb)
+    FROM seq
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor)
+SELECT id, NULL, 'queued', :message, 0, :actor FROM job
+RETURNING job_id
+""")
+
+#: Start: queued|retrying -> running (attempts + 1), or a redelivery of a running job
+#: whose execution was lost: running -> retrying -> running (two events, in that order).
+PG_RECORD_STARTED = text("""
+WITH moved AS (
+    UPDATE jobs
+    SET previous_status = status, status = 'running', updated_at = now(),
+        attempts = attempts + 1, execution_id = :execution_id,
+        celery_task_id = :celery_task_id, worker = :worker,
+        started_at = coalesce(started_at, now()), heartbeat_at = now()
+    WHERE id = CAST(:id AS uuid)
+      AND status IN ('queued', 'retrying', 'running')
+      AND cancel_requested_at IS NULL
+      AND (celery_task_id IS NULL OR celery_task_id = :celery_task_id)
+      AND (execution_id IS NULL OR execution_id <> :execution_id)
+    RETURNING id, previous_status, attempts
+), history AS (
+    INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
+    SELECT id, 'running', 'retrying', :redelivered, attempts - 1, :worker, 'worker'
+    FROM moved WHERE previous_status = 'running'
+    UNION ALL
+    SELECT id, CASE previous_status WHEN 'running' THEN 'retrying' ELSE previous_status END,
+           'running', :message, attempts, :worker, 'worker'
+    FROM moved
+)
+SELECT previous_status, attempts FROM moved
+""")
+
+#: Finish: running -> succeeded|partial for the current execution only.
+PG_RECORD_FINISHED = text("""
+WITH moved AS (
+    UPDATE jobs
+    SET previous_status = status, status = :target, updated_at = now(),
+        result = CAST(:result AS jsonb), errors = CAST(:errors AS jsonb),
+        result_url = :result_url, completed_at = now(), progress = 100
+    WHERE id = CAST(:id AS uuid) AND status = 'running' AND execution_id = :execution_id
+    RETURNING id, previous_status, attempts, worker
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
+SELECT id, previous_status, :target, :message, attempts, worker, 'worker' FROM moved
+RETURNING job_id
+""")

@@ -13,6 +13,7 @@ signal of an earlier execution cannot finish, retry or cancel a newer one.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, func
 
-from app.db import in_transaction
+from app.db import in_one_statement, in_transaction, is_postgresql
 from app.ledger import queries as q
 from app.ledger.naming import run_name
 from app.ledger.redaction import redact, redact_data
@@ -29,6 +30,12 @@ from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
 S = JobStatus
 Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]
 Trigger = Literal["producer", "beat", "api", "retry"]
+
+#: Event message of a start that finds the job running: its previous execution was lost.
+REDELIVERED = (
+    "the previous execution ended without an outcome (worker lost or message delivered "
+    "again); starting again"
+)
 
 #: Longest text kept in a log line or a failure reason; longer ones are cut with a marker.
 MAX_TEXT = 5000
@@ -87,6 +94,26 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
     Returns False when a job with this id exists already (publishing an id twice is a
     no-op, so a retry or a redelivered publish never makes a second row).
     """
+    if not steps and is_postgresql():
+        params = {
+            "id": str(job.id),
+            "type": job.type,
+            "tenant": job.tenant,
+            "subject": job.subject,
+            "payload": json.dumps(redact_data(job.payload)),
+            "trigger": job.trigger,
+            "created_by": job.created_by,
+            "celery_task_id": job.celery_task_id,
+            "queue": job.queue,
+            "parent_job_id": None if job.parent_job_id is None else str(job.parent_job_id),
+            "metadata": json.dumps(job.metadata),
+            "message": f"queued by {actor}",
+            "actor": actor,
+        }
+        return in_one_statement(
+            lambda c: c.execute(q.PG_RECORD_QUEUED, params).first() is not None,
+            f"job {job.id} queued",
+        )
 
     def work(connection: Connection) -> bool:
         stamp, sequence = connection.execute(q.bump_run_name_counter(connection)).one()
@@ -159,66 +186,91 @@ def record_started(
     A job with no row (its producer had no ledger access) is created from ``unknown_job``.
     """
 
-    def work(connection: Connection) -> Start:
-        moved = connection.execute(
-            q.move(
-                q.jobs,
-                job_id,
-                S.RUNNING,
-                {S.QUEUED, S.RETRYING, S.RUNNING},
-                {
-                    "attempts": q.jobs.c.attempts + 1,
-                    "execution_id": execution_id,
-                    "celery_task_id": celery_task_id,
-                    "worker": worker,
-                    "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
-                    "heartbeat_at": func.now(),
-                },
-                q.jobs.c.cancel_requested_at.is_(None),
-                q.jobs.c.celery_task_id.is_(None) | (q.jobs.c.celery_task_id == celery_task_id),
-                # a duplicate prerun of the same execution is not a new start
-                q.jobs.c.execution_id.is_(None) | (q.jobs.c.execution_id != execution_id),
-            )
-        ).first()
+    if is_postgresql():
+        params = {
+            "id": str(job_id),
+            "execution_id": execution_id,
+            "celery_task_id": celery_task_id,
+            "worker": worker,
+            "message": f"started on {worker}",
+            "redelivered": REDELIVERED,
+        }
+        moved = in_one_statement(
+            lambda c: c.execute(q.PG_RECORD_STARTED, params).first(), f"start of job {job_id}"
+        )
         if moved is not None:
-            previous, attempt = S(moved.previous_status), moved.attempts
-            rows = []
-            if previous is S.RUNNING:
-                rows.append(
-                    event_row(
-                        job_id,
-                        S.RUNNING,
-                        S.RETRYING,
-                        "worker",
-                        "the previous execution ended without an outcome (worker lost or "
-                        "message delivered again); starting again",
-                        attempt - 1,
-                        worker=worker,
-                    )
-                )
-                previous = S.RETRYING
-            rows.append(
-                event_row(
-                    job_id,
-                    previous,
-                    S.RUNNING,
-                    "worker",
-                    f"started on {worker}",
-                    attempt,
-                    worker=worker,
-                )
-            )
-            connection.execute(q.insert_events(rows))
-            return Start(run=True, attempt=attempt)
-        return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
-
-    verdict = in_transaction(work, f"start of job {job_id}")
+            return Start(run=True, attempt=moved.attempts)
+        verdict = in_transaction(
+            lambda c: _why_not_started(c, job_id, celery_task_id, execution_id, worker),
+            f"start of job {job_id}",
+        )
+    else:
+        verdict = in_transaction(
+            lambda c: _start(c, job_id, celery_task_id, execution_id, worker),
+            f"start of job {job_id}",
+        )
     if verdict.reason == "unknown" and unknown_job is not None:
         record_queued(unknown_job, actor="worker")
         return record_started(
             job_id, celery_task_id=celery_task_id, execution_id=execution_id, worker=worker
         )
     return verdict
+
+
+def _start(
+    connection: Connection, job_id: uuid.UUID, celery_task_id: str, execution_id: str, worker: str
+) -> Start:
+    """The generic (SQLite) start: the same guards and events as ``PG_RECORD_STARTED``."""
+    moved = connection.execute(
+        q.move(
+            q.jobs,
+            job_id,
+            S.RUNNING,
+            {S.QUEUED, S.RETRYING, S.RUNNING},
+            {
+                "attempts": q.jobs.c.attempts + 1,
+                "execution_id": execution_id,
+                "celery_task_id": celery_task_id,
+                "worker": worker,
+                "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
+                "heartbeat_at": func.now(),
+            },
+            q.jobs.c.cancel_requested_at.is_(None),
+            q.jobs.c.celery_task_id.is_(None) | (q.jobs.c.celery_task_id == celery_task_id),
+            # a duplicate prerun of the same execution is not a new start
+            q.jobs.c.execution_id.is_(None) | (q.jobs.c.execution_id != execution_id),
+        )
+    ).first()
+    if moved is not None:
+        previous, attempt = S(moved.previous_status), moved.attempts
+        rows = []
+        if previous is S.RUNNING:
+            rows.append(
+                event_row(
+                    job_id,
+                    S.RUNNING,
+                    S.RETRYING,
+                    "worker",
+                    REDELIVERED,
+                    attempt - 1,
+                    worker=worker,
+                )
+            )
+            previous = S.RETRYING
+        rows.append(
+            event_row(
+                job_id,
+                previous,
+                S.RUNNING,
+                "worker",
+                f"started on {worker}",
+                attempt,
+                worker=worker,
+            )
+        )
+        connection.execute(q.insert_events(rows))
+        return Start(run=True, attempt=attempt)
+    return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
 
 
 def _why_not_started(
@@ -265,7 +317,22 @@ def record_finished(
     }
     values["progress"] = 100  # finished, every item processed (some may have failed)
     message = f"finished with {len(errors)} item errors" if errors else "finished"
-    moved = _transition(job_id, target, values, "worker", message, execution_id=execution_id)
+    if is_postgresql():
+        params = {
+            "id": str(job_id),
+            "execution_id": execution_id,
+            "target": target.value,
+            "result": json.dumps(values["result"]),
+            "errors": json.dumps(values["errors"]),
+            "result_url": result_url,
+            "message": message,
+        }
+        moved = in_one_statement(
+            lambda c: c.execute(q.PG_RECORD_FINISHED, params).first() is not None,
+            f"job {job_id} {target}",
+        )
+    else:
+        moved = _transition(job_id, target, values, "worker", message, execution_id=execution_id)
     return target if moved else None
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Connection, func
 
 from app.db import in_one_statement, in_transaction, is_postgresql
+from app.exceptions import InvalidJobId
 from app.ledger import queries as q
 from app.ledger.naming import run_name
 from app.ledger.redaction import redact, redact_data
@@ -75,6 +76,16 @@ class Start:
     run: bool
     attempt: int
     reason: str = ""
+
+
+def as_job_id(value: uuid.UUID | str) -> uuid.UUID:
+    """A job id as a UUID; anything else is refused with :class:`InvalidJobId`."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidJobId(value) from None
 
 
 def truncate(text: str, limit: int = MAX_TEXT) -> str:
@@ -185,6 +196,7 @@ def record_started(
     again) is ``running`` already: that is recorded as ``running -> retrying -> running``.
     A job with no row (its producer had no ledger access) is created from ``unknown_job``.
     """
+    job_id = as_job_id(job_id)
 
     if is_postgresql():
         params = {
@@ -307,6 +319,7 @@ def record_finished(
 ) -> JobStatus | None:
     """Finish the current execution: ``succeeded`` (progress 100), or ``partial`` when some
     items failed (``errors`` non-empty). Returns the status written, None when stale."""
+    job_id = as_job_id(job_id)
     errors = errors or []
     target = S.PARTIAL if errors else S.SUCCEEDED
     values: dict[str, Any] = {
@@ -351,6 +364,7 @@ def record_failed(
     ``heartbeat_before`` (the lifeline) fails it only if it has not shown a sign of life
     since then, so a job that reports progress while the lifeline looks is left alone.
     """
+    job_id = as_job_id(job_id)
     safe_reason = truncate(redact(reason))
     values = {
         "failure_reason": safe_reason,
@@ -379,6 +393,7 @@ def record_failed(
 
 def record_retrying(job_id: uuid.UUID, *, execution_id: str, reason: str) -> bool:
     """The current execution ended and Celery will deliver the job again."""
+    job_id = as_job_id(job_id)
     return _transition(
         job_id, S.RETRYING, {}, "worker", truncate(redact(reason)), execution_id=execution_id
     )
@@ -393,6 +408,7 @@ def record_canceled(
     worker: str | None = None,
 ) -> bool:
     """Cancel a live job now (revoked, stopped at a checkpoint, or canceled while queued)."""
+    job_id = as_job_id(job_id)
     return in_transaction(
         lambda connection: _cancel(connection, job_id, reason, actor, execution_id, worker),
         f"cancel of job {job_id}",
@@ -402,6 +418,7 @@ def record_canceled(
 def record_requeued(job_id: uuid.UUID, *, celery_task_id: str, actor: Actor) -> bool:
     """Manual retry: a ``failed`` or ``canceled`` job goes back to ``queued`` under a new
     Celery message; its id, attempts and history stay. Publish the message after this."""
+    job_id = as_job_id(job_id)
     values = {
         "celery_task_id": celery_task_id,
         "execution_id": None,
@@ -420,6 +437,7 @@ def record_orphaned(
 ) -> bool:
     """A ``running`` job whose worker is gone (no heartbeat since ``heartbeat_before``)
     goes to ``retrying`` under a new Celery message, which the caller then publishes."""
+    job_id = as_job_id(job_id)
     values = {"celery_task_id": celery_task_id, "execution_id": None}
     return _transition(
         job_id,
@@ -442,6 +460,7 @@ def request_cancel(job_id: uuid.UUID, *, actor: Actor, reason: str) -> CancelOut
     Raises:
         LookupError: no such job.
     """
+    job_id = as_job_id(job_id)
 
     def work(connection: Connection) -> CancelOutcome | JobStatus:
         if _cancel(connection, job_id, reason, actor, None, None, live_only={S.QUEUED, S.RETRYING}):
@@ -463,6 +482,7 @@ def checkpoint(
     """Heartbeat of a running execution (optionally raising its progress, never lowering
     it). Returns True when the execution should stop: a cancel was requested, or the
     ledger no longer considers this execution current (canceled, failed by the lifeline)."""
+    job_id = as_job_id(job_id)
     safe_message = truncate(redact(message), 500) if message is not None else None
 
     def work(connection: Connection) -> bool:
@@ -476,6 +496,7 @@ def append_log(
     job_id: uuid.UUID, message: str, *, level: str = "info", step_id: uuid.UUID | None = None
 ) -> None:
     """Append a log line (redacted, at most 5000 characters) to a job."""
+    job_id = as_job_id(job_id)
     values = {
         "job_id": job_id,
         "step_id": step_id,
@@ -496,6 +517,7 @@ def record_file(
     step_id: uuid.UUID | None = None,
 ) -> None:
     """Record a file a job read (``in``) or wrote (``out``)."""
+    job_id = as_job_id(job_id)
     values = {
         "job_id": job_id,
         "step_id": step_id,

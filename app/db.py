@@ -46,7 +46,7 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _create(url: str) -> Engine:
+def _create(url: str, **options: str) -> Engine:
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
         created = create_engine(url, connect_args={"timeout": 30})
@@ -58,6 +58,7 @@ def _create(url: str) -> Engine:
         max_overflow=2,
         pool_pre_ping=False,
         pool_recycle=1800,
+        **options,
     )
 
 
@@ -82,9 +83,8 @@ def autocommit_engine() -> Engine:
     """
     global _autocommit
     if _autocommit is None:
-        _autocommit = _create(settings().database_url).execution_options(
-            isolation_level="AUTOCOMMIT"
-        )
+        # set once per connection at connect, not at every checkout and checkin
+        _autocommit = _create(settings().database_url, isolation_level="AUTOCOMMIT")
     return _autocommit
 
 

@@ -287,7 +287,12 @@ RETURNING job_id
 
 #: Start: queued|retrying -> running (attempts + 1), or a redelivery of a running job
 #: whose execution was lost: running -> retrying -> running (two events, in that order).
+#: Committed without waiting for the WAL flush: a `running` lost in a server crash is
+#: harmless (the message is not acknowledged, its redelivery starts the job again), and
+#: the job's durable outcome flushes it anyway. Both statements travel in one round trip
+#: and run as one implicit transaction, so SET LOCAL applies to this start only.
 PG_RECORD_STARTED = text("""
+SET LOCAL synchronous_commit = off;
 WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = 'running', updated_at = now(),

@@ -215,6 +215,9 @@ def test_a_cancel_of_a_running_job_stops_it_at_the_next_checkpoint(
     outcome = ledger.request_cancel(uuid.UUID(result.id), actor="cli", reason="operator")
     row = read.wait_for_status(result.id, "canceled")
     assert outcome == "requested"
+    assert row["failure_reason"] == "operator"  # the cancel's reason, kept to the end
+    assert read.transitions(result.id)[-1] == ("running", "canceled")
+    assert read.events(result.id)[-1]["message"] == "operator"
     assert row["progress"] == 33
     assert row["completed_at"] >= row["started_at"]
     assert read.transitions(result.id)[-1] == ("running", "canceled")

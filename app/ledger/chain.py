@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
-from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new
+from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -101,7 +101,9 @@ class ChainJobTask(JobTask):
         ]
         new_job = self._new_job(job_id, str(job_id), document, described, options)
         ledger.record_queued(
-            ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}), steps=planned
+            ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}),
+            steps=planned,
+            actor=actor_of(described.get("trigger", "producer")),
         )
         # Only routing options reach the steps: a caller's producer (beat passes its own),
         # its headers or a countdown belong to one message, not to every step.

@@ -69,14 +69,16 @@ class JobContext:
         if value < 100 and now - self._reported_at < settings().progress_interval:
             return
         self._reported, self._reported_at = max(value, self._reported), now
-        if self._checkpoint(value, message):
-            raise JobCanceled()
+        stop = self._checkpoint(value, message)
+        if stop is not None:
+            raise JobCanceled(stop)
 
     def check_canceled(self) -> None:
         """Checkpoint: heartbeat, and raise :class:`JobCanceled` if a cancel was requested
         (or the ledger no longer considers this execution current)."""
-        if self._checkpoint(None, None):
-            raise JobCanceled()
+        stop = self._checkpoint(None, None)
+        if stop is not None:
+            raise JobCanceled(stop)
 
     def log(
         self, message: str, level: Literal["debug", "info", "warning", "error"] = "info"
@@ -168,7 +170,7 @@ class JobContext:
                 worker=self.worker,
             )
 
-    def _checkpoint(self, progress: int | None, message: str | None) -> bool:
+    def _checkpoint(self, progress: int | None, message: str | None) -> str | None:
         if self.step_id is None:
             return ledger.checkpoint(self.job_id, self.execution_id, progress, message)
         return steps.step_checkpoint(

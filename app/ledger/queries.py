@@ -135,12 +135,13 @@ def checkpoint(
             jobs.c.execution_id == execution_id,
         )
         .values(**values)
-        .returning(jobs.c.cancel_requested_at)
+        .returning(jobs.c.cancel_requested_at, jobs.c.failure_reason)
     )
 
 
-def request_cancel(job_id: uuid.UUID) -> Update:
-    # Leave a durable cancel intent on a running job (its next checkpoint acts on it).
+def request_cancel(job_id: uuid.UUID, reason: str) -> Update:
+    # Leave a durable cancel intent on a running job (its next checkpoint acts on it); the
+    # reason waits in failure_reason until the job is canceled with it.
     return (
         update(jobs)
         .where(
@@ -148,7 +149,7 @@ def request_cancel(job_id: uuid.UUID) -> Update:
             jobs.c.status == JobStatus.RUNNING.value,
             jobs.c.cancel_requested_at.is_(None),
         )
-        .values(cancel_requested_at=func.now(), updated_at=func.now())
+        .values(cancel_requested_at=func.now(), updated_at=func.now(), failure_reason=reason)
         .returning(jobs.c.id)
     )
 
@@ -242,7 +243,7 @@ def parent_checkpoint(job_id: uuid.UUID, progress: int | None, message: str | No
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
         .values(**values)
-        .returning(jobs.c.cancel_requested_at)
+        .returning(jobs.c.cancel_requested_at, jobs.c.failure_reason)
     )
 
 
@@ -323,7 +324,8 @@ WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = :target, updated_at = now(),
         result = CAST(:result AS jsonb), errors = CAST(:errors AS jsonb),
-        result_url = :result_url, completed_at = now(), progress = 100
+        result_url = :result_url, completed_at = now(), progress = 100,
+        failure_reason = NULL
     WHERE id = CAST(:id AS uuid) AND status = 'running' AND execution_id = :execution_id
     RETURNING id, previous_status, attempts, worker
 )

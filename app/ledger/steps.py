@@ -31,6 +31,7 @@ from app.ledger.transitions import (
     event_row,
     finish_steps,
     move_and_record,
+    stop_reason,
     truncate,
 )
 
@@ -177,6 +178,7 @@ def record_step_finished(
             "result_url": result_url,
         }
         parent_values["progress"] = 100
+        parent_values["failure_reason"] = None  # a cancel requested too late: not a failure
         _move_parent(
             connection, job_id, outcome, parent_values, "last step finished", "worker", worker
         )
@@ -274,21 +276,21 @@ def step_checkpoint(
     execution_id: str,
     progress: int | None = None,
     message: str | None = None,
-) -> bool:
+) -> str | None:
     """Heartbeat of a running step (and of its parent, whose progress is the share of the
-    chain done). True when it should stop: a cancel of the parent was requested, or this
-    execution is no longer current."""
+    chain done). Why it should stop (see :func:`~app.ledger.transitions.checkpoint`): a
+    cancel of the parent was requested, or this execution is no longer current."""
 
-    def work(connection: Connection) -> bool:
+    def work(connection: Connection) -> str | None:
         step = connection.execute(q.step_checkpoint(step_id, execution_id, progress)).first()
         if step is None:
-            return True
+            return stop_reason(None)
         total = len(connection.execute(q.step_summary(job_id)).all())
         overall = None
         if progress is not None and total:
             overall = (100 * (step.position - 1) + progress) // total
         parent = connection.execute(q.parent_checkpoint(job_id, overall, message)).first()
-        return parent is None or parent.cancel_requested_at is not None
+        return stop_reason(parent)
 
     return in_transaction(work, f"progress of step {step_id}")
 

@@ -124,7 +124,7 @@ class JobTask(Task):  # type: ignore[misc]
         task_id = task_id or str(job_id)
         ledger.record_queued(
             self._new_job(job_id, task_id, document, described, options),
-            actor=_actor(described.get("trigger", "producer")),
+            actor=actor_of(described.get("trigger", "producer")),
         )
         headers[HEADER] = {"job_id": str(job_id)}
         try:
@@ -133,7 +133,7 @@ class JobTask(Task):  # type: ignore[misc]
             ledger.record_failed(
                 job_id,
                 reason=f"could not publish the job to the broker: {error}",
-                actor=_actor(described.get("trigger", "producer")),
+                actor=actor_of(described.get("trigger", "producer")),
             )
             raise
 
@@ -316,5 +316,5 @@ def _error_entry(error: BaseException, attempt: int) -> dict[str, Any]:
     return {"type": type(error).__name__, "message": str(error), "attempt": attempt}
 
 
-def _actor(trigger: str) -> ledger.Actor:
+def actor_of(trigger: str) -> ledger.Actor:
     return "beat" if trigger == "beat" else "api" if trigger == "api" else "producer"

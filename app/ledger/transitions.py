@@ -327,6 +327,7 @@ def record_finished(
         "errors": redact_data(errors),
         "completed_at": func.now(),
         "result_url": result_url,
+        "failure_reason": None,  # a cancel requested too late leaves its reason: clear it
     }
     values["progress"] = 100  # finished, every item processed (some may have failed)
     message = f"finished with {len(errors)} item errors" if errors else "finished"
@@ -465,7 +466,11 @@ def request_cancel(job_id: uuid.UUID, *, actor: Actor, reason: str) -> CancelOut
     def work(connection: Connection) -> CancelOutcome | JobStatus:
         if _cancel(connection, job_id, reason, actor, None, None, live_only={S.QUEUED, S.RETRYING}):
             return "canceled"
-        if connection.execute(q.request_cancel(job_id)).first() is not None:
+        safe = truncate(redact(reason))
+        if connection.execute(q.request_cancel(job_id, safe)).first() is not None:
+            message = f"cancel requested by {actor}: {safe}"
+            log_line = {"job_id": job_id, "step_id": None, "level": "warning", "message": message}
+            connection.execute(q.insert_log(log_line))
             return "requested"
         state = connection.execute(q.job_state(job_id)).first()
         if state is None:
@@ -478,18 +483,28 @@ def request_cancel(job_id: uuid.UUID, *, actor: Actor, reason: str) -> CancelOut
 
 def checkpoint(
     job_id: uuid.UUID, execution_id: str, progress: int | None = None, message: str | None = None
-) -> bool:
+) -> str | None:
     """Heartbeat of a running execution (optionally raising its progress, never lowering
-    it). Returns True when the execution should stop: a cancel was requested, or the
-    ledger no longer considers this execution current (canceled, failed by the lifeline)."""
+    it). Returns why the execution should stop — a cancel was requested (its reason), or
+    the ledger no longer considers this execution current — or None to go on."""
     job_id = as_job_id(job_id)
     safe_message = truncate(redact(message), 500) if message is not None else None
 
-    def work(connection: Connection) -> bool:
+    def work(connection: Connection) -> str | None:
         row = connection.execute(q.checkpoint(job_id, execution_id, progress, safe_message)).first()
-        return row is None or row.cancel_requested_at is not None
+        return stop_reason(row)
 
     return in_transaction(work, f"progress of job {job_id}")
+
+
+def stop_reason(row: Any) -> str | None:
+    """Why a checkpoint says stop (``row``: the job's cancel intent and reason, or None
+    when the execution is no longer current), or None to go on."""
+    if row is None:
+        return "stopped: the ledger no longer considers this execution current"
+    if row.cancel_requested_at is None:
+        return None
+    return str(row.failure_reason or "canceled on request")
 
 
 def append_log(

@@ -28,9 +28,9 @@ from app.ledger.transitions import (
     Actor,
     Start,
     as_document,
-    event_row,
     finish_steps,
     move_and_record,
+    record_start_events,
     stop_reason,
     truncate,
 )
@@ -85,34 +85,7 @@ def record_step_started(
             status = "unknown" if state is None else state.status
             return Start(run=False, attempt=0, reason=f"step is {status}")
         previous, attempt = S(moved.previous_status), moved.attempts
-        rows = []
-        if previous is S.RUNNING:
-            rows.append(
-                event_row(
-                    job_id,
-                    S.RUNNING,
-                    S.RETRYING,
-                    "worker",
-                    "the previous execution ended without an outcome; starting again",
-                    attempt - 1,
-                    step_id,
-                    worker,
-                )
-            )
-            previous = S.RETRYING
-        rows.append(
-            event_row(
-                job_id,
-                previous,
-                S.RUNNING,
-                "worker",
-                f"started on {worker}",
-                attempt,
-                step_id,
-                worker,
-            )
-        )
-        connection.execute(q.insert_events(rows))
+        record_start_events(connection, job_id, previous, attempt, worker, step_id)
         if parent_status is S.QUEUED:
             _move_parent(
                 connection,

@@ -254,35 +254,35 @@ def _start(
         )
     ).first()
     if moved is not None:
-        previous, attempt = S(moved.previous_status), moved.attempts
-        rows = []
-        if previous is S.RUNNING:
-            rows.append(
-                event_row(
-                    job_id,
-                    S.RUNNING,
-                    S.RETRYING,
-                    "worker",
-                    REDELIVERED,
-                    attempt - 1,
-                    worker=worker,
-                )
-            )
-            previous = S.RETRYING
+        record_start_events(connection, job_id, S(moved.previous_status), moved.attempts, worker)
+        return Start(run=True, attempt=moved.attempts)
+    return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
+
+
+def record_start_events(
+    connection: Connection,
+    job_id: uuid.UUID,
+    previous: JobStatus,
+    attempt: int,
+    worker: str,
+    step_id: uuid.UUID | None = None,
+) -> None:
+    """The events of a start: ``previous -> running``, or, when the job (or step) was
+    already running (its execution was lost), ``running -> retrying -> running``."""
+    rows = []
+    if previous is S.RUNNING:
         rows.append(
             event_row(
-                job_id,
-                previous,
-                S.RUNNING,
-                "worker",
-                f"started on {worker}",
-                attempt,
-                worker=worker,
+                job_id, S.RUNNING, S.RETRYING, "worker", REDELIVERED, attempt - 1, step_id, worker
             )
         )
-        connection.execute(q.insert_events(rows))
-        return Start(run=True, attempt=attempt)
-    return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
+        previous = S.RETRYING
+    rows.append(
+        event_row(
+            job_id, previous, S.RUNNING, "worker", f"started on {worker}", attempt, step_id, worker
+        )
+    )
+    connection.execute(q.insert_events(rows))
 
 
 def _why_not_started(

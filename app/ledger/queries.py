@@ -49,17 +49,25 @@ def _dialect_insert(connection: Connection, table: Any) -> Any:
     return module.insert(table)
 
 
-def bump_run_name_counter(connection: Connection) -> Insert:
-    # Take the next sequence number of the current second (0 for the first job in it).
-    stmt = _dialect_insert(connection, counters).values(stamp=utc_second_stamp(connection), last=0)
+def bump_run_name_counter(connection: Connection, count: int = 1) -> Insert:
+    # Take the next `count` sequence numbers of the current second (the first job in it
+    # gets 0); returns the last one taken.
+    stmt = _dialect_insert(connection, counters).values(
+        stamp=utc_second_stamp(connection), last=count - 1
+    )
     return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=[counters.c.stamp], set_={"last": counters.c.last + 1}
+        index_elements=[counters.c.stamp], set_={"last": counters.c.last + count}
     ).returning(counters.c.stamp, counters.c.last)
 
 
 def insert_job(connection: Connection, values: dict[str, Any]) -> Insert:
     # Create a job unless one with this id exists (publishing the same id twice is a no-op).
-    stmt = _dialect_insert(connection, jobs).values(**values)
+    return insert_jobs(connection, [values])
+
+
+def insert_jobs(connection: Connection, rows: list[dict[str, Any]]) -> Insert:
+    # Create many jobs in one statement, skipping ids that exist; returns those created.
+    stmt = _dialect_insert(connection, jobs).values(rows)
     return stmt.on_conflict_do_nothing(index_elements=[jobs.c.id]).returning(  # type: ignore[no-any-return]
         jobs.c.id, jobs.c.attempts
     )

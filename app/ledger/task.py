@@ -33,11 +33,12 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
+from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
@@ -136,6 +137,57 @@ class JobTask(Task):  # type: ignore[misc]
                 actor=actor_of(described.get("trigger", "producer")),
             )
             raise
+
+    def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:
+        """The bulk enqueue path: validate every payload (keyword arguments of one job
+        each), record them all in one transaction, then publish them over one producer.
+
+        Nothing is written or queued when any payload is invalid: the error names the
+        payload's index and field (``[3].value``). Accepts the job options of
+        :meth:`apply_async` (``tenant``, ``trigger``…), applied to every job.
+        """
+        described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        documents: list[dict[str, Any]] = []
+        problems: dict[str, str] = {}
+        for index, kwargs in enumerate(payloads):
+            try:
+                documents.append(self.validate_payload((), dict(kwargs)).model_dump(mode="json"))
+            except InvalidPayload as error:
+                problems.update({f"[{index}].{field}": p for field, p in error.fields.items()})
+        if problems:
+            raise InvalidPayload(self.name, problems)
+        ids = [uuid.uuid4() for _ in documents]
+        actor = actor_of(described.get("trigger", "producer"))
+        ledger.record_queued_many(
+            [
+                self._new_job(i, str(i), d, described, options)
+                for i, d in zip(ids, documents, strict=True)
+            ],
+            actor=actor,
+        )
+        results = []
+        with self.app.producer_or_acquire() as producer:
+            for position, (job_id, document) in enumerate(zip(ids, documents, strict=True)):
+                try:
+                    results.append(
+                        super().apply_async(
+                            (),
+                            document,
+                            task_id=str(job_id),
+                            producer=producer,
+                            headers={HEADER: {"job_id": str(job_id)}},
+                            **options,
+                        )
+                    )
+                except Exception as error:
+                    for unsent in ids[position:]:
+                        ledger.record_failed(
+                            unsent,
+                            reason=f"could not publish the job to the broker: {error}",
+                            actor=actor,
+                        )
+                    raise
+        return results
 
     def _new_job(
         self,

@@ -181,6 +181,50 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
     return in_transaction(work, f"job {job.id} queued")
 
 
+def record_queued_many(jobs: list[NewJob], *, actor: Actor = "producer") -> set[uuid.UUID]:
+    """Record many new jobs ``queued`` in one transaction of three statements (names,
+    jobs, events), whatever their number: the bulk enqueue path. Returns the ids created
+    (ids that existed already are skipped, as in :func:`record_queued`)."""
+    if not jobs:
+        return set()
+
+    def work(connection: Connection) -> set[uuid.UUID]:
+        stamp, last = connection.execute(q.bump_run_name_counter(connection, len(jobs))).one()
+        first = last - len(jobs) + 1
+        rows = [
+            {
+                "id": job.id,
+                "name": run_name(stamp, first + number),
+                "type": job.type,
+                "status": S.QUEUED.value,
+                "tenant": job.tenant,
+                "subject": job.subject,
+                "payload": redact_data(job.payload),
+                "trigger": job.trigger,
+                "created_by": job.created_by,
+                "celery_task_id": job.celery_task_id,
+                "queue": job.queue,
+                "parent_job_id": job.parent_job_id,
+                "metadata": job.metadata,
+            }
+            for number, job in enumerate(jobs)
+        ]
+        created = {row.id for row in connection.execute(q.insert_jobs(connection, rows))}
+        if created:
+            connection.execute(
+                q.insert_events(
+                    [
+                        event_row(job.id, None, S.QUEUED, actor, f"queued by {actor}", 0)
+                        for job in jobs
+                        if job.id in created
+                    ]
+                )
+            )
+        return created
+
+    return in_transaction(work, f"{len(jobs)} jobs queued")
+
+
 def record_started(
     job_id: uuid.UUID,
     *,

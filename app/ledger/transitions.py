@@ -129,25 +129,7 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
     def work(connection: Connection) -> bool:
         stamp, sequence = connection.execute(q.bump_run_name_counter(connection)).one()
         created = connection.execute(
-            q.insert_job(
-                connection,
-                {
-                    "id": job.id,
-                    "name": run_name(stamp, sequence),
-                    "type": job.type,
-                    "status": S.QUEUED.value,
-                    "tenant": job.tenant,
-                    "subject": job.subject,
-                    # the message keeps the real values; the ledger, read widely, does not
-                    "payload": redact_data(job.payload),
-                    "trigger": job.trigger,
-                    "created_by": job.created_by,
-                    "celery_task_id": job.celery_task_id,
-                    "queue": job.queue,
-                    "parent_job_id": job.parent_job_id,
-                    "metadata": job.metadata,
-                },
-            )
+            q.insert_job(connection, _job_row(job, run_name(stamp, sequence)))
         ).first()
         if created is None:
             return False
@@ -191,24 +173,7 @@ def record_queued_many(jobs: list[NewJob], *, actor: Actor = "producer") -> set[
     def work(connection: Connection) -> set[uuid.UUID]:
         stamp, last = connection.execute(q.bump_run_name_counter(connection, len(jobs))).one()
         first = last - len(jobs) + 1
-        rows = [
-            {
-                "id": job.id,
-                "name": run_name(stamp, first + number),
-                "type": job.type,
-                "status": S.QUEUED.value,
-                "tenant": job.tenant,
-                "subject": job.subject,
-                "payload": redact_data(job.payload),
-                "trigger": job.trigger,
-                "created_by": job.created_by,
-                "celery_task_id": job.celery_task_id,
-                "queue": job.queue,
-                "parent_job_id": job.parent_job_id,
-                "metadata": job.metadata,
-            }
-            for number, job in enumerate(jobs)
-        ]
+        rows = [_job_row(job, run_name(stamp, first + n)) for n, job in enumerate(jobs)]
         created = {row.id for row in connection.execute(q.insert_jobs(connection, rows))}
         if created:
             connection.execute(
@@ -223,6 +188,26 @@ def record_queued_many(jobs: list[NewJob], *, actor: Actor = "producer") -> set[
         return created
 
     return in_transaction(work, f"{len(jobs)} jobs queued")
+
+
+def _job_row(job: NewJob, name: str) -> dict[str, Any]:
+    """The ``jobs`` row of a new job (the generic path; the fast path binds the same)."""
+    return {
+        "id": job.id,
+        "name": name,
+        "type": job.type,
+        "status": S.QUEUED.value,
+        "tenant": job.tenant,
+        "subject": job.subject,
+        # the message keeps the real values; the ledger, read widely, does not
+        "payload": redact_data(job.payload),
+        "trigger": job.trigger,
+        "created_by": job.created_by,
+        "celery_task_id": job.celery_task_id,
+        "queue": job.queue,
+        "parent_job_id": job.parent_job_id,
+        "metadata": job.metadata,
+    }
 
 
 def record_started(

@@ -126,22 +126,25 @@ def step_state(step_id: uuid.UUID) -> Select[Any]:
 
 
 def checkpoint(
-    job_id: uuid.UUID, execution_id: str, progress: int | None, message: str | None
+    job_id: uuid.UUID,
+    execution_id: str | None,
+    progress: int | None,
+    message: str | None,
 ) -> Update:
-    # Heartbeat (and raise progress, never lower it) of the current execution; tells
-    # whether a cancel was requested.
+    # Heartbeat (and raise progress, never lower it) of a running job — of its current
+    # execution when `execution_id` is given (a chained job's parent has none); tells
+    # whether a cancel was requested, and its reason.
     values: dict[str, Any] = {"heartbeat_at": func.now(), "updated_at": func.now()}
     if progress is not None:
         values["progress"] = case((jobs.c.progress < progress, progress), else_=jobs.c.progress)
     if message is not None:
         values["progress_message"] = message
+    guards = [jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value]
+    if execution_id is not None:
+        guards.append(jobs.c.execution_id == execution_id)
     return (
         update(jobs)
-        .where(
-            jobs.c.id == job_id,
-            jobs.c.status == JobStatus.RUNNING.value,
-            jobs.c.execution_id == execution_id,
-        )
+        .where(*guards)
         .values(**values)
         .returning(jobs.c.cancel_requested_at, jobs.c.failure_reason)
     )
@@ -237,21 +240,6 @@ def step_checkpoint(step_id: uuid.UUID, execution_id: str, progress: int | None)
         )
         .values(**values)
         .returning(steps.c.position)
-    )
-
-
-def parent_checkpoint(job_id: uuid.UUID, progress: int | None, message: str | None) -> Update:
-    # Heartbeat (and raise overall progress) of a running chained job; tells its cancel intent.
-    values: dict[str, Any] = {"heartbeat_at": func.now(), "updated_at": func.now()}
-    if progress is not None:
-        values["progress"] = case((jobs.c.progress < progress, progress), else_=jobs.c.progress)
-    if message is not None:
-        values["progress_message"] = message
-    return (
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
-        .values(**values)
-        .returning(jobs.c.cancel_requested_at, jobs.c.failure_reason)
     )
 
 

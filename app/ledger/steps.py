@@ -102,7 +102,7 @@ def record_step_started(
                 worker,
             )
         else:
-            connection.execute(q.parent_checkpoint(job_id, None, None))
+            connection.execute(q.checkpoint(job_id, None, None, None))
         return Start(run=True, attempt=attempt)
 
     return in_transaction(work, f"start of step {step_id}")
@@ -140,7 +140,7 @@ def record_step_finished(
         summary = connection.execute(q.step_summary(job_id)).all()
         done = sum(1 for step in summary if step.status in (S.SUCCEEDED, S.PARTIAL))
         if done < len(summary):
-            connection.execute(q.parent_checkpoint(job_id, 100 * done // len(summary), None))
+            connection.execute(q.checkpoint(job_id, None, 100 * done // len(summary), None))
             return target
         partial = any(step.status == S.PARTIAL for step in summary)
         outcome = S.PARTIAL if partial else S.SUCCEEDED
@@ -262,7 +262,7 @@ def step_checkpoint(
         overall = None
         if progress is not None and total:
             overall = (100 * (step.position - 1) + progress) // total
-        parent = connection.execute(q.parent_checkpoint(job_id, overall, message)).first()
+        parent = connection.execute(q.checkpoint(job_id, None, overall, message)).first()
         return stop_reason(parent)
 
     return in_transaction(work, f"progress of step {step_id}")

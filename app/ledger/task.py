@@ -231,13 +231,16 @@ class JobTask(Task):  # type: ignore[misc]
                 worker=worker,
             )
         else:
-            unknown = ledger.NewJob(
-                id=job_id,
-                type=self.name,
-                payload=dict(request.kwargs or {}),
-                celery_task_id=request.id,
-                queue=(request.delivery_info or {}).get("routing_key"),
-            )
+
+            def unknown() -> ledger.NewJob:
+                return ledger.NewJob(
+                    id=job_id,
+                    type=self.name,
+                    payload=dict(request.kwargs or {}),
+                    celery_task_id=request.id,
+                    queue=(request.delivery_info or {}).get("routing_key"),
+                )
+
             start = ledger.record_started(
                 job_id,
                 celery_task_id=request.id,

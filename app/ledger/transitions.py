@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -216,14 +217,15 @@ def record_started(
     celery_task_id: str,
     execution_id: str,
     worker: str,
-    unknown_job: NewJob | None = None,
+    unknown_job: Callable[[], NewJob] | None = None,
 ) -> Start:
     """Move a job to ``running`` for a new execution (attempts += 1), or say why its body
     must not run: canceled (the durable cancel), already finished, or a stale message.
 
     A job whose previous execution was lost (its worker died, the message was delivered
     again) is ``running`` already: that is recorded as ``running -> retrying -> running``.
-    A job with no row (its producer had no ledger access) is created from ``unknown_job``.
+    A job with no row (its producer had no ledger access) is created from what
+    ``unknown_job()`` describes (called only then: the start stays cheap).
     """
     job_id = as_job_id(job_id)
 
@@ -251,7 +253,7 @@ def record_started(
             f"start of job {job_id}",
         )
     if verdict.reason == "unknown" and unknown_job is not None:
-        record_queued(unknown_job, actor="worker")
+        record_queued(unknown_job(), actor="worker")
         return record_started(
             job_id, celery_task_id=celery_task_id, execution_id=execution_id, worker=worker
         )

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     write_retry_seconds: float = Field(default=30, ge=0)
     #: Connections each process keeps to the ledger (workers are processes, keep it small).
     db_pool_size: int = Field(default=2, ge=1)
+    #: Prepare the per-job statements once per connection (PostgreSQL). Switch off behind
+    #: a pooler that shares server connections between clients (PgBouncer, transaction
+    #: mode): the statements are then sent as text.
+    prepared_statements: bool = True
     #: Seconds without a heartbeat after which the lifeline treats a running job as orphaned.
     lifeline_timeout: int = Field(default=300, ge=1)
     #: Seconds between two lifeline passes scheduled by beat.

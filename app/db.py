@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -110,13 +110,39 @@ def in_transaction(work: Callable[[Connection], T], what: str) -> T:
     return _retrying(lambda: _in_transaction(work), what)
 
 
-def in_one_statement(work: Callable[[Connection], T], what: str) -> T:
-    """Run ``work`` — a single statement — committed on its own (autocommit), with the
-    same retries as :func:`in_transaction`."""
+def on_driver_cursor(work: Callable[[Any, dict[str, Any]], T], what: str) -> T:
+    """Run ``work(cursor, info)`` on a driver (psycopg2) cursor of an autocommit pooled
+    connection, with the same retries as :func:`in_transaction`.
+
+    The hot transitions need no more than that: each is one statement, atomic on its own.
+    ``info`` lives as long as the server connection does (a reconnect starts a new one),
+    which is where :mod:`app.ledger.prepared` remembers what it prepared there. Driver
+    errors are raised as SQLAlchemy's, so retries and :class:`LedgerUnavailable` behave
+    as for every other ledger write.
+    """
+    pooled = autocommit_engine()
 
     def attempt() -> T:
-        with autocommit_engine().connect() as connection:
-            return work(connection)
+        connection = None
+        try:
+            connection = pooled.raw_connection()  # raises the driver's error, unwrapped
+            cursor = connection.cursor()
+            try:
+                return work(cursor, connection.info)
+            finally:
+                cursor.close()
+        except pooled.dialect.loaded_dbapi.Error as error:
+            lost = connection is None or pooled.dialect.is_disconnect(
+                error, connection.dbapi_connection, None
+            )
+            if lost and connection is not None:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                None, None, error, pooled.dialect.loaded_dbapi.Error, connection_invalidated=lost
+            ) from error
+        finally:
+            if connection is not None:
+                connection.close()  # back to the pool (a no-op once invalidated)
 
     return _retrying(attempt, what)
 

@@ -25,11 +25,11 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.ledger.prepared import Prepared
 from app.ledger.states import JobStatus
 from models.tables import counters, events, files, jobs, logs, steps
 
@@ -256,11 +256,20 @@ def step_summary(job_id: uuid.UUID) -> Select[Any]:
 # The three transitions every job takes (queued, running, finished) as one statement each:
 # a data-modifying CTE does the guarded move and writes its event row, and runs in
 # autocommit, so each costs one round trip (a transaction of separate statements costs
-# BEGIN + n + COMMIT). Built once; the generic statements above stay for SQLite and for
-# the rarer transitions. Their guards and event rows are the same as those of `move`.
+# BEGIN + n + COMMIT). Each is prepared once per connection (app.ledger.prepared); the
+# generic statements above stay for SQLite and for the rarer transitions. Their guards
+# and event rows are the same as those of `move`.
 
 #: Publish: bump the second's name counter, insert the job, write its creation event.
-PG_RECORD_QUEUED = text("""
+#: $1 id, $2 type, $3 tenant, $4 subject, $5 payload, $6 trigger, $7 created_by,
+#: $8 celery_task_id, $9 queue, $10 parent_job_id, $11 metadata, $12 message, $13 actor.
+PG_RECORD_QUEUED = Prepared(
+    "jobledger_record_queued",
+    (
+        *("uuid", "text", "text", "text", "jsonb", "text", "text", "text", "text", "uuid"),
+        *("jsonb", "text", "text"),
+    ),
+    """
 WITH seq AS (
     INSERT INTO run_name_counters (stamp, last)
     VALUES (to_char(timezone('UTC', now()), 'YYYYMMDDHH24MISS'), 0)
@@ -269,63 +278,72 @@ WITH seq AS (
 ), job AS (
     INSERT INTO jobs (id, name, type, status, tenant, subject, payload, trigger, created_by,
                       celery_task_id, queue, parent_job_id, metadata)
-    SELECT CAST(:id AS uuid),
-           CASE WHEN seq.last = 0 THEN seq.stamp ELSE seq.stamp || '_' || seq.last END,
-           :type, 'queued', :tenant, :subject, CAST(:payload AS jsonb), :trigger, :created_by,
-           :celery_task_id, :queue, CAST(:parent_job_id AS uuid), CAST(:metadata AS jsonb)
+    SELECT $1, CASE WHEN seq.last = 0 THEN seq.stamp ELSE seq.stamp || '_' || seq.last END,
+           $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10, $11
     FROM seq
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
 INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor)
-SELECT id, NULL, 'queued', :message, 0, :actor FROM job
+SELECT id, NULL, 'queued', $12, 0, $13 FROM job
 RETURNING job_id
-""")
+""",
+)
 
 #: Start: queued|retrying -> running (attempts + 1), or a redelivery of a running job
 #: whose execution was lost: running -> retrying -> running (two events, in that order).
 #: Committed without waiting for the WAL flush: a `running` lost in a server crash is
 #: harmless (the message is not acknowledged, its redelivery starts the job again), and
-#: the job's durable outcome flushes it anyway. Both statements travel in one round trip
-#: and run as one implicit transaction, so SET LOCAL applies to this start only.
-PG_RECORD_STARTED = text("""
-SET LOCAL synchronous_commit = off;
+#: the job's durable outcome flushes it anyway. The SET LOCAL travels in the same round
+#: trip and runs in the same implicit transaction, so it applies to this start only.
+#: $1 id, $2 execution_id, $3 celery_task_id, $4 worker, $5 redelivered message,
+#: $6 started message.
+PG_RECORD_STARTED = Prepared(
+    "jobledger_record_started",
+    ("uuid", "text", "text", "text", "text", "text"),
+    """
 WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = 'running', updated_at = now(),
-        attempts = attempts + 1, execution_id = :execution_id,
-        celery_task_id = :celery_task_id, worker = :worker,
+        attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $4,
         started_at = coalesce(started_at, now()), heartbeat_at = now()
-    WHERE id = CAST(:id AS uuid)
+    WHERE id = $1
       AND status IN ('queued', 'retrying', 'running')
       AND cancel_requested_at IS NULL
-      AND (celery_task_id IS NULL OR celery_task_id = :celery_task_id)
-      AND (execution_id IS NULL OR execution_id <> :execution_id)
+      AND (celery_task_id IS NULL OR celery_task_id = $3)
+      AND (execution_id IS NULL OR execution_id <> $2)
     RETURNING id, previous_status, attempts
 ), history AS (
     INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
-    SELECT id, 'running', 'retrying', :redelivered, attempts - 1, :worker, 'worker'
+    SELECT id, 'running', 'retrying', $5, attempts - 1, $4, 'worker'
     FROM moved WHERE previous_status = 'running'
     UNION ALL
     SELECT id, CASE previous_status WHEN 'running' THEN 'retrying' ELSE previous_status END,
-           'running', :message, attempts, :worker, 'worker'
+           'running', $6, attempts, $4, 'worker'
     FROM moved
 )
 SELECT previous_status, attempts FROM moved
-""")
+""",
+    prefix="SET LOCAL synchronous_commit = off; ",
+)
 
 #: Finish: running -> succeeded|partial for the current execution only.
-PG_RECORD_FINISHED = text("""
+#: $1 id, $2 execution_id, $3 target status, $4 result, $5 errors, $6 result_url,
+#: $7 message.
+PG_RECORD_FINISHED = Prepared(
+    "jobledger_record_finished",
+    ("uuid", "text", "text", "jsonb", "jsonb", "text", "text"),
+    """
 WITH moved AS (
     UPDATE jobs
-    SET previous_status = status, status = :target, updated_at = now(),
-        result = CAST(:result AS jsonb), errors = CAST(:errors AS jsonb),
-        result_url = :result_url, completed_at = now(), progress = 100,
+    SET previous_status = status, status = $3, updated_at = now(), result = $4,
+        errors = $5, result_url = $6, completed_at = now(), progress = 100,
         failure_reason = NULL
-    WHERE id = CAST(:id AS uuid) AND status = 'running' AND execution_id = :execution_id
+    WHERE id = $1 AND status = 'running' AND execution_id = $2
     RETURNING id, previous_status, attempts, worker
 )
 INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
-SELECT id, previous_status, :target, :message, attempts, worker, 'worker' FROM moved
+SELECT id, previous_status, $3, $7, attempts, worker, 'worker' FROM moved
 RETURNING job_id
-""")
+""",
+)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, func
 
-from app.db import in_one_statement, in_transaction, is_postgresql
+from app.db import in_transaction, is_postgresql
 from app.exceptions import InvalidJobId
 from app.ledger import queries as q
 from app.ledger.naming import run_name
@@ -107,25 +107,25 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
     no-op, so a retry or a redelivered publish never makes a second row).
     """
     if not steps and is_postgresql():
-        params = {
-            "id": str(job.id),
-            "type": job.type,
-            "tenant": job.tenant,
-            "subject": job.subject,
-            "payload": json.dumps(redact_data(job.payload)),
-            "trigger": job.trigger,
-            "created_by": job.created_by,
-            "celery_task_id": job.celery_task_id,
-            "queue": job.queue,
-            "parent_job_id": None if job.parent_job_id is None else str(job.parent_job_id),
-            "metadata": json.dumps(job.metadata),
-            "message": f"queued by {actor}",
-            "actor": actor,
-        }
-        return in_one_statement(
-            lambda c: c.execute(q.PG_RECORD_QUEUED, params).first() is not None,
+        created = q.PG_RECORD_QUEUED.first_row(
+            (
+                str(job.id),
+                job.type,
+                job.tenant,
+                job.subject,
+                json.dumps(redact_data(job.payload)),
+                job.trigger,
+                job.created_by,
+                job.celery_task_id,
+                job.queue,
+                None if job.parent_job_id is None else str(job.parent_job_id),
+                json.dumps(job.metadata),
+                f"queued by {actor}",
+                actor,
+            ),
             f"job {job.id} queued",
         )
+        return created is not None
 
     def work(connection: Connection) -> bool:
         stamp, sequence = connection.execute(q.bump_run_name_counter(connection)).one()
@@ -230,19 +230,19 @@ def record_started(
     job_id = as_job_id(job_id)
 
     if is_postgresql():
-        params = {
-            "id": str(job_id),
-            "execution_id": execution_id,
-            "celery_task_id": celery_task_id,
-            "worker": worker,
-            "message": f"started on {worker}",
-            "redelivered": REDELIVERED,
-        }
-        moved = in_one_statement(
-            lambda c: c.execute(q.PG_RECORD_STARTED, params).first(), f"start of job {job_id}"
+        moved = q.PG_RECORD_STARTED.first_row(
+            (
+                str(job_id),
+                execution_id,
+                celery_task_id,
+                worker,
+                REDELIVERED,
+                f"started on {worker}",
+            ),
+            f"start of job {job_id}",
         )
         if moved is not None:
-            return Start(run=True, attempt=moved.attempts)
+            return Start(run=True, attempt=moved[1])
         verdict = in_transaction(
             lambda c: _why_not_started(c, job_id, celery_task_id, execution_id, worker),
             f"start of job {job_id}",
@@ -351,32 +351,32 @@ def record_finished(
     """Finish the current execution: ``succeeded`` (progress 100), or ``partial`` when some
     items failed (``errors`` non-empty). Returns the status written, None when stale."""
     job_id = as_job_id(job_id)
-    errors = errors or []
     target = S.PARTIAL if errors else S.SUCCEEDED
-    values: dict[str, Any] = {
-        "result": as_document(result),
-        "errors": redact_data(errors),
-        "completed_at": func.now(),
-        "result_url": result_url,
-        "failure_reason": None,  # a cancel requested too late leaves its reason: clear it
-    }
-    values["progress"] = 100  # finished, every item processed (some may have failed)
-    message = f"finished with {len(errors)} item errors" if errors else "finished"
+    document, safe_errors = as_document(result), redact_data(errors or [])
+    message = f"finished with {len(safe_errors)} item errors" if safe_errors else "finished"
     if is_postgresql():
-        params = {
-            "id": str(job_id),
-            "execution_id": execution_id,
-            "target": target.value,
-            "result": json.dumps(values["result"]),
-            "errors": json.dumps(values["errors"]),
-            "result_url": result_url,
-            "message": message,
-        }
-        moved = in_one_statement(
-            lambda c: c.execute(q.PG_RECORD_FINISHED, params).first() is not None,
+        row = q.PG_RECORD_FINISHED.first_row(
+            (
+                str(job_id),
+                execution_id,
+                target.value,
+                json.dumps(document),
+                json.dumps(safe_errors),
+                result_url,
+                message,
+            ),
             f"job {job_id} {target}",
         )
+        moved = row is not None
     else:
+        values = {
+            "result": document,
+            "errors": safe_errors,
+            "completed_at": func.now(),
+            "result_url": result_url,
+            "failure_reason": None,  # a cancel requested too late leaves its reason
+            "progress": 100,  # finished, every item processed (some may have failed)
+        }
         moved = _transition(job_id, target, values, "worker", message, execution_id=execution_id)
     return target if moved else None
 

@@ -1,0 +1,100 @@
+"""Server-side prepared statements for the transitions every job takes (PostgreSQL).
+
+Queued, running and finished run once per job each, so their cost is the ledger's cost.
+Sent as text, PostgreSQL parses and plans each data-modifying CTE on every call, and
+SQLAlchemy builds an execution context around it. Measured on the 2-core machine (3,000
+jobs, start + finish per job, ``/proc`` CPU of the server backend and of the client):
+
+================================  ===============  ============
+path                              PostgreSQL CPU   client CPU
+================================  ===============  ============
+SQLAlchemy ``text()``, per call   1.03 ms          0.62 ms
+driver cursor, statement text     0.93 ms          0.18 ms
+driver cursor, prepared           0.58 ms          0.15 ms
+================================  ===============  ============
+
+So each statement is prepared once per server connection (``PREPARE``, remembered in the
+pooled connection's ``info``, which a reconnect starts afresh) and executed on the
+driver's cursor (:func:`app.db.on_driver_cursor`: same retries, same errors).
+
+Behind a pooler that hands one client several server connections (PgBouncer in
+transaction mode), a prepared statement may be missing: set
+``JOBLEDGER_PREPARED_STATEMENTS=false`` and the same statement is sent as text instead.
+A prepared statement the server has lost (``DISCARD ALL``) is prepared again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import settings
+from app.db import on_driver_cursor
+
+_PREPARED_HERE = "jobledger_prepared"
+#: SQLSTATEs: the server does not know the statement / knows it already.
+_UNKNOWN_STATEMENT, _DUPLICATE_STATEMENT = "26000", "42P05"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One statement with positional parameters ``$1…$n`` of the given SQL types.
+
+    ``prefix`` runs first in the same implicit transaction (``SET LOCAL …``).
+    """
+
+    name: str
+    types: tuple[str, ...]
+    body: str
+    prefix: str = ""
+    _as_text: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The text form for servers without prepared statements: $k -> CAST(%(pk)s AS type)
+        as_text = re.sub(
+            r"\$(\d+)",
+            lambda m: f"CAST(%(p{m.group(1)})s AS {self.types[int(m.group(1)) - 1]})",
+            self.body.replace("%", "%%"),
+        )
+        object.__setattr__(self, "_as_text", as_text)
+
+    def first_row(self, args: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
+        """Execute with ``args`` (one per ``$k``, in order); the first row it returns."""
+        if len(args) != len(self.types):
+            raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+        if not settings().prepared_statements:
+            named = {f"p{n}": value for n, value in enumerate(args, start=1)}
+            text = self.prefix + self._as_text
+            return on_driver_cursor(lambda c, _: _fetch(c, text, named), what)
+        return on_driver_cursor(lambda c, info: self._execute(c, info, args), what)
+
+    def _execute(
+        self, cursor: Any, info: dict[str, Any], args: tuple[Any, ...]
+    ) -> tuple[Any, ...] | None:
+        prepared: set[str] = info.setdefault(_PREPARED_HERE, set())
+        if self.name not in prepared:
+            self._prepare(cursor)
+            prepared.add(self.name)
+        placeholders = ", ".join(["%s"] * len(args))
+        call = f"{self.prefix}EXECUTE {self.name}({placeholders})"
+        try:
+            return _fetch(cursor, call, args)
+        except Exception as error:
+            if getattr(error, "pgcode", None) != _UNKNOWN_STATEMENT:
+                raise
+            self._prepare(cursor)  # the server forgot it (DISCARD ALL): once more
+            return _fetch(cursor, call, args)
+
+    def _prepare(self, cursor: Any) -> None:
+        try:
+            cursor.execute(f"PREPARE {self.name} ({', '.join(self.types)}) AS {self.body}")
+        except Exception as error:
+            if getattr(error, "pgcode", None) != _DUPLICATE_STATEMENT:
+                raise
+
+
+def _fetch(cursor: Any, sql: str, args: Any) -> tuple[Any, ...] | None:
+    cursor.execute(sql, args)
+    row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
+    return row

@@ -1,0 +1,101 @@
+"""Where a worker's CPU goes: CPU milliseconds per task of each process taking part.
+
+Usage::
+
+    .venv/bin/python -m benchmarks.cpu                   # N = 5,000, variants a and c
+    .venv/bin/python -m benchmarks.cpu --n 5000 --variants a c b
+
+On two cores, throughput is bound by CPU: whatever the ledger adds to the worker's main
+process, to its pool children, to PostgreSQL's backends or to Redis is taken from the
+others. This benchmark drains the same N no-op tasks per variant (as
+:mod:`benchmarks.throughput` does: queue filled first, then a fresh worker drains it) and
+reads ``utime + stime`` from ``/proc`` before and after the drain for the worker's main
+process, its pool children, every ``postgres`` process and ``redis-server``. The figures
+are CPU ms per task; the drain's wall time per task is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks import _harness as h
+from benchmarks.throughput import VARIANTS, WARM_UP, _empty_tables
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, in ms (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS
+
+
+def pids_of(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def snapshot(worker: h.Worker) -> dict[str, float]:
+    """CPU ms so far of each group of processes."""
+    postgres = pids_of("postgres")
+    return {
+        "worker_main": cpu_ms(worker.process.pid),
+        "pool_children": sum(cpu_ms(pid) for pid in worker.children()),
+        "postgresql": sum(cpu_ms(pid) for pid in postgres),
+        "redis": sum(cpu_ms(pid) for pid in pids_of("redis-server")),
+    }
+
+
+def measure(variant: str, count: int) -> dict[str, float]:
+    task = VARIANTS[variant]
+    h.clear_broker()
+    _empty_tables()
+    warm, run = f"bench-warm-{uuid.uuid4().hex[:8]}", f"bench-run-{uuid.uuid4().hex[:8]}"
+    h.publish(lambda: task.apply_async(queue=warm), WARM_UP)
+    h.publish(lambda: task.apply_async(queue=run), count)
+    env = {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND} if variant == "b" else {}
+    with h.running_worker(warm, env=env) as worker:
+        h.wait_drained(warm)
+        before = snapshot(worker)
+        started = time.monotonic()
+        worker.consume(run)
+        finished = h.wait_drained(run)
+        after = snapshot(worker)
+    figures = {f"{key}_ms": (after[key] - before[key]) / count for key in before}
+    figures["total_ms"] = sum(figures.values())
+    figures["wall_ms"] = (finished - started) * 1000 / count
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--variants", nargs="+", default=["a", "c"], choices=sorted(VARIANTS))
+    parser.add_argument("--note", default="")
+    options = parser.parse_args()
+    h.recreate_database()
+    record = h.Record("cpu", {"n": options.n, "note": options.note})
+    try:
+        for variant in options.variants:
+            figures = measure(variant, options.n)
+            record.figures[variant] = figures
+            print(
+                f"{variant}: "
+                + ", ".join(f"{key[:-3]} {value:.3f}" for key, value in figures.items())
+                + "  (CPU ms per task)"
+            )
+    finally:
+        h.drop_database()
+    print(f"written to {record.write()}")
+
+
+if __name__ == "__main__":
+    main()

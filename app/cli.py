@@ -338,6 +338,20 @@ def lifeline(
         typer.echo(f"  {job_id}")
 
 
+@cli.command("settle-counts")
+def settle_counts(
+    rebuild: Annotated[
+        bool, typer.Option(help="Forget the settled counts and recount every job.")
+    ] = False,
+) -> None:
+    """Settle the status counts now (beat does it every minute); --rebuild recounts all."""
+    from app.ledger import counts
+
+    with _errors():
+        settled = counts.rebuild() if rebuild else counts.settle()
+    typer.echo(f"settled {settled} finished jobs into the status counts")
+
+
 _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     lifeline_timeout: int = Field(default=300, ge=1)
     #: Seconds between two lifeline passes scheduled by beat.
     lifeline_interval: float = Field(default=60, gt=0)
+    #: Seconds between two settles of the status counts (:mod:`app.ledger.counts`).
+    settle_interval: float = Field(default=60, gt=0)
     #: Scheduled sync runs: JSON object/list or ``budget_id=source`` pairs, comma separated.
     scheduled_budgets: str = ""
     #: Seconds between two scheduled ``sync_and_suggest`` runs of each budget.

@@ -4,6 +4,9 @@ Entries:
 
 - ``lifeline``: the lifeline job every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (60).
 - ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30).
+- ``settle_counts``: settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
+  (60). A plain Celery task, not a job: it changes no job, and a ledger row every minute
+  would bury the jobs operators look for (:mod:`tasks.settle_counts`).
 - ``sync_and_suggest:<budget_id>``: one per budget of ``JOBLEDGER_SCHEDULED_BUDGETS``,
   every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600). Accepted forms::
 
@@ -76,6 +79,11 @@ def build_schedule(config: Settings | None = None) -> dict[str, dict[str, Any]]:
             "task": "purge",
             "schedule": crontab(hour=hour, minute=minute),
             "options": {**BEAT_OPTIONS, "expires": PURGE_EXPIRES},
+        },
+        "settle_counts": {
+            "task": "settle_counts",
+            "schedule": config.settle_interval,
+            "options": {"expires": max(config.settle_interval, MIN_EXPIRES)},
         },
     }
     for budget in scheduled_budgets(config.scheduled_budgets):

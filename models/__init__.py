@@ -3,6 +3,7 @@
 checks ``upgrade head`` equals the models."""
 
 from models.base import Base
+from models.counts import JobStatusCount, StatusCountsWatermark
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction  # noqa: F401
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
@@ -14,6 +15,8 @@ __all__ = [
     "JobEvent",
     "JobFile",
     "JobLog",
+    "JobStatusCount",
     "JobStep",
     "RunNameCounter",
+    "StatusCountsWatermark",
 ]

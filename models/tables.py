@@ -11,6 +11,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
+from models.counts import JobStatusCount, StatusCountsWatermark
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 
@@ -21,3 +22,5 @@ logs = cast(Table, JobLog.__table__)
 files = cast(Table, JobFile.__table__)
 counters = cast(Table, RunNameCounter.__table__)
 rollups = cast(Table, JobDailyRollup.__table__)
+status_counts = cast(Table, JobStatusCount.__table__)
+counts_watermark = cast(Table, StatusCountsWatermark.__table__)

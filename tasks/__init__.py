@@ -5,7 +5,8 @@ Celery application so producers get its broker settings. Job types: ``import``
 (:mod:`tasks.import_data`), ``export`` (:mod:`tasks.export_data`), ``sync``
 (:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`) and the chain
 ``sync_and_suggest`` (:mod:`tasks.sync_and_suggest`); see ``docs/tasks.md``. Maintenance
-jobs, recorded like any other: ``purge`` and ``lifeline`` (see ``docs/operations.md``).
+jobs, recorded like any other: ``purge`` and ``lifeline`` (see ``docs/operations.md``);
+and ``settle_counts``, a plain task that keeps the status counts (not a job).
 """
 
 import app.celery  # noqa: F401  (configure the Celery app before the tasks bind to it)
@@ -13,6 +14,7 @@ from tasks.export_data import export_data
 from tasks.import_data import import_data
 from tasks.lifeline import lifeline
 from tasks.purge import purge
+from tasks.settle_counts import settle_counts
 from tasks.suggest import suggest
 from tasks.sync import sync
 from tasks.sync_and_suggest import sync_and_suggest
@@ -22,6 +24,7 @@ __all__ = [
     "import_data",
     "lifeline",
     "purge",
+    "settle_counts",
     "suggest",
     "sync",
     "sync_and_suggest",

@@ -34,7 +34,8 @@ from app.migrate import upgrade  # noqa: E402
 from tests.support.processes import WorkerProcess, start_worker  # noqa: E402
 
 LEDGER_TABLES = (
-    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups"
+    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
+    "job_status_counts"
 )
 
 
@@ -65,6 +66,10 @@ def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
     """Every test starts with an empty ledger and an empty broker database."""
     with db.engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
+        # nothing settled (TRUNCATE fires no delete trigger, so the counts start over too)
+        connection.execute(
+            text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
+        )
     # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
     # session worker, and with them every revoke broadcast.
     stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]

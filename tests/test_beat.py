@@ -32,7 +32,13 @@ def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() 
 
     schedule = build_schedule(config)
 
-    assert set(schedule) == {"lifeline", "purge", "sync_and_suggest:b1", "sync_and_suggest:b2"}
+    assert set(schedule) == {
+        "lifeline",
+        "purge",
+        "settle_counts",
+        "sync_and_suggest:b1",
+        "sync_and_suggest:b2",
+    }
     assert schedule["lifeline"]["task"] == "lifeline"
     assert schedule["lifeline"]["schedule"] == 60
     assert schedule["purge"]["task"] == "purge"
@@ -41,9 +47,12 @@ def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() 
     assert sync["task"] == "sync_and_suggest"
     assert sync["schedule"] == 900
     assert sync["kwargs"] == {"budget_id": "b2", "source": "postgresql://u@db/src?x=1"}
-    for entry in schedule.values():
+    jobs = {name: entry for name, entry in schedule.items() if name != "settle_counts"}
+    for entry in jobs.values():
         assert entry["options"]["trigger"] == "beat"
         assert entry["options"]["created_by"] == "beat"
+    # settle_counts is a plain task (it changes no job): no job description to carry
+    assert schedule["settle_counts"]["options"] == {"expires": 60}
 
 
 def test_the_application_carries_the_schedule() -> None:

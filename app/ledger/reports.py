@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Select, func, select, text
 
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
+from app.ledger import counts
 from app.ledger.naming import NAME_PATTERN
 from app.ledger.states import LIVE, JobStatus, normalize
 from models.tables import events, files, jobs, logs, steps
@@ -209,21 +210,19 @@ def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
 
 def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[str, Any]:
     """Counts per status and per type and status, how many jobs are live, and the age of
-    the oldest live one (a queue that stopped draining shows here first)."""
+    the oldest live one (a queue that stopped draining shows here first). Exact, and fast
+    at tens of millions of jobs: settled counts plus the rest (:mod:`app.ledger.counts`)."""
     filters = JobFilter(tenant=tenant, since=since)
-    query = _filtered(
-        select(jobs.c.type, jobs.c.status, func.count().label("jobs")), filters
-    ).group_by(jobs.c.type, jobs.c.status)
     oldest = _filtered(
         select(func.min(jobs.c.created_at)).where(jobs.c.status.in_([s.value for s in LIVE])),
         filters,
     )
     by_status: dict[str, int] = {status.value: 0 for status in JobStatus}
     by_type: dict[str, dict[str, int]] = {}
+    for row in counts.status_counts(tenant=tenant, since=since):
+        by_status[row.status] += row.jobs
+        by_type.setdefault(row.type, {})[row.status] = row.jobs
     with engine().connect() as connection:
-        for row in connection.execute(query):
-            by_status[row.status] += row.jobs
-            by_type.setdefault(row.type, {})[row.status] = row.jobs
         oldest_live = connection.execute(oldest).scalar()
     return {
         "total": sum(by_status.values()),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, create_engine, text
@@ -141,11 +141,13 @@ def seed(
     live: bool,
     chunk: int = 1_000_000,
     say: bool = True,
+    bulk: bool = True,
 ) -> dict[str, float]:
     """Insert ``count`` jobs created evenly over ``span`` ending at ``newest`` (oldest
     first), each with its events and log lines; indexes rebuilt, tables analyzed.
     ``live`` makes one in five of the newest 0.1 % of the jobs live (queued or running;
-    else all are terminal).
+    else all are terminal). ``bulk=False`` keeps the indexes in place and leaves vacuum
+    to autovacuum: an ordinary day's insert into a ledger that lives on (bloat simulation).
     Returns the seconds spent loading, indexing and analyzing."""
     step = span / count
     start = newest - span
@@ -153,7 +155,7 @@ def seed(
     eng = engine()
     began = time.monotonic()
     with eng.connect() as connection:
-        with without_secondary_indexes(connection):
+        with without_secondary_indexes(connection) if bulk else nullcontext():
             for first in range(0, count, chunk):
                 last = min(count, first + chunk) - 1
                 low, high = start + first * step, start + (last + 1) * step
@@ -186,6 +188,8 @@ def seed(
             timings["load_s"] = time.monotonic() - began
         timings["index_s"] = time.monotonic() - began - timings["load_s"]
     eng.dispose()
+    if not bulk:
+        return timings
     analyzed = time.monotonic()
     autocommit = create_engine(h.DATABASE_URL, isolation_level="AUTOCOMMIT")
     with autocommit.connect() as connection:

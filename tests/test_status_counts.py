@@ -16,6 +16,7 @@ from app import db
 from app.ledger import counts, reports
 from app.ledger import transitions as ledger
 from app.ledger.retention import purge
+from app.ledger.states import normalize
 from tests.support import ledger as read
 
 
@@ -253,3 +254,31 @@ def test_settles_racing_retries_and_deletes_keep_the_counts_exact() -> None:
     assert read.count("SELECT count(*) FROM jobs") == len(retryable)
     assert counted() == naive() == {("example.echo", "queued"): len(retryable)}
     assert settled_jobs() == 0
+
+
+def test_list_totals_come_from_the_counts_and_match_the_rows() -> None:
+    mixed_ledger(per_status=4)
+    counts.settle()
+    since = datetime.now(UTC) - timedelta(hours=20, minutes=3)
+    for filters in (
+        reports.JobFilter(),
+        reports.JobFilter(status=("DONE", "failed")),  # vocabularies are mapped
+        reports.JobFilter(type="example.other", tenant="acme"),
+        reports.JobFilter(status=("queued",), since=since),
+        reports.JobFilter(subject="nothing-has-this-subject"),
+    ):
+        assert reports_rows(filters) == sum(  # the reference itself, against the table
+            n
+            for (t, st), n in naive(filters.tenant, filters.since).items()
+            if (not filters.type or t == filters.type)
+            and (not filters.status or st in {normalize(x).value for x in filters.status})
+            and not filters.subject
+        )
+        assert reports.count_jobs(filters) == reports_rows(filters)
+
+
+def reports_rows(filters: reports.JobFilter) -> int:
+    """Every row the list shows (the test ledger fits in one page): what totals must say."""
+    listed = reports.list_jobs(filters, limit=500, page=1)
+    assert not listed.has_more
+    return len(listed.items)

@@ -3,7 +3,7 @@
 checks ``upgrade head`` equals the models."""
 
 from models.base import Base
-from models.counts import JobStatusCount, StatusCountsWatermark
+from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction  # noqa: F401
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
@@ -16,6 +16,7 @@ __all__ = [
     "JobFile",
     "JobLog",
     "JobStatusCount",
+    "JobStatusTotal",
     "JobStep",
     "RunNameCounter",
     "StatusCountsWatermark",

@@ -3,7 +3,7 @@ rows (:mod:`app.ledger.counts` explains the scheme).
 
 A finished job whose ``completed_at`` is older than the watermark ``settled_before`` is
 counted in ``job_status_counts`` (per tenant, type, final status and UTC hour of
-``created_at``) and nowhere else; every other job is counted from ``jobs`` at read time
+``created_at``) and in ``job_status_totals`` (the same without the hour), and nowhere else; every other job is counted from ``jobs`` at read time
 through small indexes. Settling moves jobs from the second set to the first and the
 watermark forward in one transaction; triggers (PostgreSQL) take a settled job back out
 when it is deleted (the purge, a cascade) or leaves its final status (a manual retry).
@@ -29,6 +29,17 @@ class JobStatusCount(Base):
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     #: ``created_at`` truncated to the hour, in UTC.
     created_hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger)
+
+
+class JobStatusTotal(Base):
+    """The same settled jobs summed over the hours: what an unfiltered-by-time read sums."""
+
+    __tablename__ = "job_status_totals"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
     jobs: Mapped[int] = mapped_column(BigInteger)
 
 

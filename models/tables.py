@@ -11,7 +11,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from models.counts import JobStatusCount, StatusCountsWatermark
+from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 
@@ -23,4 +23,5 @@ files = cast(Table, JobFile.__table__)
 counters = cast(Table, RunNameCounter.__table__)
 rollups = cast(Table, JobDailyRollup.__table__)
 status_counts = cast(Table, JobStatusCount.__table__)
+status_totals = cast(Table, JobStatusTotal.__table__)
 counts_watermark = cast(Table, StatusCountsWatermark.__table__)

@@ -43,7 +43,10 @@ def counted(tenant: str | None = None, since: datetime | None = None) -> dict[tu
 
 
 def settled_jobs() -> int:
-    return read.count("SELECT coalesce(sum(jobs), 0) FROM job_status_counts")
+    """Jobs in the settled counts; the hours and the totals must agree."""
+    hours = read.count("SELECT coalesce(sum(jobs), 0) FROM job_status_counts")
+    assert read.count("SELECT coalesce(sum(jobs), 0) FROM job_status_totals") == hours
+    return hours
 
 
 def new_job(
@@ -187,9 +190,13 @@ def test_rebuild_recounts_everything() -> None:
     counts.settle()
     with db.engine().begin() as connection:  # drift, however it came about
         connection.execute(text("UPDATE job_status_counts SET jobs = jobs + 100"))
+        connection.execute(text("UPDATE job_status_totals SET jobs = jobs + 100"))
+    since = datetime.now(UTC) - timedelta(days=3)
     assert counted() != naive()
+    assert counted(since=since) != naive(since=since)
     counts.rebuild()
     assert counted() == naive()
+    assert counted(since=since) == naive(since=since)
 
 
 def test_stats_reads_the_settled_counts() -> None:

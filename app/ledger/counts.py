@@ -8,12 +8,15 @@ So (PostgreSQL):
 
 - ``settle()`` (beat, every ``JOBLEDGER_SETTLE_INTERVAL`` seconds) adds the finished jobs
   whose ``completed_at`` lies between the watermark and ``now() - SETTLE_MARGIN`` to
-  ``job_status_counts`` (tenant, type, status, UTC hour of creation) and moves the
-  watermark there, in one transaction holding the watermark row ``FOR UPDATE``;
-- :func:`status_counts` adds the settled counts to a count of the rest: live jobs (the
-  partial index ``ix_jobs_live``), jobs without ``completed_at`` and jobs finished since
-  the watermark (``ix_jobs_completed_at``), in one statement so both parts see one
-  snapshot;
+  ``job_status_counts`` (tenant, type, status, UTC hour of creation) and to
+  ``job_status_totals`` (the same without the hour), and moves the watermark there, in
+  one transaction holding the watermark row ``FOR UPDATE``;
+- :func:`status_counts` adds the settled counts (the totals; with ``since``, the hours
+  from ``since`` on plus the settled jobs of the hour it falls in) to a count of the rest:
+  live jobs (the partial index ``ix_jobs_live``), jobs without ``completed_at`` and jobs
+  finished since the watermark (``ix_jobs_completed_at``). One REPEATABLE READ
+  transaction, so the watermark and both parts are one snapshot; the watermark is bound
+  as a value so the planner sees how few rows lie past it;
 - triggers (migration 0004) take a settled job back out when it is deleted (purge,
   cascade) or leaves its final status (manual retry); they read the watermark ``FOR
   SHARE``, so they wait for a settle in progress and then see where it ended.
@@ -43,7 +46,8 @@ SETTLE_MARGIN = timedelta(minutes=1)
 _TERMINAL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 _LIVE = ", ".join(f"'{s.value}'" for s in sorted(LIVE))
 
-# Settle: count the finished jobs of [watermark, upto) into their hours, move the watermark.
+# Settle: count the finished jobs of [watermark, upto) into their hours and into the
+# totals, then move the watermark (separate statement, same transaction).
 _LOCK_WATERMARK = text(
     "SELECT settled_before FROM job_status_counts_watermark WHERE id = 1 FOR UPDATE"
 )
@@ -54,57 +58,61 @@ WITH fresh AS (
     FROM jobs
     WHERE status IN ({_TERMINAL}) AND completed_at >= :since AND completed_at < :upto
     GROUP BY 1, 2, 3, 4
-), counted AS (
+), hours AS (
     INSERT INTO job_status_counts (tenant, type, status, created_hour, jobs)
     SELECT tenant, type, status, created_hour, jobs FROM fresh
     ON CONFLICT (tenant, type, status, created_hour)
     DO UPDATE SET jobs = job_status_counts.jobs + excluded.jobs
+), totals AS (
+    INSERT INTO job_status_totals (tenant, type, status, jobs)
+    SELECT tenant, type, status, sum(jobs) FROM fresh GROUP BY 1, 2, 3
+    ON CONFLICT (tenant, type, status)
+    DO UPDATE SET jobs = job_status_totals.jobs + excluded.jobs
 )
 SELECT coalesce(sum(jobs), 0) FROM fresh
 """)
 _MOVE_WATERMARK = text(
     "UPDATE job_status_counts_watermark SET settled_before = :upto, updated_at = now() WHERE id = 1"
 )
-_DROP_EMPTY = text("DELETE FROM job_status_counts WHERE jobs <= 0")
-_FORGET_ALL = text("DELETE FROM job_status_counts")
-
-# Read: settled hours after `since` + settled jobs of the hour `since` falls in + the rest.
-_STATUS_COUNTS = text(f"""
-WITH mark AS (
-    SELECT settled_before,
-           date_trunc('hour', CAST(:since AS timestamptz), 'UTC') AS since_hour
-    FROM job_status_counts_watermark WHERE id = 1
-), parts AS (
-    SELECT c.type, c.status, c.jobs
-    FROM job_status_counts c, mark
-    WHERE (CAST(:tenant AS text) IS NULL OR c.tenant = :tenant)
-      AND (CAST(:since AS timestamptz) IS NULL
-           OR c.created_hour > mark.since_hour
-           OR c.created_hour = CAST(:since AS timestamptz))
-    UNION ALL
-    SELECT j.type, j.status, 1
-    FROM jobs j, mark
-    WHERE CAST(:since AS timestamptz) IS NOT NULL
-      AND j.created_at >= CAST(:since AS timestamptz)
-      AND j.created_at < mark.since_hour + interval '1 hour'
-      AND CAST(:since AS timestamptz) > mark.since_hour
-      AND j.status IN ({_TERMINAL}) AND j.completed_at < mark.settled_before
-      AND (CAST(:tenant AS text) IS NULL OR j.tenant = :tenant)
-    UNION ALL
-    SELECT j.type, j.status, 1
-    FROM jobs j, mark
-    WHERE (j.status IN ({_LIVE}) OR j.completed_at IS NULL
-           OR j.completed_at >= mark.settled_before)
-      AND (CAST(:tenant AS text) IS NULL OR j.tenant = :tenant)
-      AND (CAST(:since AS timestamptz) IS NULL OR j.created_at >= CAST(:since AS timestamptz))
+_DROP_EMPTY = (
+    text("DELETE FROM job_status_counts WHERE jobs <= 0"),
+    text("DELETE FROM job_status_totals WHERE jobs <= 0"),
 )
-SELECT type, status, sum(jobs) AS jobs FROM parts GROUP BY type, status HAVING sum(jobs) > 0
+_FORGET_ALL = (text("DELETE FROM job_status_counts"), text("DELETE FROM job_status_totals"))
+
+# Read, in one snapshot: the watermark, then settled counts plus the rest. The watermark is
+# bound as a value (not joined) so the planner sees how few rows lie past it.
+_READ_WATERMARK = text("SELECT settled_before FROM job_status_counts_watermark WHERE id = 1")
+_TENANT = "(CAST(:tenant AS text) IS NULL OR tenant = :tenant)"
+_REST = f"""
+    SELECT type, status, 1 AS jobs FROM jobs
+    WHERE (status IN ({_LIVE}) OR completed_at IS NULL OR completed_at >= :settled)
+      AND {_TENANT} AND created_at >= :since
+"""
+_COUNTS_ALL_TIME = text(f"""
+SELECT type, status, sum(jobs) AS jobs FROM (
+    SELECT type, status, jobs FROM job_status_totals WHERE {_TENANT}
+    UNION ALL {_REST}
+) AS parts GROUP BY type, status HAVING sum(jobs) > 0
+""")
+_COUNTS_SINCE = text(f"""
+SELECT type, status, sum(jobs) AS jobs FROM (
+    SELECT type, status, jobs FROM job_status_counts
+    WHERE {_TENANT} AND created_hour >= :whole_hours_from
+    UNION ALL
+    SELECT type, status, 1 FROM jobs
+    WHERE created_at >= :since AND created_at < :whole_hours_from
+      AND status IN ({_TERMINAL}) AND completed_at < :settled AND {_TENANT}
+    UNION ALL {_REST}
+) AS parts GROUP BY type, status HAVING sum(jobs) > 0
 """)
 _NAIVE_COUNTS = text("""
 SELECT type, status, count(*) AS jobs FROM jobs
 WHERE (:tenant IS NULL OR tenant = :tenant) AND (:since IS NULL OR created_at >= :since)
 GROUP BY type, status
 """)
+#: ``since`` when none is given (every job was created after it).
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def settle(margin: timedelta = SETTLE_MARGIN) -> int:
@@ -123,8 +131,9 @@ def rebuild(margin: timedelta = SETTLE_MARGIN) -> int:
 
     def work(connection: Connection) -> int:
         connection.execute(_LOCK_WATERMARK)
-        connection.execute(_FORGET_ALL)
-        connection.execute(_MOVE_WATERMARK, {"upto": datetime(1970, 1, 1, tzinfo=UTC)})
+        for statement in _FORGET_ALL:
+            connection.execute(statement)
+        connection.execute(_MOVE_WATERMARK, {"upto": _EPOCH})
         return _settle(connection, margin)
 
     return in_transaction(work, "rebuilding status counts")
@@ -137,13 +146,30 @@ def _settle(connection: Connection, margin: timedelta) -> int:
         return 0
     added = int(connection.execute(_SETTLE, {"since": since, "upto": upto}).scalar_one())
     connection.execute(_MOVE_WATERMARK, {"upto": upto})
-    connection.execute(_DROP_EMPTY)  # hours whose every job was purged or retried
+    for statement in _DROP_EMPTY:  # rows whose every job was purged or retried
+        connection.execute(statement)
     return added
 
 
 def status_counts(*, tenant: str | None = None, since: datetime | None = None) -> list[Any]:
     """``(type, status, jobs)`` rows of the jobs of ``tenant`` created at or after
     ``since`` (both optional), exactly, however many jobs the ledger holds."""
-    statement = _STATUS_COUNTS if is_postgresql() else _NAIVE_COUNTS
-    with engine().connect() as connection:
-        return list(connection.execute(statement, {"tenant": tenant, "since": since}))
+    if not is_postgresql():
+        with engine().connect() as connection:
+            return list(connection.execute(_NAIVE_COUNTS, {"tenant": tenant, "since": since}))
+    read = engine().execution_options(isolation_level="REPEATABLE READ")
+    with read.connect() as connection, connection.begin():  # one snapshot for all parts
+        settled = connection.execute(_READ_WATERMARK).scalar_one()
+        if since is None:
+            params = {"tenant": tenant, "settled": settled, "since": _EPOCH}
+            return list(connection.execute(_COUNTS_ALL_TIME, params))
+        moment = since if since.tzinfo else since.replace(tzinfo=UTC)  # naive: UTC
+        hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        whole_hours_from = hour if hour == moment else hour + timedelta(hours=1)
+        params = {
+            "tenant": tenant,
+            "settled": settled,
+            "since": moment,
+            "whole_hours_from": whole_hours_from,
+        }
+        return list(connection.execute(_COUNTS_SINCE, params))

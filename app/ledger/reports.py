@@ -227,10 +227,13 @@ def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[s
     the oldest live one (a queue that stopped draining shows here first). Exact, and fast
     at tens of millions of jobs: settled counts plus the rest (:mod:`app.ledger.counts`)."""
     filters = JobFilter(tenant=tenant, since=since)
-    oldest = _filtered(
-        select(func.min(jobs.c.created_at)).where(jobs.c.status.in_([s.value for s in LIVE])),
-        filters,
-    )
+    # OFFSET 0 keeps the planner from walking ix_jobs_created_at from the oldest job until
+    # it meets a live one (the newest, so ~all of them: 3.9 s at 10M); the live rows are
+    # found through ix_jobs_live instead.
+    live = _filtered(
+        select(jobs.c.created_at).where(jobs.c.status.in_([s.value for s in LIVE])), filters
+    ).offset(0)
+    oldest = select(func.min(live.subquery().c.created_at))
     by_status: dict[str, int] = {status.value: 0 for status in JobStatus}
     by_type: dict[str, dict[str, int]] = {}
     for row in counts.status_counts(tenant=tenant, since=since):

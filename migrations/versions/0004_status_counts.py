@@ -2,7 +2,8 @@
 
 ``job_status_counts`` holds the counts of finished jobs whose ``completed_at`` is before
 ``job_status_counts_watermark.settled_before``, per tenant, type, final status and UTC
-hour of creation (see :mod:`app.ledger.counts`). The watermark starts at 1970: nothing is
+hour of creation; ``job_status_totals`` the same summed over the hours (see
+:mod:`app.ledger.counts`). The watermark starts at 1970: nothing is
 settled until the first ``settle`` (beat runs it every minute).
 
 On PostgreSQL two triggers keep settled counts true when a settled job changes outside
@@ -37,7 +38,10 @@ LANGUAGE sql AS $$
     UPDATE job_status_counts
     SET jobs = jobs - gone_jobs
     WHERE tenant = gone_tenant AND type = gone_type AND status = gone_status
-      AND created_hour = gone_hour
+      AND created_hour = gone_hour;
+    UPDATE job_status_totals
+    SET jobs = jobs - gone_jobs
+    WHERE tenant = gone_tenant AND type = gone_type AND status = gone_status;
 $$;
 
 CREATE FUNCTION job_status_counts_on_delete() RETURNS trigger
@@ -95,6 +99,14 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "job_status_totals",
+        sa.Column("tenant", sa.String(length=128), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("jobs", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("tenant", "type", "status", name=op.f("pk_job_status_totals")),
+    )
+    op.create_table(
         "job_status_counts_watermark",
         sa.Column("id", sa.SmallInteger(), nullable=False),
         sa.Column("settled_before", sa.DateTime(timezone=True), nullable=False),
@@ -122,4 +134,5 @@ def downgrade() -> None:
             "DROP FUNCTION IF EXISTS job_status_counts_forget(text, text, text, timestamptz, bigint)"
         )
     op.drop_table("job_status_counts_watermark")
+    op.drop_table("job_status_totals")
     op.drop_table("job_status_counts")

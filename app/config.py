@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     #: Jobs deleted per purge transaction (short transactions keep writers unblocked: 500
     #: measured up to 1.08 s per batch on 2 loaded cores; 200: at most 0.43 s).
     purge_batch_size: int = Field(default=200, ge=1)
+    #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
+    purge_vacuum: bool = True
     #: HTTP API keys, a JSON object: SHA-256 (hex) of each key -> ``{"name", "tenant"}``.
     #: Parsed by :mod:`app.api.auth` (a mistake there stops the API, not the workers);
     #: empty means the API refuses every request. See docs/api.md.

@@ -16,8 +16,8 @@ retention is in balance from the first simulated day. Then, for each day ``d`` o
    works as it would);
 2. ``--sample`` further jobs go through the real ledger path (``record_queued``,
    ``record_started``, ``record_finished``: three statements each), timed: the **insert
-   rate** of that day; they are then dated back to day ``d`` so the purge takes them 30
-   days later like the rest;
+   rate** of that day; they are then dated back to the middle of day ``d`` so the purge
+   takes them 30 days later like the rest;
 3. the daily purge (:func:`app.ledger.retention.purge` with the cutoff of day ``d``, the
    default batch size, no archive), then the settle of the status counts (as beat runs
    them);
@@ -79,7 +79,13 @@ def insert_rate(sample: int, age: timedelta) -> float:
     started = time.perf_counter()
     for job_id in ids:
         ledger.record_queued(
-            ledger.NewJob(id=job_id, type="bench.bloat", payload={}, celery_task_id=str(job_id))
+            ledger.NewJob(
+                id=job_id,
+                type="bench.bloat",
+                payload={},
+                subject="bloat",
+                celery_task_id=str(job_id),
+            )
         )
         ledger.record_started(job_id, celery_task_id=str(job_id), execution_id="e", worker="w")
         ledger.record_finished(job_id, execution_id="e", result=None)
@@ -136,7 +142,8 @@ def main() -> None:
                 say=False,
                 bulk=False,
             )
-            rate = insert_rate(args.sample, back)
+            # dated to the middle of day d: inside the range already seeded for that day
+            rate = insert_rate(args.sample, back + timedelta(hours=12))
             purged_at = time.monotonic()
             result = purge(older_than_days=args.retention + back.days)
             purge_s = time.monotonic() - purged_at

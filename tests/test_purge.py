@@ -217,6 +217,32 @@ def test_a_dry_run_counts_and_deletes_nothing() -> None:
     assert ledger.count("SELECT count(*) FROM job_daily_rollups") == 0
 
 
+def vacuums_of_jobs() -> int:
+    with db.engine().connect() as connection:
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return int(
+            connection.execute(
+                text("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'jobs'")
+            ).scalar_one()
+        )
+
+
+def test_a_purge_that_deleted_jobs_vacuums_the_tables_it_deleted_from() -> None:
+    seed("old", 5, "40 days")
+    before = vacuums_of_jobs()
+
+    result = retention.purge(older_than_days=30)
+
+    assert result.deleted == 5
+    assert result.vacuumed == list(retention.PURGED_TABLES)
+    assert vacuums_of_jobs() == before + 1  # the machine's autovacuum may be off: ours
+
+
+def test_a_purge_with_nothing_to_delete_does_not_vacuum() -> None:
+    seed("new", 3, "1 day")
+    assert retention.purge(older_than_days=30).vacuumed == []
+
+
 def test_old_run_name_counters_go_with_the_retention() -> None:
     with db.engine().begin() as connection:
         connection.execute(

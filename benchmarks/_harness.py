@@ -278,6 +278,7 @@ class Record:
         }
         with target.open("a") as handle:
             handle.write(json.dumps(document, sort_keys=True) + "\n")
+        print(f"appended to {target.relative_to(ROOT)}")
         return target
 
 

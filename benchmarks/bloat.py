@@ -186,7 +186,7 @@ def main() -> None:
         f"(goal <= 1.25), insert rate {summary['insert_rate_ratio']:.3f}x (goal >= 0.9); "
         f"jobs held at the end {held:,}; autovacuum runs {vacuumed}"
     )
-    target = h.Record(
+    h.Record(
         "bloat",
         {
             "per_day": args.per_day,
@@ -199,7 +199,6 @@ def main() -> None:
         },
         summary,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 if __name__ == "__main__":

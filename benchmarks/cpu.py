@@ -94,7 +94,7 @@ def main() -> None:
             )
     finally:
         h.drop_database()
-    print(f"written to {record.write()}")
+    record.write()
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def main() -> None:
     print(f"ledger / plain: {figures['ledger_over_plain']:.2f}")
     print(f"bulk / plain:   {figures['bulk_over_plain']:.2f}")
     record = h.Record("enqueue", vars(args), figures)
-    print(f"appended to {record.write().relative_to(h.ROOT)}")
+    record.write()
 
 
 if __name__ == "__main__":

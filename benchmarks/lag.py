@@ -180,7 +180,7 @@ def main() -> None:
         )
     if not_succeeded:
         print(f"{not_succeeded} jobs ended other than succeeded")
-    target = h.Record(
+    h.Record(
         "lag",
         {
             "n": args.n,
@@ -192,7 +192,6 @@ def main() -> None:
         },
         summary,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 def _spread(values: list[float]) -> dict[str, float]:

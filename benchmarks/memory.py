@@ -111,7 +111,7 @@ def main() -> None:
     print(f"  {'sum':12} {total_first:8d} → {total_last:8d}   {total_last / total_first:.3f}")
     if replaced:
         print(f"pool processes replaced during the run: {replaced}")
-    target = h.Record(
+    h.Record(
         "memory",
         {
             "n": args.n,
@@ -122,7 +122,6 @@ def main() -> None:
         },
         summary,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 def _succeeded() -> int:

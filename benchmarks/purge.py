@@ -236,7 +236,7 @@ def main() -> None:
             f"(p99 {ins['during']['p99_ms']:.1f} ms): rate ratio {ins['rate_ratio']:.2f}, "
             f"p99 ratio {ins['p99_ratio']:.2f}"
         )
-    target = h.Record(
+    h.Record(
         "purge",
         {
             "jobs": args.jobs,
@@ -251,7 +251,6 @@ def main() -> None:
         },
         figures,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 def _mean(values: list[float]) -> float:

@@ -245,7 +245,7 @@ def main() -> None:
         "table_bytes": sizes,
         "seconds": time.monotonic() - began,
     }
-    target = h.Record(
+    h.Record(
         "reporting",
         {
             "jobs": args.jobs,
@@ -257,7 +257,6 @@ def main() -> None:
         },
         summary,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def main() -> None:
             print(f"{key}: {summary[key]:.2f}")
     if "c" in medians:
         print(f"commits per ledger row (c): {medians['c']['commits_per_row']:.2f}")
-    target = h.Record(
+    h.Record(
         "throughput",
         {
             "n": args.n,
@@ -177,7 +177,6 @@ def main() -> None:
         },
         summary,
     ).write()
-    print(f"appended to {target.relative_to(h.ROOT)}")
 
 
 if __name__ == "__main__":

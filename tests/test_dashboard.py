@@ -88,6 +88,8 @@ def test_jobs_by_status_with_progress_bars_filters_and_escaping(client: TestClie
     assert '<meta http-equiv="refresh"' in page  # live jobs: the page reloads itself
     assert str(canceled.id) in only_canceled.text
     assert str(waiting.id) not in only_canceled.text
+    assert "2 jobs" in page  # the tenant's, not the other tenant's third
+    assert "1 job<" in only_canceled.text
     assert str(waiting.id) not in client.get("/dashboard?type=example.fail", headers=ACME).text
 
 

@@ -174,16 +174,30 @@ def count_jobs(filters: JobFilter | None = None) -> int:
     """
     filters = filters or JobFilter()
     if not filters.subject:
-        wanted = {normalize(s).value for s in filters.status}
-        return sum(
-            int(row.jobs)
-            for row in counts.status_counts(tenant=filters.tenant, since=filters.since)
-            if (not wanted or row.status in wanted)
-            and (not filters.type or row.type == filters.type)
-        )
+        return total_of(_counts_by_type(filters.tenant, filters.since), filters)
     query = _filtered(select(func.count()).select_from(jobs), filters)
     with engine().connect() as connection:
         return int(connection.execute(query).scalar_one())
+
+
+def total_of(by_type: Mapping[str, Mapping[str, int]], filters: JobFilter) -> int:
+    """The jobs of a :func:`stats` ``by_type`` (of ``filters.tenant`` and ``since``) that
+    match the status and type of ``filters``: a list's total from counts already read."""
+    wanted = {normalize(s).value for s in filters.status}
+    return sum(
+        jobs_in_status
+        for job_type, statuses in by_type.items()
+        if not filters.type or job_type == filters.type
+        for status, jobs_in_status in statuses.items()
+        if not wanted or status in wanted
+    )
+
+
+def _counts_by_type(tenant: str | None, since: datetime | None) -> dict[str, dict[str, int]]:
+    by_type: dict[str, dict[str, int]] = {}
+    for row in counts.status_counts(tenant=tenant, since=since):
+        by_type.setdefault(row.type, {})[row.status] = int(row.jobs)
+    return dict(sorted(by_type.items()))
 
 
 def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
@@ -234,18 +248,18 @@ def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[s
         select(jobs.c.created_at).where(jobs.c.status.in_([s.value for s in LIVE])), filters
     ).offset(0)
     oldest = select(func.min(live.subquery().c.created_at))
+    by_type = _counts_by_type(tenant, since)
     by_status: dict[str, int] = {status.value: 0 for status in JobStatus}
-    by_type: dict[str, dict[str, int]] = {}
-    for row in counts.status_counts(tenant=tenant, since=since):
-        by_status[row.status] += row.jobs
-        by_type.setdefault(row.type, {})[row.status] = row.jobs
+    for statuses in by_type.values():
+        for status, jobs_in_status in statuses.items():
+            by_status[status] += jobs_in_status
     with engine().connect() as connection:
         oldest_live = connection.execute(oldest).scalar()
     return {
         "total": sum(by_status.values()),
         "live": sum(by_status[s.value] for s in LIVE),
         "by_status": by_status,
-        "by_type": dict(sorted(by_type.items())),
+        "by_type": by_type,
         "oldest_live_created_at": oldest_live,
     }
 

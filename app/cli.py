@@ -27,6 +27,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,8 @@ from app.exceptions import (
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+#: Seconds between two progress lines of long commands (on stderr).
+PROGRESS_EVERY = 5.0
 
 cli = typer.Typer(
     name="jobledger",
@@ -252,16 +255,45 @@ def purge(
         typer.Option("--older-than", min=0, help="Days (default JOBLEDGER_RETENTION_DAYS)."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only, delete nothing.")] = False,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Jobs per transaction.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Most jobs per transaction.")
+    ] = None,
+    pause_factor: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Pause after each batch, times its duration (default "
+            "JOBLEDGER_PURGE_PAUSE_FACTOR; 0: purge as fast as possible).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete terminal jobs finished before the retention (archive and rollups first).
 
-    Runs here, now; beat runs the same purge daily as the ``purge`` job."""
+    Runs here, now, reporting progress on stderr; beat runs the same purge daily as the
+    ``purge`` job."""
     from app.ledger import retention
 
+    last_report = time.monotonic()
+
+    def report_progress(progress: retention.PurgeResult) -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report >= PROGRESS_EVERY:
+            last_report = time.monotonic()
+            typer.echo(
+                f"purged {progress.deleted} of {progress.candidates} jobs "
+                f"({progress.batches} batches, paused {progress.paused_seconds:.0f} s)",
+                err=True,
+            )
+
     with _errors():
-        result = retention.purge(older_than_days=older_than, dry_run=dry_run, batch_size=batch_size)
+        result = retention.purge(
+            older_than_days=older_than,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            pause_factor=pause_factor,
+            between_batches=report_progress,
+        )
     if as_json:
         _print_json(result.as_dict())
         return

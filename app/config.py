@@ -64,9 +64,15 @@ class Settings(BaseSettings):
     sync_interval: float = Field(default=3600, gt=0)
     #: UTC time of day (``HH:MM``) of the daily retention purge.
     purge_at: str = "03:30"
-    #: Jobs deleted per purge transaction (short transactions keep writers unblocked: 500
-    #: measured up to 1.08 s per batch on 2 loaded cores; 200: at most 0.43 s).
+    #: Most jobs deleted per purge transaction (short transactions keep writers unblocked: 500
+    #: measured up to 1.08 s per batch on 2 loaded cores; 200: at most 0.43 s at 200k jobs).
     purge_batch_size: int = Field(default=200, ge=1)
+    #: Target seconds of one purge transaction: longer batches make the next ones smaller
+    #: (:mod:`app.ledger.purge_pacing`); 0 keeps every batch at ``purge_batch_size``.
+    purge_batch_seconds: float = Field(default=0.25, ge=0)
+    #: The purge pauses this many times each batch's duration after it (pt-archiver's
+    #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses.
+    purge_pause_factor: float = Field(default=1.0, ge=0)
     #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
     purge_vacuum: bool = True
     #: HTTP API keys, a JSON object: SHA-256 (hex) of each key -> ``{"name", "tenant"}``.

@@ -7,11 +7,14 @@ import gzip
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from app import cli as cli_module
 from app import db
 from app.ledger import retention
 from tests.support import ledger
@@ -126,7 +129,9 @@ def test_one_purge_deletes_exactly_the_old_terminal_jobs_and_their_children(
     new_children = children_of("new")
     live_events = ledger.count(LIVE_EVENTS)
 
-    result = retention.purge(older_than_days=30, archive_dir=tmp_path, batch_size=300)
+    result = retention.purge(
+        older_than_days=30, archive_dir=tmp_path, batch_size=300, batch_seconds=0
+    )
 
     assert (result.deleted, result.archived, result.rolled_up) == (1000, 1000, 1000)
     assert result.batches == 4
@@ -148,7 +153,9 @@ def test_the_archive_holds_every_purged_job_with_its_children_readable_with_zcat
         for row in db.engine().connect().execute(text("SELECT id FROM jobs WHERE name LIKE 'old%'"))
     }
 
-    result = retention.purge(older_than_days=30, archive_dir=tmp_path, batch_size=400)
+    result = retention.purge(
+        older_than_days=30, archive_dir=tmp_path, batch_size=400, batch_seconds=0
+    )
 
     files = sorted(tmp_path.glob("*.jsonl.gz"))
     assert [str(f) for f in files] == sorted(result.archive_files)
@@ -203,6 +210,52 @@ def test_the_purge_folds_jobs_into_daily_rollups_before_deleting(tmp_path: Path)
     for row in rows:
         assert 20 <= row["p50_seconds"] <= 27
         assert 44 <= row["p95_seconds"] <= 52
+
+
+def test_a_batch_longer_than_the_target_makes_the_next_ones_smaller() -> None:
+    seed("old", 60, "40 days")
+
+    # Every batch takes longer than a nanosecond: after the first (50 jobs) they shrink
+    # to one job each.
+    result = retention.purge(older_than_days=30, batch_size=50, batch_seconds=1e-9, pause_factor=0)
+
+    assert (result.deleted, result.batches) == (60, 1 + 10)
+    assert result.paused_seconds == 0
+    assert 0 < result.last_batch_seconds <= result.longest_batch_seconds
+    assert ledger.count("SELECT count(*) FROM jobs WHERE name LIKE 'old%'") == 0
+
+
+def test_the_purge_pauses_after_each_batch_in_proportion_to_it() -> None:
+    seed("old", 30, "40 days")
+
+    began = time.monotonic()
+    result = retention.purge(older_than_days=30, batch_size=10, batch_seconds=0, pause_factor=3)
+    elapsed = time.monotonic() - began
+
+    # Three full batches, each followed by a pause (a fourth finds nothing).
+    assert (result.deleted, result.batches) == (30, 3)
+    # three pauses, each 3x its batch
+    assert 0 < result.paused_seconds <= 3 * 3 * result.longest_batch_seconds
+    assert elapsed > result.paused_seconds  # the pauses were taken, not just counted
+
+
+def test_the_purge_command_reports_progress_on_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    seed("old", 30, "40 days")
+    monkeypatch.setattr(cli_module, "PROGRESS_EVERY", 0)
+
+    result = CliRunner().invoke(
+        cli_module.cli,
+        ["purge", "--older-than", "30", "--batch-size", "10", "--pause-factor", "0"],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("purged ")]
+    assert [line.split(" jobs")[0] for line in progress] == [
+        "purged 10 of 30",
+        "purged 20 of 30",
+        "purged 30 of 30",
+    ]
+    assert "deleted 30 jobs" in result.stdout
 
 
 def test_a_dry_run_counts_and_deletes_nothing() -> None:
@@ -271,7 +324,8 @@ def test_the_purge_job_runs_on_a_worker_and_records_itself(worker: object) -> No
 
     assert row["status"] == "succeeded", row["failure_reason"]
     assert row["result"]["deleted"] == 25
-    assert row["result"]["batches"] == 3
+    assert row["result"]["batches"] >= 3  # batches of at most 10 (fewer if one ran long)
+    assert row["result"]["longest_batch_seconds"] > 0
     assert ledger.job(recent.id) is not None
     assert ledger.count("SELECT count(*) FROM jobs WHERE name LIKE 'old%'") == 0
     assert any("deleted 25 jobs" in line["message"] for line in _logs(job.id))

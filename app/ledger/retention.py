@@ -16,7 +16,10 @@ Rules, and why:
   than the cutoff, measured on the database clock. A live job is never touched whatever
   its age (the lifeline is what ends stuck ones), nor the purge job itself, nor a job with
   a child job that must stay (the foreign key would cascade to it).
-- One transaction per batch (``JOBLEDGER_PURGE_BATCH_SIZE``, default 500 jobs): lock the
+- One transaction per batch (at most ``JOBLEDGER_PURGE_BATCH_SIZE`` jobs, fewer when
+  batches run longer than ``JOBLEDGER_PURGE_BATCH_SECONDS``), and a pause after each one
+  (``JOBLEDGER_PURGE_PAUSE_FACTOR`` times its duration) so ingest keeps the machine: see
+  :mod:`app.ledger.purge_pacing`. In each batch: lock the
   batch (``FOR UPDATE SKIP LOCKED``: two purges never wait on each other), read it with its
   steps, events, logs and files, write the archive file, fold the batch into the rollups,
   delete children then jobs, commit. Locks are held for one batch only, on rows nobody
@@ -45,6 +48,7 @@ import gzip
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -58,6 +62,7 @@ from app.config import settings
 from app.db import autocommit_engine, engine, in_transaction, is_postgresql
 from app.ledger import queries as q
 from app.ledger import retention_queries as rq
+from app.ledger.purge_pacing import PurgePacing
 from app.ledger.reports import database_now, jsonable
 
 #: Width of a duration histogram bucket: bucket ``i`` (i >= 1) holds [1.1**(i-1), 1.1**i) ms.
@@ -82,6 +87,11 @@ class PurgeResult:
     vacuumed: list[str] = field(default_factory=list)
     batches: int = 0
     archive_files: list[str] = field(default_factory=list)
+    #: Duration of the last committed batch and of the longest one (its transaction).
+    last_batch_seconds: float = 0.0
+    longest_batch_seconds: float = 0.0
+    #: Time spent pausing between batches (``JOBLEDGER_PURGE_PAUSE_FACTOR``).
+    paused_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready document (the purge job's ``result``)."""
@@ -96,10 +106,14 @@ def purge(
     archive_dir: Path | None = None,
     exclude_job_id: uuid.UUID | None = None,
     between_batches: Callable[[PurgeResult], None] | None = None,
+    batch_seconds: float | None = None,
+    pause_factor: float | None = None,
 ) -> PurgeResult:
     """Purge terminal jobs finished more than ``older_than_days`` ago (default
     ``JOBLEDGER_RETENTION_DAYS``), archiving to ``archive_dir`` (default
-    ``JOBLEDGER_ARCHIVE_DIR``) first when set.
+    ``JOBLEDGER_ARCHIVE_DIR``) first when set. ``batch_size`` is the largest batch,
+    ``batch_seconds`` the target duration of one and ``pause_factor`` the pause after
+    each (defaults: the settings; see :mod:`app.ledger.purge_pacing`).
 
     ``between_batches`` runs after each committed batch (the purge job reports progress
     and checks for a cancel there). Raises whatever stopped a batch (an archive that could
@@ -109,7 +123,11 @@ def purge(
     days = config.retention_days if older_than_days is None else older_than_days
     if days < 0:
         raise ValueError(f"older_than_days must be >= 0, got {days}")
-    size = batch_size or config.purge_batch_size
+    pacing = PurgePacing(
+        largest=batch_size or config.purge_batch_size,
+        target_seconds=config.purge_batch_seconds if batch_seconds is None else batch_seconds,
+        pause_factor=config.purge_pause_factor if pause_factor is None else pause_factor,
+    )
     folder = archive_dir if archive_dir is not None else config.archive_dir
     with engine().connect() as connection:
         cutoff = database_now(connection) - timedelta(days=days)
@@ -129,6 +147,8 @@ def purge(
         target = None
         if folder is not None:
             target = Path(folder) / f"jobledger-{run_stamp}-{result.batches + 1:05d}.jsonl.gz"
+        size = pacing.size
+        began = time.monotonic()
         done = in_transaction(
             functools.partial(
                 _purge_batch, cutoff=cutoff, exclude=exclude_job_id, size=size, archive=target
@@ -137,7 +157,10 @@ def purge(
         )
         if done.jobs == 0:
             break
+        seconds = time.monotonic() - began
         result.batches += 1
+        result.last_batch_seconds = seconds
+        result.longest_batch_seconds = max(result.longest_batch_seconds, seconds)
         result.deleted += done.jobs
         result.rolled_up += done.jobs
         for name, count in done.children.items():
@@ -147,8 +170,11 @@ def purge(
             result.archive_files.append(str(target))
         if between_batches is not None:
             between_batches(result)
+        pause = pacing.after(done.jobs, seconds)
         if done.jobs < size:
             break
+        time.sleep(pause)  # the pacing's yield to ingest, not a wait for anything
+        result.paused_seconds += pause
     stamp = cutoff.astimezone(UTC).strftime("%Y%m%d%H%M%S")
     result.counters_deleted = in_transaction(
         lambda connection: connection.execute(q.delete_counters_before(stamp)).rowcount,

@@ -19,11 +19,11 @@ Rules, and why:
 - One transaction per batch (at most ``JOBLEDGER_PURGE_BATCH_SIZE`` jobs, fewer when
   batches run longer than ``JOBLEDGER_PURGE_BATCH_SECONDS``), and a pause after each one
   (``JOBLEDGER_PURGE_PAUSE_FACTOR`` times its duration) so ingest keeps the machine: see
-  :mod:`app.ledger.purge_pacing`. In each batch: lock the
-  batch (``FOR UPDATE SKIP LOCKED``: two purges never wait on each other), read it with its
-  steps, events, logs and files, write the archive file, fold the batch into the rollups,
-  delete children then jobs, commit. Locks are held for one batch only, on rows nobody
-  writes any more, so producers and workers are never blocked for long.
+  :mod:`app.ledger.purge_pacing`. In each batch: lock it (``FOR UPDATE SKIP LOCKED``: two
+  purges never wait on each other), read it with its steps, events, logs and files, write
+  the archive file, fold the batch into the rollups, delete children then jobs, commit.
+  Locks are held for one batch only, on rows nobody writes any more, so producers and
+  workers are never blocked for long.
 - Archive (``JOBLEDGER_ARCHIVE_DIR``): one gzip JSON-lines file per batch, one line per job
   (``{"job": …, "steps": […], "events": […], "logs": […], "files": […]}``), written to a
   temporary name, flushed to disk and renamed before the deletes. If the write fails the

@@ -123,19 +123,15 @@ class JobTask(Task):  # type: ignore[misc]
         document = payload.model_dump(mode="json")
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
         task_id = task_id or str(job_id)
+        actor = actor_of(described.get("trigger", "producer"))
         ledger.record_queued(
-            self._new_job(job_id, task_id, document, described, options),
-            actor=actor_of(described.get("trigger", "producer")),
+            self._new_job(job_id, task_id, document, described, options), actor=actor
         )
         headers[HEADER] = {"job_id": str(job_id)}
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)
         except Exception as error:
-            ledger.record_failed(
-                job_id,
-                reason=f"could not publish the job to the broker: {error}",
-                actor=actor_of(described.get("trigger", "producer")),
-            )
+            _record_unpublished([job_id], error, actor)
             raise
 
     def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:
@@ -180,12 +176,7 @@ class JobTask(Task):  # type: ignore[misc]
                         )
                     )
                 except Exception as error:
-                    for unsent in ids[position:]:
-                        ledger.record_failed(
-                            unsent,
-                            reason=f"could not publish the job to the broker: {error}",
-                            actor=actor,
-                        )
+                    _record_unpublished(ids[position:], error, actor)
                     raise
         return results
 
@@ -345,6 +336,17 @@ def _durably(write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         write(*args, **kwargs)
     except LedgerUnavailable as error:
         raise Reject(str(error), requeue=True) from error
+
+
+def _record_unpublished(
+    job_ids: Iterable[uuid.UUID], error: Exception, actor: ledger.Actor
+) -> None:
+    """The broker refused the messages of recorded jobs: they fail, saying why, rather
+    than wait ``queued`` for a message that will never come."""
+    for job_id in job_ids:
+        ledger.record_failed(
+            job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
+        )
 
 
 def _uuid_or_new(value: str) -> uuid.UUID:

@@ -307,6 +307,8 @@ def purge(
         f"archived {result.archived}, rolled up {result.rolled_up}, "
         f"{result.counters_deleted} run-name counters"
     )
+    if result.vacuumed:
+        typer.echo(f"vacuumed {', '.join(result.vacuumed)} in {result.vacuum_seconds:.1f} s")
     for path in result.archive_files:
         typer.echo(f"archive: {path}")
 

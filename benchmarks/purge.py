@@ -21,7 +21,8 @@ temporary directory unless ``--no-archive``, rollups), in process:
   transaction, timed around it, pauses excluded); (2) a monitor thread polling
   ``pg_stat_activity`` every 20 ms on its own connection, keeping for every
   ``(pid, xact_start)`` of the benchmark database's other client backends the last
-  ``now() - xact_start`` seen (a lower bound, within one poll);
+  ``now() - xact_start`` seen (a lower bound, within one poll), the closing VACUUMs
+  (no lock that blocks reads or writes) apart from the transactions;
 - unless ``--no-inserts``: a separate process (its own interpreter, so no GIL is
   shared with the purge) calls ``ledger.record_queued`` in a loop as fast as it can, for
   ``--baseline`` seconds before the purge, during the purge, and ``--baseline`` seconds
@@ -69,12 +70,14 @@ def inserter(stop: Any, out: Any) -> None:
 
 
 class Monitor(threading.Thread):
-    """The longest transaction of other client backends of the benchmark database."""
+    """The longest transaction of other client backends of the benchmark database; the
+    purge's closing VACUUMs (which block no reads or writes) kept apart."""
 
     def __init__(self, exclude: set[int]) -> None:
         super().__init__(daemon=True)
         self.exclude = exclude
         self.longest: dict[tuple[int, str], float] = {}
+        self.vacuums: dict[tuple[int, str], float] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -85,7 +88,8 @@ class Monitor(threading.Thread):
                     text(
                         """
                         SELECT pid, xact_start::text AS started,
-                               extract(epoch FROM clock_timestamp() - xact_start) AS held
+                               extract(epoch FROM clock_timestamp() - xact_start) AS held,
+                               query ILIKE 'VACUUM%' AS vacuum
                         FROM pg_stat_activity
                         WHERE datname = :d AND backend_type = 'client backend'
                           AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
@@ -97,7 +101,8 @@ class Monitor(threading.Thread):
                     if row.pid in self.exclude:
                         continue
                     key = (row.pid, row.started)
-                    self.longest[key] = max(self.longest.get(key, 0.0), float(row.held))
+                    seen = self.vacuums if row.vacuum else self.longest
+                    seen[key] = max(seen.get(key, 0.0), float(row.held))
                 time.sleep(MONITOR_POLL)  # the monitor's resolution
         engine.dispose()
 
@@ -157,9 +162,14 @@ def main() -> None:
 
         window: dict[str, float] = {"before": time.time()}
         time.sleep(0 if args.no_inserts else args.baseline)
-        window["purge_start"] = time.time()
+        window["purge_start"] = window["batches_end"] = time.time()
         monitor.start()
         batch_seconds: list[float] = []
+
+        def after_batch(done: retention.PurgeResult) -> None:
+            batch_seconds.append(done.last_batch_seconds)
+            window["batches_end"] = time.time()  # after the last one: the VACUUM begins
+
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="jobledger-purge-") as folder:
             result = retention.purge(
@@ -167,7 +177,7 @@ def main() -> None:
                 batch_seconds=args.batch_seconds,
                 pause_factor=args.pause_factor,
                 archive_dir=None if args.no_archive else Path(folder),
-                between_batches=lambda done: batch_seconds.append(done.last_batch_seconds),
+                between_batches=after_batch,
             )
             archive_bytes = sum(p.stat().st_size for p in Path(folder).iterdir())
         duration = time.perf_counter() - started
@@ -204,6 +214,8 @@ def main() -> None:
         "p50_batch_s": h.percentile(batch_seconds, 0.5) if batch_seconds else 0.0,
         "longest_transaction_seen_s": max(monitor.longest.values(), default=0.0),
         "transactions_over_1s": sum(1 for v in monitor.longest.values() if v > 1.0),
+        "vacuum_s": result.vacuum_seconds,
+        "longest_vacuum_seen_s": max(monitor.vacuums.values(), default=0.0),
         "batches_over_1s": sum(1 for v in batch_seconds if v > 1.0),
         # does a batch get slower as the purge goes (dead index entries ahead of it)?
         "mean_batch_s_first_tenth": _mean(batch_seconds[: max(1, len(batch_seconds) // 10)]),
@@ -225,7 +237,8 @@ def main() -> None:
         f"longest batch: {figures['longest_batch_s'] * 1000:.0f} ms "
         f"(p50 {figures['p50_batch_s'] * 1000:.0f} ms, {figures['batches_over_1s']} over 1 s); "
         f"longest transaction seen in pg_stat_activity: "
-        f"{figures['longest_transaction_seen_s'] * 1000:.0f} ms"
+        f"{figures['longest_transaction_seen_s'] * 1000:.0f} ms; closing VACUUM "
+        f"{result.vacuum_seconds:.1f} s (longest table {figures['longest_vacuum_seen_s']:.1f} s)"
     )
     print(
         f"mean batch, first tenth {figures['mean_batch_s_first_tenth'] * 1000:.0f} ms, "
@@ -239,7 +252,9 @@ def main() -> None:
             f"record_queued beside it: {ins['without']['per_s']:.0f}/s without "
             f"(p99 {ins['without']['p99_ms']:.1f} ms), {ins['during']['per_s']:.0f}/s during "
             f"(p99 {ins['during']['p99_ms']:.1f} ms): rate ratio {ins['rate_ratio']:.2f}, "
-            f"p99 ratio {ins['p99_ratio']:.2f}"
+            f"p99 ratio {ins['p99_ratio']:.2f}; during the batches alone "
+            f"{ins['batches_rate_ratio']:.2f} (p99 {ins['batches_p99_ratio']:.2f}), during the "
+            f"VACUUM {ins['vacuum']['per_s']:.0f}/s (p99 {ins['vacuum']['p99_ms']:.1f} ms)"
         )
     h.Record(
         "purge",
@@ -313,10 +328,21 @@ def _inserts(samples: list[tuple[float, float]], window: dict[str, float]) -> di
         "before": phase(before, window["purge_start"] - window["before"]),
         "during": phase(during, window["purge_end"] - window["purge_start"]),
         "after": phase(after, window["after"] - window["purge_end"]),
+        # the purge split: its batches (with pauses), then the closing VACUUM
+        "batches": phase(
+            [p for p in during if p[0] < window["batches_end"]],
+            window["batches_end"] - window["purge_start"],
+        ),
+        "vacuum": phase(
+            [p for p in during if p[0] >= window["batches_end"]],
+            window["purge_end"] - window["batches_end"],
+        ),
         "without": phase(before + after, without_seconds),
     }
     result["rate_ratio"] = result["during"]["per_s"] / result["without"]["per_s"]
     result["p99_ratio"] = result["during"]["p99_ms"] / result["without"]["p99_ms"]
+    result["batches_rate_ratio"] = result["batches"]["per_s"] / result["without"]["per_s"]
+    result["batches_p99_ratio"] = result["batches"]["p99_ms"] / result["without"]["p99_ms"]
     return result
 
 

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,8 @@ def test_the_archive_holds_every_purged_job_with_its_children_readable_with_zcat
     sample = next(d for d in documents if d["steps"])
     assert [s["position"] for s in sample["steps"]] == [1, 2]
     assert all(e["job_id"] == sample["job"]["id"] for e in sample["events"])
+    # timestamps as ISO 8601 with their offset, as the ledger stores them
+    assert datetime.fromisoformat(sample["job"]["completed_at"]).utcoffset() is not None
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -256,6 +259,7 @@ def test_the_purge_command_reports_progress_on_stderr(monkeypatch: pytest.Monkey
         "purged 30 of 30",
     ]
     assert "deleted 30 jobs" in result.stdout
+    assert f"vacuumed {', '.join(retention.PURGED_TABLES)} in " in result.stdout
 
 
 def test_a_dry_run_counts_and_deletes_nothing() -> None:
@@ -289,11 +293,13 @@ def test_a_purge_that_deleted_jobs_vacuums_the_tables_it_deleted_from() -> None:
     assert result.deleted == 5
     assert result.vacuumed == list(retention.PURGED_TABLES)
     assert vacuums_of_jobs() == before + 1  # the machine's autovacuum may be off: ours
+    assert result.vacuum_seconds > 0
 
 
 def test_a_purge_with_nothing_to_delete_does_not_vacuum() -> None:
     seed("new", 3, "1 day")
-    assert retention.purge(older_than_days=30).vacuumed == []
+    result = retention.purge(older_than_days=30)
+    assert (result.vacuumed, result.vacuum_seconds) == ([], 0.0)
 
 
 def test_old_run_name_counters_go_with_the_retention() -> None:

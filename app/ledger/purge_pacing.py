@@ -2,7 +2,7 @@
 
 Usage::
 
-    pacing = PurgePacing(largest=200, target_seconds=0.25, pause_factor=1.0)
+    pacing = PurgePacing(largest=200, target_seconds=0.25, pause_factor=3.0)
     size = pacing.size                       # jobs in the next batch
     pause = pacing.after(jobs, seconds)      # record a committed batch; seconds to pause
 
@@ -17,8 +17,10 @@ Two rules, each with its setting (both measured with ``benchmarks/purge.py``):
 - **The purge yields between batches** (``JOBLEDGER_PURGE_PAUSE_FACTOR``): it pauses
   for that many times the duration of the batch it just committed, as pt-archiver's
   ``--sleep-coef`` does, so the ledger's inserts keep most of the machine while a
-  month's worth of jobs is deleted: ``1`` purges at most half of the time, ``0`` never
-  pauses.
+  day's worth of old jobs is deleted: ``3`` purges at most a quarter of the time, ``0``
+  never pauses. Measured on 2 cores (50k jobs, an inserter calling ``record_queued`` as
+  fast as it can beside it): inserts at 0.90x of their rate without the purge with 3,
+  0.83x with 1. The default is 3: a daily job has hours, ingest has none to spare.
 """
 
 from __future__ import annotations

@@ -162,13 +162,12 @@ def main() -> None:
 
         window: dict[str, float] = {"before": time.time()}
         time.sleep(0 if args.no_inserts else args.baseline)
-        window["purge_start"] = window["batches_end"] = time.time()
+        window["purge_start"] = time.time()
         monitor.start()
         batch_seconds: list[float] = []
 
         def after_batch(done: retention.PurgeResult) -> None:
             batch_seconds.append(done.last_batch_seconds)
-            window["batches_end"] = time.time()  # after the last one: the VACUUM begins
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="jobledger-purge-") as folder:
@@ -182,6 +181,7 @@ def main() -> None:
             archive_bytes = sum(p.stat().st_size for p in Path(folder).iterdir())
         duration = time.perf_counter() - started
         window["purge_end"] = time.time()
+        window["batches_end"] = window["purge_end"] - result.vacuum_seconds  # VACUUM began
         monitor.stopping.set()
         monitor.join(10)
         time.sleep(0 if args.no_inserts else args.baseline)

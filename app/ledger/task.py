@@ -140,8 +140,10 @@ class JobTask(Task):  # type: ignore[misc]
 
         Nothing is written or queued when any payload is invalid: the error names the
         payload's index and field (``[3].value``). Accepts the job options of
-        :meth:`apply_async` (``tenant``, ``trigger``…), applied to every job.
+        :meth:`apply_async` (``tenant``, ``trigger``…), applied to every job, and
+        Celery's ``producer`` (default: one from the app's pool).
         """
+        given_producer = options.pop("producer", None)
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
@@ -162,7 +164,7 @@ class JobTask(Task):  # type: ignore[misc]
             actor=actor,
         )
         results = []
-        with self.app.producer_or_acquire() as producer:
+        with self.app.producer_or_acquire(given_producer) as producer:
             for position, (job_id, document) in enumerate(zip(ids, documents, strict=True)):
                 try:
                     results.append(

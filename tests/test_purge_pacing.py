@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ledger.purge_pacing import PurgePacing
+from app.ledger.purge_pacing import LONGEST_PAUSE_SECONDS, PurgePacing
 
 
 def test_the_first_batch_is_the_largest_allowed() -> None:
@@ -54,6 +54,12 @@ def test_the_pause_is_the_factor_times_the_batch(factor: float, pause: float) ->
     pacing = PurgePacing(largest=200, target_seconds=0.25, pause_factor=factor)
 
     assert pacing.after(100, 0.4) == pytest.approx(pause)
+
+
+def test_a_pause_never_exceeds_the_longest_pause() -> None:
+    pacing = PurgePacing(largest=200, target_seconds=0.25, pause_factor=3)
+
+    assert pacing.after(200, 100.0) == LONGEST_PAUSE_SECONDS
 
 
 @pytest.mark.parametrize(

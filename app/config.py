@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     #: (:mod:`app.ledger.purge_pacing`); 0 keeps every batch at ``purge_batch_size``.
     purge_batch_seconds: float = Field(default=0.25, ge=0)
     #: The purge pauses this many times each batch's duration after it (pt-archiver's
-    #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses. 3 keeps inserts
-    #: beside a purge at 0.90x on 2 cores (1: 0.83x, twice as fast a purge).
+    #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses. Why 3: the
+    #: measurements in :mod:`app.ledger.purge_pacing`.
     purge_pause_factor: float = Field(default=3.0, ge=0)
     #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
     purge_vacuum: bool = True

@@ -165,10 +165,6 @@ def main() -> None:
         window["purge_start"] = time.time()
         monitor.start()
         batch_seconds: list[float] = []
-
-        def after_batch(done: retention.PurgeResult) -> None:
-            batch_seconds.append(done.last_batch_seconds)
-
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="jobledger-purge-") as folder:
             result = retention.purge(
@@ -176,7 +172,7 @@ def main() -> None:
                 batch_seconds=args.batch_seconds,
                 pause_factor=args.pause_factor,
                 archive_dir=None if args.no_archive else Path(folder),
-                between_batches=after_batch,
+                between_batches=lambda done: batch_seconds.append(done.last_batch_seconds),
             )
             archive_bytes = sum(p.stat().st_size for p in Path(folder).iterdir())
         duration = time.perf_counter() - started

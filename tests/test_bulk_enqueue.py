@@ -1,4 +1,5 @@
-"""The bulk enqueue path: many jobs recorded in one transaction, then published."""
+"""The bulk enqueue path (many jobs recorded in one transaction, then published), and
+what both enqueue paths record when the broker refuses the messages."""
 
 from __future__ import annotations
 

@@ -4,12 +4,18 @@
   is a JSON object; ``row_key`` is set when the import names a key column, so
   re-importing the same keys updates rows instead of adding them.
 - ``transactions``: a budget's transactions pulled by ``sync`` (upserted on
-  ``(budget_id, external_id)``).
+  ``(tenant, budget_id, external_id)``).
 - ``sync_cursors``: where the last complete ``sync`` of a budget from a source stopped.
 - ``suggestions``: categories proposed by ``suggest``; ``pending`` ones are replaced on
   every run, ``applied``/``rejected`` ones are history and never touched.
 
-The reads and writes live in :mod:`tasks._store`; the schema in migration ``0002``.
+Every table carries ``tenant``, and every key and index starts with it: a budget or a
+dataset is named within its tenant, so two tenants may both have a budget
+``household`` and never see each other's rows. The tenant a job writes is the one of its
+ledger row (:attr:`app.ledger.context.JobContext.tenant`), never a value from the payload.
+
+The reads and writes live in :mod:`tasks._store`; the schema in migrations ``0002`` and
+``0005`` (which added ``tenant`` to the tables that lacked it).
 ``job_id`` columns name the ledger job that last wrote a row. They carry no foreign key on
 purpose: the retention purge deletes old jobs, never the data they produced.
 """
@@ -67,6 +73,8 @@ class DatasetRow(Base):
     __tablename__ = "dataset_rows"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: The dataset's tenant (kept on the row so every read filters on it directly).
+    tenant: Mapped[str] = mapped_column(String(128))
     dataset_id: Mapped[int] = mapped_column(BigId, ForeignKey("datasets.id", ondelete="CASCADE"))
     #: Value of the key column when the import was keyed; NULL rows never collide.
     row_key: Mapped[str | None] = mapped_column(String(512))
@@ -76,8 +84,8 @@ class DatasetRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
     __table_args__ = (
-        UniqueConstraint("dataset_id", "row_key"),
-        Index("ix_dataset_rows_dataset_id_id", "dataset_id", "id"),
+        UniqueConstraint("tenant", "dataset_id", "row_key"),
+        Index("ix_dataset_rows_tenant_dataset_id_id", "tenant", "dataset_id", "id"),
         Index("ix_dataset_rows_job_id", "job_id"),
     )
 
@@ -88,6 +96,7 @@ class Transaction(Base):
     __tablename__ = "transactions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
     budget_id: Mapped[str] = mapped_column(String(128))
     external_id: Mapped[str] = mapped_column(String(256))
     booked_on: Mapped[date] = mapped_column(Date)
@@ -104,8 +113,13 @@ class Transaction(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
     __table_args__ = (
-        UniqueConstraint("budget_id", "external_id"),
-        Index("ix_transactions_budget_id_payee_normalized", "budget_id", "payee_normalized"),
+        UniqueConstraint("tenant", "budget_id", "external_id"),
+        Index(
+            "ix_transactions_tenant_budget_id_payee_normalized",
+            "tenant",
+            "budget_id",
+            "payee_normalized",
+        ),
     )
 
 
@@ -114,6 +128,7 @@ class SyncCursor(Base):
 
     __tablename__ = "sync_cursors"
 
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
     budget_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     #: A stable, password-free identity of the source (see ``SyncSource.identity``).
     source_key: Mapped[str] = mapped_column(String(512), primary_key=True)
@@ -129,6 +144,8 @@ class Suggestion(Base):
     __tablename__ = "suggestions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: Its transaction's tenant.
+    tenant: Mapped[str] = mapped_column(String(128))
     budget_id: Mapped[str] = mapped_column(String(128))
     transaction_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("transactions.id", ondelete="CASCADE")
@@ -148,6 +165,6 @@ class Suggestion(Base):
             "status IN (" + ", ".join(repr(s) for s in SUGGESTION_STATUSES) + ")", name="status"
         ),
         CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence"),
-        Index("ix_suggestions_budget_id_status", "budget_id", "status"),
+        Index("ix_suggestions_tenant_budget_id_status", "tenant", "budget_id", "status"),
         Index("ix_suggestions_transaction_id", "transaction_id"),
     )

@@ -7,6 +7,11 @@ outcomes) do not belong here: they go through :class:`app.ledger.context.JobCont
 
 Upserts use ``INSERT … ON CONFLICT`` (PostgreSQL and SQLite both have it), which makes
 every write idempotent: a job delivered twice writes the same rows again.
+
+Every function takes the ``tenant`` first and every statement filters (or writes) it:
+budgets and datasets are named within a tenant, so a statement without it would reach
+another tenant's rows of the same name. Tasks pass :attr:`JobContext.tenant`, the job's
+ledger tenant.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import engine
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction
+from models.tables import jobs
 
 # Declarative classes type ``__table__`` as a FromClause; these are plain Tables.
 datasets = cast(sa.Table, Dataset.__table__)
@@ -90,24 +96,32 @@ def find_dataset(tenant: str, name: str) -> DatasetInfo | None:
         if found is None:
             return None
         count = connection.execute(
-            sa.select(func.count()).select_from(rows).where(rows.c.dataset_id == found.id)
+            sa.select(func.count())
+            .select_from(rows)
+            .where(rows.c.tenant == tenant, rows.c.dataset_id == found.id)
         ).scalar_one()
         return DatasetInfo(int(found.id), list(found.columns or []), int(count))
 
 
-def forget_job_rows(dataset_id: int, job_id: uuid.UUID) -> int:
+def forget_job_rows(tenant: str, dataset_id: int, job_id: uuid.UUID) -> int:
     """Delete the unkeyed rows an earlier execution of ``job_id`` wrote (a redelivered or
     manually retried import starts over instead of appending the same rows twice)."""
     with engine().begin() as connection:
         return connection.execute(
             sa.delete(rows).where(
-                rows.c.dataset_id == dataset_id, rows.c.job_id == job_id, rows.c.row_key.is_(None)
+                rows.c.tenant == tenant,
+                rows.c.dataset_id == dataset_id,
+                rows.c.job_id == job_id,
+                rows.c.row_key.is_(None),
             )
         ).rowcount
 
 
 def write_rows(
-    dataset_id: int, job_id: uuid.UUID, batch: Sequence[tuple[str | None, dict[str, Any]]]
+    tenant: str,
+    dataset_id: int,
+    job_id: uuid.UUID,
+    batch: Sequence[tuple[str | None, dict[str, Any]]],
 ) -> None:
     """One batch of ``(key, data)`` rows in one transaction; keyed rows are upserted."""
     if not batch:
@@ -115,19 +129,15 @@ def write_rows(
     # One INSERT may not touch the same key twice (PostgreSQL refuses): the last wins,
     # as it would across two statements.
     keyed = {key: data for key, data in batch if key is not None}
-    values = [
-        {"dataset_id": dataset_id, "row_key": None, "data": data, "job_id": job_id}
-        for key, data in batch
-        if key is None
-    ] + [
-        {"dataset_id": dataset_id, "row_key": key, "data": data, "job_id": job_id}
-        for key, data in keyed.items()
+    owner = {"tenant": tenant, "dataset_id": dataset_id, "job_id": job_id}
+    values = [{**owner, "row_key": None, "data": data} for key, data in batch if key is None] + [
+        {**owner, "row_key": key, "data": data} for key, data in keyed.items()
     ]
     with engine().begin() as connection:
         statement = _insert(connection, rows).values(values)
         connection.execute(
             statement.on_conflict_do_update(
-                index_elements=["dataset_id", "row_key"],
+                index_elements=["tenant", "dataset_id", "row_key"],
                 set_={
                     "data": statement.excluded.data,
                     "job_id": statement.excluded.job_id,
@@ -137,11 +147,13 @@ def write_rows(
         )
 
 
-def dataset_rows(dataset_id: int) -> Iterator[dict[str, Any]]:
+def dataset_rows(tenant: str, dataset_id: int) -> Iterator[dict[str, Any]]:
     """The rows of a dataset in import order, streamed (server-side cursor)."""
     with engine().connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=FETCH).execute(
-            sa.select(rows.c.data).where(rows.c.dataset_id == dataset_id).order_by(rows.c.id)
+            sa.select(rows.c.data)
+            .where(rows.c.tenant == tenant, rows.c.dataset_id == dataset_id)
+            .order_by(rows.c.id)
         )
         for row in result:
             yield row.data
@@ -166,22 +178,38 @@ def _relation(name: str, columns: Sequence[str]) -> sa.TableClause:
     return sa.table(name, *(sa.column(column) for column in columns))
 
 
-def count_relation(name: str, columns: Sequence[str], tenant: str | None) -> int:
-    """Rows of relation ``name`` (of ``tenant`` only, when given)."""
+def tenant_scope(columns: Sequence[str]) -> str | None:
+    """The column through which a relation's rows are limited to one tenant: its own
+    ``tenant``, else ``job_id`` (the owning job's tenant: ``job_events``, ``job_logs``,
+    ``job_files``, ``job_steps``); None when it has neither and cannot be limited."""
+    for column in ("tenant", "job_id"):
+        if column in columns:
+            return column
+    return None
+
+
+def _of_tenant(relation: sa.TableClause, tenant: str) -> sa.ColumnElement[bool]:
+    """Rows of ``relation`` that belong to ``tenant`` (see :func:`tenant_scope`)."""
+    scope = tenant_scope(list(relation.c.keys()))
+    if scope == "tenant":
+        return relation.c.tenant == tenant
+    if scope == "job_id":
+        return relation.c.job_id.in_(sa.select(jobs.c.id).where(jobs.c.tenant == tenant))
+    raise ValueError(f"relation {relation.name!r} cannot be limited to a tenant")
+
+
+def count_relation(name: str, columns: Sequence[str], tenant: str) -> int:
+    """Rows of relation ``name`` that belong to ``tenant``."""
     relation = _relation(name, columns)
-    query = sa.select(func.count()).select_from(relation)
-    if tenant is not None:
-        query = query.where(relation.c.tenant == tenant)
+    query = sa.select(func.count()).select_from(relation).where(_of_tenant(relation, tenant))
     with engine().connect() as connection:
         return int(connection.execute(query).scalar_one())
 
 
-def relation_rows(name: str, columns: Sequence[str], tenant: str | None) -> Iterator[Sequence[Any]]:
-    """Rows of relation ``name`` (of ``tenant`` only, when given), streamed."""
+def relation_rows(name: str, columns: Sequence[str], tenant: str) -> Iterator[Sequence[Any]]:
+    """Rows of relation ``name`` that belong to ``tenant``, streamed."""
     relation = _relation(name, columns)
-    query = sa.select(*relation.c)
-    if tenant is not None:
-        query = query.where(relation.c.tenant == tenant)
+    query = sa.select(*relation.c).where(_of_tenant(relation, tenant))
     with engine().connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=FETCH).execute(query)
         yield from result
@@ -190,25 +218,29 @@ def relation_rows(name: str, columns: Sequence[str], tenant: str | None) -> Iter
 # -- transactions and sync cursors ----------------------------------------------------
 
 
-def read_cursor(budget_id: str, source_key: str) -> dict[str, Any] | None:
+def read_cursor(tenant: str, budget_id: str, source_key: str) -> dict[str, Any] | None:
     """The cursor of the last complete sync of ``budget_id`` from ``source_key``."""
     with engine().connect() as connection:
         return connection.execute(
             sa.select(cursors.c.cursor).where(
-                cursors.c.budget_id == budget_id, cursors.c.source_key == source_key
+                cursors.c.tenant == tenant,
+                cursors.c.budget_id == budget_id,
+                cursors.c.source_key == source_key,
             )
         ).scalar_one_or_none()
 
 
-def save_cursor(budget_id: str, source_key: str, cursor: dict[str, Any], job_id: uuid.UUID) -> None:
+def save_cursor(
+    tenant: str, budget_id: str, source_key: str, cursor: dict[str, Any], job_id: uuid.UUID
+) -> None:
     """Remember where a complete sync stopped."""
     with engine().begin() as connection:
         statement = _insert(connection, cursors).values(
-            budget_id=budget_id, source_key=source_key, cursor=cursor, job_id=job_id
+            tenant=tenant, budget_id=budget_id, source_key=source_key, cursor=cursor, job_id=job_id
         )
         connection.execute(
             statement.on_conflict_do_update(
-                index_elements=["budget_id", "source_key"],
+                index_elements=["tenant", "budget_id", "source_key"],
                 set_={"cursor": cursor, "job_id": job_id, "updated_at": func.now()},
             )
         )
@@ -226,13 +258,19 @@ TRANSACTION_FIELDS = (
 )
 
 
-def upsert_transactions(budget_id: str, job_id: uuid.UUID, batch: Iterable[dict[str, Any]]) -> int:
-    """Upsert transactions on ``(budget_id, external_id)`` in one transaction; returns how
-    many rows were inserted or actually changed (an unchanged re-sync writes nothing)."""
+def upsert_transactions(
+    tenant: str, budget_id: str, job_id: uuid.UUID, batch: Iterable[dict[str, Any]]
+) -> int:
+    """Upsert transactions on ``(tenant, budget_id, external_id)`` in one transaction;
+    returns how many rows were inserted or actually changed (an unchanged re-sync writes
+    nothing)."""
     keyed = {record["external_id"]: record for record in batch}
     if not keyed:
         return 0
-    values = [{"budget_id": budget_id, "job_id": job_id, **record} for record in keyed.values()]
+    values = [
+        {**record, "tenant": tenant, "budget_id": budget_id, "job_id": job_id}
+        for record in keyed.values()
+    ]
     with engine().begin() as connection:
         statement = _insert(connection, transactions).values(values)
         excluded = statement.excluded
@@ -240,7 +278,7 @@ def upsert_transactions(budget_id: str, job_id: uuid.UUID, batch: Iterable[dict[
             *(transactions.c[name].is_distinct_from(excluded[name]) for name in TRANSACTION_FIELDS)
         )
         upsert = statement.on_conflict_do_update(
-            index_elements=["budget_id", "external_id"],
+            index_elements=["tenant", "budget_id", "external_id"],
             set_={
                 **{name: excluded[name] for name in TRANSACTION_FIELDS},
                 "job_id": excluded.job_id,
@@ -254,38 +292,48 @@ def upsert_transactions(budget_id: str, job_id: uuid.UUID, batch: Iterable[dict[
 # -- suggestions ------------------------------------------------------------------------
 
 
-def category_history(budget_id: str) -> list[tuple[str, str, int]]:
+def category_history(tenant: str, budget_id: str) -> list[tuple[str, str, int]]:
     """``(payee_normalized, category, count)`` over the budget's categorized transactions."""
     query = (
         sa.select(transactions.c.payee_normalized, transactions.c.category, func.count())
-        .where(transactions.c.budget_id == budget_id, transactions.c.category.is_not(None))
+        .where(
+            transactions.c.tenant == tenant,
+            transactions.c.budget_id == budget_id,
+            transactions.c.category.is_not(None),
+        )
         .group_by(transactions.c.payee_normalized, transactions.c.category)
     )
     with engine().connect() as connection:
         return [(row[0], row[1], int(row[2])) for row in connection.execute(query)]
 
 
-def count_uncategorized(budget_id: str) -> int:
+def count_uncategorized(tenant: str, budget_id: str) -> int:
     """How many of the budget's transactions have no category."""
     query = (
         sa.select(func.count())
         .select_from(transactions)
-        .where(transactions.c.budget_id == budget_id, transactions.c.category.is_(None))
+        .where(
+            transactions.c.tenant == tenant,
+            transactions.c.budget_id == budget_id,
+            transactions.c.category.is_(None),
+        )
     )
     with engine().connect() as connection:
         return int(connection.execute(query).scalar_one())
 
 
-def _uncategorized_without_decision(budget_id: str) -> sa.Select[Any]:
+def _uncategorized_without_decision(tenant: str, budget_id: str) -> sa.Select[Any]:
     """Uncategorized transactions with no applied or rejected suggestion (those are the
     user's decision and are not proposed again)."""
     decided = sa.select(suggestions.c.id).where(
+        suggestions.c.tenant == tenant,
         suggestions.c.transaction_id == transactions.c.id,
         suggestions.c.status != "pending",
     )
     return (
         sa.select(transactions.c.id, transactions.c.payee_normalized)
         .where(
+            transactions.c.tenant == tenant,
             transactions.c.budget_id == budget_id,
             transactions.c.category.is_(None),
             ~decided.exists(),
@@ -296,16 +344,18 @@ def _uncategorized_without_decision(budget_id: str) -> sa.Select[Any]:
 
 class SuggestionWriter:
     """Replaces a budget's pending suggestions in one transaction: the old pending ones
-    go and the new ones arrive together, or (on an error or a cancel) neither.
+    go and the new ones arrive together, or (on an error or a cancel) neither. Only
+    ``tenant``'s: another tenant's budget of the same name is not touched.
 
     Usage::
 
-        with SuggestionWriter(budget_id, job_id) as writer:
+        with SuggestionWriter(tenant, budget_id, job_id) as writer:
             for batch in writer.candidates():
                 writer.add([...])
     """
 
-    def __init__(self, budget_id: str, job_id: uuid.UUID) -> None:
+    def __init__(self, tenant: str, budget_id: str, job_id: uuid.UUID) -> None:
+        self.tenant = tenant
         self.budget_id = budget_id
         self.job_id = job_id
         self.replaced = 0
@@ -317,7 +367,9 @@ class SuggestionWriter:
         self._transaction = self._connection.begin()
         self.replaced = self._connection.execute(
             sa.delete(suggestions).where(
-                suggestions.c.budget_id == self.budget_id, suggestions.c.status == "pending"
+                suggestions.c.tenant == self.tenant,
+                suggestions.c.budget_id == self.budget_id,
+                suggestions.c.status == "pending",
             )
         ).rowcount
         return self
@@ -336,7 +388,9 @@ class SuggestionWriter:
     def candidates(self, batch_size: int) -> Iterator[list[tuple[int, str]]]:
         """``(transaction_id, payee_normalized)`` to suggest for, in batches."""
         assert self._connection is not None
-        result = self._connection.execute(_uncategorized_without_decision(self.budget_id))
+        result = self._connection.execute(
+            _uncategorized_without_decision(self.tenant, self.budget_id)
+        )
         while batch := result.fetchmany(batch_size):
             yield [(int(row[0]), str(row[1])) for row in batch]
 
@@ -347,7 +401,10 @@ class SuggestionWriter:
         if proposals:
             self._connection.execute(
                 sa.insert(suggestions),
-                [{**p, "budget_id": self.budget_id, "job_id": self.job_id} for p in proposals],
+                [
+                    {**p, "tenant": self.tenant, "budget_id": self.budget_id, "job_id": self.job_id}
+                    for p in proposals
+                ],
             )
 
 

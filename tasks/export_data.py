@@ -18,13 +18,16 @@ bytes, sha256, records) and the result is ``{"records", "path"}``.
 Rows are streamed from the database (server-side cursor) and written as they come, so
 memory stays flat however big the dataset; XLSX uses openpyxl's write-only mode.
 
-``ledger:<relation>`` reads any table or view of the ledger database whose name is a
-plain lower-case identifier (the reporting views of migration 0003, or ``jobs``…); a
-name that is not one, or that does not exist, fails the job. Only relations with a
-``tenant`` column can be exported, and only the payload tenant's rows, so an export never
-hands one tenant another's jobs (``job_events`` or ``job_logs`` have no tenant: read them
-with SQL). A dataset column order is the order columns were first
-imported; values that are objects or lists are written as JSON text in CSV and XLSX.
+Every export reads the job's tenant's rows only (:attr:`JobContext.tenant`, the tenant of
+the job's ledger row; the payload's ``tenant`` must agree with it). ``ledger:<relation>``
+reads a table or view of the ledger database whose name is a plain lower-case identifier
+(the reporting views of migration 0003, ``jobs``, ``job_logs``…), limited to the tenant
+through its ``tenant`` column, else through its ``job_id`` (rows of the tenant's jobs:
+``job_events``, ``job_logs``, ``job_files``, ``job_steps``). A relation with neither
+(``run_name_counters``, ``alembic_version``…) cannot be limited to a tenant and fails
+the job, as does a name that is not an identifier or does not exist. A dataset column
+order is the order columns were first imported; values that are objects or lists are
+written as JSON text in CSV and XLSX.
 """
 
 from __future__ import annotations
@@ -64,14 +67,17 @@ class ExportPayload(JobPayload):
     #: A dataset name, or ``ledger:<table or view>``.
     dataset: Annotated[str, Field(pattern=EXPORT_NAME)]
     format: Annotated[Format, FormatName] = "csv"
+    #: The job's tenant, whose rows are exported: filled in by ``delay()`` from
+    #: ``apply_async(tenant=…)`` when left out; naming another tenant is refused.
     tenant: Tenant = "default"
 
 
 @job_task("export", ExportPayload, subject="dataset")
 def export_data(job: JobContext, payload: ExportPayload) -> dict[str, Any]:
     """Export ``payload.dataset`` (see the module docstring)."""
-    header, rows, total = _rows_to_export(payload)
-    target = _target_path(payload, job.job_id)
+    tenant = job.tenant_of(payload.tenant)
+    header, rows, total = _rows_to_export(payload, tenant)
+    target = _target_path(payload, tenant, job.job_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
     job.log(f"exporting {total} rows of {payload.dataset} as {payload.format} to {target}")
@@ -93,41 +99,48 @@ def export_data(job: JobContext, payload: ExportPayload) -> dict[str, Any]:
     return {"records": written, "path": str(target.resolve())}
 
 
-def _rows_to_export(payload: ExportPayload) -> tuple[list[str], Iterator[list[Any]], int]:
-    """``(header, rows, row count)`` of what to export; fails the job if it does not exist."""
+def _rows_to_export(
+    payload: ExportPayload, tenant: str
+) -> tuple[list[str], Iterator[list[Any]], int]:
+    """``(header, rows, row count)`` of what to export, ``tenant``'s rows only; fails the
+    job if it does not exist or cannot be limited to the tenant."""
     if payload.dataset.startswith(LEDGER_PREFIX):
         name = payload.dataset[len(LEDGER_PREFIX) :]
         columns = _store.relation_columns(name)
         if columns is None:
-            raise JobFailed(f"no table or view {name!r} in the ledger database to export")
-        if "tenant" not in columns:
-            # its rows belong to every tenant: exporting them would hand one tenant
-            # another's data (operators read such tables with SQL instead)
             raise JobFailed(
-                f"ledger relation {name!r} has no tenant column, so it cannot be exported "
-                "per tenant; export the jobs table or a per-tenant reporting view instead"
+                f"field 'dataset': no table or view {name!r} in the ledger database to export"
             )
-        total = _store.count_relation(name, columns, payload.tenant)
-        streamed = _store.relation_rows(name, columns, payload.tenant)
+        if _store.tenant_scope(columns) is None:
+            # its rows belong to no tenant (or every one): exporting them would hand one
+            # tenant what is not its own (operators read such tables with SQL instead)
+            raise JobFailed(
+                f"field 'dataset': ledger relation {name!r} has neither a tenant nor a "
+                f"job_id column, so its rows cannot be limited to tenant {tenant!r}; "
+                "export the jobs table, a job_* table or a per-tenant reporting view instead"
+            )
+        total = _store.count_relation(name, columns, tenant)
+        streamed = _store.relation_rows(name, columns, tenant)
         return columns, (list(r) for r in streamed), total
-    found = _store.find_dataset(payload.tenant, payload.dataset)
+    found = _store.find_dataset(tenant, payload.dataset)
     if found is None:
         raise JobFailed(
-            f"no dataset {payload.dataset!r} for tenant {payload.tenant!r}: import it first"
+            f"field 'dataset': no dataset {payload.dataset!r} for tenant {tenant!r}: "
+            "import it first"
         )
     columns = found.columns
 
     def rows() -> Iterator[list[Any]]:
-        for data in _store.dataset_rows(found.id):
+        for data in _store.dataset_rows(tenant, found.id):
             yield [data.get(column) for column in columns]
 
     return columns, rows(), found.rows
 
 
-def _target_path(payload: ExportPayload, job_id: uuid.UUID) -> Path:
+def _target_path(payload: ExportPayload, tenant: str, job_id: uuid.UUID) -> Path:
     # Names are pattern-checked (no "/" or ".." possible), so they are safe in a path.
     stem = payload.dataset.replace(LEDGER_PREFIX, "ledger.", 1)
-    return settings().export_dir / payload.tenant / f"{stem}-{job_id}.{payload.format}"
+    return settings().export_dir / tenant / f"{stem}-{job_id}.{payload.format}"
 
 
 class _RowWriter(Protocol):

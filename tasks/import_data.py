@@ -67,6 +67,8 @@ class ImportPayload(JobPayload):
     source: Location
     #: Dataset the rows go to (created on first import).
     dataset: DatasetName
+    #: The job's tenant, whose dataset this is: filled in by ``delay()`` from
+    #: ``apply_async(tenant=…)`` when left out; naming another tenant is refused.
     tenant: Tenant = "default"
     #: csv, xlsx or jsonl; guessed from the file name when not given.
     format: Annotated[Format | None, FormatName] = Field(default=None, validate_default=True)
@@ -159,6 +161,8 @@ class _DatasetWriter:
         self.payload = payload
         self.dataset_id: int | None = None
         self.columns: list[str] = []
+        #: The job's tenant; the payload's ``tenant`` must agree with it.
+        self.tenant = job.tenant_of(payload.tenant)
 
     def commit(self, counts: Batch, fraction: float) -> None:
         # Checkpoint before writing: once a cancel is requested, no further batch lands.
@@ -166,7 +170,7 @@ class _DatasetWriter:
         if counts.rows:
             self._open(counts.rows)
             assert self.dataset_id is not None
-            _store.write_rows(self.dataset_id, self.job.job_id, counts.rows)
+            _store.write_rows(self.tenant, self.dataset_id, self.job.job_id, counts.rows)
             counts.number += 1
             counts.imported += len(counts.rows)
             self.job.log(
@@ -183,10 +187,10 @@ class _DatasetWriter:
         self.columns += list(dict.fromkeys(new))
         first = self.dataset_id is None
         self.dataset_id = _store.open_dataset(
-            self.payload.tenant, self.payload.dataset, self.columns, self.payload.key
+            self.tenant, self.payload.dataset, self.columns, self.payload.key
         )
         if first and self.payload.key is None:
-            removed = _store.forget_job_rows(self.dataset_id, self.job.job_id)
+            removed = _store.forget_job_rows(self.tenant, self.dataset_id, self.job.job_id)
             if removed:
                 self.job.log(f"removed {removed} rows an earlier run of this job had imported")
 

@@ -13,6 +13,9 @@ the payee's categorized history and ``evidence`` = the size of that history. Tie
 the alphabetically first category, so reruns agree. Payees with no categorized history
 get no suggestion.
 
+Everything is read and written within the job's tenant (:attr:`JobContext.tenant`): a
+budget of the same name in another tenant is neither read for history nor touched.
+
 Every run replaces the budget's ``pending`` suggestions in one transaction (the old ones
 go and the new ones arrive together; a cancel or a failure leaves the previous set as it
 was). ``applied`` and ``rejected`` suggestions are the user's decisions: they are never
@@ -47,11 +50,12 @@ Best = dict[str, tuple[str, float, int]]
 @job_task("suggest", SuggestPayload, subject="budget_id")
 def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
     """Suggest categories for ``payload.budget_id`` (see the module docstring)."""
-    best = best_categories(_store.category_history(payload.budget_id))
-    total = _store.count_uncategorized(payload.budget_id)
+    tenant = job.tenant
+    best = best_categories(_store.category_history(tenant, payload.budget_id))
+    total = _store.count_uncategorized(tenant, payload.budget_id)
     job.log(f"{len(best)} payees with categorized history; {total} transactions to look at")
     considered = suggested = 0
-    with _store.SuggestionWriter(payload.budget_id, job.job_id) as writer:
+    with _store.SuggestionWriter(tenant, payload.budget_id, job.job_id) as writer:
         for batch in writer.candidates(payload.batch_size):
             job.check_canceled()
             proposals = [

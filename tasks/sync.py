@@ -22,7 +22,8 @@ Sources:
 Each record has ``id``, ``date`` (ISO), ``payee``, ``amount``, and optionally ``category``,
 ``memo`` and the cursor field (``cursor_field``, default ``updated_at``; ``null`` turns
 incremental reading off). Records are upserted into ``transactions`` on
-``(budget_id, external id)`` in batches, one transaction each; a record that does not
+``(tenant, budget_id, external id)`` in batches, one transaction each (the tenant is the
+job's, :attr:`JobContext.tenant`; cursors are kept per tenant too); a record that does not
 parse is an item error (the job ends ``partial``).
 
 Incremental: after a complete run the largest cursor value seen is saved per budget and
@@ -197,7 +198,9 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
     key = source.identity()
     field = source.cursor_field
     saved = (
-        None if payload.full_resync or field is None else _store.read_cursor(payload.budget_id, key)
+        None
+        if payload.full_resync or field is None
+        else _store.read_cursor(job.tenant, payload.budget_id, key)
     )
     since = saved["value"] if saved and saved.get("field") == field else None
     job.log(
@@ -239,7 +242,9 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
     if counts.failed and counts.failed == counts.read - counts.skipped:
         raise JobFailed(f"all {counts.failed} records of the source failed validation")
     if field is not None and newest is not None:
-        _store.save_cursor(payload.budget_id, key, {"field": field, "value": newest}, job.job_id)
+        _store.save_cursor(
+            job.tenant, payload.budget_id, key, {"field": field, "value": newest}, job.job_id
+        )
     elif field is not None and counts.read > counts.failed:
         job.log(
             f"no record has a {field!r} value: no cursor saved, the next run reads the whole "
@@ -267,7 +272,7 @@ def _commit(
     job.check_canceled()
     if not batch:
         return
-    written = _store.upsert_transactions(payload.budget_id, job.job_id, batch)
+    written = _store.upsert_transactions(job.tenant, payload.budget_id, job.job_id, batch)
     counts.written += written
     counts.batches += 1
     job.log(f"batch {counts.batches}: {len(batch)} records, {written} inserted or changed")

@@ -85,7 +85,7 @@ class ChainJobTask(JobTask):
             )
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
-        document = payload.model_dump(mode="json")
+        document = self.job_document(payload, described)
         step_payloads = [
             self._step_payload(position, step, payload)
             for position, step in enumerate(self.steps, 1)

@@ -16,6 +16,11 @@ the lifeline takes a job with no heartbeat for its worker being gone.
 
 The same class records the execution's outcome (``finish``, ``fail``…), routing to the
 step transitions when the job runs as a step of a chain.
+
+``job.tenant`` is the tenant the body reads and writes data for: the ``tenant`` of the
+job's ledger row (for a chain step, of its parent job), read once when first asked. It
+is never taken from the payload: the row is what the API or producer recorded, and a
+payload that names another tenant is refused (:meth:`JobContext.tenant_of`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import uuid
 from typing import Any, Literal
 
 from app.config import settings
-from app.exceptions import JobCanceled
+from app.db import in_transaction
+from app.exceptions import JobCanceled, JobFailed
+from app.ledger import queries as q
 from app.ledger import steps
 from app.ledger import transitions as ledger
 
@@ -56,8 +63,35 @@ class JobContext:
         self.result_url: str | None = None
         self._reported = -1
         self._reported_at = 0.0
+        self._tenant: str | None = None
 
     # -- for job bodies ---------------------------------------------------------------
+
+    @property
+    def tenant(self) -> str:
+        """The tenant of the job's ledger row: every domain read and write of the body
+        is filtered by it."""
+        if self._tenant is None:
+            self._tenant = str(
+                in_transaction(
+                    lambda c: c.execute(q.job_tenant(self.job_id)).scalar_one(),
+                    f"tenant of job {self.job_id}",
+                )
+            )
+        return self._tenant
+
+    def tenant_of(self, named: str | None) -> str:
+        """:attr:`tenant`, after checking that a payload's ``tenant`` field (``named``)
+        agrees with it. ``delay()`` and the API never let them differ; a message that
+        does (published around the ledger) fails rather than act for the tenant its
+        payload claims."""
+        tenant = self.tenant
+        if named is not None and named != tenant:
+            raise JobFailed(
+                f"field 'tenant': the payload names tenant {named!r} but the job belongs to "
+                f"tenant {tenant!r}; a job reads and writes only its own tenant's data"
+            )
+        return tenant
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report progress (0 to 100). Lower values than already reported are ignored;

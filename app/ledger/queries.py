@@ -118,6 +118,11 @@ def job_state(job_id: uuid.UUID) -> Select[Any]:
     ).where(jobs.c.id == job_id)
 
 
+def job_tenant(job_id: uuid.UUID) -> Select[Any]:
+    # The tenant a job acts for (never changes after the job is recorded).
+    return select(jobs.c.tenant).where(jobs.c.id == job_id)
+
+
 def step_state(step_id: uuid.UUID) -> Select[Any]:
     # Status and parent of one step.
     return select(steps.c.status, steps.c.job_id, steps.c.position, steps.c.execution_id).where(

@@ -120,7 +120,7 @@ class JobTask(Task):  # type: ignore[misc]
         if HEADER in headers:
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
         payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
-        document = payload.model_dump(mode="json")
+        document = self.job_document(payload, described)
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
         task_id = task_id or str(job_id)
         actor = actor_of(described.get("trigger", "producer"))
@@ -149,7 +149,8 @@ class JobTask(Task):  # type: ignore[misc]
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
             try:
-                documents.append(self.validate_payload((), dict(kwargs)).model_dump(mode="json"))
+                payload = self.validate_payload((), dict(kwargs))
+                documents.append(self.job_document(payload, described))
             except InvalidPayload as error:
                 problems.update({f"[{index}].{field}": p for field, p in error.fields.items()})
         if problems:
@@ -181,6 +182,41 @@ class JobTask(Task):  # type: ignore[misc]
                     _record_unpublished(ids[position:], error, actor)
                     raise
         return results
+
+    def job_document(self, payload: BaseModel, described: dict[str, Any]) -> dict[str, Any]:
+        """The payload as the message and the ledger carry it (JSON).
+
+        A payload with a ``tenant`` field (import, export) names the tenant whose data
+        the job reads and writes, and the job row's tenant is the one the worker acts
+        for: they must be one. So the field, when left out, is filled in with the job's
+        tenant (``apply_async(tenant=…)``, else ``default``), and a field naming another
+        tenant than ``apply_async(tenant=…)`` is refused before anything is written.
+
+        Raises:
+            InvalidPayload: field ``tenant`` names another tenant than the job's.
+        """
+        document = payload.model_dump(mode="json")
+        if "tenant" not in type(payload).model_fields:
+            return document
+        named = document["tenant"] if "tenant" in payload.model_fields_set else None
+        option = described.get("tenant")
+        if named is not None and option is not None and named != option:
+            raise InvalidPayload(
+                self.name,
+                {
+                    "tenant": f"names tenant {named!r} but the job is created for tenant "
+                    f"{option!r} (apply_async(tenant=…)); give one tenant, or the same in both"
+                },
+            )
+        tenant = option or named or "default"
+        if tenant != document["tenant"]:
+            # the option is checked like the field (a tenant names export folders)
+            try:
+                payload = type(payload).model_validate({**document, "tenant": tenant})
+            except ValidationError as error:
+                raise InvalidPayload(self.name, _field_problems(error)) from None
+            document = payload.model_dump(mode="json")
+        return document
 
     def _new_job(
         self,

@@ -18,7 +18,6 @@ from openpyxl import load_workbook
 from tasks import export_data, import_data
 from tests.support import domain
 from tests.support.jobs import echo
-from tests.support.ledger import count as ledger_count
 from tests.support.ledger import wait_for_status
 
 # Set before the session worker starts (at collection), which inherits it; removed when
@@ -138,9 +137,15 @@ def test_unknown_ledger_relation_fails_with_a_reason() -> None:
     assert "no table or view 'no_such_view'" in job["failure_reason"]
 
 
-def test_a_ledger_relation_without_tenant_column_is_not_exported() -> None:
-    job = wait_for_status(export_data.delay("ledger:job_events").id, "failed", "succeeded")
+def test_a_ledger_relation_without_tenant_column_is_limited_through_its_jobs() -> None:
+    mine = echo.delay(value=1).id
+    theirs = echo.delay(value=2, tenant="other").id
+    for job_id in (mine, theirs):
+        wait_for_status(job_id, "succeeded")
 
-    assert job["status"] == "failed"
-    assert "has no tenant column" in job["failure_reason"]
-    assert ledger_count("SELECT count(*) FROM job_files WHERE job_id = :id", id=job["id"]) == 0
+    job = wait_for_status(export_data.delay("ledger:job_events").id, "succeeded", "failed")
+
+    assert job["status"] == "succeeded", job["failure_reason"]
+    with exported_path(job).open(newline="", encoding="utf-8") as handle:
+        job_ids = {row["job_id"] for row in csv.DictReader(handle)}
+    assert job_ids == {str(mine), str(job["id"])}

@@ -216,7 +216,8 @@ def test_a_left_out_payload_tenant_is_the_jobs_tenant() -> None:
 
     job = wait_for_status(job_id, "succeeded", "failed")
     assert (job["tenant"], job["payload"]["tenant"]) == ("acme", "acme")
-    assert exported(job_id) and f"{os.sep}acme{os.sep}" in job["result_url"]
+    assert exported(job_id)
+    assert f"{os.sep}acme{os.sep}" in job["result_url"]
 
 
 def test_a_message_whose_payload_names_another_tenant_than_its_job_fails() -> None:
@@ -242,7 +243,8 @@ def test_a_message_whose_payload_names_another_tenant_than_its_job_fails() -> No
     job = wait_for_status(job_id, "succeeded", "failed")
     assert job["status"] == "failed"
     assert "field 'tenant'" in job["failure_reason"]
-    assert "'other'" in job["failure_reason"] and "'acme'" in job["failure_reason"]
+    assert "'other'" in job["failure_reason"]
+    assert "'acme'" in job["failure_reason"]
     assert job["result_url"] is None
 
 

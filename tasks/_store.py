@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -122,8 +122,10 @@ def write_rows(
     dataset_id: int,
     job_id: uuid.UUID,
     batch: Sequence[tuple[str | None, dict[str, Any]]],
+    also: Callable[[Connection], None] | None = None,
 ) -> None:
-    """One batch of ``(key, data)`` rows in one transaction; keyed rows are upserted."""
+    """One batch of ``(key, data)`` rows in one transaction; keyed rows are upserted.
+    ``also`` runs in the same transaction (the job notes what the batch made durable)."""
     if not batch:
         return
     # One INSERT may not touch the same key twice (PostgreSQL refuses): the last wins,
@@ -145,6 +147,8 @@ def write_rows(
                 },
             )
         )
+        if also is not None:
+            also(connection)
 
 
 def dataset_rows(tenant: str, dataset_id: int) -> Iterator[dict[str, Any]]:

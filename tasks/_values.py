@@ -15,6 +15,7 @@ name the offending value, for a job's structured item errors.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -139,3 +140,43 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "date": _date,
     "bool": _bool,
 }
+
+
+def storage_problem(value: Any) -> str | None:
+    """Why PostgreSQL's ``jsonb`` would refuse ``value``, or None when it can be stored.
+
+    Python's ``json`` reads ``NaN`` and ``Infinity`` (and numbers too large for a float
+    as infinity), NUL characters and unpaired surrogates (``"\\ud800"``); ``jsonb`` refuses
+    each, and one such value in a batch would fail the whole ``INSERT``. Checked per row
+    before the write, so the row becomes an item error and the others go in. Iterative,
+    so a deeply nested document costs no recursion.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{item!r} is not a number PostgreSQL can store (NaN and infinity are not)"
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                return problem
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                problem = _text_problem(key) if isinstance(key, str) else None
+                if problem:
+                    return f"a key: {problem}"
+                pending.append(inner)
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+    if _SURROGATE.search(text):
+        return "contains an unpaired UTF-16 surrogate, which is not valid Unicode text"
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

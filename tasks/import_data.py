@@ -24,6 +24,10 @@ Usage::
 - The file is recorded in ``job_files`` (in, bytes, sha256, records); the result is
   ``{"records_read", "records_imported", "records_failed"}``.
 
+What a stopped import leaves: every batch's transaction also notes in the job's metadata
+``rows_committed`` and ``last_committed_row`` (the source row of the last row in), so a
+failed, canceled or killed import says exactly which rows are in (see docs/tasks.md).
+
 Batches and cancel: every batch of ``batch_size`` good rows is committed on its own, after
 a cooperative cancel check. Canceling an import mid-way therefore **keeps the batches
 already committed** and writes nothing after the checkpoint that saw the cancel; the job
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
+from sqlalchemy.exc import DataError
 
 from app.exceptions import JobCanceled, JobFailed
 from app.ledger.context import JobContext
@@ -54,7 +59,7 @@ from tasks._sources import (
     open_source,
     read_records,
 )
-from tasks._values import ColumnType, is_empty, parse
+from tasks._values import ColumnType, is_empty, parse, storage_problem
 
 #: Longest row key kept (the ``dataset_rows.row_key`` column).
 MAX_KEY = 512
@@ -96,13 +101,25 @@ class ImportPayload(JobPayload):
 
 @dataclass
 class Batch:
-    """Good rows waiting to be committed, and the counts so far."""
+    """Good rows waiting to be committed (and their row numbers), and the counts so far."""
 
     rows: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
     number: int = 0
     read: int = 0
     imported: int = 0
     failed: int = 0
+    #: Row number of the last row committed (every good row up to it is in the dataset).
+    last_row: int | None = None
+
+    def kept(self) -> str:
+        """What a stopped import leaves in the dataset, for its log and failure reason."""
+        if not self.imported:
+            return "no rows were committed"
+        return (
+            f"the {self.imported} rows committed so far (every good row up to row "
+            f"{self.last_row}) are kept"
+        )
 
 
 @job_task("import", ImportPayload, subject="dataset")
@@ -122,6 +139,7 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
                     counts.failed += 1
                     continue
                 counts.rows.append(row)
+                counts.numbers.append(record.row)
                 if len(counts.rows) >= payload.batch_size:
                     writer.commit(counts, stream.fraction())
             writer.commit(counts, stream.fraction())
@@ -129,13 +147,12 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
                 "in", source.uri, size=source.size, sha256=source.sha256, records=stream.records
             )
     except SourceUnreadable as error:
-        raise JobFailed(str(error)) from None
+        raise JobFailed(f"{error}; {counts.kept()}") from None
     except JobCanceled:
-        job.log(
-            f"canceled after {counts.number} committed batches: the {counts.imported} rows "
-            "imported so far are kept",
-            level="warning",
-        )
+        job.log(f"canceled after {counts.number} committed batches: {counts.kept()}", "warning")
+        raise
+    except Exception:
+        job.log(f"stopped by an error after {counts.number} committed batches: {counts.kept()}")
         raise
     result = {
         "records_read": counts.read,
@@ -169,16 +186,43 @@ class _DatasetWriter:
         self.job.check_canceled()
         if counts.rows:
             self._open(counts.rows)
-            assert self.dataset_id is not None
-            _store.write_rows(self.tenant, self.dataset_id, self.job.job_id, counts.rows)
+            try:
+                self._write(counts, counts.rows, counts.numbers)
+            except DataError:
+                self._write_one_by_one(counts)
             counts.number += 1
-            counts.imported += len(counts.rows)
             self.job.log(
                 f"batch {counts.number}: {len(counts.rows)} rows committed "
                 f"({counts.imported} imported, {counts.failed} rejected so far)"
             )
-            counts.rows = []
+            counts.rows, counts.numbers = [], []
         self.job.progress(99 * fraction, f"{counts.read} rows read, {counts.imported} imported")
+
+    def _write(
+        self, counts: Batch, rows: list[tuple[str | None, dict[str, Any]]], numbers: list[int]
+    ) -> None:
+        """Commit ``rows`` and, in the same transaction, note in the job's metadata which
+        rows are in (``rows_committed``, ``last_committed_row``): exact even when the
+        worker dies right after."""
+        assert self.dataset_id is not None
+        imported = counts.imported + len(rows)
+        note = self.job.noting(rows_committed=imported, last_committed_row=numbers[-1])
+        _store.write_rows(self.tenant, self.dataset_id, self.job.job_id, rows, also=note)
+        counts.imported, counts.last_row = imported, numbers[-1]
+
+    def _write_one_by_one(self, counts: Batch) -> None:
+        """PostgreSQL refused the batch for a value no check foresaw: write its rows one
+        at a time, so only the refused ones become item errors."""
+        for number, row in zip(counts.numbers, counts.rows, strict=True):
+            try:
+                self._write(counts, [row], [number])
+            except DataError as error:
+                counts.failed += 1
+                self.job.add_error(
+                    f"PostgreSQL refused a value of this row: {_first_line(error)}",
+                    row=number,
+                    field=None,
+                )
 
     def _open(self, rows: list[tuple[str | None, dict[str, Any]]]) -> None:
         new = [c for _, data in rows for c in data if c not in self.columns]
@@ -218,6 +262,11 @@ def _validated(
             key = str(value)
             if len(key) > MAX_KEY:
                 problems.append((payload.key, f"key longer than {MAX_KEY} characters"))
+    failed = {column for column, _ in problems}
+    for column, value in data.items():
+        problem = None if column in failed else storage_problem({column: value})
+        if problem is not None:
+            problems.append((column, problem))
     for column, message in problems:
         job.add_error(message, row=record.row, field=column)
     return None if problems else (key, data)
@@ -225,3 +274,9 @@ def _validated(
 
 def _field_label(error: dict[str, Any]) -> str:
     return f" field {error['field']!r}" if error.get("field") else ""
+
+
+def _first_line(error: DataError) -> str:
+    """The database's own message, without the statement and parameters (row data)."""
+    lines = str(getattr(error, "orig", None) or "refused").strip().splitlines()
+    return lines[0] if lines else "refused"

@@ -237,7 +237,9 @@ def test_cancel_mid_way_keeps_the_committed_batches() -> None:
 
     assert job["status"] == "canceled"
     assert domain.count_rows(dataset) == 300
-    assert any("the 300 rows imported so far are kept" in line for line in domain.logs(job_id))
+    assert job["metadata"]["rows_committed"] == 300
+    assert job["metadata"]["last_committed_row"] == 301  # header = row 1
+    assert any("the 300 rows committed so far" in line for line in domain.logs(job_id))
 
 
 def test_retry_of_a_canceled_unkeyed_import_starts_over_without_doubling() -> None:
@@ -253,3 +255,51 @@ def test_retry_of_a_canceled_unkeyed_import_starts_over_without_doubling() -> No
     assert job["status"] == "succeeded", job["failure_reason"]
     assert domain.count_rows(dataset) == 1000
     assert sorted(int(row["id"]) for row in domain.dataset_rows(dataset)) == list(range(1000))
+
+
+def test_json_line_with_a_value_postgresql_refuses_is_an_item_error(tmp_path: Path) -> None:
+    """NaN, Infinity and a NUL character parse in Python but PostgreSQL's jsonb refuses
+    them: each such line is an item error of its own, the other lines are imported."""
+    source = tmp_path / "odd.jsonl"
+    source.write_text(
+        '{"id": 1, "score": 1.5}\n'
+        '{"id": 2, "score": NaN}\n'
+        '{"id": 3, "score": -Infinity}\n'
+        '{"id": 4, "note": "nul \\u0000 inside"}\n'
+        '{"id": 5, "score": 2}\n'
+    )
+    dataset = domain.unique("odd")
+
+    job_id = import_data.delay(str(source), dataset).id
+
+    job = wait_for_status(job_id, "partial", "failed", "succeeded")
+    assert job["status"] == "partial", job["failure_reason"]
+    assert sorted((e["row"], e["field"]) for e in job["errors"]) == [
+        (2, "score"),
+        (3, "score"),
+        (4, "note"),
+    ]
+    assert job["result"]["records_imported"] == 2
+    assert [row["id"] for row in domain.dataset_rows(dataset)] == [1, 5]
+
+
+def test_an_import_failing_mid_way_records_exactly_which_rows_are_in(tmp_path: Path) -> None:
+    """Batches committed before the failure stay; the job's metadata says how many rows
+    and through which source row, and the failure reason says so too."""
+    good = b"".join(f"{i},{i * 2}\n".encode() for i in range(5000))
+    source = tmp_path / "broken.csv"
+    source.write_bytes(b"id,value\n" + good + b"5000,\xff\xfe not UTF-8\n")
+    dataset = domain.unique("broken")
+
+    job_id = import_data.delay(str(source), dataset, batch_size=100).id
+
+    job = wait_for_status(job_id, "failed", "succeeded", "partial")
+    assert job["status"] == "failed"
+    assert "not UTF-8" in job["failure_reason"]
+    ids = sorted(int(row["id"]) for row in domain.dataset_rows(dataset))
+    assert ids, "the file is read in chunks: some batches land before the bad bytes"
+    assert ids == list(range(len(ids)))
+    assert job["metadata"]["rows_committed"] == len(ids)
+    assert job["metadata"]["last_committed_row"] == ids[-1] + 2  # header = row 1
+    assert f"the {len(ids)} rows committed so far" in job["failure_reason"]
+    assert f"up to row {ids[-1] + 2}" in job["failure_reason"]

@@ -3,6 +3,7 @@ PostgreSQL's single-statement fast path (tests/test_transitions.py runs that one
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,19 @@ def test_queued_started_redelivered_and_finished_on_sqlite() -> None:
         ("retrying", "running"),
         ("running", "succeeded"),
     ]
+
+
+@pytest.mark.usefixtures("sqlite_ledger")
+def test_metadata_notes_merge_on_sqlite() -> None:
+    job_id = uuid.uuid4()
+    new = ledger.NewJob(id=job_id, type="import", payload={}, metadata={"source": "cron"})
+    ledger.record_queued(new)
+    ledger.record_started(job_id, celery_task_id="t", execution_id="e1", worker="w")
+    with db.engine().begin() as connection:
+        assert ledger.note_metadata(connection, job_id, "e1", {"rows_committed": 5})
+        assert not ledger.note_metadata(connection, job_id, "e0", {"rows_committed": 9})
+    with db.engine().connect() as connection:
+        stored = connection.execute(
+            text("SELECT metadata FROM jobs WHERE id = :id"), {"id": job_id.hex}
+        ).scalar_one()
+    assert json.loads(stored) == {"source": "cron", "rows_committed": 5}

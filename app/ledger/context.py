@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
+
+from sqlalchemy import Connection
 
 from app.config import settings
 from app.db import in_transaction
@@ -145,6 +148,17 @@ class JobContext:
             records=records,
             step_id=self.step_id,
         )
+
+    def noting(self, **values: Any) -> Callable[[Connection], None]:
+        """A write that merges ``values`` into the job's ``metadata``, for the caller to
+        run inside its own transaction (see :func:`app.ledger.transitions.note_metadata`).
+        Noted on the job, also when it runs as a step of a chain."""
+        execution_id = self.execution_id if self.step_id is None else None
+
+        def note(connection: Connection) -> None:
+            ledger.note_metadata(connection, self.job_id, execution_id, values)
+
+        return note
 
     # -- outcomes, for the task base class --------------------------------------------
 

@@ -7,6 +7,7 @@ dialect differences (upsert, the UTC second stamp) are resolved here and nowhere
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Select,
     Update,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.ledger.prepared import Prepared
 from app.ledger.states import JobStatus
@@ -153,6 +156,22 @@ def checkpoint(
         .values(**values)
         .returning(jobs.c.cancel_requested_at, jobs.c.failure_reason)
     )
+
+
+def merge_metadata(
+    connection: Connection, job_id: uuid.UUID, execution_id: str | None, values: dict[str, Any]
+) -> Update:
+    # Merge `values` into the metadata of a running job (of its current execution when
+    # `execution_id` is given): top-level keys are replaced, the others kept.
+    column, document = jobs.c["metadata"], json.dumps(values)
+    if connection.dialect.name == "postgresql":
+        merged: Any = column.op("||")(cast(literal(document), JSONB()))
+    else:
+        merged = func.json_patch(column, document)
+    guards = [jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value]
+    if execution_id is not None:
+        guards.append(jobs.c.execution_id == execution_id)
+    return update(jobs).where(*guards).values({"metadata": merged, "updated_at": func.now()})
 
 
 def request_cancel(job_id: uuid.UUID, reason: str) -> Update:

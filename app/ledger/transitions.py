@@ -528,6 +528,20 @@ def checkpoint(
     return in_transaction(work, f"progress of job {job_id}")
 
 
+def note_metadata(
+    connection: Connection,
+    job_id: uuid.UUID,
+    execution_id: str | None,
+    values: dict[str, Any],
+) -> bool:
+    """Merge ``values`` (redacted) into a running job's ``metadata``, inside the caller's
+    transaction: a job body records what it has made durable in the same transaction as
+    the data itself (an import's committed rows), so the two never disagree, whatever
+    stops the job afterwards. False when the execution is no longer current."""
+    statement = q.merge_metadata(connection, as_job_id(job_id), execution_id, redact_data(values))
+    return connection.execute(statement).rowcount > 0
+
+
 def stop_reason(row: Any) -> str | None:
     """Why a checkpoint says stop (``row``: the job's cancel intent and reason, or None
     when the execution is no longer current), or None to go on."""

@@ -14,10 +14,21 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_DIR = Path("var")
+
+
+class TimeLimits(BaseModel):
+    """Soft and hard time limits of a job type, in seconds (see :class:`Settings`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The job gets ``SoftTimeLimitExceeded`` in its body and ends ``failed``.
+    soft: float | None = Field(default=None, gt=0)
+    #: The worker kills the process running the job; it ends ``failed``.
+    hard: float | None = Field(default=None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -83,6 +94,43 @@ class Settings(BaseSettings):
     #: Job types the HTTP API may create, comma separated; empty: every job type except
     #: the maintenance ones (``purge``, ``lifeline``).
     api_job_types: str = ""
+
+    #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
+    #: kills the process running a job this long and the job ends ``failed`` ("timed out
+    #: after N s"). Keep it below ``JOBLEDGER_VISIBILITY_TIMEOUT``, or Redis hands a job
+    #: still running to a second worker first.
+    time_limit: float = Field(default=3300, gt=0)
+    #: Soft time limit of every job, in seconds (``soft_time_limit``): the body gets
+    #: ``SoftTimeLimitExceeded`` and the job ends ``failed``; below ``time_limit``.
+    soft_time_limit: float = Field(default=3000, gt=0)
+    #: Per job type, JSON: ``{"export": {"soft": 600, "hard": 660}}``. A type not listed,
+    #: or a limit not given, takes the defaults above (a soft limit not given and not
+    #: below the type's hard one becomes 90 % of it). ``apply_async(time_limit=…,
+    #: soft_time_limit=…)`` overrides both for one job.
+    time_limits: dict[str, TimeLimits] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _soft_before_hard(self) -> Settings:
+        checked = [("the defaults", (self.soft_time_limit, self.time_limit))] + [
+            (f"JOBLEDGER_TIME_LIMITS[{name!r}]", self.time_limits_of(name))
+            for name in self.time_limits
+        ]
+        for where, (soft, hard) in checked:
+            if soft >= hard:
+                raise ValueError(
+                    f"{where}: the soft time limit ({soft:g} s) must be below the hard one "
+                    f"({hard:g} s), or the job is killed before it can stop cleanly"
+                )
+        return self
+
+    def time_limits_of(self, job_type: str) -> tuple[float, float]:
+        """``(soft, hard)`` time limits of ``job_type``, in seconds."""
+        own = self.time_limits.get(job_type) or TimeLimits()
+        hard = own.hard or self.time_limit
+        if own.soft is not None:
+            return own.soft, hard
+        # A type given only a hard limit below the default soft one stops softly at 90 %.
+        return (self.soft_time_limit if self.soft_time_limit < hard else hard * 0.9), hard
 
     @field_validator("database_url")
     @classmethod

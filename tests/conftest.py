@@ -23,6 +23,8 @@ os.environ["JOBLEDGER_BROKER_URL"] = REDIS_URL
 os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "tests.support.jobs"
 os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
 os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"
+# example.stubborn ignores its soft limit: the hard one ends it (tests/test_time_limits.py)
+os.environ["JOBLEDGER_TIME_LIMITS"] = '{"example.stubborn": {"soft": 1, "hard": 3}}'
 
 import pytest  # noqa: E402
 import redis  # noqa: E402

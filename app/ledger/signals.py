@@ -19,7 +19,7 @@ from celery import signals
 from app import db
 from app.ledger import steps
 from app.ledger import transitions as ledger
-from app.ledger.task import JobTask, identity_of
+from app.ledger.task import JobTask, identity_of, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,12 @@ def record_job_lost(
     if found is None:
         log.warning("no ledger job for lost task %s", task_id)
         return
-    what = "hard time limit exceeded" if isinstance(exception, TimeLimitExceeded) else "worker lost"
     job_id, step_id = found
-    reason = f"{what}: {exception}"
+    if isinstance(exception, TimeLimitExceeded):
+        hard = exception.args[0] if exception.args else None
+        reason = timed_out(hard if isinstance(hard, int | float) else None, "hard")
+    else:
+        reason = f"worker lost: {exception}"
     errors = [{"type": type(exception).__name__, "message": str(exception)}]
     if step_id is None:
         ledger.record_failed(job_id, reason=reason, errors=errors)

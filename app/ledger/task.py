@@ -37,10 +37,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from celery import Task
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from app.config import settings
 from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
 from app.ledger import steps
 from app.ledger import transitions as ledger
@@ -280,6 +281,12 @@ class JobTask(Task):  # type: ignore[misc]
         request.jobledger_start = start
         return start
 
+    def limits_of(self, request: Any) -> tuple[float | None, float | None]:
+        """``(soft, hard)`` time limits of a delivery: the message's own
+        (``apply_async(soft_time_limit=…, time_limit=…)``), else the task's."""
+        hard, soft = getattr(request, "timelimit", None) or (None, None)
+        return soft or self.soft_time_limit, hard or self.time_limit
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.called_directly:
@@ -310,6 +317,10 @@ class JobTask(Task):  # type: ignore[misc]
         except JobFailed as failed:
             _durably(context.fail, failed.reason, failed.errors or context.errors)
             raise
+        except SoftTimeLimitExceeded as error:
+            reason = timed_out(self.limits_of(request)[0], "soft")
+            _durably(context.fail, reason, [*context.errors, _error_entry(error, start.attempt)])
+            raise
         except Exception as error:
             _durably(
                 context.fail,
@@ -334,7 +345,15 @@ class JobTask(Task):  # type: ignore[misc]
 def job_task(
     name: str, payload: type[P], *, subject: str | None = None, **task_options: Any
 ) -> Callable[[Callable[[JobContext, P], Any]], JobTask]:
-    """Make ``function(job, payload)`` a Celery job task named ``name``."""
+    """Make ``function(job, payload)`` a Celery job task named ``name``.
+
+    Its time limits are the type's from the settings (``JOBLEDGER_TIME_LIMIT``,
+    ``JOBLEDGER_SOFT_TIME_LIMIT``, ``JOBLEDGER_TIME_LIMITS``) unless ``task_options``
+    give them; ``apply_async(time_limit=…, soft_time_limit=…)`` overrides them per job.
+    """
+    soft, hard = settings().time_limits_of(name)
+    task_options.setdefault("soft_time_limit", soft)
+    task_options.setdefault("time_limit", hard)
 
     def decorate(function: Callable[[JobContext, P], Any]) -> JobTask:
         from app.celery import app  # late: app.celery imports the task modules
@@ -385,6 +404,20 @@ def _record_unpublished(
         ledger.record_failed(
             job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
         )
+
+
+def timed_out(seconds: float | None, which: str) -> str:
+    """The failure reason of a job stopped by its ``which`` (soft or hard) time limit."""
+    after = "" if seconds is None else f" after {seconds:g} s"
+    how = (
+        "the job was stopped in its body"
+        if which == "soft"
+        else "the worker killed the process running it"
+    )
+    return (
+        f"timed out{after} ({which} time limit: {how}; raise the limit with "
+        "apply_async(time_limit=…, soft_time_limit=…) or JOBLEDGER_TIME_LIMITS)"
+    )
 
 
 def _uuid_or_new(value: str) -> uuid.UUID:

@@ -11,6 +11,7 @@ import hashlib
 from typing import Any
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import settings
 from app.exceptions import JobFailed
@@ -92,6 +93,21 @@ def gated(job: JobContext, payload: GatedPayload) -> dict[str, int]:
         job.progress(100 * step / payload.steps, f"step {step} of {payload.steps}")
         job.log(f"step {step} done")
     return {"steps": payload.steps}
+
+
+@job_task("example.stubborn", GatedPayload)
+def stubborn(job: JobContext, payload: GatedPayload) -> dict[str, int]:
+    """Wait for one token on ``gate``, ignoring the soft time limit: only the hard one
+    (or the token) stops it. Its type's limits are set by the test session's
+    ``JOBLEDGER_TIME_LIMITS`` (tests/conftest.py)."""
+    client = redis.Redis.from_url(settings().broker())
+    client.rpush(gate_key(payload.gate) + ":at", 1)
+    while True:
+        try:
+            if client.blpop([gate_key(payload.gate)], timeout=1) is not None:
+                return {"steps": 1}
+        except SoftTimeLimitExceeded:
+            job.log("soft time limit ignored")
 
 
 class NoisyPayload(JobPayload):

@@ -188,6 +188,19 @@ def test_export_of_job_logs_holds_the_log_lines_of_the_tenants_jobs_only() -> No
     assert str(theirs) not in {row["job_id"] for row in rows}
 
 
+def test_an_export_through_the_api_holds_the_keys_tenants_events_only(
+    client: TestClient,
+) -> None:
+    theirs = post(client, OTHER, "example.echo", {"value": 2})
+    mine = post(client, ACME, "example.echo", {"value": 1})
+
+    export = post(client, ACME, "export", {"dataset": "ledger:job_events"})
+
+    job_ids = {row["job_id"] for row in exported(export)}
+    assert theirs not in job_ids
+    assert job_ids == {mine, export}
+
+
 def test_export_of_dataset_rows_holds_the_tenants_rows_only(tmp_path: Path) -> None:
     dataset = domain.unique("sales")
     for tenant in ("acme", "other"):

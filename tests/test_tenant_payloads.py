@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from app.exceptions import InvalidPayload
-from tasks import export_data, import_data
+from tasks import export_data, import_data, sync
 from tests.support.api import job_count, unused_queue
 from tests.support.ledger import job
 
@@ -51,4 +51,12 @@ def test_a_bulk_payload_naming_another_tenant_refuses_the_whole_batch() -> None:
         )
 
     assert list(refused.value.fields) == ["[1].tenant"]
+    assert job_count() == 0
+
+
+def test_a_tenant_option_of_a_type_without_tenant_field_is_checked_too() -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        sync.apply_async(args=("household", "bank.csv"), tenant="a/b")
+
+    assert list(refused.value.fields) == ["tenant"]
     assert job_count() == 0

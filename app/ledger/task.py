@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 HEADER = "jobledger"
 #: Options of ``apply_async`` that describe the job rather than the message.
 JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
+#: What a tenant looks like (as API keys and payload ``tenant`` fields have it): tenants
+#: name export folders, so no ``/`` and no leading dot.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -194,13 +198,19 @@ class JobTask(Task):  # type: ignore[misc]
         tenant than ``apply_async(tenant=…)`` is refused before anything is written.
 
         Raises:
-            InvalidPayload: field ``tenant`` names another tenant than the job's.
+            InvalidPayload: ``apply_async(tenant=…)`` is not a tenant name, or field
+                ``tenant`` names another tenant than the job's.
         """
         document = payload.model_dump(mode="json")
+        option = described.get("tenant")
+        if option is not None and not (isinstance(option, str) and TENANT_NAME.match(option)):
+            raise InvalidPayload(
+                self.name,
+                {"tenant": f"apply_async(tenant={option!r}) must match {TENANT_NAME.pattern}"},
+            )
         if "tenant" not in type(payload).model_fields:
             return document
         named = document["tenant"] if "tenant" in payload.model_fields_set else None
-        option = described.get("tenant")
         if named is not None and option is not None and named != option:
             raise InvalidPayload(
                 self.name,
@@ -209,14 +219,7 @@ class JobTask(Task):  # type: ignore[misc]
                     f"{option!r} (apply_async(tenant=…)); give one tenant, or the same in both"
                 },
             )
-        tenant = option or named or "default"
-        if tenant != document["tenant"]:
-            # the option is checked like the field (a tenant names export folders)
-            try:
-                payload = type(payload).model_validate({**document, "tenant": tenant})
-            except ValidationError as error:
-                raise InvalidPayload(self.name, _field_problems(error)) from None
-            document = payload.model_dump(mode="json")
+        document["tenant"] = option or named or "default"
         return document
 
     def _new_job(

@@ -6,7 +6,7 @@ Usage::
 
     export_data.delay(dataset="sales")                                 # CSV
     export_data.delay(dataset="sales", format="xlsx", tenant="acme")
-    export_data.delay(dataset="ledger:report_daily_summary", format="jsonl")
+    export_data.delay(dataset="ledger:report_daily_history", format="jsonl")
 
 The file goes to ``JOBLEDGER_EXPORT_DIR`` (default ``var/exports``) as
 ``<tenant>/<dataset>-<job id>.<format>``; a ``ledger:`` name is written as
@@ -24,8 +24,8 @@ reads a table or view of the ledger database whose name is a plain lower-case id
 (the reporting views of migration 0003, ``jobs``, ``job_logs``…), limited to the tenant
 through its ``tenant`` column, else through its ``job_id`` (rows of the tenant's jobs:
 ``job_events``, ``job_logs``, ``job_files``, ``job_steps``). A relation with neither
-(``run_name_counters``, ``alembic_version``…) cannot be limited to a tenant and fails
-the job, as does a name that is not an identifier or does not exist. A dataset column
+(``report_daily_summary``, which sums every tenant's jobs; ``run_name_counters``,
+``alembic_version``…) cannot be limited to a tenant and fails the job, as does a name that is not an identifier or does not exist. A dataset column
 order is the order columns were first imported; values that are objects or lists are
 written as JSON text in CSV and XLSX.
 """

@@ -25,9 +25,10 @@ reads a table or view of the ledger database whose name is a plain lower-case id
 through its ``tenant`` column, else through its ``job_id`` (rows of the tenant's jobs:
 ``job_events``, ``job_logs``, ``job_files``, ``job_steps``). A relation with neither
 (``report_daily_summary``, which sums every tenant's jobs; ``run_name_counters``,
-``alembic_version``…) cannot be limited to a tenant and fails the job, as does a name that is not an identifier or does not exist. A dataset column
-order is the order columns were first imported; values that are objects or lists are
-written as JSON text in CSV and XLSX.
+``alembic_version``…) cannot be limited to a tenant and fails the job, as does a name
+that is not an identifier or does not exist. A dataset column order is the order columns
+were first imported; values that are objects or lists are written as JSON text in CSV
+and XLSX.
 """
 
 from __future__ import annotations

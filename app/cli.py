@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -42,6 +42,7 @@ from app.exceptions import (
     LedgerUnavailable,
     TransitionRefused,
 )
+from app.inputs import MAX_PAGE, MAX_ROWS, ago, utc_moment
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -93,7 +94,7 @@ def jobs(
         str | None, typer.Option(help="Created since: ISO date/time or 30m, 12h, 7d.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 20,
-    page: Annotated[int, typer.Option(min=1, help="Page number, from 1.")] = 1,
+    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Page number, from 1.")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """List jobs, newest first."""
@@ -127,7 +128,7 @@ def jobs(
 @cli.command()
 def show(
     ref: JobRef,
-    logs: Annotated[int, typer.Option(min=0, help="Last N log lines.")] = 200,
+    logs: Annotated[int, typer.Option(min=0, max=MAX_ROWS, help="Last N log lines.")] = 200,
     as_json: JsonFlag = False,
 ) -> None:
     """A job with its steps, events, logs and files."""
@@ -318,7 +319,7 @@ def report(
     name: Annotated[
         str | None, typer.Argument(help="Report name; all of them when omitted.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Rows per report.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Rows per report.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """The reporting views as tables.
@@ -459,13 +460,18 @@ def _since(value: str | None) -> datetime | None:
         return None
     match = _RELATIVE.match(value.strip())
     if match:
-        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: amount})
+        try:
+            return ago(int(match.group(1)), _UNITS[match.group(2)])
+        except ValueError:
+            _fail(EXIT_USAGE, f"--since {value!r}: out of range, give a smaller amount")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         _fail(EXIT_USAGE, f"--since {value!r}: use an ISO date/time (2026-11-24) or 30m, 12h, 7d")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return utc_moment(moment)
+    except ValueError as error:
+        _fail(EXIT_USAGE, f"--since {value!r}: {error}")
 
 
 def _print_json(document: Any) -> None:

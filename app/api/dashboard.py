@@ -24,18 +24,22 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from app.api.auth import ApiKey, identify, presented_key
 from app.api.jobs import MAX_LIMIT, own_job
+from app.api.parameters import without_nul
 from app.exceptions import InvalidJobId, JobNotFound
+from app.inputs import MAX_PAGE
 from app.ledger import reports
 from app.ledger.states import LIVE, JobStatus, normalize
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(
+    prefix="/dashboard", include_in_schema=False, dependencies=[Depends(without_nul)]
+)
 
 COOKIE = "jobledger_key"
 #: No script may run, nothing may frame the pages, forms only post back here.
@@ -126,7 +130,7 @@ def jobs_page(
     request: Request,
     status_: Annotated[str | None, Query(alias="status")] = None,
     type_: Annotated[str | None, Query(alias="type", max_length=64)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> Response:
     """Jobs of the tenant by status, with progress bars."""

@@ -16,22 +16,24 @@ Ledger errors become HTTP answers in :mod:`app.api.main` (one place): ``InvalidJ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.api.auth import ApiKey, require_key
+from app.api.parameters import utc_parameter, without_nul
 from app.api.schemas import CreateJob, detail_document, field_error, page_document
 from app.celery import app as celery_app
 from app.config import settings
 from app.exceptions import JobNotFound
+from app.inputs import MAX_PAGE, refuse_nul
 from app.ledger import operations, reports
 from app.ledger.states import normalize
 from app.ledger.task import JobTask
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(without_nul)])
 Caller = Annotated[ApiKey, Depends(require_key)]
 
 #: Job types that act on every tenant's jobs; no tenant key may start them (beat and the
@@ -49,7 +51,9 @@ class CancelJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Recorded as the job's failure reason and in its cancel event.
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Annotated[str, AfterValidator(refuse_nul)] | None = Field(
+        default=None, min_length=1, max_length=500
+    )
 
 
 # -- create ------------------------------------------------------------------------------
@@ -148,7 +152,7 @@ def list_jobs(
     subject: Annotated[str | None, Query(max_length=256)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Any:
     """The tenant's jobs, newest first; ``status`` may repeat or be comma separated and
     accepts the seeds' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
@@ -157,7 +161,7 @@ def list_jobs(
         type=type_,
         tenant=caller.tenant,
         subject=subject,
-        since=_utc(since),
+        since=utc_parameter("since", since),
     )
     return _page(filters, limit, page, request)
 
@@ -169,7 +173,7 @@ def list_subject_jobs(
     request: Request,
     status_: Annotated[list[str] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Any:
     """Every job of the tenant about one subject (a budget, a dataset…), newest first."""
     filters = reports.JobFilter(status=_statuses(status_), tenant=caller.tenant, subject=subject)
@@ -179,7 +183,9 @@ def list_subject_jobs(
 @router.get("/jobs/stats")
 def job_stats(caller: Caller, since: datetime | None = None) -> Any:
     """Counts per status and per type and status, live jobs and the oldest live one."""
-    return reports.jsonable(reports.stats(tenant=caller.tenant, since=_utc(since)))
+    return reports.jsonable(
+        reports.stats(tenant=caller.tenant, since=utc_parameter("since", since))
+    )
 
 
 @router.get("/job-types")
@@ -281,13 +287,6 @@ def _statuses(values: list[str] | None) -> tuple[str, ...]:
                 status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error("status", str(error))]
             ) from None
     return tuple(words)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without a zone is taken as UTC (the ledger's clock)."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def _root(request: Request) -> str:

@@ -9,10 +9,11 @@ FastAPI's: ``{"detail": "<message>"}``, or for a request that names bad fields
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.inputs import refuse_nul
 from app.ledger.reports import JobDetail, Page, jsonable
 
 #: Columns of the ledger that mean nothing to a client (the worker's private bookkeeping).
@@ -25,11 +26,13 @@ class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: A registered job type (``import``, ``export``, ``sync``, ``sync_and_suggest``…).
-    type: str = Field(min_length=1, max_length=64)
+    type: Annotated[str, AfterValidator(refuse_nul)] = Field(min_length=1, max_length=64)
     #: The job type's payload; validated by the job type itself.
     payload: dict[str, Any] = Field(default_factory=dict)
     #: What the job works on (budget, dataset…); defaults to the job type's subject field.
-    subject: str | None = Field(default=None, min_length=1, max_length=256)
+    subject: Annotated[str, AfterValidator(refuse_nul)] | None = Field(
+        default=None, min_length=1, max_length=256
+    )
 
 
 def field_error(field: str, message: str) -> dict[str, str]:

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Select, func, select, text
 
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
+from app.inputs import check_page
 from app.ledger import counts
 from app.ledger.naming import NAME_PATTERN
 from app.ledger.states import LIVE, JobStatus, normalize
@@ -152,8 +153,7 @@ def list_jobs(filters: JobFilter | None = None, *, limit: int = 50, page: int = 
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    if page < 1:
-        raise ValueError(f"page must be 1 or more, got {page}")
+    check_page(page)
     query = _filtered(select(*(jobs.c[name] for name in SUMMARY_COLUMNS)), filters)
     query = (
         query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())

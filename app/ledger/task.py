@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.config import settings
 from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
+from app.inputs import NUL_PROBLEM, nul_fields
 from app.ledger import steps
 from app.ledger import transitions as ledger
 from app.ledger.context import JobContext
@@ -102,6 +103,11 @@ class JobTask(Task):  # type: ignore[misc]
                 self.name, {n: "given both by position and by name" for n in clash}
             )
         data.update(kwargs)
+        # PostgreSQL's text and jsonb cannot hold NUL: refuse it here, naming the field,
+        # rather than fail at the insert
+        refused = {name: NUL_PROBLEM for name in nul_fields(data)}
+        if refused:
+            raise InvalidPayload(self.name, refused)
         try:
             return self.payload_model.model_validate(data)
         except ValidationError as error:

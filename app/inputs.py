@@ -1,0 +1,103 @@
+"""What a text, a time or a page number from outside must be before the ledger sees it.
+
+The API, the CLI and ``delay()`` take values from people and programs that do not know
+the ledger's limits. Left unchecked they reach PostgreSQL or the datetime arithmetic and
+fail there as a 500 or a traceback: a NUL character (PostgreSQL's ``text`` and ``jsonb``
+cannot hold one), a time that leaves the representable range once it is moved to UTC
+(``9999-12-31T23:59:59-14:00``), a page whose offset does not fit in a ``bigint``.
+These functions state each rule once; their callers turn a violation into a 4xx (or exit
+code 2) naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+#: Highest page number a list accepts. ``(page - 1) * limit`` must fit in a ``bigint``
+#: for any limit; a million pages is far beyond what anybody reads page by page (narrow
+#: the filters, or use an export, to reach older jobs).
+MAX_PAGE = 1_000_000
+#: Most log lines or report rows one command may ask for.
+MAX_ROWS = 1_000_000
+
+NUL_PROBLEM = "must not contain NUL (\\x00) characters"
+#: Oldest and newest moments kept by both Python and the ledger's ``timestamptz``.
+OLDEST = datetime(1, 1, 2, tzinfo=UTC)
+NEWEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def has_nul(text: str) -> bool:
+    """Whether ``text`` holds a NUL character."""
+    return "\x00" in text
+
+
+def refuse_nul(text: str) -> str:
+    """``text`` unchanged, or :class:`ValueError` (a pydantic ``AfterValidator``)."""
+    if has_nul(text):
+        raise ValueError(NUL_PROBLEM)
+    return text
+
+
+def nul_fields(document: Any, path: str = "") -> Iterator[str]:
+    """The dotted path of every string (value or key) holding a NUL in a JSON document;
+    list items are named by index (``rows.2.name``)."""
+    if isinstance(document, str):
+        if has_nul(document):
+            yield path or "*"
+    elif isinstance(document, dict):
+        for key, value in document.items():
+            name = f"{path}.{key}" if path else str(key)
+            if has_nul(str(key)):
+                yield name
+            else:
+                yield from nul_fields(value, name)
+    elif isinstance(document, list | tuple):
+        for index, value in enumerate(document):
+            yield from nul_fields(value, f"{path}.{index}" if path else str(index))
+
+
+def utc_moment(moment: datetime) -> datetime:
+    """``moment`` in UTC (a time without a zone is taken as UTC: the ledger's clock).
+
+    Raises:
+        ValueError: the moment, in UTC, is outside years 1 to 9999 (Python's range; the
+            ledger's is wider), e.g. ``9999-12-31T23:59:59-14:00``.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        in_utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(_out_of_range()) from None
+    if not OLDEST <= in_utc <= NEWEST:
+        raise ValueError(_out_of_range())
+    return in_utc
+
+
+def ago(amount: int, unit: str) -> datetime:
+    """``amount`` ``unit`` (``seconds``, ``days``…) before now, in UTC.
+
+    Raises:
+        ValueError: the moment would fall before year 1.
+    """
+    try:
+        return utc_moment(datetime.now(UTC) - timedelta(**{unit: amount}))
+    except OverflowError:
+        raise ValueError(_out_of_range()) from None
+
+
+def check_page(page: int) -> int:
+    """``page`` unchanged, or :class:`ValueError` when it is below 1 or above ``MAX_PAGE``."""
+    if not 1 <= page <= MAX_PAGE:
+        raise ValueError(f"page must be between 1 and {MAX_PAGE}, got {page}")
+    return page
+
+
+def _out_of_range() -> str:
+    return (
+        f"out of range: give a moment between {OLDEST.date().isoformat()} and "
+        f"{NEWEST.date().isoformat()} "
+        "(in UTC, once its zone is applied)"
+    )

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     #: Job types the HTTP API may create, comma separated; empty: every job type except
     #: the maintenance ones (``purge``, ``lifeline``).
     api_job_types: str = ""
+    #: Largest request body the HTTP API reads, in bytes; a larger one is answered 413
+    #: before it is read (or as soon as a chunked upload passes it).
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
     #: kills the process running a job this long and the job ends ``failed`` ("timed out

@@ -29,12 +29,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, status
+from starlette.datastructures import Headers
 
 from app.exceptions import JobledgerError
 
 #: Tenants and key names: the same shape the job types accept for a payload tenant.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
+#: The 401 answer's detail, wherever the key is found missing.
+UNAUTHORIZED = (
+    "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+)
 
 
 class ApiKeysMisconfigured(JobledgerError):
@@ -113,11 +118,17 @@ def digest_of(key: str) -> str:
 
 def presented_key(request: Request) -> str | None:
     """The key a request carries in ``Authorization: Bearer`` or ``X-API-Key``."""
-    header = request.headers.get("authorization", "")
+    return key_in_headers(request.headers)
+
+
+def key_in_headers(headers: Headers) -> str | None:
+    """The key in ``Authorization: Bearer`` or ``X-API-Key`` (also read before a route
+    runs, by :mod:`app.api.body_guard`)."""
+    header = headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    api_key = request.headers.get("x-api-key", "").strip()
+    api_key = headers.get("x-api-key", "").strip()
     return api_key or None
 
 
@@ -140,8 +151,7 @@ def require_key(request: Request) -> ApiKey:
     if identity is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key: send `Authorization: Bearer <key>` "
-            "or `X-API-Key: <key>`",
+            detail=UNAUTHORIZED,
             headers={"WWW-Authenticate": "Bearer"},
         )
     return identity

@@ -30,6 +30,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from app.api.auth import ApiKey, identify, presented_key
+from app.api.body_guard import FORM_MAX_BYTES
 from app.api.jobs import MAX_LIMIT, own_job
 from app.api.parameters import without_nul
 from app.exceptions import InvalidJobId, JobNotFound
@@ -88,7 +89,7 @@ def login_form(request: Request) -> Response:
     return _page(request, "login.html", {"error": None})
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, max_body_size=FORM_MAX_BYTES)
 async def login(request: Request) -> Response:
     """Check the key and keep it in the dashboard's cookie (parsed by hand: one field does
     not justify a multipart dependency)."""
@@ -112,7 +113,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", max_body_size=FORM_MAX_BYTES)
 def logout(request: Request) -> Response:
     """Forget the key."""
     response = RedirectResponse(

@@ -21,9 +21,11 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from app.api import dashboard, jobs
 from app.api.auth import KeyRing
+from app.api.body_guard import KeyBeforeBody
 from app.api.schemas import field_error
 from app.celery import app as celery_app
 from app.config import settings
@@ -54,6 +56,11 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     api.state.keyring = keyring if keyring is not None else KeyRing.from_json(settings().api_keys)
+    # Outermost first: no key, no body read (401); then Starlette's own limit (413 before
+    # reading when Content-Length says more, or once a chunked body passes it). The
+    # dashboard's forms lower it per route (max_body_size).
+    api.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings().api_max_body_bytes)
+    api.add_middleware(KeyBeforeBody, keyring=api.state.keyring)
     if not len(api.state.keyring):
         log.warning("no API keys configured (JOBLEDGER_API_KEYS): every request gets 401")
     api.include_router(jobs.router)

@@ -1,0 +1,74 @@
+"""Who may make the API read a request body: only a caller with a valid key.
+
+FastAPI reads and parses a route's body before its dependencies run, so
+:func:`~app.api.auth.require_key` alone would let anyone make the API buffer and parse a
+body first (a 100 MB unauthenticated POST grew the process by 450 MB). This ASGI
+middleware runs before any route: a request that carries a body (``Content-Length`` above
+0, or ``Transfer-Encoding``) without a valid key in its headers is answered 401 at once,
+and its body is never received. The dashboard's login and logout forms are the exception
+(a browser has no key header there); their routes accept at most
+:data:`FORM_MAX_BYTES`.
+
+How big a body may be is Starlette's own ``RequestBodyLimitMiddleware``
+(``JOBLEDGER_API_MAX_BODY_BYTES``, installed inside this one by :mod:`app.api.main`, so an
+anonymous caller learns nothing but 401): 413 before reading when ``Content-Length`` says
+too much, and 413 as soon as the bytes received pass the limit when it does not (chunked
+uploads). Routes lower it with FastAPI's ``max_body_size``.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.auth import UNAUTHORIZED, KeyRing, key_in_headers
+
+#: Largest body of the dashboard's login and logout forms (a key and a CSRF token).
+FORM_MAX_BYTES = 4096
+#: Paths (below the app's root path) that take a body from a browser without a key.
+FORM_PATHS = frozenset({"/dashboard/login", "/dashboard/logout"})
+
+
+class KeyBeforeBody:
+    """Answer 401 to a request with a body and no valid key, before reading the body."""
+
+    def __init__(self, app: ASGIApp, keyring: KeyRing) -> None:
+        self.app = app
+        self.keyring = keyring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) in FORM_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if _has_body(headers) and not self._has_valid_key(headers):
+            response = JSONResponse(
+                {"detail": UNAUTHORIZED},
+                status_code=401,
+                # the body stays unread: the server closes the connection after answering
+                headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _has_valid_key(self, headers: Headers) -> bool:
+        presented = key_in_headers(headers)
+        return presented is not None and self.keyring.identify(presented) is not None
+
+
+def _has_body(headers: Headers) -> bool:
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length", "0").strip()
+    return length != "0" and length != ""
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's root path (as the router matches it)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        return path[len(root) :] or "/"
+    return path

@@ -4,10 +4,15 @@ Fork safety (CELERY_NOTES "Fork safety"): prefork children inherit the parent's 
 :func:`forget_inherited_connections` runs in ``worker_process_init`` and drops them
 without closing the parent's sockets (SQLAlchemy's documented recipe).
 
-Pools are small (workers are processes) and do not pre-ping: a dropped connection shows
-up as a disconnect error on first use, the pool is invalidated, and
-:func:`in_transaction` runs the whole transaction again. Every ledger transaction is a
-guarded, idempotent statement set, so running it twice is safe.
+Pools are small (workers are processes). The engine of reads and of the rarer
+transitions pings a connection before handing it out (``pool_pre_ping``): after the
+database dropped its connections (a restart, ``pg_terminate_backend``) the next read gets
+a fresh one instead of failing, which is what lets the API answer the next request
+rather than a 500. The autocommit engine of the per-job hot path does not ping (a round
+trip per statement would cost a third of it): a dropped connection shows up as a
+disconnect error on first use, the pool is invalidated, and :func:`in_transaction` /
+:func:`on_driver_cursor` run the statement again. Every ledger transaction is a guarded,
+idempotent statement set, so running it twice is safe.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _create(url: str, **options: str) -> Engine:
+def _create(url: str, *, pre_ping: bool = True, **options: str) -> Engine:
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
         created = create_engine(url, connect_args={"timeout": 30})
@@ -56,7 +61,7 @@ def _create(url: str, **options: str) -> Engine:
         url,
         pool_size=settings().db_pool_size,
         max_overflow=2,
-        pool_pre_ping=False,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         **options,
     )
@@ -84,7 +89,7 @@ def autocommit_engine() -> Engine:
     global _autocommit
     if _autocommit is None:
         # set once per connection at connect, not at every checkout and checkin
-        _autocommit = _create(settings().database_url, isolation_level="AUTOCOMMIT")
+        _autocommit = _create(settings().database_url, pre_ping=False, isolation_level="AUTOCOMMIT")
     return _autocommit
 
 

@@ -85,3 +85,24 @@ class JobFailed(JobledgerError):
         self.reason = reason
         self.errors = errors or []
         super().__init__(reason)
+
+
+class IdempotencyConflict(JobledgerError):
+    """An idempotency key was used before for a different request; nothing was created."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} was used for a different request (type, payload or "
+            "subject differ): send that request again, or use a new key for this one"
+        )
+
+
+class InvalidIdempotencyKey(JobledgerError, ValueError):
+    """An idempotency key that is empty, too long or holds unprintable characters."""
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__(
+            f"an idempotency key is 1 to {max_length} printable characters "
+            "(a UUID per request is a good choice)"
+        )

@@ -7,9 +7,11 @@ from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction  # noqa: F401
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
+from models.sessions import DashboardSession
 
 __all__ = [
     "Base",
+    "DashboardSession",
     "Job",
     "JobDailyRollup",
     "JobEvent",

@@ -80,6 +80,12 @@ class Job(Base):
     completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: A client's key for "this request, once" (``Idempotency-Key``, ``apply_async(
+    #: idempotency_key=…)``): unique per tenant, so a retried request finds its job.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    #: SHA-256 of the request that created the job with that key (type, redacted
+    #: payload, subject): the same key with another request is refused.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         CheckConstraint(_in("status", STATUS_VALUES), name="status"),
@@ -99,6 +105,7 @@ class Job(Base):
         Index("ix_jobs_subject", "subject"),
         Index("ix_jobs_celery_task_id", "celery_task_id"),
         Index("ix_jobs_parent_job_id", "parent_job_id"),
+        Index("ix_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
         # Dashboards and the lifeline only look at live jobs: a small partial index keeps
         # them fast however many finished jobs the table holds.
         Index(

@@ -14,6 +14,7 @@ from sqlalchemy import Table
 from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
+from models.sessions import DashboardSession
 
 jobs = cast(Table, Job.__table__)
 steps = cast(Table, JobStep.__table__)
@@ -25,3 +26,4 @@ rollups = cast(Table, JobDailyRollup.__table__)
 status_counts = cast(Table, JobStatusCount.__table__)
 status_totals = cast(Table, JobStatusTotal.__table__)
 counts_watermark = cast(Table, StatusCountsWatermark.__table__)
+dashboard_sessions = cast(Table, DashboardSession.__table__)

@@ -37,7 +37,7 @@ from tests.support.processes import WorkerProcess, start_worker  # noqa: E402
 
 LEDGER_TABLES = (
     "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
-    "job_status_counts, job_status_totals"
+    "job_status_counts, job_status_totals, dashboard_sessions"
 )
 
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
 
 from app.api.auth import ApiKey, require_key
 from app.api.parameters import utc_parameter, without_nul
-from app.api.schemas import CreateJob, detail_document, field_error, page_document
+from app.api.schemas import CreateJob, detail_document, field_error, links, page_document
 from app.celery import app as celery_app
 from app.config import settings
-from app.exceptions import JobNotFound
+from app.exceptions import InvalidIdempotencyKey, JobNotFound, LedgerUnavailable
 from app.inputs import MAX_PAGE, refuse_nul
-from app.ledger import operations, reports
+from app.ledger import idempotency, operations, reports
 from app.ledger.states import normalize
 from app.ledger.task import JobTask
 
@@ -60,11 +61,23 @@ class CancelJob(BaseModel):
 
 
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
-def create_job(body: CreateJob, caller: Caller, request: Request, response: Response) -> Any:
+def create_job(
+    body: CreateJob,
+    caller: Caller,
+    request: Request,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Any:
     """Validate, record and publish a job; 202 with the job as the ledger has it.
 
     The answer's ``status`` is ``queued`` unless a worker already picked the job up in
     the moment between publish and this read: it is the ledger's word, not a guess.
+
+    With an ``Idempotency-Key`` header, the same key and body again answer 200 with the
+    job made the first time (``Idempotent-Replayed: true``), another body 409
+    (:mod:`app.ledger.idempotency`). Once the job is recorded and published the answer is
+    never a 5xx: if the ledger cannot be read back, the job is described from what was
+    just written.
     """
     task = creatable_task(body.type)
     if task is None:
@@ -80,11 +93,39 @@ def create_job(body: CreateJob, caller: Caller, request: Request, response: Resp
         created_by=caller.name,
         tenant=caller.tenant,
         subject=body.subject,
+        idempotency_key=_key_of(idempotency_key),
     )
-    detail = reports.job_detail(str(result.id), log_limit=0)
     root = _root(request)
     response.headers["Location"] = f"{root}/jobs/{result.id}"
-    return detail_document(detail, root)
+    if getattr(result, "replayed", False):
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    try:
+        return detail_document(reports.job_detail(str(result.id), log_limit=0), root)
+    except (LedgerUnavailable, OperationalError):
+        # recorded and published: say so (a 5xx would invite a duplicate)
+        return {
+            "id": str(result.id),
+            "type": body.type,
+            "status": "queued",
+            "links": links(result.id, root),
+        }
+
+
+def _key_of(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` header's value (a structured-field string may be quoted);
+    400 naming the header when it is not a valid key."""
+    if header is None:
+        return None
+    value = header.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    try:
+        return idempotency.checked_key(value)
+    except InvalidIdempotencyKey as error:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, [field_error("Idempotency-Key", str(error))]
+        ) from None
 
 
 def creatable_task(job_type: str) -> JobTask | None:

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy.exc import OperationalError
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from app.api import dashboard, jobs
@@ -30,6 +31,7 @@ from app.api.schemas import field_error
 from app.celery import app as celery_app
 from app.config import settings
 from app.exceptions import (
+    IdempotencyConflict,
     InvalidJobId,
     InvalidPayload,
     JobNotFound,
@@ -93,9 +95,23 @@ def _answer_errors(api: FastAPI) -> None:
             ],
         )
 
+    @api.exception_handler(IdempotencyConflict)
+    async def idempotency_conflict(_: Request, error: Exception) -> JSONResponse:
+        return _detail(status.HTTP_409_CONFLICT, [field_error("Idempotency-Key", str(error))])
+
     @api.exception_handler(LedgerUnavailable)
     async def ledger_unavailable(_: Request, error: Exception) -> JSONResponse:
         return _detail(status.HTTP_503_SERVICE_UNAVAILABLE, str(error))
+
+    @api.exception_handler(OperationalError)
+    async def ledger_unreachable(_: Request, error: Exception) -> JSONResponse:
+        # a read that found the database gone (connect refused, connection lost mid-way):
+        # the ledger is down, not the request wrong
+        log.error("ledger unreachable: %s", error)
+        return _detail(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the ledger (JOBLEDGER_DATABASE_URL) is unreachable; try again once it answers",
+        )
 
     @api.exception_handler(BrokerUnavailable)
     async def broker_unavailable(_: Request, error: Exception) -> JSONResponse:

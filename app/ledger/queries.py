@@ -69,11 +69,25 @@ def insert_job(connection: Connection, values: dict[str, Any]) -> Insert:
 
 
 def insert_jobs(connection: Connection, rows: list[dict[str, Any]]) -> Insert:
-    # Create many jobs in one statement, skipping ids that exist; returns those created.
+    # Create many jobs in one statement, skipping ids that exist and idempotency keys
+    # their tenant used already (no conflict target: either unique index); returns those
+    # created.
     stmt = _dialect_insert(connection, jobs).values(rows)
-    return stmt.on_conflict_do_nothing(index_elements=[jobs.c.id]).returning(  # type: ignore[no-any-return]
+    return stmt.on_conflict_do_nothing().returning(  # type: ignore[no-any-return]
         jobs.c.id, jobs.c.attempts
     )
+
+
+def jobs_by_idempotency_key(tenant: str, keys: list[str]) -> Select[Any]:
+    # The jobs a tenant created with these idempotency keys, and the digest of each request.
+    return select(jobs.c.id, jobs.c.idempotency_key, jobs.c.request_digest).where(
+        jobs.c.tenant == tenant, jobs.c.idempotency_key.in_(keys)
+    )
+
+
+def release_idempotency_keys(job_ids: list[uuid.UUID]) -> Update:
+    # Free the keys of jobs that were never published: the client's retry creates anew.
+    return update(jobs).where(jobs.c.id.in_(job_ids)).values(idempotency_key=None)
 
 
 def insert_steps(rows: list[dict[str, Any]]) -> Insert:

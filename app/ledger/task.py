@@ -30,6 +30,7 @@ Where each transition is written, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
@@ -43,9 +44,15 @@ from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.config import settings
-from app.exceptions import InvalidPayload, JobCanceled, JobFailed, LedgerUnavailable
+from app.exceptions import (
+    IdempotencyConflict,
+    InvalidPayload,
+    JobCanceled,
+    JobFailed,
+    LedgerUnavailable,
+)
 from app.inputs import NUL_PROBLEM, nul_fields
-from app.ledger import steps
+from app.ledger import idempotency, steps
 from app.ledger import transitions as ledger
 from app.ledger.context import JobContext
 
@@ -125,9 +132,15 @@ class JobTask(Task):  # type: ignore[misc]
         Extra options describe the job: ``tenant``, ``subject``, ``created_by``,
         ``trigger`` (producer | beat | api | retry), ``metadata``. A message that already
         belongs to a recorded job (a Celery retry, a chain step) is published as is.
+
+        ``idempotency_key`` makes the call safe to repeat: a second call with the same key
+        (in the same tenant) and the same request returns the job of the first, with
+        ``result.replayed`` set, and publishes nothing; with another request it raises
+        :class:`~app.exceptions.IdempotencyConflict` (:mod:`app.ledger.idempotency`).
         """
         headers = dict(options.pop("headers", None) or {})
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        key = options.pop("idempotency_key", None)
         if HEADER in headers:
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
         payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
@@ -135,9 +148,16 @@ class JobTask(Task):  # type: ignore[misc]
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
         task_id = task_id or str(job_id)
         actor = actor_of(described.get("trigger", "producer"))
-        ledger.record_queued(
-            self._new_job(job_id, task_id, document, described, options), actor=actor
-        )
+        job = self._new_job(job_id, task_id, document, described, options)
+        if key is not None:
+            job = self._with_key(job, idempotency.checked_key(key))
+            replayed = self._replayed([job])
+            if replayed is not None:
+                return replayed[0]
+        if not ledger.record_queued(job, actor=actor) and key is not None:
+            replayed = self._replayed([job])  # a concurrent request with the key won
+            if replayed is not None:
+                return replayed[0]
         headers[HEADER] = {"job_id": str(job_id)}
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)
@@ -152,10 +172,14 @@ class JobTask(Task):  # type: ignore[misc]
         Nothing is written or queued when any payload is invalid: the error names the
         payload's index and field (``[3].value``). Accepts the job options of
         :meth:`apply_async` (``tenant``, ``trigger``…), applied to every job, and
-        Celery's ``producer`` (default: one from the app's pool).
+        Celery's ``producer`` (default: one from the app's pool). With
+        ``idempotency_key=K`` the batch is made once: job ``i`` gets the key ``K#i`` and
+        the digest of the whole batch, so sending the same batch again returns its jobs
+        and another batch under ``K`` is refused (:mod:`app.ledger.idempotency`).
         """
         given_producer = options.pop("producer", None)
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        key = options.pop("idempotency_key", None)
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
@@ -168,13 +192,22 @@ class JobTask(Task):  # type: ignore[misc]
             raise InvalidPayload(self.name, problems)
         ids = [uuid.uuid4() for _ in documents]
         actor = actor_of(described.get("trigger", "producer"))
-        ledger.record_queued_many(
-            [
-                self._new_job(i, str(i), d, described, options)
-                for i, d in zip(ids, documents, strict=True)
-            ],
-            actor=actor,
-        )
+        new_jobs = [
+            self._new_job(i, str(i), d, described, options)
+            for i, d in zip(ids, documents, strict=True)
+        ]
+        if key is not None and new_jobs:
+            new_jobs = self._with_batch_key(new_jobs, idempotency.checked_key(key))
+            replayed = self._replayed(new_jobs)
+            if replayed is not None:
+                return replayed
+        created = ledger.record_queued_many(new_jobs, actor=actor)
+        if key is not None and new_jobs and not created:
+            replayed = self._replayed(new_jobs)  # a concurrent batch with the key won
+            if replayed is not None:
+                return replayed
+        ids = [i for i in ids if i in created]
+        documents = [d for i, d in zip(new_jobs, documents, strict=True) if i.id in created]
         results = []
         with self.app.producer_or_acquire(given_producer) as producer:
             for position, (job_id, document) in enumerate(zip(ids, documents, strict=True)):
@@ -227,6 +260,40 @@ class JobTask(Task):  # type: ignore[misc]
             )
         document["tenant"] = option or named or "default"
         return document
+
+    def _with_key(self, job: ledger.NewJob, key: str) -> ledger.NewJob:
+        digest = idempotency.request_digest(self.name, job.payload, job.subject)
+        return dataclasses.replace(job, idempotency_key=key, request_digest=digest)
+
+    def _with_batch_key(self, jobs: list[ledger.NewJob], key: str) -> list[ledger.NewJob]:
+        batch = [{"payload": job.payload, "subject": job.subject} for job in jobs]
+        digest = idempotency.request_digest(self.name, {"batch": batch}, None)
+        return [
+            dataclasses.replace(job, idempotency_key=f"{key}#{index}", request_digest=digest)
+            for index, job in enumerate(jobs)
+        ]
+
+    def _replayed(self, jobs: list[ledger.NewJob]) -> list[AsyncResult] | None:
+        """The results of the jobs made earlier with these jobs' keys (``replayed`` set),
+        None when there are none.
+
+        Raises:
+            IdempotencyConflict: a key was used for another request.
+        """
+        keys = [str(job.idempotency_key) for job in jobs]
+        known = idempotency.find(jobs[0].tenant, keys)
+        if not known:
+            return None
+        results = []
+        for job, key in zip(jobs, keys, strict=True):
+            if key not in known:  # a batch under this key, but of another size
+                raise IdempotencyConflict(key)
+            result = self.AsyncResult(
+                str(idempotency.same_request(known[key], str(job.request_digest), key))
+            )
+            result.replayed = True
+            results.append(result)
+        return results
 
     def _new_job(
         self,
@@ -408,11 +475,14 @@ def _record_unpublished(
     job_ids: Iterable[uuid.UUID], error: Exception, actor: ledger.Actor
 ) -> None:
     """The broker refused the messages of recorded jobs: they fail, saying why, rather
-    than wait ``queued`` for a message that will never come."""
+    than wait ``queued`` for a message that will never come, and give back their
+    idempotency keys (the caller was told it failed; its retry must create the job)."""
+    job_ids = list(job_ids)
     for job_id in job_ids:
         ledger.record_failed(
             job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
         )
+    idempotency.release(job_ids)
 
 
 def timed_out(seconds: float | None, which: str) -> str:

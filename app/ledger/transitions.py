@@ -58,6 +58,9 @@ class NewJob:
     queue: str | None = None
     parent_job_id: uuid.UUID | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The producer's "this request, once" key (unique per tenant) and its request's digest.
+    idempotency_key: str | None = None
+    request_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,11 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
     job whose payload held secrets must therefore be submitted again by its producer.
 
     Returns False when a job with this id exists already (publishing an id twice is a
-    no-op, so a retry or a redelivered publish never makes a second row).
+    no-op, so a retry or a redelivered publish never makes a second row), or when the
+    job's tenant used its idempotency key already (:mod:`app.ledger.idempotency`; such
+    jobs take the generic path, whose insert skips either conflict).
     """
-    if not steps and is_postgresql():
+    if not steps and job.idempotency_key is None and is_postgresql():
         created = q.PG_RECORD_QUEUED.first_row(
             (
                 str(job.id),
@@ -208,6 +213,8 @@ def _job_row(job: NewJob, name: str) -> dict[str, Any]:
         "queue": job.queue,
         "parent_job_id": job.parent_job_id,
         "metadata": job.metadata,
+        "idempotency_key": job.idempotency_key,
+        "request_digest": job.request_digest,
     }
 
 

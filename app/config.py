@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     #: Largest request body the HTTP API reads, in bytes; a larger one is answered 413
     #: before it is read (or as soon as a chunked upload passes it).
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Seconds a dashboard login lasts (its server-side session), unless logged out.
+    dashboard_session_seconds: int = Field(default=8 * 3600, ge=60)
+    #: Dashboard login attempts one client address may make per minute, per API process.
+    dashboard_logins_per_minute: int = Field(default=10, ge=1)
 
     #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
     #: kills the process running a job this long and the job ends ``failed`` ("timed out

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, text
 
+from app.api.auth import ApiKey, KeyRing, digest_of
+from app.api.main import create_app
+from app.api.sessions import COOKIE
+from app.config import settings
+from app.db import engine
 from app.ledger import operations
+from models.tables import dashboard_sessions
 from tests.support import api, ledger
-from tests.support.api import ACME, ACME_KEY, OTHER
+from tests.support.api import ACME, ACME_KEY, OTHER, OTHER_KEY
 from tests.support.jobs import echo
 from tests.support.processes import WorkerProcess
 
@@ -32,7 +41,20 @@ def test_without_a_key_the_dashboard_sends_the_browser_to_log_in(client: TestCli
     assert 'name="key"' in form.text
 
 
-def test_logging_in_keeps_the_key_in_a_strict_http_only_cookie(client: TestClient) -> None:
+def log_in(client: TestClient) -> str:
+    """Log in with the acme key; the session cookie's value."""
+    response = client.post("/dashboard/login", data={"key": ACME_KEY}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return str(client.cookies[COOKIE])
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found is not None, "no logout form with a CSRF token"
+    return found.group(1)
+
+
+def test_logging_in_opens_a_session_in_an_http_only_lax_cookie(client: TestClient) -> None:
     refused = client.post("/dashboard/login", data={"key": "wrong"}, follow_redirects=False)
     accepted = client.post("/dashboard/login", data={"key": ACME_KEY}, follow_redirects=False)
 
@@ -40,16 +62,101 @@ def test_logging_in_keeps_the_key_in_a_strict_http_only_cookie(client: TestClien
     assert "not valid" in refused.text
     assert accepted.status_code == 303
     cookie = accepted.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
     assert "HttpOnly" in cookie
-    assert "SameSite=strict" in cookie
+    assert "SameSite=lax" in cookie
     assert "Path=/dashboard" in cookie
+    assert ACME_KEY not in cookie  # the cookie is a session token, never the key
+    assert digest_of(ACME_KEY) not in cookie
     page = client.get("/dashboard")  # the client keeps the cookie, as a browser does
     assert page.status_code == 200
     assert "tenant <b>acme</b>" in page.text
     # the cookie opens the read-only pages only, never the JSON API (no CSRF there)
     assert client.get("/jobs").status_code == 401
-    client.post("/dashboard/logout")
+
+
+def test_the_ledger_keeps_only_a_digest_of_the_session_token(client: TestClient) -> None:
+    token = log_in(client)
+
+    with engine().connect() as connection:
+        rows = connection.execute(select(dashboard_sessions)).mappings().all()
+    assert len(rows) == 1
+    assert rows[0]["token_digest"] == hashlib.sha256(token.encode()).hexdigest()
+    assert rows[0]["key_digest"] == digest_of(ACME_KEY)
+    assert (rows[0]["key_name"], rows[0]["tenant"]) == ("ci-bot", "acme")
+    assert rows[0]["expires_at"] > rows[0]["created_at"]
+    assert token not in str(dict(rows[0]))
+
+
+def test_after_logout_a_copy_of_the_cookie_opens_nothing(client: TestClient) -> None:
+    token = log_in(client)
+    stolen = TestClient(client.app, cookies={COOKIE: token})
+    assert stolen.get("/dashboard", follow_redirects=False).status_code == 200
+
+    logged_out = client.post(
+        "/dashboard/logout",
+        data={"csrf": csrf_of(client.get("/dashboard").text)},
+        follow_redirects=False,
+    )
+
+    assert logged_out.status_code == 303
+    assert logged_out.headers["location"] == "/dashboard/login"
     assert client.get("/dashboard", follow_redirects=False).status_code == 303
+    again = stolen.get("/dashboard", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/dashboard/login"
+
+
+def test_logout_needs_the_sessions_csrf_token_and_a_get_does_nothing(client: TestClient) -> None:
+    log_in(client)
+
+    assert client.get("/dashboard/logout", follow_redirects=False).status_code == 405
+    forged = client.post("/dashboard/logout", data={"csrf": "0" * 64}, follow_redirects=False)
+    missing = client.post("/dashboard/logout", follow_redirects=False)
+
+    assert forged.status_code == missing.status_code == 403
+    assert client.get("/dashboard", follow_redirects=False).status_code == 200  # still in
+
+
+def test_a_key_removed_from_the_configuration_ends_its_sessions() -> None:
+    with TestClient(create_app(api.keyring())) as before:
+        token = log_in(before)
+    without_acme = KeyRing({digest_of(OTHER_KEY): ApiKey(name="intruder", tenant="other")})
+
+    with TestClient(create_app(without_acme), cookies={COOKIE: token}) as after:
+        response = after.get("/dashboard", follow_redirects=False)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard/login"
+
+
+def test_an_expired_session_opens_nothing(client: TestClient) -> None:
+    token = log_in(client)
+    with engine().begin() as connection:
+        connection.execute(text("UPDATE dashboard_sessions SET expires_at = now()"))
+
+    stale = TestClient(client.app, cookies={COOKIE: token})
+    assert stale.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_rapid_logins_from_one_client_are_429_after_the_limit(client: TestClient) -> None:
+    limit = settings().dashboard_logins_per_minute
+    answers = [
+        client.post("/dashboard/login", data={"key": "guess"}, follow_redirects=False).status_code
+        for _ in range(limit)
+    ]
+    refused = client.post("/dashboard/login", data={"key": ACME_KEY}, follow_redirects=False)
+
+    assert answers == [401] * limit
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert COOKIE not in refused.headers.get("set-cookie", "")
+
+
+def test_a_login_form_larger_than_4_kib_is_413(client: TestClient) -> None:
+    response = client.post("/dashboard/login", data={"key": "x" * 5000}, follow_redirects=False)
+
+    assert response.status_code == 413
 
 
 def test_a_cross_site_login_is_refused(client: TestClient) -> None:

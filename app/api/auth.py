@@ -100,6 +100,11 @@ class KeyRing:
             keys[digest] = ApiKey(name=str(name), tenant=str(tenant))
         return cls(keys)
 
+    def by_digest(self, digest: str) -> ApiKey | None:
+        """The identity configured under ``digest`` (a dashboard session's key), or None
+        once the key was removed."""
+        return self._keys.get(digest)
+
     def identify(self, presented: str) -> ApiKey | None:
         """The key's identity, or None when it matches no configured key."""
         digest = digest_of(presented)

@@ -5,14 +5,17 @@
 - ``/dashboard/jobs/{id or run name}``: a job's fields, steps, events and log lines.
 
 Who is looking: the same tenant-scoped API keys as the JSON API. A browser cannot send a
-header by itself, so ``/dashboard/login`` takes the key in a form and keeps it in an
-``HttpOnly``, ``SameSite=Strict`` cookie limited to ``/dashboard`` (``Secure`` over
-HTTPS); scripts may send the key as a header instead. The cookie counts for these
-read-only pages only, never for the JSON API, whose ``POST`` routes would otherwise be
-open to cross-site requests. No JavaScript; pages of live jobs refresh themselves with a
-``<meta http-equiv="refresh">``. Everything shown is escaped (Jinja2 autoescape), and a
-strict Content-Security-Policy forbids scripts outright, so a job's log line or failure
-reason can never run in an operator's browser.
+header by itself, so ``/dashboard/login`` takes the key in a form and opens a server-side
+session (:mod:`app.api.sessions`): the cookie holds a random session token, never the
+key; it is ``HttpOnly``, ``SameSite=Lax``, limited to ``/dashboard`` (``Secure`` over
+HTTPS) and ends at logout (a ``POST`` with the session's CSRF token; a ``GET`` does
+nothing), at expiry, or when its key leaves ``JOBLEDGER_API_KEYS``. Logins are limited
+per client address (:mod:`app.api.login_limiter`). Scripts may send the key as a header
+instead. The cookie counts for these read-only pages only, never for the JSON API, whose
+``POST`` routes would otherwise be open to cross-site requests. No JavaScript; pages of
+live jobs refresh themselves with a ``<meta http-equiv="refresh">``. Everything shown is
+escaped (Jinja2 autoescape), and a strict Content-Security-Policy forbids scripts
+outright, so a job's log line or failure reason can never run in an operator's browser.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from app.api.auth import ApiKey, identify, presented_key
+from app.api import sessions
+from app.api.auth import ApiKey, KeyRing, digest_of, identify, presented_key
 from app.api.body_guard import FORM_MAX_BYTES
 from app.api.jobs import MAX_LIMIT, own_job
+from app.api.login_limiter import LoginLimiter
 from app.api.parameters import without_nul
+from app.config import settings
 from app.exceptions import InvalidJobId, JobNotFound
 from app.inputs import MAX_PAGE
 from app.ledger import reports
@@ -42,7 +48,6 @@ router = APIRouter(
     prefix="/dashboard", include_in_schema=False, dependencies=[Depends(without_nul)]
 )
 
-COOKIE = "jobledger_key"
 #: No script may run, nothing may frame the pages, forms only post back here.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -91,22 +96,36 @@ def login_form(request: Request) -> Response:
 
 @router.post("/login", response_class=HTMLResponse, max_body_size=FORM_MAX_BYTES)
 async def login(request: Request) -> Response:
-    """Check the key and keep it in the dashboard's cookie (parsed by hand: one field does
-    not justify a multipart dependency)."""
+    """Check the key and open a session; the cookie holds the session's token (the form
+    is parsed by hand: one field does not justify a multipart dependency)."""
+    limiter: LoginLimiter = request.app.state.login_limiter
+    wait = limiter.wait_before(request.client.host if request.client else "unknown")
+    if wait > 0:
+        retry_after = str(math.ceil(wait))
+        refused = _page(
+            request,
+            "login.html",
+            {"error": f"too many login attempts: try again in {retry_after} s"},
+            status.HTTP_429_TOO_MANY_REQUESTS,
+        )
+        refused.headers["Retry-After"] = retry_after
+        return refused
     origin = request.headers.get("origin")
     if origin is not None and origin != _origin(request):
         # Another site posting a key of its own (login CSRF): refuse.
         return _page(request, "login.html", {"error": "cross-site login refused"}, 403)
-    form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
-    key = (form.get("key") or [""])[0].strip()
-    if identify(request, key) is None:
+    key = _form_field(await request.body(), "key")
+    identity = identify(request, key)
+    if identity is None:
         return _page(request, "login.html", {"error": "that key is not valid"}, 401)
+    session = sessions.open_session(digest_of(key), identity, settings().dashboard_session_seconds)
     response = RedirectResponse(_dashboard_url(request), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
-        COOKIE,
-        key,
+        sessions.COOKIE,
+        session.token,
+        max_age=settings().dashboard_session_seconds,
         httponly=True,
-        samesite="strict",
+        samesite="lax",
         secure=request.url.scheme == "https",
         path=_dashboard_url(request),
     )
@@ -114,12 +133,30 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout", max_body_size=FORM_MAX_BYTES)
-def logout(request: Request) -> Response:
-    """Forget the key."""
+async def logout(request: Request) -> Response:
+    """End the session: revoked in the ledger, so a copy of the cookie opens nothing.
+    Only with the session's CSRF token (another site cannot log an operator out)."""
+    session = sessions.session_of(request.cookies.get(sessions.COOKIE), _keyring(request))
+    if session is not None:
+        presented = _form_field(await request.body(), "csrf")
+        if not sessions.csrf_matches(session, presented):
+            return _page(
+                request,
+                "missing.html",
+                {
+                    "caller": session.identity,
+                    "csrf": session.csrf,
+                    "heading": "Logout refused",
+                    "message": "the form was not this session's (CSRF): log out from a "
+                    "page of the dashboard",
+                },
+                status.HTTP_403_FORBIDDEN,
+            )
+        sessions.revoke(session)
     response = RedirectResponse(
         _dashboard_url(request) + "/login", status_code=status.HTTP_303_SEE_OTHER
     )
-    response.delete_cookie(COOKIE, path=_dashboard_url(request))
+    response.delete_cookie(sessions.COOKIE, path=_dashboard_url(request))
     return response
 
 
@@ -135,9 +172,10 @@ def jobs_page(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> Response:
     """Jobs of the tenant by status, with progress bars."""
-    caller = _viewer(request)
-    if caller is None:
+    viewer = _viewer(request)
+    if viewer is None:
         return _to_login(request)
+    caller, csrf = viewer
     chosen = _status_or_none(status_)
     filters = reports.JobFilter(
         status=(chosen,) if chosen else (), type=type_ or None, tenant=caller.tenant
@@ -172,6 +210,7 @@ def jobs_page(
             "statuses": STATUSES,
             "link": link,
             "refresh": counts["live"] > 0,
+            "csrf": csrf,
         },
     )
 
@@ -179,14 +218,16 @@ def jobs_page(
 @router.get("/jobs/{ref}", response_class=HTMLResponse)
 def job_page(ref: str, request: Request) -> Response:
     """One job: its fields, steps, events and log lines."""
-    caller = _viewer(request)
-    if caller is None:
+    viewer = _viewer(request)
+    if viewer is None:
         return _to_login(request)
+    caller, csrf = viewer
     try:
         detail = own_job(ref, caller, log_limit=1000)
     except (InvalidJobId, JobNotFound) as error:
         code = 400 if isinstance(error, InvalidJobId) else 404
-        return _page(request, "missing.html", {"caller": caller, "message": str(error)}, code)
+        context = {"caller": caller, "csrf": csrf, "message": str(error)}
+        return _page(request, "missing.html", context, code)
     positions = {step["id"]: step["position"] for step in detail.steps}
     return _page(
         request,
@@ -201,6 +242,7 @@ def job_page(ref: str, request: Request) -> Response:
             "positions": positions,
             "documents": _documents(detail.job),
             "refresh": detail.job["status"] in {s.value for s in LIVE},
+            "csrf": csrf,
         },
     )
 
@@ -208,9 +250,26 @@ def job_page(ref: str, request: Request) -> Response:
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _viewer(request: Request) -> ApiKey | None:
-    """The key of whoever looks: a header (scripts) or the login cookie (browsers)."""
-    return identify(request, presented_key(request) or request.cookies.get(COOKIE))
+def _viewer(request: Request) -> tuple[ApiKey, str | None] | None:
+    """Who looks, and the CSRF token of their session: a key in a header (scripts; no
+    session, no token) or the session cookie (browsers)."""
+    presented = presented_key(request)
+    if presented is not None:
+        identity = identify(request, presented)
+        return None if identity is None else (identity, None)
+    session = sessions.session_of(request.cookies.get(sessions.COOKIE), _keyring(request))
+    return None if session is None else (session.identity, session.csrf)
+
+
+def _keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+def _form_field(body: bytes, name: str) -> str:
+    """One field of a urlencoded form body, stripped ("" when absent)."""
+    form = parse_qs(body.decode("utf-8", errors="replace"))
+    return (form.get(name) or [""])[0].strip()
 
 
 def _to_login(request: Request) -> Response:

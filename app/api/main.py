@@ -27,6 +27,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from app.api import dashboard, jobs
 from app.api.auth import KeyRing
 from app.api.body_guard import KeyBeforeBody
+from app.api.login_limiter import LoginLimiter
 from app.api.schemas import field_error
 from app.celery import app as celery_app
 from app.config import settings
@@ -58,6 +59,7 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     api.state.keyring = keyring if keyring is not None else KeyRing.from_json(settings().api_keys)
+    api.state.login_limiter = LoginLimiter(settings().dashboard_logins_per_minute)
     # Outermost first: no key, no body read (401); then Starlette's own limit (413 before
     # reading when Content-Length says more, or once a chunked body passes it). The
     # dashboard's forms lower it per route (max_body_size).

@@ -11,6 +11,7 @@ server"), both under ``./var``. Production and the tests use PostgreSQL and Redi
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_DIR = Path("var")
+#: The default (and only) folder local file sources are read from.
+DATA_DIR = LOCAL_DIR / "data"
 
 
 class TimeLimits(BaseModel):
@@ -101,6 +104,16 @@ class Settings(BaseSettings):
     dashboard_session_seconds: int = Field(default=8 * 3600, ge=60)
     #: Dashboard login attempts one client address may make per minute, per API process.
     dashboard_logins_per_minute: int = Field(default=10, ge=1)
+    #: Folders ``import``/``sync`` may read local files from, ``:`` separated (relative
+    #: ones from the working directory). A path that resolves outside them is refused.
+    source_roots: str = str(DATA_DIR)
+    #: Networks (CIDRs, comma separated) that URL sources may reach although they are
+    #: loopback, link-local or private; empty: only public addresses.
+    source_allowed_networks: str = ""
+    #: Database sources ``sync`` may read: a JSON object, name -> ``{"url", "tables",
+    #: "tenants"…}`` (:mod:`tasks._database`). Empty: no job reaches any database but the
+    #: ledger, through the ledger's own code.
+    database_sources: str = ""
 
     #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
     #: kills the process running a job this long and the job ends ``failed`` ("timed out
@@ -145,6 +158,20 @@ class Settings(BaseSettings):
         """Plain ``postgresql://`` URLs use psycopg2 (the driver jobledger ships with);
         SQLAlchemy 2.1 would otherwise look for psycopg 3."""
         return normalize_database_url(url)
+
+    @field_validator("source_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        """A typo here must stop the process, not quietly open or close a network."""
+        for entry in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not a network: give CIDRs such as 10.1.0.0/16 or "
+                    "fd00::/8, comma separated"
+                ) from None
+        return value
 
     def broker(self) -> str:
         """The broker URL, falling back to the embedded filesystem broker."""

@@ -4,20 +4,23 @@ Usage::
 
     from tasks import sync
 
-    sync.delay("household", "/data/bank.csv")                          # a file (or URL)
-    sync.delay("household", {"url": "postgresql://bank@db/bank", "table": "bank_tx"})
-    sync.delay("household", "postgresql://bank@db/bank#table=bank_tx")  # the same, as text
-    sync.delay("household", {"url": "sqlite:///bank.db", "query": "SELECT … "},
-               full_resync=True)
+    sync.delay("household", "var/data/bank.csv")                       # a file (or URL)
+    sync.delay("household", {"connection": "bank", "table": "bank_tx"})  # a database source
+    sync.delay("household", "database://bank/bank_tx")                  # the same, as text
+    sync.delay("household", "https://bank.example/export.csv", full_resync=True)
 
 Sources:
 
 - a record file (CSV, JSON lines or XLSX; local path, ``file://`` or http(s) URL), given
-  as text or ``{"path": …, "format": …, "cursor_field": …}``;
-- a database, given as ``{"url": <SQLAlchemy URL>, "table": <name>}`` or
-  ``{"url": …, "query": "SELECT …"}`` (or the text ``<url>#table=<name>``). The URL may not
-  carry a password, since payloads are stored in the ledger: use ``~/.pgpass`` or
-  ``PGPASSWORD`` on the workers instead.
+  as text or ``{"path": …, "format": …, "cursor_field": …}``; where files and URLs may be
+  is confined by :mod:`tasks._confine` (``JOBLEDGER_SOURCE_ROOTS``,
+  ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS``);
+- a table of a database source the operator configured (``JOBLEDGER_DATABASE_SOURCES``,
+  :mod:`tasks._database`), given as ``{"connection": <name>, "table": <table>}`` or the text
+  ``database://<name>/<table>``. A payload never carries a database URL or SQL: ``url``
+  and ``query`` are refused at ``delay()``, and so are a source, a table or a tenant the
+  configuration does not allow. The table is read by one SELECT built here, in a
+  read-only transaction with a statement timeout.
 
 Each record has ``id``, ``date`` (ISO), ``payee``, ``amount``, and optionally ``category``,
 ``memo`` and the cursor field (``cursor_field``, default ``updated_at``; ``null`` turns
@@ -38,24 +41,21 @@ actually inserted or changed).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl
 
-import sqlalchemy as sa
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.config import normalize_database_url
 from app.exceptions import JobFailed
 from app.ledger.context import JobContext
 from app.ledger.task import JobPayload, job_task
-from tasks import _store
+from tasks import _database, _store
+from tasks._confine import SourceRefused
 from tasks._fields import BudgetId, FormatName, Location, format_problem
 from tasks._sources import (
     Format,
@@ -68,10 +68,7 @@ from tasks._sources import (
 )
 from tasks._values import is_empty, parse_date, parse_decimal
 
-#: A column or table name a database source may use (``schema.table`` for tables).
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
-TABLE = r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$"
-CursorField = Annotated[str, Field(pattern=IDENTIFIER)] | None
+CursorField = Annotated[str, Field(pattern=_database.IDENTIFIER)] | None
 
 
 class FileSource(JobPayload):
@@ -100,68 +97,69 @@ class FileSource(JobPayload):
         return local_path(self.path).resolve().as_uri()
 
 
+#: Why a payload may not carry a database URL or SQL (the error of both fields).
+NO_URL_OR_SQL = (
+    "a job payload never carries a database URL or SQL: name a database source the "
+    "operator configured (JOBLEDGER_DATABASE_SOURCES) and one of its tables, "
+    '{"connection": <name>, "table": <table>}'
+)
+
+
 class DatabaseSource(JobPayload):
-    """A table or a SELECT query of a database SQLAlchemy can reach."""
+    """A table of a database source the operator configured (:mod:`tasks._database`)."""
 
     kind: Literal["database"] = "database"
-    url: str
-    table: Annotated[str, Field(pattern=TABLE)] | None = None
-    query: Annotated[str, Field(min_length=1)] | None = None
+    #: The source's name in ``JOBLEDGER_DATABASE_SOURCES``.
+    connection: Annotated[str, Field(pattern=_database.SOURCE_NAME)]
+    #: One of the tables that source exposes.
+    table: Annotated[str, Field(pattern=_database.TABLE)]
     cursor_field: CursorField = "updated_at"
+    # Refused whenever given, with the reason (not only "extra inputs are not permitted").
+    url: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    query: SkipJsonSchema[None] = Field(default=None, exclude=True)
 
-    @field_validator("url")
+    @field_validator("url", "query", mode="before")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError(
-                "not a SQLAlchemy database URL (e.g. postgresql://user@host/db)"
-            ) from None
-        if url.password is not None:
-            raise ValueError(
-                "carries a password, which would be stored in the ledger: use ~/.pgpass, "
-                "PGPASSWORD or the driver's own settings on the workers"
-            )
+    def _never(cls, value: Any) -> None:
+        raise ValueError(NO_URL_OR_SQL)
+
+    @field_validator("connection")
+    @classmethod
+    def _configured(cls, value: str, info: ValidationInfo) -> str:
+        """Checked where the payload is made when the tenant is known (``delay()``, the
+        API); the worker checks again with the job's own tenant before it connects."""
+        _database.source_for(value, tenant=(info.context or {}).get("tenant"))
         return value
 
-    @field_validator("query")
+    @field_validator("table")
     @classmethod
-    def _select_only(cls, value: str | None) -> str | None:
-        if value is not None and value.lstrip().split(None, 1)[0].lower() not in (
-            "select",
-            "with",
-        ):
-            raise ValueError("must be a SELECT (or WITH … SELECT) statement")
+    def _exposed(cls, value: str, info: ValidationInfo) -> str:
+        name = info.data.get("connection")
+        if name is not None:
+            _database.source_for(name, value, tenant=None)
         return value
-
-    @model_validator(mode="after")
-    def _table_or_query(self) -> DatabaseSource:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of table and query")
-        return self
 
     def identity(self) -> str:
-        """Stable name of the source, for its sync cursor (the query by its hash)."""
-        what = (
-            f"table={self.table}"
-            if self.table
-            else "query=" + hashlib.sha256(str(self.query).encode()).hexdigest()[:16]
-        )
-        return f"{make_url(self.url).render_as_string(hide_password=True)}#{what}"[:512]
+        """Stable name of the source, for its sync cursor."""
+        return f"database:{self.connection}/{self.table}"
 
 
 def _source_document(value: Any) -> Any:
-    """Text and kind-less objects become a tagged source document."""
+    """Text and kind-less objects become a tagged source document: text is a file or URL,
+    or ``database://<connection>/<table>``; any other scheme is a database URL, which a
+    payload may not carry (refused as ``url``)."""
     if isinstance(value, str):
         text = value.strip()
         scheme = text.split("://", 1)[0].lower() if "://" in text else ""
         if scheme in ("", "file", "http", "https"):
             return {"kind": "file", "path": text}
-        url, _, fragment = text.partition("#")
-        return {"kind": "database", "url": url, **dict(parse_qsl(fragment))}
+        if scheme == "database":
+            connection, _, table = text.split("://", 1)[1].partition("/")
+            return {"kind": "database", "connection": connection, "table": table}
+        return {"kind": "database", "url": text}
     if isinstance(value, dict) and "kind" not in value:
-        return {"kind": "database" if "url" in value else "file", **value}
+        database = {"connection", "url", "query"} & set(value)
+        return {"kind": "database" if database else "file", **value}
     return value
 
 
@@ -235,7 +233,7 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
                     _commit(job, payload, batch, counts)
                     batch = []
             _commit(job, payload, batch, counts)
-    except SourceUnreadable as error:
+    except (SourceUnreadable, SourceRefused) as error:
         raise JobFailed(str(error)) from None
     except SQLAlchemyError as error:
         raise JobFailed(f"cannot read the source database: {_first_line(error)}") from None
@@ -287,7 +285,13 @@ def _records(
     """``(row number, record)`` of the source; a file row that cannot be read at all is
     recorded as an item error here and comes as ``None``."""
     if isinstance(source, DatabaseSource):
-        yield from _database_records(source, since)
+        # The worker's own check, with the job's tenant as the ledger recorded it.
+        config = _database.source_for(source.connection, source.table, tenant=job.tenant)
+        rows = _database.read_table(
+            source.connection, config, source.table, cursor_field=source.cursor_field, since=since
+        )
+        with contextlib.closing(rows):  # ends the read-only transaction at once on a cancel
+            yield from enumerate(rows, start=1)
         return
     assert source.format is not None
     with open_source(source.path) as opened:
@@ -300,36 +304,6 @@ def _records(
         job.record_file(
             "in", opened.uri, size=opened.size, sha256=opened.sha256, records=stream.records
         )
-
-
-def _database_records(source: DatabaseSource, since: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    engine = sa.create_engine(normalize_database_url(source.url), poolclass=sa.NullPool)
-    try:
-        with engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=1000).execute(
-                _source_query(source, since)
-            )
-            for number, row in enumerate(result, start=1):
-                yield number, dict(row._mapping)
-    finally:
-        engine.dispose()
-
-
-def _source_query(source: DatabaseSource, since: Any) -> sa.Select[Any]:
-    """``SELECT *`` of the table or query, from the cursor on, in cursor order."""
-    field = source.cursor_field
-    columns: list[sa.ColumnClause[Any]] = [sa.column(field)] if field else []
-    if source.table is not None:
-        schema, _, name = source.table.rpartition(".")
-        relation: Any = sa.table(name, *columns, schema=schema or None)
-    else:
-        relation = sa.text(str(source.query)).columns(*columns).subquery("src")
-    query: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(relation)
-    if field:
-        if since is not None:
-            query = query.where(relation.c[field] >= since)
-        query = query.order_by(relation.c[field])
-    return query
 
 
 def _transaction(

@@ -6,7 +6,9 @@ and is inherited by the worker subprocesses.
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,34 @@ os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
 os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"
 # example.stubborn ignores its soft limit: the hard one ends it (tests/test_time_limits.py)
 os.environ["JOBLEDGER_TIME_LIMITS"] = '{"example.stubborn": {"soft": 1, "hard": 3}}'
+
+#: Where the database sources of the tests live: a SQLite file the tests write, and a
+#: PostgreSQL database beside the ledger (tests/support/sources.py makes their tables).
+SOURCE_DIR = Path(tempfile.gettempdir()) / f"{TEST_DB}-sources"
+SOURCE_DATABASE = f"{TEST_DB}_source"
+SOURCE_DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{SOURCE_DATABASE}"
+os.environ["JOBLEDGER_DATABASE_SOURCES"] = json.dumps(
+    {
+        "bank": {
+            "url": f"sqlite:///{SOURCE_DIR / 'bank.db'}",
+            "tables": ["bank_tx"],
+            "tenants": ["*"],
+        },
+        "pg_bank": {
+            "url": SOURCE_DATABASE_URL,
+            "tables": ["bank_tx", "sneaky_tx", "slow_tx"],
+            "tenants": ["acme"],
+            "statement_timeout": 1,
+        },
+        "ledger": {"url": DATABASE_URL, "tables": ["jobs"], "tenants": ["*"]},
+        # the ledger under another host name: only the live connection can tell
+        "ledger_alias": {
+            "url": DATABASE_URL.replace("@127.0.0.1:", "@0.0.0.0:"),
+            "tables": ["jobs"],
+            "tenants": ["*"],
+        },
+    }
+)
 
 import pytest  # noqa: E402
 import redis  # noqa: E402

@@ -3,7 +3,6 @@ and PostgreSQL; the ledger's steps and the domain tables checked with SQL."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from app.ledger.transitions import request_cancel
 from tasks import suggest, sync, sync_and_suggest
-from tests.support import domain
+from tests.support import domain, sources
 from tests.support.ledger import events, wait_for_status
 from tests.support.ledger import transitions as parent_transitions
 
@@ -145,27 +144,15 @@ def test_canceling_the_parent_stops_the_sync_at_its_next_batch() -> None:
     assert suggestions(budget) == {}
 
 
-def bank_database(path: Path, rows: list[tuple[Any, ...]]) -> str:
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "CREATE TABLE bank_tx (id TEXT PRIMARY KEY, date TEXT, payee TEXT, amount REAL,"
-            " category TEXT, updated_at TEXT)"
-        )
-        connection.executemany("INSERT INTO bank_tx VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return f"sqlite:///{path}"
-
-
-def test_database_sync_is_incremental_and_idempotent(tmp_path: Path) -> None:
-    path = tmp_path / "bank.db"
-    url = bank_database(
-        path,
+def test_database_sync_is_incremental_and_idempotent() -> None:
+    bank = sources.sqlite_bank(
         [
             ("a", "2024-01-01", "Shop A", -1.5, "Food", "2024-01-01T00:00:00"),
             ("b", "2024-01-02", "Shop B", -2.5, None, "2024-01-02T00:00:00"),
             ("c", "2024-01-03", "Shop C", 10, None, "2024-01-03T00:00:00"),
         ],
     )
-    source = {"url": url, "table": "bank_tx"}
+    source = {"connection": "bank", "table": "bank_tx"}  # configured in tests/conftest.py
     budget = domain.unique("db")
 
     first = finished(sync.delay(budget, source).id)
@@ -177,14 +164,13 @@ def test_database_sync_is_incremental_and_idempotent(tmp_path: Path) -> None:
     assert again["result"]["records_read"] == 1  # only the boundary record
     assert again["result"]["records_written"] == 0
 
-    with sqlite3.connect(path) as connection:
-        connection.execute(
-            "UPDATE bank_tx SET category = 'Fun', updated_at = '2024-01-04T00:00:00' WHERE id = 'b'"
-        )
-        connection.execute(
-            "INSERT INTO bank_tx VALUES ('d', '2024-01-05', 'Shop D', -4, NULL,"
-            " '2024-01-05T00:00:00')"
-        )
+    bank.execute(
+        "UPDATE bank_tx SET category = 'Fun', updated_at = '2024-01-04T00:00:00' WHERE id = 'b'"
+    )
+    bank.execute(
+        "INSERT INTO bank_tx VALUES ('d', '2024-01-05', 'Shop D', -4, NULL, '2024-01-05T00:00:00')"
+    )
+    bank.close()
     third = finished(sync.delay(budget, source).id)
     assert third["result"]["records_read"] == 3  # boundary c, changed b, new d
     assert third["result"]["records_written"] == 2
@@ -198,24 +184,6 @@ def test_database_sync_is_incremental_and_idempotent(tmp_path: Path) -> None:
     assert stored["b"]["category"] == "Fun"
     assert str(stored["a"]["amount"]) == "-1.50"
     assert stored["a"]["payee_normalized"] == "shop a"
-
-
-def test_query_source_reads_what_the_query_selects(tmp_path: Path) -> None:
-    url = bank_database(
-        tmp_path / "bank.db",
-        [
-            ("a", "2024-01-01", "Shop A", -1.5, None, "2024-01-01T00:00:00"),
-            ("b", "2024-01-02", "Salary", 2000, "Income", "2024-01-02T00:00:00"),
-        ],
-    )
-    budget = domain.unique("query")
-
-    job = finished(
-        sync.delay(budget, {"url": url, "query": "SELECT * FROM bank_tx WHERE amount < 0"}).id
-    )
-
-    assert job["status"] == "succeeded", job["failure_reason"]
-    assert sorted(transactions(budget)) == ["a"]
 
 
 def test_bad_records_make_the_sync_partial(tmp_path: Path) -> None:

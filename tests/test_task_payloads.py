@@ -28,7 +28,10 @@ CASES: list[tuple[Any, tuple[Any, ...], dict[str, Any], str]] = [
     (export_data, (), {"dataset": "ledger:jobs; drop table jobs"}, "dataset"),
     (sync, ("b",), {}, "source"),
     (sync, ("b", "postgresql://bank:secret@db/bank#table=tx"), {}, "source.database.url"),
-    (sync, ("b", {"url": "sqlite:///x.db"}), {}, "source.database"),
+    (sync, ("b", {"url": "sqlite:///x.db"}), {}, "source.database.url"),
+    (sync, ("b", {"connection": "bank"}), {}, "source.database.table"),
+    (sync, ("b", {"connection": "nope", "table": "tx"}), {}, "source.database.connection"),
+    (sync, ("b", "database://bank/other_tx"), {}, "source.database.table"),
     (
         sync,
         ("b", {"url": "sqlite:///x.db", "query": "DELETE FROM tx"}),
@@ -81,7 +84,7 @@ def test_guessed_format_is_recorded_in_the_payload() -> None:
 
 def test_source_text_forms_are_normalised() -> None:
     file_source = sync.validate_payload(("b", "/data/bank.jsonl"), {}).model_dump()["source"]
-    database = sync.validate_payload(("b", "postgresql://bank@db/bank#table=public.tx"), {})
+    database = sync.validate_payload(("b", "database://bank/bank_tx"), {})
 
     assert file_source == {
         "kind": "file",
@@ -91,8 +94,7 @@ def test_source_text_forms_are_normalised() -> None:
     }
     assert database.model_dump()["source"] == {
         "kind": "database",
-        "url": "postgresql://bank@db/bank",
-        "table": "public.tx",
-        "query": None,
+        "connection": "bank",
+        "table": "bank_tx",
         "cursor_field": "updated_at",
     }

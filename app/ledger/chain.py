@@ -39,7 +39,7 @@ from pydantic import BaseModel
 
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
-from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of
+from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -84,10 +84,11 @@ class ChainJobTask(JobTask):
                 "single-step; submit the chained job again",
             )
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
-        payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
+        tenant = tenant_of(described, kwargs)
+        payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}), tenant=tenant)
         document = self.job_document(payload, described)
         step_payloads = [
-            self._step_payload(position, step, payload)
+            self._step_payload(position, step, payload, tenant)
             for position, step in enumerate(self.steps, 1)
         ]
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
@@ -132,12 +133,14 @@ class ChainJobTask(JobTask):
             raise
         return AsyncResult(str(job_id), app=self.app)
 
-    def _step_payload(self, position: int, step: Step, payload: BaseModel) -> dict[str, Any]:
+    def _step_payload(
+        self, position: int, step: Step, payload: BaseModel, tenant: str
+    ) -> dict[str, Any]:
         task = self.app.tasks[step.task]
         if not isinstance(task, JobTask):
             raise TypeError(f"step {position} of {self.name}: {step.task} is not a job task")
         try:
-            document = task.validate_payload((), step.payload(payload))
+            document = task.validate_payload((), step.payload(payload), tenant=tenant)
         except InvalidPayload as error:
             raise InvalidPayload(
                 self.name,

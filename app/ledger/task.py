@@ -88,8 +88,14 @@ class JobTask(Task):  # type: ignore[misc]
 
     # -- producer side --------------------------------------------------------------
 
-    def validate_payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseModel:
+    def validate_payload(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, tenant: str | None = None
+    ) -> BaseModel:
         """The payload model from ``delay()``'s arguments (positional ones in field order).
+
+        ``tenant``, the tenant the job will act for, is the validation context
+        (``info.context["tenant"]``): a payload may name things only some tenants may
+        use (a database source).
 
         Raises:
             InvalidPayload: naming every offending field.
@@ -116,7 +122,9 @@ class JobTask(Task):  # type: ignore[misc]
         if refused:
             raise InvalidPayload(self.name, refused)
         try:
-            return self.payload_model.model_validate(data)
+            return self.payload_model.model_validate(
+                data, context=None if tenant is None else {"tenant": tenant}
+            )
         except ValidationError as error:
             raise InvalidPayload(self.name, _field_problems(error)) from None
 
@@ -143,7 +151,9 @@ class JobTask(Task):  # type: ignore[misc]
         key = options.pop("idempotency_key", None)
         if HEADER in headers:
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
-        payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}))
+        payload = self.validate_payload(
+            tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
+        )
         document = self.job_document(payload, described)
         job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
         task_id = task_id or str(job_id)
@@ -184,7 +194,9 @@ class JobTask(Task):  # type: ignore[misc]
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
             try:
-                payload = self.validate_payload((), dict(kwargs))
+                payload = self.validate_payload(
+                    (), dict(kwargs), tenant=tenant_of(described, kwargs)
+                )
                 documents.append(self.job_document(payload, described))
             except InvalidPayload as error:
                 problems.update({f"[{index}].{field}": p for field, p in error.fields.items()})
@@ -310,7 +322,7 @@ class JobTask(Task):  # type: ignore[misc]
             id=job_id,
             type=self.name,
             payload=document,
-            tenant=str(described.get("tenant") or document.get("tenant") or "default"),
+            tenant=tenant_of(described, document),
             subject=None if subject is None else str(subject),
             trigger=described.get("trigger", "producer"),
             created_by=described.get("created_by"),
@@ -448,6 +460,12 @@ def job_task(
         )(run)
 
     return decorate
+
+
+def tenant_of(described: dict[str, Any], payload: dict[str, Any] | None) -> str:
+    """The tenant a job acts for: the ``tenant`` option, else the payload's own
+    ``tenant`` field, else ``default``."""
+    return str(described.get("tenant") or (payload or {}).get("tenant") or "default")
 
 
 def identity_of(request: Any) -> tuple[uuid.UUID, uuid.UUID | None]:

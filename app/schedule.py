@@ -10,7 +10,7 @@ Entries:
 - ``sync_and_suggest:<budget_id>``: one per budget of ``JOBLEDGER_SCHEDULED_BUDGETS``,
   every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600). Accepted forms::
 
-      JOBLEDGER_SCHEDULED_BUDGETS='b1=/data/b1.csv,b2=postgresql://…/src'
+      JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
       JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
       JOBLEDGER_SCHEDULED_BUDGETS='[{"budget_id": "b1", "source": "/data/b1.csv",
                                      "full_resync": false, "tenant": "acme"}]'

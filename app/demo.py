@@ -2,7 +2,8 @@
 
 Run by ``bash .ci/demo`` (which installs, starts the services and a worker first), or by
 hand with a worker running: ``python -m app.demo``. It makes its input files under
-``var/demo``, submits an import with a few bad rows (ends ``partial``), an export of the
+``var/data/demo`` (inside ``var/data``, the one folder file sources may be read from by
+default, ``JOBLEDGER_SOURCE_ROOTS``), submits an import with a few bad rows (ends ``partial``), an export of the
 imported dataset, a ``sync_and_suggest`` chain, an import of a missing file (ends
 ``failed``) and a job canceled while queued, waits for all of them in the ledger, and
 prints what an operator would look at.
@@ -18,11 +19,11 @@ from pathlib import Path
 from sqlalchemy import bindparam, text
 
 from app import db
-from app.config import LOCAL_DIR
+from app.config import DATA_DIR
 from app.ledger import transitions as ledger
 from app.ledger.states import TERMINAL
 
-DEMO_DIR = LOCAL_DIR / "demo"
+DEMO_DIR = DATA_DIR / "demo"
 
 
 def write_inputs(folder: Path) -> tuple[Path, Path]:

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
+import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -37,6 +39,15 @@ from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import httpx
+
+from tasks._confine import (
+    MAX_REDIRECTS,
+    SourceRefused,
+    check_opened,
+    confined_path,
+    guarded_client,
+)
+from tasks._values import excerpt
 
 Format = Literal["csv", "xlsx", "jsonl"]
 FORMATS: tuple[Format, ...] = ("csv", "xlsx", "jsonl")
@@ -127,39 +138,64 @@ class OpenedSource:
 
 @contextlib.contextmanager
 def open_source(location: str) -> Iterator[OpenedSource]:
-    """Open a local path, ``file://`` URL or http(s) URL for streaming.
+    """Open a local path, ``file://`` URL or http(s) URL for streaming, within what
+    :mod:`tasks._confine` allows (``JOBLEDGER_SOURCE_ROOTS``,
+    ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS``).
 
     Raises:
-        SourceUnreadable: not found, not a file, unreachable, or an HTTP error status.
+        SourceUnreadable: outside the allowed folders or networks, not found, not a
+            file, unreachable, or an HTTP error status.
     """
     if is_http(location):
         with _open_http(location) as opened:
             yield opened
         return
     path = local_path(location)
-    if not path.exists():
-        raise SourceUnreadable(f"source file not found: {path}")
-    if not path.is_file():
-        raise SourceUnreadable(f"source is not a file: {path}")
     try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise SourceUnreadable(f"cannot open source file {path}: {error.strerror}") from None
+        real = confined_path(path)  # before touching the file: no hint whether it exists
+        if not real.exists():
+            raise SourceUnreadable(f"source file not found: {path}")
+        if not real.is_file():
+            raise SourceUnreadable(f"source is not a file: {path}")
+        handle = _open_confined(real, path)
+    except SourceRefused as error:
+        raise SourceUnreadable(str(error)) from None
     with handle:
         chunks = iter(lambda: handle.read(CHUNK), b"")
         yield OpenedSource(
-            uri=path.resolve().as_uri(),
-            expected_size=path.stat().st_size,
+            uri=real.as_uri(),
+            expected_size=os.fstat(handle.fileno()).st_size,
             stream=HashingReader(chunks),
-            local=path,
+            local=real,
         )
+
+
+def _open_confined(real: Path, given: Path) -> IO[bytes]:
+    """Open the checked real path without following a symlink put there since, without
+    blocking on a FIFO, then check what was opened."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(real, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SourceRefused(
+                f"source file {given} changed into a symlink while it was opened"
+            ) from None
+        raise SourceUnreadable(f"cannot open source file {given}: {error.strerror}") from None
+    try:
+        check_opened(descriptor, given)
+        os.set_blocking(descriptor, True)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
 
 
 @contextlib.contextmanager
 def _open_http(url: str) -> Iterator[OpenedSource]:
     try:
         with (
-            httpx.Client(timeout=HTTP_TIMEOUT, follow_redirects=True) as client,
+            guarded_client(HTTP_TIMEOUT) as client,
             client.stream("GET", url) as response,
         ):
             if response.status_code == 404:
@@ -176,6 +212,12 @@ def _open_http(url: str) -> Iterator[OpenedSource]:
                 # and a slow source would look stalled; take them as they come.
                 stream=HashingReader(response.iter_bytes()),
             )
+    except SourceRefused as error:  # the first request's host or a redirect's
+        raise SourceUnreadable(f"cannot read source {url}: {error}") from None
+    except httpx.TooManyRedirects:
+        raise SourceUnreadable(
+            f"cannot read source {url}: more than {MAX_REDIRECTS} redirects"
+        ) from None
     except httpx.HTTPError as error:
         # A transport error (refused, reset, timeout) before or while streaming the body.
         raise SourceUnreadable(
@@ -297,7 +339,7 @@ def _header(cells: Any, kind: str) -> list[str]:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise SourceUnreadable(
-            f"bad format: the {kind} header repeats {', '.join(map(repr, duplicates))}"
+            f"bad format: the {kind} header repeats {', '.join(map(excerpt, duplicates[:3]))}"
         )
     return names
 

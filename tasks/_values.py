@@ -9,7 +9,8 @@ Usage::
 
 A type ending in ``?`` (``"int?"``) allows an empty value, which becomes ``None``; without
 it an empty or missing value is an error. The ``ValueError`` messages are user-safe and
-name the offending value, for a job's structured item errors.
+quote the offending value only as a short, redacted :func:`excerpt`, for a job's
+structured item errors.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, get_args
+
+from app.ledger.redaction import redact
 
 BaseType = Literal["str", "int", "float", "decimal", "date", "bool"]
 ColumnType = Literal[
@@ -37,8 +40,22 @@ ColumnType = Literal[
     "bool?",
 ]
 COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
+#: Characters of a source's value an error message quotes at most.
+EXCERPT = 20
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
+
+
+def excerpt(value: Any) -> str:
+    """A short, redacted quote of a value read from a source, for an error message.
+
+    Item errors and failure reasons go back to whoever submitted the job; a value from a
+    source may be a line of a file the job should never have read, or a secret in a
+    row. So a value is never echoed whole: secrets are masked first, then the text is
+    cut to :data:`EXCERPT` characters (``…`` marks the cut)."""
+    text = redact(value if isinstance(value, str) else repr(value))
+    cut = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
+    return repr(cut) if isinstance(value, str) else cut
 
 
 def is_empty(value: Any) -> bool:
@@ -62,7 +79,7 @@ def _str(value: Any) -> str:
 
 def _int(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"not an integer: {value!r}")
+        raise ValueError(f"not an integer: {excerpt(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -70,29 +87,29 @@ def _int(value: Any) -> int:
     try:
         return int(str(value).strip())
     except ValueError:
-        raise ValueError(f"not an integer: {value!r}") from None
+        raise ValueError(f"not an integer: {excerpt(value)}") from None
 
 
 def _float(value: Any) -> float:
     try:
         number = float(value if isinstance(value, int | float) else str(value).strip())
     except ValueError:
-        raise ValueError(f"not a number: {value!r}") from None
+        raise ValueError(f"not a number: {excerpt(value)}") from None
     if isinstance(value, bool) or not math.isfinite(number):
-        raise ValueError(f"not a finite number: {value!r}")
+        raise ValueError(f"not a finite number: {excerpt(value)}")
     return number
 
 
 def parse_decimal(value: Any) -> Decimal:
     """A finite decimal from text or a number (floats through their shortest repr)."""
     if isinstance(value, bool):
-        raise ValueError(f"not a decimal number: {value!r}")
+        raise ValueError(f"not a decimal number: {excerpt(value)}")
     try:
         number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
     except InvalidOperation:
-        raise ValueError(f"not a decimal number: {value!r}") from None
+        raise ValueError(f"not a decimal number: {excerpt(value)}") from None
     if not number.is_finite():
-        raise ValueError(f"not a finite decimal number: {value!r}")
+        raise ValueError(f"not a finite decimal number: {excerpt(value)}")
     return number
 
 
@@ -114,7 +131,7 @@ def parse_date(value: Any) -> date:
             else (date.fromisoformat(text))
         )
     except ValueError:
-        raise ValueError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+        raise ValueError(f"not an ISO date (YYYY-MM-DD): {excerpt(value)}") from None
 
 
 def _date(value: Any) -> str:
@@ -129,7 +146,7 @@ def _bool(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"not a boolean (true/false, yes/no, 1/0): {value!r}")
+    raise ValueError(f"not a boolean (true/false, yes/no, 1/0): {excerpt(value)}")
 
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {

@@ -66,7 +66,7 @@ from tasks._sources import (
     open_source,
     read_records,
 )
-from tasks._values import is_empty, parse_date, parse_decimal
+from tasks._values import excerpt, is_empty, parse_date, parse_decimal
 
 CursorField = Annotated[str, Field(pattern=_database.IDENTIFIER)] | None
 
@@ -332,7 +332,7 @@ def _transaction(
     memo = take("memo", str, required=False)
     normalized = _store.normalize_payee(payee) if payee else None
     if payee and not normalized:
-        problems.append(("payee", f"has no letters to match on: {payee!r}"))
+        problems.append(("payee", f"has no letters to match on: {excerpt(payee)}"))
     for name, message in problems:
         job.add_error(message, row=row, field=name)
     if problems:
@@ -376,7 +376,15 @@ def _older(value: Any, than: Any) -> bool:
     return _order(value) < _order(than)
 
 
+#: Characters of a source database's error message a failure reason keeps (such a
+#: message may quote a value of the source: ``invalid input syntax for type …: "…"``).
+MAX_DATABASE_ERROR = 160
+
+
 def _first_line(error: SQLAlchemyError) -> str:
     cause = getattr(error, "orig", None) or error
     text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else 'no message'}"
+    line = text[0] if text else "no message"
+    if len(line) > MAX_DATABASE_ERROR:
+        line = line[:MAX_DATABASE_ERROR] + "…"
+    return f"{type(cause).__name__}: {line}"

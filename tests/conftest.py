@@ -27,6 +27,10 @@ os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
 os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"
 # example.stubborn ignores its soft limit: the hard one ends it (tests/test_time_limits.py)
 os.environ["JOBLEDGER_TIME_LIMITS"] = '{"example.stubborn": {"soft": 1, "hard": 3}}'
+# The tests read source files from pytest's tmp_path and URLs from servers on 127.0.0.1;
+# tests/test_source_confinement.py shows the defaults (var/data, public addresses only).
+os.environ["JOBLEDGER_SOURCE_ROOTS"] = tempfile.gettempdir()
+os.environ["JOBLEDGER_SOURCE_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 
 #: Where the database sources of the tests live: a SQLite file the tests write, and a
 #: PostgreSQL database beside the ledger (tests/support/sources.py makes their tables).

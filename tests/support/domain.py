@@ -118,6 +118,13 @@ class Release:
             gate.set()
 
 
+@dataclass
+class Redirect:
+    """A ``302 Found`` to ``location``."""
+
+    location: str
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -125,6 +132,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.server.routes.get(self.path)
         if body is None:
             self.send_error(404)
+            return
+        if isinstance(body, Redirect):
+            self.send_response(302)
+            self.send_header("Location", body.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -149,11 +162,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    routes: dict[str, bytes | Release]
+    routes: dict[str, bytes | Release | Redirect]
 
 
 @contextmanager
-def http_server(routes: dict[str, bytes | Release]) -> Iterator[str]:
+def http_server(routes: dict[str, bytes | Release | Redirect]) -> Iterator[str]:
     """Serve ``routes`` (path -> body) on 127.0.0.1; yields the base URL."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.routes = routes

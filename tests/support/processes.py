@@ -57,10 +57,16 @@ class WorkerProcess:
 
 
 def start_worker(
-    log_dir: Path, concurrency: int = 2, queue: str | None = None, extra: tuple[str, ...] = ()
+    log_dir: Path,
+    concurrency: int = 2,
+    queue: str | None = None,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
 ) -> WorkerProcess:
     """Start a prefork worker (consuming ``queue`` only, if given) and wait until it
-    answers a ping."""
+    answers a ping. ``env`` replaces the test session's environment; with a ``cwd``
+    elsewhere, ``PYTHONPATH`` names this checkout so the worker imports its code."""
     if queue is not None:
         extra = ("-Q", queue, *extra)
     name = f"test-{uuid.uuid4().hex[:8]}@%h"
@@ -85,10 +91,10 @@ def start_worker(
             "--without-gossip",
             *extra,
         ],
-        cwd=ROOT,
+        cwd=cwd,
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
+        env=_environment(env, cwd),
     )
     worker = WorkerProcess(
         name=name.replace("%h", os.uname().nodename), process=process, log_path=log_path
@@ -101,3 +107,10 @@ def start_worker(
             return worker
     worker.kill()
     raise RuntimeError(f"worker did not answer a ping within 60 s:\n{worker.log()}")
+
+
+def _environment(env: dict[str, str] | None, cwd: Path) -> dict[str, str]:
+    variables = dict(os.environ if env is None else env)
+    if cwd != ROOT:
+        variables["PYTHONPATH"] = str(ROOT)
+    return variables

@@ -3,10 +3,10 @@
 Run by ``bash .ci/demo`` (which installs, starts the services and a worker first), or by
 hand with a worker running: ``python -m app.demo``. It makes its input files under
 ``var/data/demo`` (inside ``var/data``, the one folder file sources may be read from by
-default, ``JOBLEDGER_SOURCE_ROOTS``), submits an import with a few bad rows (ends ``partial``), an export of the
-imported dataset, a ``sync_and_suggest`` chain, an import of a missing file (ends
-``failed``) and a job canceled while queued, waits for all of them in the ledger, and
-prints what an operator would look at.
+default: ``JOBLEDGER_SOURCE_ROOTS``), submits an import with a few bad rows (ends
+``partial``), an export of the imported dataset, a ``sync_and_suggest`` chain, an import
+of a missing file (ends ``failed``) and a job canceled while queued, waits for all of
+them in the ledger, and prints what an operator would look at.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tasks._values import EXCERPT
 from tests.support import api, domain
 from tests.support.api import ACME
 from tests.support.ledger import wait_for_status
-from tests.support.processes import WorkerProcess, start_worker
+from tests.support.processes import ROOT, WorkerProcess, start_worker
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -46,7 +46,8 @@ def outside_forms(tmp_path: Path) -> list[str]:
     link = tmp_path / "innocent.csv"
     link.symlink_to(OUTSIDE)
     climb = tmp_path.joinpath(*[".."] * len(tmp_path.parts), *OUTSIDE.parts[1:])
-    return [str(OUTSIDE), OUTSIDE.as_uri(), str(climb), str(link), "README.md"]
+    relative = Path(*[".."] * len(ROOT.parts), *OUTSIDE.parts[1:])  # from the worker's cwd
+    return [str(OUTSIDE), OUTSIDE.as_uri(), str(climb), str(link), str(relative)]
 
 
 # -- files -------------------------------------------------------------------------------------

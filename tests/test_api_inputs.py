@@ -1,6 +1,7 @@
-"""Hostile values in every parameter and body field of the API: a 4xx naming the field,
-never a 500 (NUL characters that PostgreSQL cannot store, pages whose offset overflows a
-bigint, times that leave the representable range once moved to UTC)."""
+"""Hostile values in every parameter and body field of the API (and in the options of
+``delay()``): a 4xx (``InvalidPayload``) naming the field, never a 500. NUL characters
+PostgreSQL cannot store, pages whose offset overflows a bigint, times that leave the
+representable range once moved to UTC."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.exceptions import InvalidPayload
 from tests.support import api
 from tests.support.api import ACME
+from tests.support.jobs import echo
 
 FAR_FUTURE = "9999-12-31T23:59:59-14:00"
 FAR_PAST = "0001-01-01T00:00:00+14:00"
@@ -118,3 +121,23 @@ def test_no_value_of_a_list_parameter_gets_a_server_error(
     response = client.get("/jobs", params={name: value}, headers=ACME)
 
     assert response.status_code in (200, 422), (name, value, response.text)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"subject": "a\x00b"}, "subject"),
+        ({"created_by": "me\x00"}, "created_by"),
+        ({"metadata": {"note": "\x00"}}, "metadata.note"),
+    ],
+)
+def test_a_nul_in_a_producers_job_option_is_refused_at_delay(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        echo.apply_async(kwargs={"value": 1}, queue=api.unused_queue(), **options)
+    with pytest.raises(InvalidPayload):
+        echo.apply_many([{"value": 1}], queue=api.unused_queue(), **options)
+
+    assert list(refused.value.fields) == [field]
+    assert api.job_count() == 0

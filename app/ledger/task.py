@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 HEADER = "jobledger"
 #: Options of ``apply_async`` that describe the job rather than the message.
 JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
+#: Job options stored as text or JSON, checked for NUL characters like the payload.
+TEXT_OPTIONS = ("subject", "created_by", "metadata")
 #: What a tenant looks like (as API keys and payload ``tenant`` fields have it): tenants
 #: name export folders, so no ``/`` and no leading dot.
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -315,6 +317,10 @@ class JobTask(Task):  # type: ignore[misc]
         described: dict[str, Any],
         options: dict[str, Any],
     ) -> ledger.NewJob:
+        texts = {name: described[name] for name in TEXT_OPTIONS if name in described}
+        refused = {name: NUL_PROBLEM for name in nul_fields(texts)}
+        if refused:  # PostgreSQL would refuse them at the insert, as a 500
+            raise InvalidPayload(self.name, refused)
         subject = described.get("subject")
         if subject is None and self.subject_field is not None:
             subject = document.get(self.subject_field)

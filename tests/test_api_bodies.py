@@ -27,14 +27,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
 
 def raw_request(server: ApiServer, head: str, body: bytes = b"") -> bytes:
     """Send a request head (and at most ``body``), then read the answer until the server
-    closes or 10 s pass without a byte (the failure case: it waits for the rest)."""
+    closes the connection; a server that waits for the rest of the body sends nothing,
+    and the read fails after 10 s without a byte."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
         connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
         answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
+        while chunk := connection.recv(65536):
             answer += chunk
         return answer
 
@@ -73,6 +71,7 @@ def test_a_body_announced_over_the_limit_is_413_before_it_is_sent(server: ApiSer
     )
 
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"JOBLEDGER_API_MAX_BODY_BYTES" in answer  # the detail says which limit
     assert api.job_count() == 0
 
 

@@ -11,9 +11,10 @@ and its body is never received. The dashboard's login and logout forms are the e
 
 How big a body may be is Starlette's own ``RequestBodyLimitMiddleware``
 (``JOBLEDGER_API_MAX_BODY_BYTES``, installed inside this one by :mod:`app.api.main`, so an
-anonymous caller learns nothing but 401): 413 before reading when ``Content-Length`` says
-too much, and 413 as soon as the bytes received pass the limit when it does not (chunked
-uploads). Routes lower it with FastAPI's ``max_body_size``.
+anonymous caller learns nothing but 401): 413 as soon as the bytes received pass the
+limit (chunked uploads). A ``Content-Length`` over the limit is answered 413 here, before
+reading, with a detail that names the setting. Routes lower the limit with FastAPI's
+``max_body_size``.
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ FORM_PATHS = frozenset({"/dashboard/login", "/dashboard/logout"})
 
 
 class KeyBeforeBody:
-    """Answer 401 to a request with a body and no valid key, before reading the body."""
+    """Answer 401 to a request with a body and no valid key, and 413 (with a JSON detail
+    naming the limit) to one whose ``Content-Length`` is over it, before reading the
+    body."""
 
-    def __init__(self, app: ASGIApp, keyring: KeyRing) -> None:
+    def __init__(self, app: ASGIApp, keyring: KeyRing, max_body_bytes: int) -> None:
         self.app = app
         self.keyring = keyring
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _route_path(scope) in FORM_PATHS:
@@ -51,11 +55,30 @@ class KeyBeforeBody:
             )
             await response(scope, receive, send)
             return
+        if _announced(headers) > self.max_body_bytes:
+            response = JSONResponse(
+                {
+                    "detail": f"the request body is over {self.max_body_bytes} bytes "
+                    "(JOBLEDGER_API_MAX_BODY_BYTES)"
+                },
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     def _has_valid_key(self, headers: Headers) -> bool:
         presented = key_in_headers(headers)
         return presented is not None and self.keyring.identify(presented) is not None
+
+
+def _announced(headers: Headers) -> int:
+    """The body size ``Content-Length`` announces (0 when absent or not a number)."""
+    try:
+        return int(headers.get("content-length", "0"))
+    except ValueError:
+        return 0
 
 
 def _has_body(headers: Headers) -> bool:

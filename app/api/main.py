@@ -64,7 +64,9 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
     # reading when Content-Length says more, or once a chunked body passes it). The
     # dashboard's forms lower it per route (max_body_size).
     api.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings().api_max_body_bytes)
-    api.add_middleware(KeyBeforeBody, keyring=api.state.keyring)
+    api.add_middleware(
+        KeyBeforeBody, keyring=api.state.keyring, max_body_bytes=settings().api_max_body_bytes
+    )
     if not len(api.state.keyring):
         log.warning("no API keys configured (JOBLEDGER_API_KEYS): every request gets 401")
     api.include_router(jobs.router)

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     prepared_statements: bool = True
     #: Seconds without a heartbeat after which the lifeline treats a running job as orphaned.
     lifeline_timeout: int = Field(default=300, ge=1)
+    #: Executions of one job that may end without an outcome (their pool process or whole
+    #: worker died: killed, out of memory) before the next delivery fails the job instead
+    #: of running it again (a poison message).
+    max_lost_executions: int = Field(default=3, ge=1)
+    #: Seconds a message must have been reserved (Redis ``unacked``) before the lifeline
+    #: may give it back to its queue when no live worker holds it. Covers the moment
+    #: between a worker taking a message and listing it as reserved.
+    reservation_grace: float = Field(default=60, gt=0)
+    #: Seconds the lifeline and a start wait for workers to answer who is alive.
+    worker_reply_timeout: float = Field(default=2.0, gt=0)
     #: Seconds between two lifeline passes scheduled by beat.
     lifeline_interval: float = Field(default=60, gt=0)
     #: Seconds between two settles of the status counts (:mod:`app.ledger.counts`).

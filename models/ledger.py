@@ -70,8 +70,13 @@ class Job(Base):
     #: so a late signal of an earlier execution cannot finish a newer one.
     execution_id: Mapped[str | None] = mapped_column(String(36))
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    #: Executions that ended without an outcome (their process or worker died); at
+    #: ``JOBLEDGER_MAX_LOST_EXECUTIONS`` the next delivery fails the job instead.
+    lost_executions: Mapped[int] = mapped_column(server_default=text("0"))
     queue: Mapped[str | None] = mapped_column(String(128))
     worker: Mapped[str | None] = mapped_column(String(256))
+    #: Pool process of the current execution on ``worker`` (names the one a loss is about).
+    worker_pid: Mapped[int | None]
     created_by: Mapped[str | None] = mapped_column(String(128))
     trigger: Mapped[str] = mapped_column(String(16), server_default=text("'producer'"))
     cancel_requested_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -123,7 +123,8 @@ def move(
 
 
 def job_state(job_id: uuid.UUID) -> Select[Any]:
-    # What a start or an operator needs to decide: status, cancel intent, current message.
+    # What a start or an operator needs to decide: status, cancel intent, current message,
+    # the execution now running (where, and its last sign of life), its lost executions.
     return select(
         jobs.c.status,
         jobs.c.cancel_requested_at,
@@ -132,12 +133,22 @@ def job_state(job_id: uuid.UUID) -> Select[Any]:
         jobs.c.attempts,
         jobs.c.type,
         jobs.c.payload,
+        jobs.c.worker,
+        jobs.c.lost_executions,
+        func.coalesce(jobs.c.heartbeat_at, jobs.c.updated_at).label("heartbeat"),
     ).where(jobs.c.id == job_id)
 
 
 def job_tenant(job_id: uuid.UUID) -> Select[Any]:
     # The tenant a job acts for (never changes after the job is recorded).
     return select(jobs.c.tenant).where(jobs.c.id == job_id)
+
+
+def seconds_ago(connection: Connection, seconds: float) -> ColumnElement[Any]:
+    # The database clock `seconds` ago, comparable with the timestamp columns.
+    if connection.dialect.name == "postgresql":
+        return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+    return func.datetime("now", f"-{float(seconds)} seconds")
 
 
 def step_state(step_id: uuid.UUID) -> Select[Any]:
@@ -329,27 +340,35 @@ RETURNING job_id
 )
 
 #: Start: queued|retrying -> running (attempts + 1), or a redelivery of a running job
-#: whose execution was lost: running -> retrying -> running (two events, in that order).
+#: whose execution was lost: running -> retrying -> running (two events, in that order;
+#: lost_executions + 1). A running job is taken over only when its execution is lost:
+#: its heartbeat is older than $8 seconds, or the caller found its worker gone and names
+#: it ($9). No start once the lost executions would reach $10 (the caller fails the job).
 #: Committed without waiting for the WAL flush: a `running` lost in a server crash is
 #: harmless (the message is not acknowledged, its redelivery starts the job again), and
 #: the job's durable outcome flushes it anyway. The SET LOCAL travels in the same round
 #: trip and runs in the same implicit transaction, so it applies to this start only.
 #: $1 id, $2 execution_id, $3 celery_task_id, $4 worker, $5 redelivered message,
-#: $6 started message.
+#: $6 started message, $7 worker_pid, $8 heartbeat timeout, $9 lost execution taken
+#: over, $10 max lost executions.
 PG_RECORD_STARTED = Prepared(
     "jobledger_record_started",
-    ("uuid", "text", "text", "text", "text", "text"),
+    ("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4"),
     """
 WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = 'running', updated_at = now(),
         attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $4,
+        worker_pid = $7, lost_executions = lost_executions + (status = 'running')::int,
         started_at = coalesce(started_at, now()), heartbeat_at = now()
     WHERE id = $1
       AND status IN ('queued', 'retrying', 'running')
       AND cancel_requested_at IS NULL
       AND (celery_task_id IS NULL OR celery_task_id = $3)
       AND (execution_id IS NULL OR execution_id <> $2)
+      AND (status <> 'running' OR execution_id = $9
+           OR coalesce(heartbeat_at, updated_at) < now() - make_interval(secs => $8))
+      AND lost_executions + (status = 'running')::int < $10
     RETURNING id, previous_status, attempts
 ), history AS (
     INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)

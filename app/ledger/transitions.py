@@ -13,15 +13,17 @@ signal of an earlier execution cannot finish, retry or cancel a newer one.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, func
+from sqlalchemy import ColumnElement, Connection, case, func, select
 
+from app.config import settings
 from app.db import in_transaction, is_postgresql
 from app.exceptions import InvalidJobId
 from app.ledger import queries as q
@@ -80,6 +82,23 @@ class Start:
     run: bool
     attempt: int
     reason: str = ""
+    #: Not now, but the message must not be dropped: another execution of the job is
+    #: alive (this delivery is a copy); deliver it again later.
+    defer: bool = False
+    #: Set by the first look only: the job runs as execution ``holder_execution`` on
+    #: worker ``holder``, whose heartbeat is fresh; alive unless that worker is gone.
+    holder: str | None = None
+    holder_execution: str | None = None
+
+
+def lost_executions_reason(lost: int) -> str:
+    """``failure_reason`` of a job whose executions all died (a poison message)."""
+    return (
+        f"its worker process died in each of {lost} executions (killed, or out of memory): "
+        "not run again. Look for the cause in the worker's log and the system log (OOM "
+        "killer), make the job smaller or give the worker more memory, then "
+        "`jobledger retry <job>`"
+    )
 
 
 def as_job_id(value: uuid.UUID | str) -> uuid.UUID:
@@ -224,17 +243,27 @@ def record_started(
     celery_task_id: str,
     execution_id: str,
     worker: str,
+    worker_pid: int | None = None,
     unknown_job: Callable[[], NewJob] | None = None,
+    is_alive: Callable[[str], bool] | None = None,
+    takeover: str | None = None,
 ) -> Start:
     """Move a job to ``running`` for a new execution (attempts += 1), or say why its body
-    must not run: canceled (the durable cancel), already finished, or a stale message.
+    must not run: canceled (the durable cancel), already finished, a stale message,
+    another execution alive (``defer``), or too many lost executions (it is failed).
 
-    A job whose previous execution was lost (its worker died, the message was delivered
-    again) is ``running`` already: that is recorded as ``running -> retrying -> running``.
-    A job with no row (its producer had no ledger access) is created from what
-    ``unknown_job()`` describes (called only then: the start stays cheap).
+    A job whose previous execution was lost is ``running`` already: that is recorded as
+    ``running -> retrying -> running`` and counts a lost execution (a loss the worker or
+    the lifeline recorded has moved it to ``retrying`` already, and was counted then).
+    The previous execution is lost when its heartbeat is older than the lifeline timeout
+    or ``is_alive(its worker)`` says no; without ``is_alive`` the caller cannot tell and
+    it is taken as lost. When the lost executions reach ``JOBLEDGER_MAX_LOST_EXECUTIONS``
+    the job is failed instead of run. A job with no row (its producer had no ledger
+    access) is created from what ``unknown_job()`` describes (called only then: the start
+    stays cheap).
     """
     job_id = as_job_id(job_id)
+    config = settings()
 
     if is_postgresql():
         moved = q.PG_RECORD_STARTED.first_row(
@@ -245,32 +274,61 @@ def record_started(
                 worker,
                 REDELIVERED,
                 f"started on {worker}",
+                worker_pid,
+                float(config.lifeline_timeout),
+                takeover,
+                config.max_lost_executions,
             ),
             f"start of job {job_id}",
         )
         if moved is not None:
             return Start(run=True, attempt=moved[1])
         verdict = in_transaction(
-            lambda c: _why_not_started(c, job_id, celery_task_id, execution_id, worker),
+            lambda c: _why_not_started(c, job_id, celery_task_id, execution_id, worker, takeover),
             f"start of job {job_id}",
         )
     else:
         verdict = in_transaction(
-            lambda c: _start(c, job_id, celery_task_id, execution_id, worker),
+            lambda c: _start(c, job_id, celery_task_id, execution_id, worker, worker_pid, takeover),
             f"start of job {job_id}",
         )
+    again = functools.partial(
+        record_started,
+        job_id,
+        celery_task_id=celery_task_id,
+        execution_id=execution_id,
+        worker=worker,
+        worker_pid=worker_pid,
+    )
     if verdict.reason == "unknown" and unknown_job is not None:
         record_queued(unknown_job(), actor="worker")
-        return record_started(
-            job_id, celery_task_id=celery_task_id, execution_id=execution_id, worker=worker
+        return again(is_alive=is_alive)
+    if verdict.holder is not None:
+        if is_alive is None or not is_alive(verdict.holder):
+            return again(takeover=verdict.holder_execution)  # its worker is gone: lost
+        return Start(
+            run=False,
+            attempt=verdict.attempt,
+            defer=True,
+            reason=f"execution {verdict.holder_execution} of this job is alive on "
+            f"{verdict.holder} (this delivery is a second copy of its message)",
         )
     return verdict
 
 
 def _start(
-    connection: Connection, job_id: uuid.UUID, celery_task_id: str, execution_id: str, worker: str
+    connection: Connection,
+    job_id: uuid.UUID,
+    celery_task_id: str,
+    execution_id: str,
+    worker: str,
+    worker_pid: int | None,
+    takeover: str | None,
 ) -> Start:
     """The generic (SQLite) start: the same guards and events as ``PG_RECORD_STARTED``."""
+    config = settings()
+    running = q.jobs.c.status == S.RUNNING.value
+    lost_now = q.jobs.c.lost_executions + case((running, 1), else_=0)
     moved = connection.execute(
         q.move(
             q.jobs,
@@ -282,6 +340,8 @@ def _start(
                 "execution_id": execution_id,
                 "celery_task_id": celery_task_id,
                 "worker": worker,
+                "worker_pid": worker_pid,
+                "lost_executions": lost_now,
                 "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
                 "heartbeat_at": func.now(),
             },
@@ -289,12 +349,20 @@ def _start(
             q.jobs.c.celery_task_id.is_(None) | (q.jobs.c.celery_task_id == celery_task_id),
             # a duplicate prerun of the same execution is not a new start
             q.jobs.c.execution_id.is_(None) | (q.jobs.c.execution_id != execution_id),
+            # a running job is taken over only when its execution is lost
+            ~running
+            | (q.jobs.c.execution_id == takeover)
+            | (
+                func.coalesce(q.jobs.c.heartbeat_at, q.jobs.c.updated_at)
+                < q.seconds_ago(connection, config.lifeline_timeout)
+            ),
+            lost_now < config.max_lost_executions,
         )
     ).first()
     if moved is not None:
         record_start_events(connection, job_id, S(moved.previous_status), moved.attempts, worker)
         return Start(run=True, attempt=moved.attempts)
-    return _why_not_started(connection, job_id, celery_task_id, execution_id, worker)
+    return _why_not_started(connection, job_id, celery_task_id, execution_id, worker, takeover)
 
 
 def record_start_events(
@@ -324,7 +392,12 @@ def record_start_events(
 
 
 def _why_not_started(
-    connection: Connection, job_id: uuid.UUID, celery_task_id: str, execution_id: str, worker: str
+    connection: Connection,
+    job_id: uuid.UUID,
+    celery_task_id: str,
+    execution_id: str,
+    worker: str,
+    takeover: str | None = None,
 ) -> Start:
     state = connection.execute(q.job_state(job_id)).first()
     if state is None:
@@ -340,11 +413,94 @@ def _why_not_started(
             attempt=state.attempts,
             reason=f"stale message {celery_task_id}: the job now runs as {state.celery_task_id}",
         )
-    # Live, current message, but a cancel was requested: honour it before the body runs.
-    requested = state.cancel_requested_at
-    reason = f"canceled before start (cancel requested at {requested:%Y-%m-%d %H:%M:%S})"
-    _cancel(connection, job_id, reason, "worker", None, worker)
+    config = settings()
+    if (
+        status is S.RUNNING
+        and state.execution_id != takeover
+        and _aware(state.heartbeat) >= _database_now(connection) - _seconds(config.lifeline_timeout)
+    ):
+        # Another execution showed a sign of life lately: alive, unless its worker is gone
+        # (the caller asks, outside this transaction).
+        return Start(
+            run=False,
+            attempt=state.attempts,
+            holder=state.worker or "unknown",
+            holder_execution=state.execution_id,
+        )
+    if state.cancel_requested_at is not None:
+        # Live, current message, but a cancel was requested: honour it before the body runs.
+        requested = state.cancel_requested_at
+        reason = f"canceled before start (cancel requested at {requested:%Y-%m-%d %H:%M:%S})"
+        _cancel(connection, job_id, reason, "worker", None, worker)
+        return Start(run=False, attempt=state.attempts, reason=reason)
+    lost = state.lost_executions + (1 if status is S.RUNNING else 0)
+    if lost < config.max_lost_executions:
+        # The job changed between the start's statement and this look (a heartbeat that
+        # went stale in between, another start): keep the message and look again later.
+        return Start(
+            run=False, attempt=state.attempts, defer=True, reason="the job changed meanwhile"
+        )
+    # Too many lost executions: fail the job rather than lose its worker once more.
+    if status is S.RUNNING:
+        _record_lost(connection, job_id, REDELIVERED, "worker", worker, state.execution_id)
+    reason = lost_executions_reason(lost)
+    errors = [{"type": "LostExecutions", "message": reason, "lost_executions": lost}]
+    values = {
+        "failure_reason": reason,
+        "errors": errors,
+        "completed_at": func.now(),
+    }
+    move_and_record(connection, job_id, S.FAILED, values, "worker", reason, worker=worker)
     return Start(run=False, attempt=state.attempts, reason=reason)
+
+
+def record_execution_lost(
+    job_id: uuid.UUID,
+    *,
+    reason: str,
+    worker: str,
+    actor: Actor = "worker",
+    worker_pid: int | None = None,
+    execution_id: str | None = None,
+    celery_task_id: str | None = None,
+) -> bool:
+    """The execution running on ``worker`` (its pool process ``worker_pid``, or execution
+    ``execution_id``) died without an outcome and its message goes back to the queue:
+    ``running -> retrying``, one more lost execution. Recorded by the worker's main
+    process when a pool process dies, and by the lifeline when a whole worker is gone,
+    before the message is delivered again, so the next delivery knows the execution is
+    dead although its heartbeat is fresh. False when that execution is no longer the
+    job's current one (nothing is written)."""
+    job_id = as_job_id(job_id)
+    guards = [q.jobs.c.worker == worker]
+    if worker_pid is not None:
+        guards.append(q.jobs.c.worker_pid == worker_pid)
+    if celery_task_id is not None:
+        guards.append(q.jobs.c.celery_task_id == celery_task_id)
+    return in_transaction(
+        lambda c: _record_lost(
+            c, job_id, truncate(redact(reason)), actor, worker, execution_id, guards
+        ),
+        f"lost execution of job {job_id}",
+    )
+
+
+def _record_lost(
+    connection: Connection,
+    job_id: uuid.UUID,
+    message: str,
+    actor: Actor,
+    worker: str | None,
+    execution_id: str | None,
+    guards: list[ColumnElement[bool]] | None = None,
+) -> bool:
+    values = {"lost_executions": q.jobs.c.lost_executions + 1, "execution_id": None}
+    guards = [*(guards or []), q.jobs.c.status == S.RUNNING.value]
+    if execution_id is not None:
+        guards.append(q.jobs.c.execution_id == execution_id)
+    return move_and_record(
+        connection, job_id, S.RETRYING, values, actor, message, worker=worker, guards=guards
+    )
 
 
 def record_finished(
@@ -467,6 +623,7 @@ def record_requeued(job_id: uuid.UUID, *, celery_task_id: str, actor: Actor) -> 
         "failure_reason": None,
         "progress": 0,
         "progress_message": None,
+        "lost_executions": 0,
     }
     return _transition(job_id, S.QUEUED, values, actor, f"retry requested by {actor}")
 
@@ -477,7 +634,11 @@ def record_orphaned(
     """A ``running`` job whose worker is gone (no heartbeat since ``heartbeat_before``)
     goes to ``retrying`` under a new Celery message, which the caller then publishes."""
     job_id = as_job_id(job_id)
-    values = {"celery_task_id": celery_task_id, "execution_id": None}
+    values = {
+        "celery_task_id": celery_task_id,
+        "execution_id": None,
+        "lost_executions": q.jobs.c.lost_executions + 1,
+    }
     return _transition(
         job_id,
         S.RETRYING,
@@ -666,6 +827,20 @@ def move_and_record(
     )
     connection.execute(q.insert_events([row]))
     return True
+
+
+def _database_now(connection: Connection) -> datetime:
+    return _aware(connection.execute(select(func.now())).scalar_one())
+
+
+def _aware(moment: datetime) -> datetime:
+    if isinstance(moment, str):  # SQLite: CURRENT_TIMESTAMP is text
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def _quiet_since(moment: datetime | None) -> list[ColumnElement[bool]]:

@@ -8,8 +8,11 @@ Reliability settings, chosen on purpose (CELERY_NOTES "Revoke, kill, redelivery"
   ``running -> retrying -> running``). Job bodies must therefore be idempotent; the
   typed tasks are (keyed upserts, replaced files).
 - ``worker_prefetch_multiplier`` (``JOBLEDGER_PREFETCH_MULTIPLIER``, default 4): a few
-  messages reserved per process; with acks late a reserved message whose worker dies is
-  redelivered after the visibility timeout.
+  messages reserved per process; with acks late a reserved message whose whole worker
+  dies is given back by the next lifeline pass (:mod:`app.ledger.lifeline`, about two
+  minutes with the defaults), else by Redis after the visibility timeout.
+- Job tasks use :class:`app.ledger.request.JobRequest`: the main process records a pool
+  process lost mid-job in the ledger before Celery puts its message back.
 - ``visibility_timeout`` (``JOBLEDGER_VISIBILITY_TIMEOUT``, default 3600 s, Redis): must be
   longer than the longest job, or Redis hands a still-running job to a second worker.
 - ``worker_send_task_events`` + ``task_send_sent_event``: Flower sees every task from

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -55,11 +56,14 @@ from app.inputs import NUL_PROBLEM, nul_fields
 from app.ledger import idempotency, steps
 from app.ledger import transitions as ledger
 from app.ledger.context import JobContext
+from app.ledger.liveness import worker_alive
 
 log = logging.getLogger(__name__)
 
 #: Message header carrying the ledger's identity of a job (``job_id``, ``step_id``).
 HEADER = "jobledger"
+#: Seconds before a copy of a message whose job runs elsewhere is delivered again.
+DUPLICATE_DELAY = 10
 #: Options of ``apply_async`` that describe the job rather than the message.
 JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
 #: Job options stored as text or JSON, checked for NUL characters like the payload.
@@ -80,6 +84,8 @@ class JobPayload(BaseModel):
 class JobTask(Task):  # type: ignore[misc]
     """A Celery task whose every run is recorded in the ledger."""
 
+    #: The worker-side request records a pool process lost mid-job (main process).
+    Request = "app.ledger.request:JobRequest"
     payload_model: ClassVar[type[BaseModel]] = JobPayload
     #: Payload field whose value is the job's subject (budget, dataset…), if any.
     subject_field: ClassVar[str | None] = None
@@ -346,6 +352,11 @@ class JobTask(Task):  # type: ignore[misc]
         execution_id = str(uuid.uuid4())
         request.jobledger_execution = execution_id
         worker = request.hostname or "unknown"
+
+        def alive(holder: str) -> bool:
+            # this worker's main process is alive: it would have recorded a lost child
+            return holder == worker or worker_alive(holder)
+
         if step_id is not None:
             start = steps.record_step_started(
                 job_id,
@@ -370,7 +381,9 @@ class JobTask(Task):  # type: ignore[misc]
                 celery_task_id=request.id,
                 execution_id=execution_id,
                 worker=worker,
+                worker_pid=os.getpid(),
                 unknown_job=unknown,
+                is_alive=alive,
             )
         request.jobledger_start = start
         return start
@@ -395,7 +408,20 @@ class JobTask(Task):  # type: ignore[misc]
         except LedgerUnavailable as error:
             raise Reject(str(error), requeue=True) from error
         if not start.run:
-            log.info("job %s not run: %s", request.id, start.reason)
+            if start.defer:
+                # A second copy while the first execution lives: keep a copy of the
+                # message for later (it finishes the job if the first one dies), drop
+                # this delivery. Celery's own signature_from_request, as retry() does,
+                # without counting a retry.
+                self.signature_from_request(countdown=DUPLICATE_DELAY).apply_async()
+                log.warning(
+                    "job %s not run: %s; delivered again in %s s",
+                    request.id,
+                    start.reason,
+                    DUPLICATE_DELAY,
+                )
+            else:
+                log.info("job %s not run: %s", request.id, start.reason)
             raise Ignore()
         job_id, step_id = identity_of(request)
         request.job_context = context = JobContext(

@@ -8,6 +8,7 @@ exactly when a job is mid-run, without sleeping.
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import redis
@@ -169,3 +170,14 @@ def pair_gated() -> None:
 def unstorable(job: JobContext, payload: EchoPayload) -> dict[str, object]:
     """Return a result the ledger cannot store as JSON."""
     return {"value": payload.value, "handle": object()}
+
+
+class SuicidePayload(JobPayload):
+    signal: int = 9
+
+
+@job_task("example.suicide", SuicidePayload)
+def suicide(job: JobContext, payload: SuicidePayload) -> None:
+    """Kill the pool process that runs it (SIGKILL by default): what a job that runs out
+    of memory or segfaults does to its worker, every time it is delivered."""
+    os.kill(os.getpid(), payload.signal)

@@ -1,0 +1,75 @@
+"""The worker-side request of a job task: records a lost execution in the main process.
+
+A pool process that dies mid-job (SIGKILL, the OOM killer) is seen only by the worker's
+main process, in :meth:`celery.worker.request.Request.on_failure`. With
+``task_acks_late`` + ``task_reject_on_worker_lost`` Celery then puts the message back at
+once and fires no signal. Before it does, :class:`JobRequest` records the loss in the
+ledger (``running -> retrying``, one more lost execution), naming the dead process
+(``worker`` + ``worker_pid``): the next delivery then knows that execution is dead,
+although its heartbeat still looks fresh, and the count bounds a message that kills
+every process it runs in.
+
+If the ledger cannot be written, the loss is left to the next delivery (which waits
+until the dead execution's heartbeat is stale) and the message still goes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery.worker.request import Request
+
+from app.exceptions import LedgerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class JobRequest(Request):  # type: ignore[misc]
+    """Celery's request, plus the ledger record of a pool process lost mid-job."""
+
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        if self._goes_back_to_the_queue(exc_info.exception):
+            self._record_lost(exc_info.exception)
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+
+    def _goes_back_to_the_queue(self, exception: Any) -> bool:
+        """A lost pool process whose message Celery will requeue (not a revoke or
+        terminate, which Celery handles as a cancel)."""
+        if isinstance(exception, ExceptionWithTraceback):
+            exception = exception.exc
+        lost = isinstance(exception, WorkerLostError) or (
+            isinstance(exception, SystemExit | KeyboardInterrupt)
+            and not (self._already_cancelled or self._already_revoked)
+        )
+        return bool(lost and self.task.acks_late and self.task.reject_on_worker_lost)
+
+    def _record_lost(self, exception: Any) -> None:
+        from app.ledger import transitions as ledger  # late: the worker imports tasks first
+        from app.ledger.task import identity_of
+
+        if isinstance(exception, ExceptionWithTraceback):
+            exception = exception.exc
+        job_id, step_id = identity_of(self._context)
+        if step_id is not None or self.worker_pid is None:
+            return  # a chain step's redelivery is recorded at its next start
+        reason = (
+            f"worker lost: its pool process {self.worker_pid} on {self.hostname} died "
+            f"({exception}); delivering it again"
+        )
+        try:
+            ledger.record_execution_lost(
+                job_id,
+                reason=reason,
+                worker=self.hostname,
+                worker_pid=self.worker_pid,
+                celery_task_id=self.id,
+            )
+        except LedgerUnavailable as error:
+            log.warning("lost execution of job %s not recorded: %s", job_id, error)

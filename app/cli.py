@@ -367,7 +367,8 @@ def lifeline(
         return
     typer.echo(
         f"failed {len(result.failed)} orphaned, re-queued {len(result.requeued)}, "
-        f"failed {len(result.queued_failed)} queued without a message"
+        f"failed {len(result.queued_failed)} queued without a message, gave back "
+        f"{len(result.restored)} messages of gone workers"
     )
     for job_id in [*result.failed, *result.requeued, *result.queued_failed]:
         typer.echo(f"  {job_id}")

@@ -34,10 +34,11 @@ def lifeline(job: JobContext, payload: LifelinePayload) -> dict[str, Any]:
     """Fail or re-queue orphaned running jobs, fail queued jobs whose message is gone."""
     result = rescue.run_once(timeout=payload.timeout, ping=payload.ping, exclude_job_id=job.job_id)
     changed = len(result.failed) + len(result.requeued) + len(result.queued_failed)
-    if changed:
+    if changed or result.restored:
         job.log(
             f"failed {len(result.failed)} orphaned, re-queued {len(result.requeued)}, "
-            f"failed {len(result.queued_failed)} queued without a message",
+            f"failed {len(result.queued_failed)} queued without a message, gave back "
+            f"{len(result.restored)} messages of gone workers",
             level="warning",
         )
     return result.as_dict()

@@ -33,6 +33,18 @@ One pass does two things:
    job is older than the timeout; a message published with a countdown/ETA sits in a
    worker's memory and the ``unacked`` hash, so it is found.
 
+3. **Reservations of dead workers** (Redis broker). A worker holds the messages it runs
+   and those it prefetched in Redis's ``unacked`` hash until it acknowledges them; if the
+   whole worker dies, kombu gives them back only after the visibility timeout (1 h).
+   Each pass asks every live worker (one ``query_task`` broadcast,
+   ``JOBLEDGER_WORKER_REPLY_TIMEOUT`` seconds) which of the messages reserved longer
+   than ``JOBLEDGER_RESERVATION_GRACE`` seconds (60) it holds, and gives every other one
+   back to its queue (:mod:`app.ledger.reservations`, kombu's own atomic restore). A job
+   still ``running`` on a worker that did not answer is first recorded as a lost
+   execution (``running -> retrying``), so its next delivery runs at once. With beat's
+   default interval (60 s), a dead worker's reservations are back in their queues within
+   about two minutes of its death.
+
 Every change goes through :mod:`app.ledger.transitions` with a ``heartbeat_before`` guard:
 a job that shows a sign of life between this pass's read and its write is left alone.
 The events carry actor ``lifeline`` and say why.
@@ -40,10 +52,12 @@ The events carry actor ``lifeline`` and say why.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -51,10 +65,12 @@ from sqlalchemy import func, or_, select
 from app.celery import app
 from app.config import settings
 from app.db import engine
+from app.ledger import liveness, reservations
 from app.ledger import transitions as ledger
 from app.ledger.operations import publish_existing, registered_task
 from app.ledger.reports import database_now, jsonable
 from app.ledger.states import LIVE, JobStatus
+from app.ledger.task import identity_of
 from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
@@ -73,6 +89,10 @@ class LifelineResult:
     queued_failed: list[str] = field(default_factory=list)
     #: Workers that did not answer the ping (``ping=True`` only).
     silent_workers: list[str] = field(default_factory=list)
+    #: Task ids of the reserved messages no live worker held, given back to their queue.
+    restored: list[str] = field(default_factory=list)
+    #: Jobs whose running execution was on a gone worker, recorded as lost executions.
+    lost: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready document (the lifeline job's ``result``)."""
@@ -95,6 +115,7 @@ def run_once(
     if ping:
         replies = app.control.ping(timeout=1.0) or []
         alive = {name for reply in replies for name in reply}
+    _give_back_dead_reservations(result)
     for job in _stale_running(before, now, alive, exclude_job_id):
         if _next_step_waits_in_broker(job.id):
             continue  # a chain between two steps: its next step is queued behind others
@@ -127,6 +148,70 @@ def run_once(
         ):
             result.queued_failed.append(str(waiting.id))
     return result
+
+
+def _give_back_dead_reservations(result: LifelineResult) -> None:
+    """Give back to their queues the messages reserved longer than the grace that no
+    live worker holds; first record the jobs they were running as lost executions."""
+    if not _redis_broker():
+        return
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        old = reservations.reserved_before(channel, time.time() - settings().reservation_grace)
+        if not old:
+            return
+        holdings = liveness.held_by_live_workers(r.task_id for r in old)
+        orphans = [r for r in old if r.task_id not in holdings.task_ids]
+        running = _running_jobs({_job_of(r) for r in orphans})
+        for reservation in orphans:
+            job = running.get(_job_of(reservation))
+            if (
+                job is not None
+                and job.worker not in holdings.workers
+                and job.celery_task_id == reservation.task_id
+                and ledger.record_execution_lost(
+                    job.id,
+                    reason=f"worker lost: {job.worker} does not answer; its message goes "
+                    "back to the queue",
+                    worker=job.worker,
+                    actor="lifeline",
+                    execution_id=job.execution_id,
+                    celery_task_id=reservation.task_id,
+                )
+            ):
+                result.lost.append(str(job.id))
+            reservations.give_back(channel, reservation.tag)
+            result.restored.append(reservation.task_id)
+
+
+@dataclass(frozen=True)
+class _Running:
+    id: uuid.UUID
+    worker: str
+    execution_id: str | None
+    celery_task_id: str | None
+
+
+def _running_jobs(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, _Running]:
+    if not job_ids:
+        return {}
+    query = select(jobs.c.id, jobs.c.worker, jobs.c.execution_id, jobs.c.celery_task_id).where(
+        jobs.c.id.in_(sorted(job_ids)),
+        jobs.c.status == JobStatus.RUNNING.value,
+        jobs.c.worker.is_not(None),
+    )
+    with engine().connect() as connection:
+        rows = connection.execute(query).all()
+    return {r.id: _Running(r.id, r.worker, r.execution_id, r.celery_task_id) for r in rows}
+
+
+def _job_of(reservation: reservations.Reservation) -> uuid.UUID:
+    job_id, _ = identity_of(SimpleNamespace(headers=reservation.headers, id=reservation.task_id))
+    return job_id
+
+
+def _redis_broker() -> bool:
+    return str(app.conf.broker_url).startswith(("redis://", "rediss://"))
 
 
 @dataclass(frozen=True)
@@ -221,7 +306,7 @@ def _orphan(job: _Stale, quiet_since: datetime) -> bool:
 def message_in_broker(task_id: str, queue: str | None = None) -> bool:
     """Whether a message with ``task_id`` waits in its Redis queue or is reserved by a
     worker. True (assume it exists) when the broker is not Redis: never fail on doubt."""
-    if not app.conf.broker_url.startswith(("redis://", "rediss://")):
+    if not _redis_broker():
         return True
     needle = task_id.encode()
     with app.connection_for_read() as connection:

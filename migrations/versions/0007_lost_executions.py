@@ -6,8 +6,8 @@ delivery fails the job instead of running it (a poison message). ``jobs.worker_p
 the pool process of the current execution: the worker's main process names the one it
 lost, and records that loss only if that process still runs the job.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -139,6 +139,19 @@ class Settings(BaseSettings):
     #: soft_time_limit=…)`` overrides both for one job.
     time_limits: dict[str, TimeLimits] = Field(default_factory=dict)
 
+    #: Most columns a record file (``import``, ``sync``) may have: a CSV or XLSX header,
+    #: a JSON object's keys, the columns of all a file's JSON lines together.
+    import_max_columns: int = Field(default=1000, ge=1)
+    #: Most cells of an XLSX sheet (rows times columns, empty rows counted as one cell),
+    #: from its declared dimension before reading and as rows are read.
+    import_max_cells: int = Field(default=10_000_000, ge=1)
+    #: Longest row of a CSV or JSON-lines file, in bytes (a CSV row across lines counted
+    #: whole).
+    import_max_row_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Most bytes an XLSX (a zip archive) may decompress to, all its parts together,
+    #: from the sizes the archive declares, checked before anything is decompressed.
+    import_max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
     @model_validator(mode="after")
     def _soft_before_hard(self) -> Settings:
         checked = [("the defaults", (self.soft_time_limit, self.time_limit))] + [

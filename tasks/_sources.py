@@ -22,6 +22,7 @@ the first data row is row 2; for JSON lines it is the line number.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import errno
@@ -31,7 +32,8 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -47,6 +49,7 @@ from tasks._confine import (
     confined_path,
     guarded_client,
 )
+from tasks._limits import LimitExceeded, Limits
 from tasks._values import excerpt
 
 Format = Literal["csv", "xlsx", "jsonl"]
@@ -236,19 +239,32 @@ class Record:
 
 @dataclass
 class RecordStream:
-    """Records of an opened source; counts them and knows how far through it is."""
+    """Records of an opened source; counts them and knows how far through it is.
+
+    Reading stays within ``limits`` (:mod:`tasks._limits`): a source that goes over one
+    raises :class:`SourceUnreadable` naming the limit, except a JSON line that is too
+    long or too wide, which is a :class:`Record` with a problem. ``tick`` is called
+    for every row or line read, skipped ones included (the job's checkpoint, which
+    acts at most every half second: the heartbeat moves and a cancel stops the read
+    however long the file or its empty stretches are).
+    """
 
     source: OpenedSource
     format: Format
+    limits: Limits = field(default_factory=Limits.from_settings)
+    tick: Callable[[], None] = field(default=lambda: None, repr=False)
     records: int = 0
     _rows_total: int | None = field(default=None, repr=False)
     _iterator: Iterator[Record] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[Record]:
         reader = {"csv": self._csv, "jsonl": self._jsonl, "xlsx": self._xlsx}[self.format]
-        for record in reader():
-            self.records += 1
-            yield record
+        try:
+            for record in reader():
+                self.records += 1
+                yield record
+        except LimitExceeded as error:
+            raise SourceUnreadable(str(error)) from None
 
     def fraction(self) -> float:
         """How far through the source the records read so far are (0 to 1)."""
@@ -260,13 +276,16 @@ class RecordStream:
         return 0.0
 
     def _csv(self) -> Iterator[Record]:
-        text = io.TextIOWrapper(
-            io.BufferedReader(self.source.stream), encoding="utf-8-sig", newline=""
-        )
+        lines = _CsvLines(io.BufferedReader(self.source.stream), self.limits, self.tick)
+        # A field is never longer than its row; csv's own default (128 KiB) would refuse
+        # rows the row limit allows. Process-wide, but only these readers use csv.
+        csv.field_size_limit(self.limits.row_bytes)
         try:
-            reader = csv.reader(text)
-            header = _header(next(reader, None), "CSV")
+            reader = csv.reader(lines)
+            header = _header(next(reader, None), "CSV", self.limits)
+            lines.row_done()
             for index, fields in enumerate(reader, start=2):
+                lines.row_done()
                 if not fields:
                     continue  # blank line
                 if len(fields) != len(header):
@@ -283,33 +302,53 @@ class RecordStream:
 
     def _jsonl(self) -> Iterator[Record]:
         lines = io.BufferedReader(self.source.stream)
-        for number, line in enumerate(lines, start=1):
+        longest = self.limits.row_bytes
+        columns: set[str] = set()
+        number = 0
+        while line := lines.readline(longest + 1):
+            self.tick()
+            number += 1
+            if len(line) > longest and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of the line
+                    line = lines.readline(CHUNK)
+                    self.tick()
+                yield Record(
+                    number,
+                    problem=self.limits.message("row_bytes", f"is longer than {longest:,} bytes"),
+                )
+                continue
             if not line.strip():
                 continue
             try:
                 value = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                yield Record(number, problem=f"is not valid JSON ({error})")
+            except (ValueError, RecursionError) as error:  # also bad UTF-8, huge integers
+                yield Record(number, problem=f"is not valid JSON ({type(error).__name__})")
                 continue
             if not isinstance(value, dict):
                 yield Record(number, problem="is not a JSON object")
                 continue
+            new = value.keys() - columns
+            if len(columns) + len(new) > self.limits.columns:
+                what = f"brings the file's columns to {len(columns) + len(new):,}"
+                yield Record(number, problem=self.limits.message("columns", what))
+                continue
+            columns |= new
             yield Record(number, value)
 
     def _xlsx(self) -> Iterator[Record]:
-        from openpyxl import load_workbook  # late: only XLSX sources need it
-        from openpyxl.utils.exceptions import InvalidFileException
+        from openpyxl.utils.exceptions import InvalidFileException  # late: XLSX only
+
+        from tasks._xlsx import first_sheet, open_workbook
 
         with _spooled(self.source) as path:
             try:
-                workbook = load_workbook(path, read_only=True, data_only=True)
-            except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError):
+                workbook = open_workbook(path, self.limits, self.tick)
+            except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError):
                 raise SourceUnreadable("bad format: not an XLSX workbook") from None
             try:
-                sheet = workbook.worksheets[0]
-                self._rows_total = max(0, (sheet.max_row or 1) - 1) or None
-                rows = sheet.iter_rows(values_only=True)
-                header = _header(next(rows, None), "XLSX")
+                sheet, self._rows_total = first_sheet(workbook, self.limits)
+                rows = _counted(sheet.iter_rows(values_only=True), self.limits, self.tick)
+                header = _header(next(rows, None), "XLSX", self.limits)
                 for index, cells in enumerate(rows, start=2):
                     values = [_cell(cell) for cell in cells]
                     if all(value is None for value in values):
@@ -319,24 +358,88 @@ class RecordStream:
                         yield Record(index, problem="has values beyond the header's columns")
                         continue
                     yield Record(index, dict(zip(header, values[: len(header)], strict=True)))
+            except (zipfile.BadZipFile, ValueError, KeyError):
+                # a part that is not what it declares (longer than its size, bad CRC)
+                raise SourceUnreadable("bad format: not an XLSX workbook") from None
             finally:
                 workbook.close()
 
 
-def read_records(source: OpenedSource, format: Format) -> RecordStream:
-    """The records of an opened source in ``format``."""
-    return RecordStream(source, format)
+def read_records(
+    source: OpenedSource, format: Format, tick: Callable[[], None] | None = None
+) -> RecordStream:
+    """The records of an opened source in ``format``, read within the input limits of
+    the settings; ``tick`` is the job's checkpoint, called for every row read."""
+    if tick is None:
+        return RecordStream(source, format)
+    return RecordStream(source, format, tick=tick)
 
 
-def _header(cells: Any, kind: str) -> list[str]:
+class _CsvLines:
+    """The text lines of a CSV body, for :func:`csv.reader`, never longer than the row
+    limit: a row is counted across the lines a quoted field spans, and the reader
+    never holds more than the limit plus one byte of a line."""
+
+    def __init__(self, raw: io.BufferedReader, limits: Limits, tick: Callable[[], None]):
+        self._raw = raw
+        self._limits = limits
+        self._tick = tick
+        self._decode = codecs.getincrementaldecoder("utf-8-sig")().decode
+        self._row_bytes = 0
+        self._row = 1
+
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        self._tick()
+        line = self._raw.readline(self._limits.row_bytes - self._row_bytes + 1)
+        if not line:
+            return self._decode(b"", final=True) or _stop()
+        self._row_bytes += len(line)
+        if self._row_bytes > self._limits.row_bytes:
+            raise self._limits.exceeded(
+                "row_bytes", f"row {self._row} of the CSV file is longer than that"
+            )
+        return self._decode(line)
+
+    def row_done(self) -> None:
+        """The reader finished a row: the next line starts the next one."""
+        self._row += 1
+        self._row_bytes = 0
+
+
+def _stop() -> str:
+    raise StopIteration
+
+
+def _counted(
+    rows: Iterator[tuple[Any, ...]], limits: Limits, tick: Callable[[], None]
+) -> Iterator[tuple[Any, ...]]:
+    """XLSX rows as read, within the column and cell limits whatever the sheet declared
+    (an empty row counts as one cell: reading it is work too)."""
+    cells = 0
+    for number, row in enumerate(rows, start=1):
+        tick()
+        if len(row) > limits.columns:
+            raise limits.exceeded("columns", f"row {number} of the XLSX sheet has {len(row):,}")
+        cells += max(1, len(row))
+        if cells > limits.cells:
+            raise limits.exceeded("cells", f"the XLSX sheet holds {cells:,} cells by row {number}")
+        yield row
+
+
+def _header(cells: Any, kind: str, limits: Limits) -> list[str]:
     if not cells:
         raise SourceUnreadable(f"bad format: the {kind} file is empty (no header row)")
+    if len(cells) > limits.columns:
+        raise limits.exceeded("columns", f"the {kind} header has {len(cells):,} columns")
     names = [("" if cell is None else str(cell)).strip() for cell in cells]
     while names and not names[-1]:
         names.pop()  # trailing empty header cells (spreadsheets)
     if not names or any(not name for name in names):
         raise SourceUnreadable(f"bad format: the {kind} header has an empty column name")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicates:
         raise SourceUnreadable(
             f"bad format: the {kind} header repeats {', '.join(map(excerpt, duplicates[:3]))}"

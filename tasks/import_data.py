@@ -131,7 +131,7 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     job.log(f"importing {payload.format} from {payload.source} into {payload.dataset}")
     try:
         with open_source(payload.source) as source:
-            stream = read_records(source, payload.format)
+            stream = read_records(source, payload.format, tick=job.tick)
             for record in stream:
                 counts.read += 1
                 row = _validated(job, record, payload)

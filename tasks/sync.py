@@ -214,6 +214,7 @@ def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
         # database connection) at once, not whenever the generator is collected.
         with contextlib.closing(records):
             for row, record in records:
+                job.tick()  # a checkpoint at least every second, database sources too
                 counts.read += 1
                 if record is None:  # unreadable row, already recorded as an item error
                     counts.failed += 1
@@ -295,7 +296,7 @@ def _records(
         return
     assert source.format is not None
     with open_source(source.path) as opened:
-        stream = read_records(opened, source.format)
+        stream = read_records(opened, source.format, tick=job.tick)
         for record in stream:
             if record.values is None:
                 job.add_error(f"row {record.row} {record.problem}", row=record.row, field=None)

@@ -41,6 +41,9 @@ from app.ledger import transitions as ledger
 
 #: Item errors kept in ``jobs.errors``; past this only the count grows.
 MAX_ITEM_ERRORS = 1000
+#: Seconds between two checkpoints of :meth:`JobContext.tick` (at most; half the
+#: promised second, so a slow checkpoint write still keeps it).
+TICK_SECONDS = 0.5
 
 
 class JobContext:
@@ -66,6 +69,7 @@ class JobContext:
         self.result_url: str | None = None
         self._reported = -1
         self._reported_at = 0.0
+        self._checked_at = time.monotonic()  # the start was a heartbeat
         self._tenant: str | None = None
 
     # -- for job bodies ---------------------------------------------------------------
@@ -109,6 +113,14 @@ class JobContext:
         stop = self._checkpoint(value, message)
         if stop is not None:
             raise JobCanceled(stop)
+
+    def tick(self) -> None:
+        """A checkpoint (:meth:`check_canceled`) when the last one is at least
+        :data:`TICK_SECONDS` old, else nothing: cheap enough to call for every row of a
+        long loop, so that however slow or uneven its items are, the heartbeat moves
+        and a cancel is seen within about a second."""
+        if time.monotonic() - self._checked_at >= TICK_SECONDS:
+            self.check_canceled()
 
     def check_canceled(self) -> None:
         """Checkpoint: heartbeat, and raise :class:`JobCanceled` if a cancel was requested
@@ -219,6 +231,7 @@ class JobContext:
             )
 
     def _checkpoint(self, progress: int | None, message: str | None) -> str | None:
+        self._checked_at = time.monotonic()
         if self.step_id is None:
             return ledger.checkpoint(self.job_id, self.execution_id, progress, message)
         return steps.step_checkpoint(

@@ -42,7 +42,7 @@ from app.exceptions import (
     LedgerUnavailable,
     TransitionRefused,
 )
-from app.inputs import MAX_PAGE, MAX_ROWS, ago, utc_moment
+from app.inputs import MAX_DAYS, MAX_PAGE, MAX_ROWS, ago, utc_moment
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -253,11 +253,16 @@ def retry(ref: JobRef, as_json: JsonFlag = False) -> None:
 def purge(
     older_than: Annotated[
         float | None,
-        typer.Option("--older-than", min=0, help="Days (default JOBLEDGER_RETENTION_DAYS)."),
+        typer.Option(
+            "--older-than",
+            min=0,
+            max=MAX_DAYS,
+            help="Days (default JOBLEDGER_RETENTION_DAYS).",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count only, delete nothing.")] = False,
     batch_size: Annotated[
-        int | None, typer.Option(min=1, help="Most jobs per transaction.")
+        int | None, typer.Option(min=1, max=MAX_ROWS, help="Most jobs per transaction.")
     ] = None,
     pause_factor: Annotated[
         float | None,
@@ -349,7 +354,11 @@ def report(
 def lifeline(
     timeout: Annotated[
         float | None,
-        typer.Option(min=1, help="Seconds without heartbeat (default JOBLEDGER_LIFELINE_TIMEOUT)."),
+        typer.Option(
+            min=1,
+            max=MAX_DAYS * 86400,
+            help="Seconds without heartbeat (default JOBLEDGER_LIFELINE_TIMEOUT).",
+        ),
     ] = None,
     ping: Annotated[bool, typer.Option(help="Also ping the workers.")] = False,
     as_json: JsonFlag = False,

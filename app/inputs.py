@@ -19,8 +19,11 @@ from typing import Any
 #: for any limit; a million pages is far beyond what anybody reads page by page (narrow
 #: the filters, or use an export, to reach older jobs).
 MAX_PAGE = 1_000_000
-#: Most log lines or report rows one command may ask for.
+#: Most log lines, report rows or purge batch rows one command may ask for.
 MAX_ROWS = 1_000_000
+#: Longest span of days an age option may name (a hundred years; any more would reach
+#: back before year 1 or past what a ``timedelta`` holds long before it meant anything).
+MAX_DAYS = 36_500
 
 NUL_PROBLEM = "must not contain NUL (\\x00) characters"
 #: Oldest and newest moments kept by both Python and the ledger's ``timestamptz``.

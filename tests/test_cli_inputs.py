@@ -26,6 +26,9 @@ SCRIPT = os.path.join(os.path.dirname(sys.executable), "jobledger")
         (["stats", "--since", "9999-12-31T23:59:59-14:00"], "--since"),
         (["show", "00000000-0000-0000-0000-000000000000", "--logs", str(10**24)], "--logs"),
         (["report", "daily-summary", "--limit", str(10**24)], "--limit"),
+        (["purge", "--older-than", str(10**24), "--dry-run"], "--older-than"),
+        (["purge", "--batch-size", str(10**24), "--dry-run"], "--batch-size"),
+        (["lifeline", "--timeout", str(10**24)], "--timeout"),
     ],
 )
 def test_an_out_of_range_option_exits_2_naming_it_without_a_traceback(

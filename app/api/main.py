@@ -5,9 +5,12 @@ own; the module-level ``app`` reads ``JOBLEDGER_API_KEYS``, and a malformed valu
 the server at start rather than letting it run with keys nobody meant).
 
 Every ledger error is turned into an HTTP answer here, once, so the routes read as the
-happy path: malformed job reference 400, unknown job 404, refused transition 409, bad
-payload 422 naming each field, ledger or broker unreachable 503. Malformed JSON is 400
-(the request is not JSON at all); a well-formed body with bad fields is 422.
+happy path: malformed job reference 400, unknown job 404, refused transition 409, an
+``Idempotency-Key`` used for another request 409, bad payload 422 naming each field,
+ledger (a failed write, or a read that finds the database gone) or broker unreachable
+503. Malformed JSON is 400 (the request is not JSON at all); a well-formed body with bad
+fields is 422. Before any route, :mod:`app.api.body_guard` answers 401 to a body without
+a key and 413 to one over ``JOBLEDGER_API_MAX_BODY_BYTES``.
 """
 
 from __future__ import annotations

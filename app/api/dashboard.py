@@ -31,6 +31,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from starlette.concurrency import run_in_threadpool
 
 from app.api import sessions
 from app.api.auth import ApiKey, KeyRing, digest_of, identify, presented_key
@@ -118,7 +119,10 @@ async def login(request: Request) -> Response:
     identity = identify(request, key)
     if identity is None:
         return _page(request, "login.html", {"error": "that key is not valid"}, 401)
-    session = sessions.open_session(digest_of(key), identity, settings().dashboard_session_seconds)
+    # the ledger is written from the thread pool: a blocking call would hold the event loop
+    session = await run_in_threadpool(
+        sessions.open_session, digest_of(key), identity, settings().dashboard_session_seconds
+    )
     response = RedirectResponse(_dashboard_url(request), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         sessions.COOKIE,
@@ -136,7 +140,9 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """End the session: revoked in the ledger, so a copy of the cookie opens nothing.
     Only with the session's CSRF token (another site cannot log an operator out)."""
-    session = sessions.session_of(request.cookies.get(sessions.COOKIE), _keyring(request))
+    session = await run_in_threadpool(
+        sessions.session_of, request.cookies.get(sessions.COOKIE), _keyring(request)
+    )
     if session is not None:
         presented = _form_field(await request.body(), "csrf")
         if not sessions.csrf_matches(session, presented):
@@ -152,7 +158,7 @@ async def logout(request: Request) -> Response:
                 },
                 status.HTTP_403_FORBIDDEN,
             )
-        sessions.revoke(session)
+        await run_in_threadpool(sessions.revoke, session)
     response = RedirectResponse(
         _dashboard_url(request) + "/login", status_code=status.HTTP_303_SEE_OTHER
     )

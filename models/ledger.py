@@ -137,6 +137,11 @@ class JobStep(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     execution_id: Mapped[str | None] = mapped_column(String(36))
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    #: Executions of the step that ended without an outcome (see ``jobs.lost_executions``).
+    lost_executions: Mapped[int] = mapped_column(server_default=text("0"))
+    #: Worker node and pool process of the step's current execution.
+    worker: Mapped[str | None] = mapped_column(String(256))
+    worker_pid: Mapped[int | None]
     progress: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None]

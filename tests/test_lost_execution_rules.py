@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from app import db
 from app.config import settings
+from app.ledger import steps
 from app.ledger import transitions as ledger
 from app.migrate import upgrade
 
@@ -206,3 +207,67 @@ def test_the_poison_reason_says_what_happened_and_what_to_do() -> None:
     assert reason.startswith("its worker process died in each of 3 executions")
     assert "out of memory" in reason
     assert "jobledger retry" in reason
+
+
+def chained() -> tuple[uuid.UUID, uuid.UUID]:
+    job_id, step_id = uuid.uuid4(), uuid.uuid4()
+    ledger.record_queued(
+        ledger.NewJob(id=job_id, type="example.pair", payload={}),
+        steps=[
+            ledger.NewStep(id=step_id, position=1, step_type="example.echo", celery_task_id="s1"),
+            ledger.NewStep(
+                id=uuid.uuid4(), position=2, step_type="example.echo", celery_task_id="s2"
+            ),
+        ],
+    )
+    return job_id, step_id
+
+
+def start_step(
+    job_id: uuid.UUID, step_id: uuid.UUID, execution: str, alive: bool | None = None
+) -> ledger.Start:
+    return steps.record_step_started(
+        job_id,
+        step_id,
+        celery_task_id="s1",
+        execution_id=execution,
+        worker="w1",
+        worker_pid=10,
+        is_alive=None if alive is None else (lambda _: alive),
+    )
+
+
+@pytest.mark.usefixtures("engine_kind")
+def test_a_second_delivery_of_a_running_step_is_deferred_while_its_worker_lives() -> None:
+    job_id, step_id = chained()
+    assert start_step(job_id, step_id, "e1").run
+
+    second = start_step(job_id, step_id, "e2", alive=True)
+    taken = start_step(job_id, step_id, "e3", alive=False)
+
+    assert (second.run, second.defer) == (False, True)
+    assert (taken.run, taken.attempt) == (True, 2)
+
+
+@pytest.mark.usefixtures("engine_kind")
+def test_a_step_that_lost_three_executions_fails_and_fails_its_chain() -> None:
+    job_id, step_id = chained()
+    assert start_step(job_id, step_id, "e1").run
+    assert steps.record_step_lost(job_id, step_id, reason="lost", worker="w1", worker_pid=10)
+    assert not steps.record_step_lost(job_id, step_id, reason="lost", worker="w1", worker_pid=10)
+    assert start_step(job_id, step_id, "e2").run
+    assert start_step(job_id, step_id, "e3", alive=False).run
+
+    fourth = start_step(job_id, step_id, "e4", alive=False)
+
+    assert not fourth.run
+    parent = job_row(job_id)
+    assert parent["status"] == "failed"
+    assert str(parent["failure_reason"]).startswith(
+        "step 1 failed: its worker process died in each of 3 executions"
+    )
+    with db.engine().connect() as connection:
+        statuses = connection.execute(
+            text("SELECT status, lost_executions FROM job_steps ORDER BY position")
+        ).all()
+    assert [tuple(row) for row in statuses] == [("failed", 3), ("canceled", 0)]

@@ -14,15 +14,19 @@ import json
 import os
 import signal
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import text
 
+from app import db
 from app.config import settings
 from app.ledger import lifeline
-from app.ledger.states import TERMINAL
+from app.ledger.states import TERMINAL, JobStatus, is_valid_walk
 from tests.support import ledger
 from tests.support.faults import (
     hold,
@@ -31,7 +35,7 @@ from tests.support.faults import (
     wait_announced,
     wait_until,
 )
-from tests.support.jobs import echo, gate_key, suicide
+from tests.support.jobs import echo, gate_key, pair_suicide, suicide
 from tests.support.processes import WorkerProcess
 from tests.test_faults import assert_sound_ledger, stop_worker
 
@@ -62,6 +66,14 @@ def unacked_of(client: redis.Redis, job_ids: set[str]) -> dict[bytes, str]:
         if task_id in job_ids:
             found[tag] = task_id
     return found
+
+
+def steps_of(job_id: str) -> list[dict[str, Any]]:
+    with db.engine().connect() as connection:
+        rows = connection.execute(
+            text("SELECT * FROM job_steps WHERE job_id = :id ORDER BY position"), {"id": job_id}
+        ).mappings()
+        return [dict(row) for row in rows]
 
 
 def backdate_reservations(client: redis.Redis, seconds: float) -> None:
@@ -109,6 +121,55 @@ def test_a_job_that_kills_its_process_every_time_fails_after_three_lost_executio
     ]
     assert "died in each of 3 executions" in row["failure_reason"]
     assert "jobledger retry" in row["failure_reason"]
+
+
+def test_a_chain_step_that_kills_its_process_every_time_fails_the_chain(
+    worker_logs: Path, queue: str, redis_client: redis.Redis
+) -> None:
+    worker = start_fault_worker(worker_logs, queue, concurrency=1)
+    try:
+        job = pair_suicide.apply_async(kwargs={"value": 1}, queue=queue)
+        row = ledger.wait_for_status(job.id, "failed", timeout=120)
+        wait_until(
+            lambda: not redis_client.hlen("unacked") and not redis_client.llen(queue),
+            30,
+            "the poison step's message acknowledged",
+        )
+    finally:
+        stop_worker(worker)
+
+    events = ledger.events(job.id)
+    keys = Counter((e["step_id"], e["from_status"], e["to_status"], e["attempt"]) for e in events)
+    assert max(keys.values()) == 1, keys  # no transition recorded twice
+    for step_id in {e["step_id"] for e in events}:
+        walk = [
+            (
+                None if e["from_status"] is None else JobStatus(e["from_status"]),
+                JobStatus(e["to_status"]),
+            )
+            for e in events
+            if e["step_id"] == step_id
+        ]
+        assert is_valid_walk(walk), (step_id, walk)
+    first, second = steps_of(job.id)
+    assert (first["status"], first["attempts"], first["lost_executions"]) == ("failed", 3, 3)
+    assert second["status"] == "canceled"
+    assert row["failure_reason"].startswith("step 1 failed: its worker process died in each")
+    step_moves = [
+        (e["from_status"], e["to_status"])
+        for e in ledger.events(job.id)
+        if str(e["step_id"]) == str(first["id"])
+    ]
+    assert step_moves == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "retrying"),
+        ("retrying", "running"),
+        ("running", "retrying"),
+        ("retrying", "running"),
+        ("running", "retrying"),
+        ("retrying", "failed"),
+    ]
 
 
 # -- item 11: a dead worker's reservations -----------------------------------------------

@@ -152,10 +152,17 @@ def seconds_ago(connection: Connection, seconds: float) -> ColumnElement[Any]:
 
 
 def step_state(step_id: uuid.UUID) -> Select[Any]:
-    # Status and parent of one step.
-    return select(steps.c.status, steps.c.job_id, steps.c.position, steps.c.execution_id).where(
-        steps.c.id == step_id
-    )
+    # Status and parent of one step; its current execution (where) and lost executions.
+    return select(
+        steps.c.status,
+        steps.c.job_id,
+        steps.c.position,
+        steps.c.execution_id,
+        steps.c.celery_task_id,
+        steps.c.attempts,
+        steps.c.worker,
+        steps.c.lost_executions,
+    ).where(steps.c.id == step_id)
 
 
 def checkpoint(
@@ -247,7 +254,13 @@ def delete_counters_before(stamp: str) -> Delete:
 def lock_job(job_id: uuid.UUID) -> Select[Any]:
     # Lock a chained job's row so its steps' transitions are applied one at a time.
     return (
-        select(jobs.c.status, jobs.c.cancel_requested_at, jobs.c.failure_reason)
+        select(
+            jobs.c.status,
+            jobs.c.cancel_requested_at,
+            jobs.c.failure_reason,
+            # a chained job heartbeats through its running step
+            func.coalesce(jobs.c.heartbeat_at, jobs.c.updated_at).label("heartbeat"),
+        )
         .where(jobs.c.id == job_id)
         .with_for_update()
     )

@@ -51,25 +51,36 @@ class JobRequest(Request):  # type: ignore[misc]
         return bool(lost and self.task.acks_late and self.task.reject_on_worker_lost)
 
     def _record_lost(self, exception: Any) -> None:
-        from app.ledger import transitions as ledger  # late: the worker imports tasks first
+        from app.ledger import steps  # late: the worker imports tasks first
+        from app.ledger import transitions as ledger
         from app.ledger.task import identity_of
 
         if isinstance(exception, ExceptionWithTraceback):
             exception = exception.exc
         job_id, step_id = identity_of(self._context)
-        if step_id is not None or self.worker_pid is None:
-            return  # a chain step's redelivery is recorded at its next start
+        if self.worker_pid is None:
+            return  # never reached a pool process: nothing ran
         reason = (
             f"worker lost: its pool process {self.worker_pid} on {self.hostname} died "
             f"({exception}); delivering it again"
         )
         try:
-            ledger.record_execution_lost(
-                job_id,
-                reason=reason,
-                worker=self.hostname,
-                worker_pid=self.worker_pid,
-                celery_task_id=self.id,
-            )
+            if step_id is None:
+                ledger.record_execution_lost(
+                    job_id,
+                    reason=reason,
+                    worker=self.hostname,
+                    worker_pid=self.worker_pid,
+                    celery_task_id=self.id,
+                )
+            else:
+                steps.record_step_lost(
+                    job_id,
+                    step_id,
+                    reason=reason,
+                    worker=self.hostname,
+                    worker_pid=self.worker_pid,
+                    celery_task_id=self.id,
+                )
         except LedgerUnavailable as error:
             log.warning("lost execution of job %s not recorded: %s", job_id, error)

@@ -15,22 +15,27 @@ their effects on the parent apply one at a time. Every step event carries its
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func
+from sqlalchemy import ColumnElement, Connection, func
 
+from app.config import settings
 from app.db import in_transaction
 from app.ledger import queries as q
 from app.ledger.redaction import redact, redact_data
 from app.ledger.states import LIVE, TERMINAL, JobStatus
 from app.ledger.transitions import (
+    REDELIVERED,
     Actor,
     Start,
     as_document,
     finish_steps,
+    heartbeat_fresh,
+    lost_executions_reason,
     move_and_record,
     record_start_events,
+    resolve_holder,
     stop_reason,
     truncate,
 )
@@ -45,9 +50,16 @@ def record_step_started(
     celery_task_id: str,
     execution_id: str,
     worker: str,
+    worker_pid: int | None = None,
+    is_alive: Callable[[str], bool] | None = None,
+    takeover: str | None = None,
 ) -> Start:
     """Move a step to ``running`` (and its parent, on the first step), or say why not:
-    the parent was canceled or finished, or a cancel of it was requested."""
+    the parent was canceled or finished, a cancel of it was requested, another execution
+    of the step is alive (``defer``), or the step lost too many executions (it fails, and
+    its parent). The rules for a step found ``running`` are those of
+    :func:`~app.ledger.transitions.record_started`, with the parent's heartbeat (a
+    chained job heartbeats through its running step)."""
 
     def work(connection: Connection) -> Start:
         parent = connection.execute(q.lock_job(job_id)).first()
@@ -63,6 +75,34 @@ def record_step_started(
             reason = f"the chained job is already {parent_status}"
             finish_steps(connection, job_id, S.CANCELED, reason, "worker")
             return Start(run=False, attempt=0, reason=reason)
+        state = connection.execute(q.step_state(step_id)).first()
+        if state is None:
+            return Start(run=False, attempt=0, reason="step is unknown")
+        status = S(state.status)
+        if status is S.RUNNING and state.execution_id == execution_id:
+            return Start(run=True, attempt=state.attempts)  # the same start, reported twice
+        if status not in LIVE or state.celery_task_id != celery_task_id:
+            return Start(run=False, attempt=state.attempts, reason=f"step is {status}")
+        running = status is S.RUNNING
+        if (
+            running
+            and state.execution_id != takeover
+            and heartbeat_fresh(connection, parent.heartbeat)
+        ):
+            return Start(
+                run=False,
+                attempt=state.attempts,
+                holder=state.worker or "unknown",
+                holder_execution=state.execution_id,
+            )
+        lost = state.lost_executions + (1 if running else 0)
+        if lost >= settings().max_lost_executions:
+            if running:
+                _step_lost(connection, job_id, step_id, REDELIVERED, "worker", worker)
+            reason = lost_executions_reason(lost)
+            errors = [{"type": "LostExecutions", "message": reason, "lost_executions": lost}]
+            _fail_step(connection, job_id, step_id, state.position, reason, errors, None, "worker")
+            return Start(run=False, attempt=state.attempts, reason=reason)
         moved = connection.execute(
             q.move(
                 q.steps,
@@ -72,6 +112,9 @@ def record_step_started(
                 {
                     "attempts": q.steps.c.attempts + 1,
                     "execution_id": execution_id,
+                    "worker": worker,
+                    "worker_pid": worker_pid,
+                    "lost_executions": q.steps.c.lost_executions + (1 if running else 0),
                     "started_at": func.coalesce(q.steps.c.started_at, func.now()),
                 },
                 q.steps.c.celery_task_id == celery_task_id,
@@ -79,11 +122,7 @@ def record_step_started(
             )
         ).first()
         if moved is None:
-            state = connection.execute(q.step_state(step_id)).first()
-            if state is not None and state.execution_id == execution_id:
-                return Start(run=True, attempt=0)
-            status = "unknown" if state is None else state.status
-            return Start(run=False, attempt=0, reason=f"step is {status}")
+            return Start(run=False, attempt=state.attempts, reason=f"step is {status}")
         previous, attempt = S(moved.previous_status), moved.attempts
         record_start_events(connection, job_id, previous, attempt, worker, step_id)
         if parent_status is S.QUEUED:
@@ -105,7 +144,71 @@ def record_step_started(
             connection.execute(q.checkpoint(job_id, None, None, None))
         return Start(run=True, attempt=attempt)
 
-    return in_transaction(work, f"start of step {step_id}")
+    verdict = in_transaction(work, f"start of step {step_id}")
+    return resolve_holder(
+        verdict,
+        is_alive,
+        lambda execution: record_step_started(
+            job_id,
+            step_id,
+            celery_task_id=celery_task_id,
+            execution_id=execution_id,
+            worker=worker,
+            worker_pid=worker_pid,
+            takeover=execution,
+        ),
+    )
+
+
+def record_step_lost(
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    *,
+    reason: str,
+    worker: str,
+    worker_pid: int | None = None,
+    celery_task_id: str | None = None,
+    actor: Actor = "worker",
+) -> bool:
+    """A step's execution on ``worker`` (pool process ``worker_pid``) died and its message
+    goes back: ``running -> retrying``, one more lost execution (see
+    :func:`~app.ledger.transitions.record_execution_lost`); the parent stays running."""
+    guards = [q.steps.c.worker == worker]
+    if worker_pid is not None:
+        guards.append(q.steps.c.worker_pid == worker_pid)
+    if celery_task_id is not None:
+        guards.append(q.steps.c.celery_task_id == celery_task_id)
+
+    def work(connection: Connection) -> bool:
+        connection.execute(q.lock_job(job_id)).first()
+        return _step_lost(
+            connection, job_id, step_id, truncate(redact(reason)), actor, worker, guards
+        )
+
+    return in_transaction(work, f"lost execution of step {step_id}")
+
+
+def _step_lost(
+    connection: Connection,
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    message: str,
+    actor: Actor,
+    worker: str | None,
+    guards: list[ColumnElement[bool]] | None = None,
+) -> bool:
+    values = {"lost_executions": q.steps.c.lost_executions + 1, "execution_id": None}
+    return move_and_record(
+        connection,
+        job_id,
+        S.RETRYING,
+        values,
+        actor,
+        message,
+        worker=worker,
+        guards=[*(guards or []), q.steps.c.status == S.RUNNING.value],
+        step_id=step_id,
+    )
 
 
 def record_step_finished(
@@ -176,26 +279,40 @@ def record_step_failed(
     def work(connection: Connection) -> bool:
         connection.execute(q.lock_job(job_id)).first()
         state = connection.execute(q.step_state(step_id)).first()
-        values = {"failure_reason": safe, "completed_at": func.now()}
-        if state is None or not _move_step(
-            connection, job_id, step_id, S.FAILED, values, execution_id, safe, worker, actor
-        ):
+        if state is None:
             return False
-        label = f"step {state.position} failed: {safe}"
-        _finish_parent(
-            connection, job_id, S.FAILED, label, actor, worker, errors=redact_data(errors or [])
+        return _fail_step(
+            connection, job_id, step_id, state.position, safe, errors, execution_id, actor, worker
         )
-        finish_steps(
-            connection,
-            job_id,
-            S.CANCELED,
-            f"not run: step {state.position} failed",
-            actor,
-            state.position,
-        )
-        return True
 
     return in_transaction(work, f"step {step_id} failed")
+
+
+def _fail_step(
+    connection: Connection,
+    job_id: uuid.UUID,
+    step_id: uuid.UUID,
+    position: int,
+    safe: str,
+    errors: list[dict[str, Any]] | None,
+    execution_id: str | None,
+    actor: Actor,
+    worker: str | None = None,
+) -> bool:
+    """Fail a step, its parent (naming the step), and cancel the steps after it."""
+    values = {"failure_reason": safe, "completed_at": func.now()}
+    if not _move_step(
+        connection, job_id, step_id, S.FAILED, values, execution_id, safe, worker, actor
+    ):
+        return False
+    label = f"step {position} failed: {safe}"
+    _finish_parent(
+        connection, job_id, S.FAILED, label, actor, worker, errors=redact_data(errors or [])
+    )
+    finish_steps(
+        connection, job_id, S.CANCELED, f"not run: step {position} failed", actor, position
+    )
+    return True
 
 
 def record_step_canceled(

@@ -364,6 +364,8 @@ class JobTask(Task):  # type: ignore[misc]
                 celery_task_id=request.id,
                 execution_id=execution_id,
                 worker=worker,
+                worker_pid=os.getpid(),
+                is_alive=alive,
             )
         else:
 

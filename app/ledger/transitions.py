@@ -303,17 +303,36 @@ def record_started(
     if verdict.reason == "unknown" and unknown_job is not None:
         record_queued(unknown_job(), actor="worker")
         return again(is_alive=is_alive)
-    if verdict.holder is not None:
-        if is_alive is None or not is_alive(verdict.holder):
-            return again(takeover=verdict.holder_execution)  # its worker is gone: lost
-        return Start(
-            run=False,
-            attempt=verdict.attempt,
-            defer=True,
-            reason=f"execution {verdict.holder_execution} of this job is alive on "
-            f"{verdict.holder} (this delivery is a second copy of its message)",
-        )
-    return verdict
+    return resolve_holder(verdict, is_alive, lambda takeover: again(takeover=takeover))
+
+
+def resolve_holder(
+    verdict: Start,
+    is_alive: Callable[[str], bool] | None,
+    take_over: Callable[[str | None], Start],
+) -> Start:
+    """A start that found another execution with a fresh heartbeat: defer this delivery
+    if that execution's worker is alive, else start again taking the execution over as
+    lost (``take_over(its execution id)``). Any other verdict is returned as is."""
+    if verdict.holder is None:
+        return verdict
+    if is_alive is None or not is_alive(verdict.holder):
+        return take_over(verdict.holder_execution)  # its worker is gone: lost
+    return Start(
+        run=False,
+        attempt=verdict.attempt,
+        defer=True,
+        reason=f"execution {verdict.holder_execution} of this job is alive on "
+        f"{verdict.holder} (this delivery is a second copy of its message)",
+    )
+
+
+def heartbeat_fresh(connection: Connection, heartbeat: datetime | None) -> bool:
+    """Whether ``heartbeat`` is within the lifeline timeout (database clock)."""
+    if heartbeat is None:
+        return False
+    since = _database_now(connection) - _seconds(settings().lifeline_timeout)
+    return _aware(heartbeat) >= since
 
 
 def _start(
@@ -417,7 +436,7 @@ def _why_not_started(
     if (
         status is S.RUNNING
         and state.execution_id != takeover
-        and _aware(state.heartbeat) >= _database_now(connection) - _seconds(config.lifeline_timeout)
+        and heartbeat_fresh(connection, state.heartbeat)
     ):
         # Another execution showed a sign of life lately: alive, unless its worker is gone
         # (the caller asks, outside this transaction).

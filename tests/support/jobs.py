@@ -181,3 +181,15 @@ def suicide(job: JobContext, payload: SuicidePayload) -> None:
     """Kill the pool process that runs it (SIGKILL by default): what a job that runs out
     of memory or segfaults does to its worker, every time it is delivered."""
     os.kill(os.getpid(), payload.signal)
+
+
+@chain_job(
+    "example.pair_suicide",
+    PairPayload,
+    steps=[
+        Step("example.suicide", lambda p: {}),
+        Step("example.echo", lambda p: {"value": p.value}),
+    ],
+)
+def pair_suicide() -> None:
+    """A first step that kills its process every time, then a step that never runs."""

@@ -214,3 +214,22 @@ def test_an_excerpt_is_short_and_redacted() -> None:
     assert excerpt("a" * 100) == "'" + "a" * EXCERPT + "…'"
     assert "hunter2" not in excerpt("password=hunter2")
     assert len(excerpt("daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin")) <= EXCERPT + 3
+
+
+def test_a_sqlite_source_statement_past_its_timeout_is_interrupted(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    path = tmp_path / "slow.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE VIEW slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+            "WHERE x < 10000000000) SELECT count(*) AS n FROM c"
+        )
+    config = _database.DatabaseSourceConfig(
+        url=f"sqlite:///{path}", tables=["slow"], tenants=["*"], statement_timeout=0.2
+    )
+
+    with pytest.raises(OperationalError, match="interrupted"):
+        list(_database.read_table("slow", config, "slow", cursor_field=None, since=None))

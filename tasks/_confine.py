@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -204,11 +205,12 @@ class GuardedBackend(httpcore.SyncBackend):
 class _GuardedTransport(httpx.HTTPTransport):
     """httpx's transport over a pool whose connections go through :class:`GuardedBackend`."""
 
-    def __init__(self, backend: GuardedBackend) -> None:
+    def __init__(self, backend: GuardedBackend, verify: ssl.SSLContext | None) -> None:
         super().__init__(trust_env=False)
         # httpx builds its pool without a backend argument; this is its pool with one.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=backend
+            ssl_context=verify or httpx.create_ssl_context(trust_env=False),
+            network_backend=backend,
         )
 
 
@@ -216,11 +218,13 @@ def guarded_client(
     timeout: float,
     allowed: Iterable[Network] | None = None,
     resolve: Resolver = socket.getaddrinfo,
+    verify: ssl.SSLContext | None = None,
 ) -> httpx.Client:
-    """An httpx client that reaches only allowed addresses, on every redirect too."""
+    """An httpx client that reaches only allowed addresses, on every redirect too
+    (``verify``: the TLS context, default the system's trusted authorities)."""
     backend = GuardedBackend(allowed_networks() if allowed is None else allowed, resolve)
     return httpx.Client(
-        transport=_GuardedTransport(backend),
+        transport=_GuardedTransport(backend, verify),
         timeout=timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,

@@ -3,10 +3,15 @@ queried, where file sources may be and which addresses URL sources may reach."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -233,3 +238,40 @@ def test_a_sqlite_source_statement_past_its_timeout_is_interrupted(tmp_path: Pat
 
     with pytest.raises(OperationalError, match="interrupted"):
         list(_database.read_table("slow", config, "slow", cursor_field=None, since=None))
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """An HTTPS server on 127.0.0.1 whose certificate names ``rebind.example`` only;
+    yields its port and a client context that trusts that certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=rebind.example", "-addext", "subjectAltName=DNS:rebind.example"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    with domain.http_server({"/x.csv": b"a\n1\n"}, tls=server_context) as base:
+        yield int(base.rsplit(":", 1)[1]), ssl.create_default_context(cafile=str(cert))
+
+
+def test_tls_verifies_the_urls_host_name_on_the_checked_address(
+    tls_server: tuple[int, ssl.SSLContext],
+) -> None:
+    port, trusted = tls_server
+    resolver = Resolver(first=["127.0.0.1"], later=["127.0.0.1"])
+    allowed = _confine.allowed_networks("127.0.0.1/32")
+    with _confine.guarded_client(5, allowed, resolver, verify=trusted) as client:
+        served = client.get(f"https://rebind.example:{port}/x.csv")
+        with pytest.raises(httpx.ConnectError) as wrong_name:
+            client.get(f"https://other.example:{port}/x.csv")  # same address, wrong name
+
+    assert served.content == b"a\n1\n"
+    assert "Hostname mismatch" in str(wrong_name.value), wrong_name.value

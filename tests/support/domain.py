@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import ssl
 import threading
 import time
 import uuid
@@ -166,14 +167,20 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def http_server(routes: dict[str, bytes | Release | Redirect]) -> Iterator[str]:
-    """Serve ``routes`` (path -> body) on 127.0.0.1; yields the base URL."""
+def http_server(
+    routes: dict[str, bytes | Release | Redirect], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve ``routes`` (path -> body) on 127.0.0.1 (over TLS with ``tls``); yields the
+    base URL."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.routes = routes
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         for body in routes.values():
             if isinstance(body, Release):

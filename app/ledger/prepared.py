@@ -21,16 +21,24 @@ Behind a pooler that hands one client several server connections (PgBouncer in
 transaction mode), a prepared statement may be missing: set
 ``JOBLEDGER_PREPARED_STATEMENTS=false`` and the same statement is sent as text instead.
 A prepared statement the server has lost (``DISCARD ALL``) is prepared again.
+
+Each statement names the ledger column each stored parameter goes to (``columns``), and
+:meth:`Prepared.first_row` passes those through :func:`app.ledger.sanitise.clean`, as
+the Core statements pass their rows: the fast path sanitises what it writes exactly as
+the generic path does. ``jsonb`` parameters are taken as Python values and encoded here.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import settings
 from app.db import on_driver_cursor
+from app.ledger.sanitise import clean
 
 _PREPARED_HERE = "jobledger_prepared"
 #: SQLSTATEs: the server does not know the statement / knows it already.
@@ -41,14 +49,17 @@ _UNKNOWN_STATEMENT, _DUPLICATE_STATEMENT = "26000", "42P05"
 class Prepared:
     """One statement with positional parameters ``$1…$n`` of the given SQL types.
 
-    ``prefix`` runs first in the same implicit transaction (``SET LOCAL …``).
+    ``prefix`` runs first in the same implicit transaction (``SET LOCAL …``);
+    ``columns`` maps the number of each parameter the statement stores to its column.
     """
 
     name: str
     types: tuple[str, ...]
     body: str
     prefix: str = ""
+    columns: Mapping[int, str] = field(default_factory=dict)
     _as_text: str = field(init=False, repr=False)
+    _json: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # The text form for servers without prepared statements: $k -> CAST(%(pk)s AS type)
@@ -58,16 +69,28 @@ class Prepared:
             self.body.replace("%", "%%"),
         )
         object.__setattr__(self, "_as_text", as_text)
+        json_params = tuple(n for n, sql_type in enumerate(self.types) if sql_type == "jsonb")
+        object.__setattr__(self, "_json", json_params)
 
     def first_row(self, args: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
         """Execute with ``args`` (one per ``$k``, in order); the first row it returns."""
         if len(args) != len(self.types):
             raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+        args = self._bind(args)
         if not settings().prepared_statements:
             named = {f"p{n}": value for n, value in enumerate(args, start=1)}
             text = self.prefix + self._as_text
             return on_driver_cursor(lambda c, _: _fetch(c, text, named), what)
         return on_driver_cursor(lambda c, info: self._execute(c, info, args), what)
+
+    def _bind(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``args`` as stored: sanitised for their column, ``jsonb`` ones encoded."""
+        bound = list(args)
+        for number, column in self.columns.items():
+            bound[number - 1] = clean(column, bound[number - 1])
+        for index in self._json:
+            bound[index] = json.dumps(bound[index])
+        return tuple(bound)
 
     def _execute(
         self, cursor: Any, info: dict[str, Any], args: tuple[Any, ...]

@@ -3,6 +3,11 @@
 Statements are SQLAlchemy Core so they run on PostgreSQL and SQLite alike; the few
 dialect differences (upsert, the UTC second stamp) are resolved here and nowhere else.
 :mod:`app.ledger.transitions` is the only caller of the writes.
+
+Every write sanitises what it stores here, through :mod:`app.ledger.sanitise`: the rows
+and SET clauses of the Core statements pass through ``clean_row``, and each prepared
+statement names the column of each parameter it stores (``columns``), so callers hand
+over raw texts and documents and never redact or truncate themselves.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.ledger.prepared import Prepared
+from app.ledger.sanitise import clean_row
 from app.ledger.states import JobStatus
 from models.tables import counters, events, files, jobs, logs, steps
 
@@ -72,7 +78,7 @@ def insert_jobs(connection: Connection, rows: list[dict[str, Any]]) -> Insert:
     # Create many jobs in one statement, skipping ids that exist and idempotency keys
     # their tenant used already (no conflict target: either unique index); returns those
     # created.
-    stmt = _dialect_insert(connection, jobs).values(rows)
+    stmt = _dialect_insert(connection, jobs).values([clean_row(row) for row in rows])
     return stmt.on_conflict_do_nothing().returning(  # type: ignore[no-any-return]
         jobs.c.id, jobs.c.attempts
     )
@@ -92,12 +98,12 @@ def release_idempotency_keys(job_ids: list[uuid.UUID]) -> Update:
 
 def insert_steps(rows: list[dict[str, Any]]) -> Insert:
     # Create the ordered steps of a chained job.
-    return insert(steps).values(rows)
+    return insert(steps).values([clean_row(row) for row in rows])
 
 
 def insert_events(rows: list[dict[str, Any]]) -> Insert:
     # Append history rows (never updated afterwards).
-    return insert(events).values(rows)
+    return insert(events).values([clean_row(row) for row in rows])
 
 
 def move(
@@ -116,7 +122,7 @@ def move(
             previous_status=table.c.status,
             status=target.value,
             updated_at=func.now(),
-            **values,
+            **clean_row(values),
         )
         .returning(table.c.previous_status, table.c.attempts)
     )
@@ -179,6 +185,7 @@ def checkpoint(
         values["progress"] = case((jobs.c.progress < progress, progress), else_=jobs.c.progress)
     if message is not None:
         values["progress_message"] = message
+    values = clean_row(values)
     guards = [jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value]
     if execution_id is not None:
         guards.append(jobs.c.execution_id == execution_id)
@@ -216,19 +223,23 @@ def request_cancel(job_id: uuid.UUID, reason: str) -> Update:
             jobs.c.status == JobStatus.RUNNING.value,
             jobs.c.cancel_requested_at.is_(None),
         )
-        .values(cancel_requested_at=func.now(), updated_at=func.now(), failure_reason=reason)
+        .values(
+            cancel_requested_at=func.now(),
+            updated_at=func.now(),
+            **clean_row({"failure_reason": reason}),
+        )
         .returning(jobs.c.id)
     )
 
 
 def insert_log(values: dict[str, Any]) -> Insert:
     # Append one log line of a job.
-    return insert(logs).values(**values)
+    return insert(logs).values(**clean_row(values))
 
 
 def insert_file(values: dict[str, Any]) -> Insert:
     # Record a file a job read or wrote.
-    return insert(files).values(**values)
+    return insert(files).values(**clean_row(values))
 
 
 def job_id_for_task(task_id: str) -> CompoundSelect[Any]:
@@ -282,7 +293,10 @@ def move_steps(
             steps.c.status.in_([s.value for s in allowed]),
         )
         .values(
-            previous_status=steps.c.status, status=target.value, updated_at=func.now(), **values
+            previous_status=steps.c.status,
+            status=target.value,
+            updated_at=func.now(),
+            **clean_row(values),
         )
         .returning(steps.c.id, steps.c.previous_status, steps.c.attempts)
     )
@@ -320,7 +334,8 @@ def step_summary(job_id: uuid.UUID) -> Select[Any]:
 # autocommit, so each costs one round trip (a transaction of separate statements costs
 # BEGIN + n + COMMIT). Each is prepared once per connection (app.ledger.prepared); the
 # generic statements above stay for SQLite and for the rarer transitions. Their guards
-# and event rows are the same as those of `move`.
+# and event rows are the same as those of `move`. Parameters are Python values: each
+# stored one is sanitised for the column `columns` names, `jsonb` ones are encoded.
 
 #: Publish: bump the second's name counter, insert the job, write its creation event.
 #: $1 id, $2 type, $3 tenant, $4 subject, $5 payload, $6 trigger, $7 created_by,
@@ -350,6 +365,7 @@ INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor)
 SELECT id, NULL, 'queued', $12, 0, $13 FROM job
 RETURNING job_id
 """,
+    columns={4: "subject", 5: "payload", 11: "metadata", 12: "message"},
 )
 
 #: Start: queued|retrying -> running (attempts + 1), or a redelivery of a running job
@@ -395,6 +411,7 @@ WITH moved AS (
 SELECT previous_status, attempts FROM moved
 """,
     prefix="SET LOCAL synchronous_commit = off; ",
+    columns={5: "message", 6: "message"},
 )
 
 #: Finish: running -> succeeded|partial for the current execution only.
@@ -416,4 +433,5 @@ INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker
 SELECT id, previous_status, $3, $7, attempts, worker, 'worker' FROM moved
 RETURNING job_id
 """,
+    columns={4: "result", 5: "errors", 6: "result_url", 7: "message"},
 )

@@ -1,8 +1,40 @@
-"""Secrets out of anything a job writes to the ledger.
+"""Secrets out of every text the ledger stores and every repr Celery shows.
 
-``failure_reason``, ``errors`` and log lines are read by operators and by tenants through
-the API; exception texts routinely carry connection strings (``postgresql://user:pw@…``)
-and ``password=``/``token=`` pairs. Everything passes through :func:`redact` on its way in.
+Exception texts, payloads and log lines routinely carry credentials: connection strings
+(``postgresql://user:pw@…``), ``password=``/``token:`` pairs, HTTP headers, bearer
+tokens, cloud and SaaS keys, private keys, signed URLs. :func:`redact` masks each shape
+below with ``***`` and keeps the words around it, so an operator still reads what went
+wrong. :func:`redact_data` does the same through a JSON-like structure and masks the
+whole value under a secret-looking key.
+
+What is caught, in the order it is applied:
+
+1. PEM private key blocks, whole (an unterminated block to the end of the text).
+2. URL user-info: ``scheme://user:***@host`` (the password may hold ``@`` and ``/``: the
+   user-info ends at the URL's last ``@``); a token alone before the ``@``
+   (``https://***@github.com``) when it looks like one (16+ characters, digits or
+   mixed case), so ``postgres@`` or ``git@`` stay readable.
+3. HTTP credential headers (``Authorization``, ``Proxy-Authorization``, ``Cookie``,
+   ``Set-Cookie``): the value, to the end of the line or the closing quote.
+4. ``key=value`` / ``key: value`` / ``"key": "value"`` where the key contains
+   ``password``, ``passwd``, ``pwd``, ``secret``, ``token``, ``api_key``, ``access_key``,
+   ``private_key``, ``credential(s)``, ``signature``, ``session_id``, ``cookie``, or is
+   ``sig`` (signed URLs: ``X-Amz-Signature=``, ``X-Goog-Signature=``, ``sig=``); the
+   value may hold ``@`` and ``/``, and stops at whitespace, ``,``, ``;`` or ``&``.
+5. A 40-character AWS secret key next to a key that names a secret
+   (``aws_secret_access_key wJalr…``) or next to an access key id (CSV credentials).
+6. Tokens recognisable on their own: AWS access key ids (``AKIA…``, ``ASIA…``), JWTs
+   (``eyJ….….…``), GitHub (``ghp_``, ``gho_``, ``ghu_``, ``ghs_``, ``ghr_``,
+   ``github_pat_``), GitLab (``glpat-``), Stripe-style (``sk_live_``, ``sk_test_``,
+   ``rk_live_``, ``rk_test_``, ``whsec_``), OpenAI/Anthropic-style (``sk-…``), Slack
+   (``xox…-``), Google API keys (``AIza…``), npm (``npm_…``).
+7. ``Bearer <token>`` anywhere, without a header name.
+
+Every pattern runs in linear time on any input: each starts at a word boundary (a
+lookbehind), repeats are possessive or bounded, and a URL is cut into user-info and the
+rest by string methods, not by backtracking (``tests/test_redaction.py`` feeds
+megabyte-long adversarial inputs and random text). Masking is idempotent:
+``redact(redact(x)) == redact(x)``.
 """
 
 from __future__ import annotations
@@ -12,52 +44,157 @@ from typing import Any
 
 MASK = "***"
 
-#: ``scheme://user:password@host`` — keep the user and host, hide the password.
-_URL_PASSWORD = re.compile(
-    # userinfo cannot hold an unencoded "/" (RFC 3986); bounded parts keep it linear
-    r"(?P<head>(?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^:/@\s]{0,256}:)"
-    r"(?P<secret>[^@\s/]{1,512})@"
+#: 1. ``-----BEGIN RSA PRIVATE KEY----- … -----END RSA PRIVATE KEY-----``, masked whole.
+_PEM = re.compile(
+    r"(?P<begin>-----BEGIN (?P<kind>[A-Z0-9 ]{0,40}?)PRIVATE KEY(?P<block> BLOCK)?-----)"
+    r".*?(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
 )
-#: ``password=…``, ``token: …``, ``"api_key": "…"``; quoted values may hold spaces.
-# names of secrets, not a secret:
-_SECRET_WORD = (
-    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|authorization|credentials?"  # noqa: S105
-)
-_KEY_VALUE = re.compile(
-    # A key is a whole word (anchored at its start, taken possessively) that contains a
-    # secret-looking word: linear time even on megabyte-long words.
-    rf"(?P<head>(?P<key>(?<![\w.\-])(?=[\w.\-]*?(?:{_SECRET_WORD}))[\w.\-]++)[\"']?\s*[=:]\s*)"
-    r"(?P<secret>\"[^\"]*\"|'[^']*'|(?:bearer\s+|basic\s+)?[^\s,;&\"'}\])]+)",
+
+#: 2. A URL token: its scheme at the start of a word, then everything up to whitespace
+#: or a quote (taken possessively; :func:`_mask_url` splits it with string methods).
+_URL = re.compile(r"(?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^\s\"'<>`]*+")
+
+#: 3. HTTP headers whose whole value is a credential.
+_HEADER_NAME = r"(?:proxy[_-])?authorization|(?:set[_-])?cookie"
+_HEADER = re.compile(
+    rf"(?P<head>(?<![\w\-])(?:{_HEADER_NAME})(?![\w\-])[\"']?[ \t]*[=:][ \t]*)"
+    r"(?P<secret>b?\"[^\"]*+(?:\"|\Z)|b?'[^']*+(?:'|\Z)|[^\r\n\"']++)",
     re.IGNORECASE,
 )
 
+#: 4. Names of secrets (a key containing one of them holds a secret), not a secret:
+_SECRET_WORD = (
+    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"  # noqa: S105
+    r"|credentials?|signature|session[_-]?id|cookie"
+)
+#: A word that every key matched by ``_KEY_VALUE`` contains (in lower case).
+_KEY_TRIGGER = re.compile("pass|pwd|secret|token|key|credential|sig|session|cookie")
+#: A key is a whole word (anchored at its start, taken possessively) that contains a
+#: secret word, or is exactly ``sig``: linear time even on megabyte-long words.
+_KEY = rf"(?<![\w.\-])(?=[\w.\-]*?(?:{_SECRET_WORD})|sig(?![\w.\-]))[\w.\-]++"
+_KEY_VALUE = re.compile(
+    rf"(?P<head>{_KEY}[\"']?\s*[=:]\s*)"
+    r"(?P<secret>b?\"[^\"]*+(?:\"|\Z)|b?'[^']*+(?:'|\Z)"
+    r"|(?:bearer\s++|basic\s++)?[^\s,;&\"'}\])]++)",
+    re.IGNORECASE,
+)
+#: A dictionary key whose value is masked whole by :func:`redact_data`.
+_SECRET_KEY = re.compile(rf"[\w.\-]*?(?:{_SECRET_WORD}).*|sig|{_HEADER_NAME}", re.IGNORECASE)
+_SECRET_KEY_TRIGGER = re.compile(f"{_KEY_TRIGGER.pattern}|authorization")
+
+#: AWS access key ids: ``AKIA`` long-term, ``ASIA`` temporary (other ``A…`` ids name
+#: users and roles, and are no credential).
+_AWS_KEY_ID = r"(?-i:(?:AKIA|ASIA)[A-Z0-9]{16})"
+#: 5. A 40-character secret access key after a secret-naming key (no ``=`` needed) or
+#: after an access key id.
+_AWS_SECRET = re.compile(
+    rf"(?P<head>(?:(?<![\w.\-])(?=[\w.\-]*?secret)[\w.\-]++[\"']?|(?<![A-Za-z0-9]){_AWS_KEY_ID})"
+    r"[\s,;:|=\"']{1,8})"
+    r"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+    re.IGNORECASE,
+)
+
+#: 6. Tokens that say what they are.
+_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:"
+    rf"{_AWS_KEY_ID}(?![A-Za-z0-9])"
+    r"|eyJ[A-Za-z0-9_\-]++(?:\.[A-Za-z0-9_\-]*+){2,4}"  # JWT (JWS, JWE)
+    r"|gh[pousr]_[A-Za-z0-9]{20,}+"
+    r"|github_pat_[A-Za-z0-9_]{20,}+"
+    r"|glpat-[A-Za-z0-9_\-]{20,}+"
+    r"|(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{8,}+"
+    r"|whsec_[A-Za-z0-9+/=]{16,}+"
+    r"|sk-[A-Za-z0-9_\-]{20,}+"
+    r"|xox[abposr]-[A-Za-z0-9\-]{10,}+"
+    r"|AIza[A-Za-z0-9_\-]{35}"
+    r"|npm_[A-Za-z0-9]{36}"
+    r")"
+)
+
+#: 7. ``Bearer <token>`` (RFC 6750 token characters) without a header name.
+_BEARER = re.compile(r"(?P<head>(?<![\w\-])bearer\s++)[A-Za-z0-9\-._~+/]++=*+", re.IGNORECASE)
+
+#: A user alone before a URL's ``@`` is masked when it looks like a token.
+_TOKEN_LIKE_USER = re.compile(r"(?=.*[0-9])|(?=.*[a-z])(?=.*[A-Z])")
+_MIN_TOKEN_USER = 16
+
 
 def redact(text: str) -> str:
-    """``text`` with passwords in URLs and the values of secret-looking keys masked."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}@", text)
-    return _KEY_VALUE.sub(_mask_value, text)
+    """``text`` with every secret shape listed in the module docstring masked."""
+    if not text:
+        return text
+    lower = text.lower()
+    # Each pass runs only if a word it needs occurs: most texts (hot-path event
+    # messages, log lines) need two or three cheap passes instead of seven. Masking
+    # only removes text, so the words of the original text are a superset of those
+    # left for a later pass.
+    if "-----BEGIN" in text and "PRIVATE KEY" in text:
+        text = _PEM.sub(_mask_pem, text)
+    if "://" in text:
+        text = _URL.sub(_mask_url, text)
+    if "authorization" in lower or "cookie" in lower:
+        text = _HEADER.sub(_mask_value, text)
+    if _KEY_TRIGGER.search(lower):
+        text = _KEY_VALUE.sub(_mask_value, text)
+    if "secret" in lower or "AKIA" in text or "ASIA" in text:
+        text = _AWS_SECRET.sub(_mask_value, text)
+    text = _TOKEN.sub(MASK, text)
+    if "bearer" in lower:
+        text = _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
+    return text
+
+
+def _mask_pem(match: re.Match[str]) -> str:
+    end = f"-----END {match['kind']}PRIVATE KEY{match['block'] or ''}-----"
+    return f"{match['begin']}{MASK}{end}"
+
+
+def _mask_url(match: re.Match[str]) -> str:
+    url = match[0]
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")
+    if at <= 0:
+        return url
+    userinfo, host = rest[:at], rest[at:]
+    user, colon, password = userinfo.partition(":")
+    if "/" in user:  # "host/path@…": an "@" in the path, no user-info
+        return url
+    if colon:
+        return f"{scheme}://{user}:{MASK}{host}" if password else url
+    if len(user) >= _MIN_TOKEN_USER and _TOKEN_LIKE_USER.match(user):
+        return f"{scheme}://{MASK}{host}"
+    return url
 
 
 def _mask_value(match: re.Match[str]) -> str:
     secret = match["secret"]
-    quote = secret[0] if secret[:1] in "\"'" else ""
-    return f"{match['head']}{quote}{MASK}{quote}"
+    opening = secret[: 2 if secret[:1] == "b" and secret[1:2] in "\"'" else 1]
+    if opening[-1:] not in "\"'":
+        return f"{match['head']}{MASK}"
+    closing = opening[-1] if secret.endswith(opening[-1]) and len(secret) > len(opening) else ""
+    return f"{match['head']}{opening}{MASK}{closing}"
 
 
 def redact_data(value: Any) -> Any:
-    """:func:`redact` applied to every string in a JSON-like structure; values under a
-    secret-looking key are masked whole."""
+    """:func:`redact` applied to every string (keys included) in a JSON-like structure;
+    a truthy value under a secret-looking key is masked whole."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
         return {
-            key: MASK if _is_secret_key(str(key)) and value[key] else redact_data(value[key])
-            for key in value
+            redact(key) if isinstance(key, str) else key: (
+                MASK if item and _is_secret_key(key) else redact_data(item)
+            )
+            for key, item in value.items()
         }
     if isinstance(value, list | tuple):
         return [redact_data(item) for item in value]
     return value
 
 
-def _is_secret_key(key: str) -> bool:
-    return _KEY_VALUE.fullmatch(f"{key}=x") is not None
+def _is_secret_key(key: Any) -> bool:
+    lower = str(key).lower()
+    return _SECRET_KEY_TRIGGER.search(lower) is not None and (
+        _SECRET_KEY.fullmatch(lower) is not None
+    )

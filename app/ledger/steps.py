@@ -23,7 +23,6 @@ from sqlalchemy import ColumnElement, Connection, func
 from app.config import settings
 from app.db import in_transaction
 from app.ledger import queries as q
-from app.ledger.redaction import redact, redact_data
 from app.ledger.states import LIVE, TERMINAL, JobStatus
 from app.ledger.transitions import (
     REDELIVERED,
@@ -37,7 +36,6 @@ from app.ledger.transitions import (
     record_start_events,
     resolve_holder,
     stop_reason,
-    truncate,
 )
 
 S = JobStatus
@@ -181,9 +179,7 @@ def record_step_lost(
 
     def work(connection: Connection) -> bool:
         connection.execute(q.lock_job(job_id)).first()
-        return _step_lost(
-            connection, job_id, step_id, truncate(redact(reason)), actor, worker, guards
-        )
+        return _step_lost(connection, job_id, step_id, reason, actor, worker, guards)
 
     return in_transaction(work, f"lost execution of step {step_id}")
 
@@ -249,7 +245,7 @@ def record_step_finished(
         outcome = S.PARTIAL if partial else S.SUCCEEDED
         parent_values: dict[str, Any] = {
             "result": _results_by_step(summary),
-            "errors": redact_data(errors),
+            "errors": errors,
             "completed_at": func.now(),
             "result_url": result_url,
         }
@@ -274,7 +270,6 @@ def record_step_failed(
     worker: str | None = None,
 ) -> bool:
     """Fail a step, its parent (naming the step), and cancel the steps after it."""
-    safe = truncate(redact(reason))
 
     def work(connection: Connection) -> bool:
         connection.execute(q.lock_job(job_id)).first()
@@ -282,7 +277,7 @@ def record_step_failed(
         if state is None:
             return False
         return _fail_step(
-            connection, job_id, step_id, state.position, safe, errors, execution_id, actor, worker
+            connection, job_id, step_id, state.position, reason, errors, execution_id, actor, worker
         )
 
     return in_transaction(work, f"step {step_id} failed")
@@ -293,22 +288,20 @@ def _fail_step(
     job_id: uuid.UUID,
     step_id: uuid.UUID,
     position: int,
-    safe: str,
+    reason: str,
     errors: list[dict[str, Any]] | None,
     execution_id: str | None,
     actor: Actor,
     worker: str | None = None,
 ) -> bool:
     """Fail a step, its parent (naming the step), and cancel the steps after it."""
-    values = {"failure_reason": safe, "completed_at": func.now()}
+    values = {"failure_reason": reason, "completed_at": func.now()}
     if not _move_step(
-        connection, job_id, step_id, S.FAILED, values, execution_id, safe, worker, actor
+        connection, job_id, step_id, S.FAILED, values, execution_id, reason, worker, actor
     ):
         return False
-    label = f"step {position} failed: {safe}"
-    _finish_parent(
-        connection, job_id, S.FAILED, label, actor, worker, errors=redact_data(errors or [])
-    )
+    label = f"step {position} failed: {reason}"
+    _finish_parent(connection, job_id, S.FAILED, label, actor, worker, errors=errors or [])
     finish_steps(
         connection, job_id, S.CANCELED, f"not run: step {position} failed", actor, position
     )
@@ -328,7 +321,7 @@ def record_step_canceled(
 
     def work(connection: Connection) -> bool:
         connection.execute(q.lock_job(job_id)).first()
-        values = {"failure_reason": truncate(redact(reason)), "completed_at": func.now()}
+        values = {"failure_reason": reason, "completed_at": func.now()}
         moved = _move_step(
             connection, job_id, step_id, S.CANCELED, values, execution_id, reason, worker, actor
         )
@@ -353,7 +346,7 @@ def record_step_retrying(
             S.RETRYING,
             {},
             execution_id,
-            truncate(redact(reason)),
+            reason,
             None,
         ),
         f"step {step_id} retrying",
@@ -422,7 +415,7 @@ def _finish_parent(
     worker: str | None,
     errors: list[Any] | None = None,
 ) -> bool:
-    values: dict[str, Any] = {"completed_at": func.now(), "failure_reason": truncate(reason)}
+    values: dict[str, Any] = {"completed_at": func.now(), "failure_reason": reason}
     if errors is not None:
         values["errors"] = errors
     return _move_parent(connection, job_id, target, values, reason, actor, worker)

@@ -9,12 +9,14 @@ never gets two events for one transition.
 
 Worker-side transitions carry an ``execution_id`` (one per start of the body): a late
 signal of an earlier execution cannot finish, retry or cancel a newer one.
+
+Texts and documents are handed over raw: the statements sanitise every column they
+store (:mod:`app.ledger.sanitise`), so nothing here redacts or truncates.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from app.db import in_transaction, is_postgresql
 from app.exceptions import InvalidJobId
 from app.ledger import queries as q
 from app.ledger.naming import run_name
-from app.ledger.redaction import redact, redact_data
+from app.ledger.sanitise import MAX_TEXT as MAX_TEXT  # the limit of a stored text
 from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
 
 S = JobStatus
@@ -40,9 +42,6 @@ REDELIVERED = (
     "the previous execution ended without an outcome (worker lost or message delivered "
     "again); starting again"
 )
-
-#: Longest text kept in a log line or a failure reason; longer ones are cut with a marker.
-MAX_TEXT = 5000
 
 
 @dataclass(frozen=True)
@@ -111,19 +110,12 @@ def as_job_id(value: uuid.UUID | str) -> uuid.UUID:
         raise InvalidJobId(value) from None
 
 
-def truncate(text: str, limit: int = MAX_TEXT) -> str:
-    """``text`` cut to ``limit`` characters, ending with a marker that says how much went."""
-    if len(text) <= limit:
-        return text
-    marker = f"… [truncated {len(text) - limit + 40} characters]"
-    return text[: limit - len(marker)] + marker
-
-
 def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep] = ()) -> bool:  # type: ignore[assignment]
     """Record a new job (and its steps) as ``queued`` with its creation event.
 
-    The payload is stored redacted (secrets never enter the ledger); a manual retry of a
-    job whose payload held secrets must therefore be submitted again by its producer.
+    The payload, subject and metadata are stored sanitised (secrets never enter the
+    ledger); a manual retry of a job whose payload held secrets must therefore be
+    submitted again by its producer.
 
     Returns False when a job with this id exists already (publishing an id twice is a
     no-op, so a retry or a redelivered publish never makes a second row), or when the
@@ -137,13 +129,13 @@ def record_queued(job: NewJob, *, actor: Actor = "producer", steps: list[NewStep
                 job.type,
                 job.tenant,
                 job.subject,
-                json.dumps(redact_data(job.payload)),
+                job.payload,
                 job.trigger,
                 job.created_by,
                 job.celery_task_id,
                 job.queue,
                 None if job.parent_job_id is None else str(job.parent_job_id),
-                json.dumps(job.metadata),
+                job.metadata,
                 f"queued by {actor}",
                 actor,
             ),
@@ -224,8 +216,8 @@ def _job_row(job: NewJob, name: str) -> dict[str, Any]:
         "status": S.QUEUED.value,
         "tenant": job.tenant,
         "subject": job.subject,
-        # the message keeps the real values; the ledger, read widely, does not
-        "payload": redact_data(job.payload),
+        # the message keeps the real values; the ledger, read widely, stores them sanitised
+        "payload": job.payload,
         "trigger": job.trigger,
         "created_by": job.created_by,
         "celery_task_id": job.celery_task_id,
@@ -497,9 +489,7 @@ def record_execution_lost(
     if celery_task_id is not None:
         guards.append(q.jobs.c.celery_task_id == celery_task_id)
     return in_transaction(
-        lambda c: _record_lost(
-            c, job_id, truncate(redact(reason)), actor, worker, execution_id, guards
-        ),
+        lambda c: _record_lost(c, job_id, reason, actor, worker, execution_id, guards),
         f"lost execution of job {job_id}",
     )
 
@@ -534,16 +524,16 @@ def record_finished(
     items failed (``errors`` non-empty). Returns the status written, None when stale."""
     job_id = as_job_id(job_id)
     target = S.PARTIAL if errors else S.SUCCEEDED
-    document, safe_errors = as_document(result), redact_data(errors or [])
-    message = f"finished with {len(safe_errors)} item errors" if safe_errors else "finished"
+    document, errors = as_document(result), errors or []
+    message = f"finished with {len(errors)} item errors" if errors else "finished"
     if is_postgresql():
         row = q.PG_RECORD_FINISHED.first_row(
             (
                 str(job_id),
                 execution_id,
                 target.value,
-                json.dumps(document),
-                json.dumps(safe_errors),
+                document,
+                errors,
                 result_url,
                 message,
             ),
@@ -553,7 +543,7 @@ def record_finished(
     else:
         values = {
             "result": document,
-            "errors": safe_errors,
+            "errors": errors,
             "completed_at": func.now(),
             "result_url": result_url,
             "failure_reason": None,  # a cancel requested too late leaves its reason
@@ -573,18 +563,14 @@ def record_failed(
     worker: str | None = None,
     heartbeat_before: datetime | None = None,
 ) -> bool:
-    """Fail a live job with a user-safe ``reason`` (redacted) and structured ``errors``.
+    """Fail a live job with a user-safe ``reason`` and structured ``errors`` (both stored
+    sanitised).
 
     ``heartbeat_before`` (the lifeline) fails it only if it has not shown a sign of life
     since then, so a job that reports progress while the lifeline looks is left alone.
     """
     job_id = as_job_id(job_id)
-    safe_reason = truncate(redact(reason))
-    values = {
-        "failure_reason": safe_reason,
-        "errors": redact_data(errors or []),
-        "completed_at": func.now(),
-    }
+    values = {"failure_reason": reason, "errors": errors or [], "completed_at": func.now()}
 
     def work(connection: Connection) -> bool:
         moved = move_and_record(
@@ -593,13 +579,13 @@ def record_failed(
             S.FAILED,
             values,
             actor,
-            safe_reason,
+            reason,
             execution_id,
             worker,
             guards=_quiet_since(heartbeat_before),
         )
         if moved:  # a chained job: its steps will never run (or finish) now
-            finish_steps(connection, job_id, S.CANCELED, f"not run: {safe_reason}", actor)
+            finish_steps(connection, job_id, S.CANCELED, f"not run: {reason}", actor)
         return moved
 
     return in_transaction(work, f"job {job_id} failed")
@@ -608,9 +594,7 @@ def record_failed(
 def record_retrying(job_id: uuid.UUID, *, execution_id: str, reason: str) -> bool:
     """The current execution ended and Celery will deliver the job again."""
     job_id = as_job_id(job_id)
-    return _transition(
-        job_id, S.RETRYING, {}, "worker", truncate(redact(reason)), execution_id=execution_id
-    )
+    return _transition(job_id, S.RETRYING, {}, "worker", reason, execution_id=execution_id)
 
 
 def record_canceled(
@@ -684,9 +668,8 @@ def request_cancel(job_id: uuid.UUID, *, actor: Actor, reason: str) -> CancelOut
     def work(connection: Connection) -> CancelOutcome | JobStatus:
         if _cancel(connection, job_id, reason, actor, None, None, live_only={S.QUEUED, S.RETRYING}):
             return "canceled"
-        safe = truncate(redact(reason))
-        if connection.execute(q.request_cancel(job_id, safe)).first() is not None:
-            message = f"cancel requested by {actor}: {safe}"
+        if connection.execute(q.request_cancel(job_id, reason)).first() is not None:
+            message = f"cancel requested by {actor}: {reason}"
             log_line = {"job_id": job_id, "step_id": None, "level": "warning", "message": message}
             connection.execute(q.insert_log(log_line))
             return "requested"
@@ -706,10 +689,9 @@ def checkpoint(
     it). Returns why the execution should stop — a cancel was requested (its reason), or
     the ledger no longer considers this execution current — or None to go on."""
     job_id = as_job_id(job_id)
-    safe_message = truncate(redact(message), 500) if message is not None else None
 
     def work(connection: Connection) -> str | None:
-        row = connection.execute(q.checkpoint(job_id, execution_id, progress, safe_message)).first()
+        row = connection.execute(q.checkpoint(job_id, execution_id, progress, message)).first()
         return stop_reason(row)
 
     return in_transaction(work, f"progress of job {job_id}")
@@ -742,14 +724,9 @@ def stop_reason(row: Any) -> str | None:
 def append_log(
     job_id: uuid.UUID, message: str, *, level: str = "info", step_id: uuid.UUID | None = None
 ) -> None:
-    """Append a log line (redacted, at most 5000 characters) to a job."""
+    """Append a log line (stored redacted, at most 5000 characters) to a job."""
     job_id = as_job_id(job_id)
-    values = {
-        "job_id": job_id,
-        "step_id": step_id,
-        "level": level,
-        "message": redact(truncate(message)),
-    }
+    values = {"job_id": job_id, "step_id": step_id, "level": level, "message": message}
     in_transaction(lambda c: c.execute(q.insert_log(values)), f"log line of job {job_id}")
 
 
@@ -769,7 +746,7 @@ def record_file(
         "job_id": job_id,
         "step_id": step_id,
         "direction": direction,
-        "uri": redact(uri),
+        "uri": uri,
         "bytes": size,
         "sha256": sha256,
         "records": records,
@@ -879,7 +856,7 @@ def _cancel(
     worker: str | None,
     live_only: set[JobStatus] | None = None,
 ) -> bool:
-    values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
+    values = {"completed_at": func.now(), "failure_reason": reason}
     moved = move_and_record(
         connection, job_id, S.CANCELED, values, actor, reason, execution_id, worker, live_only
     )
@@ -898,7 +875,7 @@ def finish_steps(
 ) -> None:
     """Move every live step of ``job_id`` after ``after_position`` to ``target`` (the steps
     of a canceled job, or those that will never run after a step failed)."""
-    values = {"completed_at": func.now(), "failure_reason": truncate(redact(reason))}
+    values = {"completed_at": func.now(), "failure_reason": reason}
     moved = connection.execute(q.move_steps(job_id, target, LIVE, values, after_position)).all()
     if moved:
         connection.execute(
@@ -934,7 +911,7 @@ def event_row(
         "step_id": step_id,
         "from_status": None if source is None else source.value,
         "to_status": target.value,
-        "message": truncate(redact(message)),
+        "message": message,
         "attempt": attempt,
         "worker": worker,
         "actor": actor,
@@ -944,5 +921,5 @@ def event_row(
 def as_document(result: Any) -> dict[str, Any] | None:
     """Results are stored as JSON objects; a bare value is wrapped as ``{"value": …}``."""
     if result is None or isinstance(result, dict):
-        return redact_data(result)  # type: ignore[no-any-return]
-    return {"value": redact_data(result)}
+        return result
+    return {"value": result}

@@ -15,7 +15,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import settings
-from app.exceptions import JobFailed
+from app.exceptions import JobCanceled, JobFailed
 from app.ledger.chain import Step, chain_job
 from app.ledger.context import JobContext
 from app.ledger.task import JobPayload, job_task
@@ -193,3 +193,43 @@ def suicide(job: JobContext, payload: SuicidePayload) -> None:
 )
 def pair_suicide() -> None:
     """A first step that kills its process every time, then a step that never runs."""
+
+
+class LeakyPayload(JobPayload):
+    text: str
+    uri: str
+    label: str
+    outcome: str = "succeed"  # succeed | partial | fail | cancel
+
+
+@job_task("example.leaky", LeakyPayload, subject="label")
+def leaky(job: JobContext, payload: LeakyPayload) -> dict[str, Any]:
+    """Write ``text`` (full of secrets, see tests/support/secrets.py) into every column
+    a job body can reach, then end as ``outcome`` says, with ``text`` in the reason."""
+    job.progress(50, payload.text)
+    job.log(payload.text)
+    job.record_file("in", payload.uri)
+    job.result_url = payload.uri
+    if payload.outcome == "fail":
+        raise RuntimeError(payload.text)
+    if payload.outcome == "cancel":
+        raise JobCanceled(payload.text)
+    if payload.outcome == "partial":
+        job.add_error(payload.text, row=1)
+    return {"echo": payload.text, "uri": payload.uri}
+
+
+@chain_job(
+    "example.leaky_pair",
+    LeakyPayload,
+    steps=[
+        Step("example.leaky", lambda p: {"text": p.text, "uri": p.uri, "label": p.label}),
+        Step(
+            "example.leaky",
+            lambda p: {"text": p.text, "uri": p.uri, "label": p.label, "outcome": p.outcome},
+        ),
+    ],
+    subject="label",
+)
+def leaky_pair() -> None:
+    """Two leaky steps; the second ends as ``outcome`` says."""

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
+from app.ledger.celery_redaction import payload_reprs
 from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
 
 P = TypeVar("P", bound=BaseModel)
@@ -123,6 +124,7 @@ class ChainJobTask(JobTask):
                     }
                 },
                 **step_options,
+                **payload_reprs(self.app, (), step_payload, {}),  # what Flower shows
             )
             for step, step_payload in zip(planned, step_payloads, strict=True)
         ]

@@ -37,6 +37,7 @@ from app.celery import app
 from app.db import engine
 from app.exceptions import JobNotFound, PayloadNotKept, TransitionRefused
 from app.ledger import transitions as ledger
+from app.ledger.celery_redaction import payload_reprs
 from app.ledger.redaction import MASK
 from app.ledger.reports import resolve_job_id
 from app.ledger.states import JobStatus
@@ -155,6 +156,7 @@ def _publish(
     if isinstance(task, JobTask):
         task.apply_async((), payload, task_id=task_id, **options)
     else:  # the type's module is not imported here: publish by name, routed by the app
+        options.update(payload_reprs(app, (), payload, options))
         app.send_task(job_type, (), payload, task_id=task_id, **options)
 
 

@@ -19,6 +19,7 @@ from celery import signals
 from app import db
 from app.ledger import steps
 from app.ledger import transitions as ledger
+from app.ledger.celery_redaction import redact_log_handlers
 from app.ledger.task import JobTask, identity_of, timed_out
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,9 @@ def connect() -> None:
     signals.task_retry.connect(record_job_retrying, weak=False)
     signals.task_revoked.connect(record_job_revoked, weak=False)
     signals.task_failure.connect(record_job_lost, weak=False)
+    # worker and beat logs show the redacted payload, result and exception text
+    signals.after_setup_logger.connect(redact_log_handlers, weak=False)
+    signals.after_setup_task_logger.connect(redact_log_handlers, weak=False)
 
 
 connect()

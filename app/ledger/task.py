@@ -55,6 +55,7 @@ from app.exceptions import (
 from app.inputs import NUL_PROBLEM, nul_fields
 from app.ledger import idempotency, steps
 from app.ledger import transitions as ledger
+from app.ledger.celery_redaction import payload_reprs
 from app.ledger.context import JobContext
 from app.ledger.liveness import worker_alive
 
@@ -93,6 +94,8 @@ class JobTask(Task):  # type: ignore[misc]
     #: lifeline then re-queues an orphaned run instead of failing it.
     retry_when_orphaned: ClassVar[bool] = False
     typing = False  # the payload model validates, not the run() signature
+    #: The worker's request: events (Flower) show the job's result and exception redacted.
+    Request = "app.ledger.celery_redaction:RedactingRequest"
 
     # -- producer side --------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class JobTask(Task):  # type: ignore[misc]
         Extra options describe the job: ``tenant``, ``subject``, ``created_by``,
         ``trigger`` (producer | beat | api | retry), ``metadata``. A message that already
         belongs to a recorded job (a Celery retry, a chain step) is published as is.
+        Either way its ``argsrepr``/``kwargsrepr`` (what Flower and the logs show) are
+        redacted.
 
         ``idempotency_key`` makes the call safe to repeat: a second call with the same key
         (in the same tenant) and the same request returns the job of the first, with
@@ -158,6 +163,7 @@ class JobTask(Task):  # type: ignore[misc]
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         key = options.pop("idempotency_key", None)
         if HEADER in headers:
+            options.update(payload_reprs(self.app, args or (), kwargs or {}, options))
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
         payload = self.validate_payload(
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
@@ -177,6 +183,7 @@ class JobTask(Task):  # type: ignore[misc]
             if replayed is not None:
                 return replayed[0]
         headers[HEADER] = {"job_id": str(job_id)}
+        options.update(payload_reprs(self.app, (), document, options))
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)
         except Exception as error:
@@ -239,7 +246,7 @@ class JobTask(Task):  # type: ignore[misc]
                             task_id=str(job_id),
                             producer=producer,
                             headers={HEADER: {"job_id": str(job_id)}},
-                            **options,
+                            **{**options, **payload_reprs(self.app, (), document, options)},
                         )
                     )
                 except Exception as error:

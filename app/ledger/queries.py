@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.ledger.prepared import Prepared
-from app.ledger.sanitise import clean_row
+from app.ledger.sanitise import clean, clean_row
 from app.ledger.states import JobStatus
 from models.tables import counters, events, files, jobs, logs, steps
 
@@ -202,7 +202,7 @@ def merge_metadata(
 ) -> Update:
     # Merge `values` into the metadata of a running job (of its current execution when
     # `execution_id` is given): top-level keys are replaced, the others kept.
-    column, document = jobs.c["metadata"], json.dumps(values)
+    column, document = jobs.c["metadata"], json.dumps(clean("metadata", values))
     if connection.dialect.name == "postgresql":
         merged: Any = column.op("||")(cast(literal(document), JSONB()))
     else:

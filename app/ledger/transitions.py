@@ -703,11 +703,11 @@ def note_metadata(
     execution_id: str | None,
     values: dict[str, Any],
 ) -> bool:
-    """Merge ``values`` (redacted) into a running job's ``metadata``, inside the caller's
+    """Merge ``values`` (stored sanitised) into a running job's ``metadata``, inside the caller's
     transaction: a job body records what it has made durable in the same transaction as
     the data itself (an import's committed rows), so the two never disagree, whatever
     stops the job afterwards. False when the execution is no longer current."""
-    statement = q.merge_metadata(connection, as_job_id(job_id), execution_id, redact_data(values))
+    statement = q.merge_metadata(connection, as_job_id(job_id), execution_id, values)
     return connection.execute(statement).rowcount > 0
 
 

@@ -10,8 +10,9 @@ it), but everything Celery derives from it for people to read goes through
   kwargs), ``inspect active/reserved`` and its log context. :class:`~app.ledger.task.
   JobTask` passes them on every publish (``delay``, ``apply_many``, chain steps, retries,
   beat, lifeline), redacting any a caller passed.
-- **Events the worker sends**: :class:`RedactingRequest` is the job tasks' ``Request``
-  class (``Task.Request``, Celery's hook for it). It redacts the ``argsrepr`` of
+- **Events the worker sends**: :class:`RedactingRequest` is the base of the job tasks'
+  ``Request`` class (``Task.Request``, Celery's hook for it;
+  :class:`app.ledger.request.JobRequest`). It redacts the ``argsrepr`` of
   messages it did not publish (a producer without jobledger), and the ``result``,
   ``exception`` and ``traceback`` fields of ``task-succeeded``, ``task-failed``,
   ``task-retried`` and ``task-rejected`` before they leave the worker. Celery offers no

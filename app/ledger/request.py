@@ -20,15 +20,16 @@ from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
-from celery.worker.request import Request
 
 from app.exceptions import LedgerUnavailable
+from app.ledger.celery_redaction import RedactingRequest
 
 log = logging.getLogger(__name__)
 
 
-class JobRequest(Request):  # type: ignore[misc]
-    """Celery's request, plus the ledger record of a pool process lost mid-job."""
+class JobRequest(RedactingRequest):
+    """Celery's request, redacted (:class:`~app.ledger.celery_redaction.RedactingRequest`),
+    plus the ledger record of a pool process lost mid-job."""
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

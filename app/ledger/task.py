@@ -85,7 +85,8 @@ class JobPayload(BaseModel):
 class JobTask(Task):  # type: ignore[misc]
     """A Celery task whose every run is recorded in the ledger."""
 
-    #: The worker-side request records a pool process lost mid-job (main process).
+    #: The worker-side request records a pool process lost mid-job (main process), and
+    #: redacts what its task events show (Flower): app.ledger.celery_redaction.
     Request = "app.ledger.request:JobRequest"
     payload_model: ClassVar[type[BaseModel]] = JobPayload
     #: Payload field whose value is the job's subject (budget, dataset…), if any.
@@ -94,8 +95,6 @@ class JobTask(Task):  # type: ignore[misc]
     #: lifeline then re-queues an orphaned run instead of failing it.
     retry_when_orphaned: ClassVar[bool] = False
     typing = False  # the payload model validates, not the run() signature
-    #: The worker's request: events (Flower) show the job's result and exception redacted.
-    Request = "app.ledger.celery_redaction:RedactingRequest"
 
     # -- producer side --------------------------------------------------------------
 

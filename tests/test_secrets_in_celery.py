@@ -20,6 +20,7 @@ import redis
 from celery.beat import ScheduleEntry, Scheduler
 
 from app.celery import app
+from app.ledger import operations
 from app.schedule import BEAT_OPTIONS
 from tests.support import ledger as read
 from tests.support.jobs import leaky, leaky_pair
@@ -156,7 +157,7 @@ def published_bodies(client: redis.Redis, queue: str) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("path", ["delay", "apply_many", "chain", "beat"])
+@pytest.mark.parametrize("path", ["delay", "apply_many", "chain", "beat", "republish"])
 def test_every_publish_path_sends_redacted_reprs_and_the_real_payload(
     redis_client: redis.Redis, queue: str, path: str
 ) -> None:
@@ -166,6 +167,9 @@ def test_every_publish_path_sends_redacted_reprs_and_the_real_payload(
         leaky.apply_many([PAYLOAD, PAYLOAD], queue=queue)
     elif path == "chain":
         leaky_pair.apply_async(kwargs=PAYLOAD, queue=queue)
+    elif path == "republish":  # the lifeline's requeue and a manual retry
+        job_id = uuid.uuid4()
+        operations.publish_existing("example.leaky", PAYLOAD, job_id, str(uuid.uuid4()), queue)
     else:
         entry = ScheduleEntry(
             name="leaky", task="example.leaky", kwargs=PAYLOAD, app=app,

@@ -184,6 +184,7 @@ TABLE = [
     ),
     ("bytes value", "{'password': b'hunter2'}", "{'password': b'***'}", "hunter2"),
     ("unterminated quote", 'password="hunter2', 'password="***', "hunter2"),
+    ("escaped quote", r'{"password": "a\"b c"}', r'{"password": "***"}', "b c"),
 ]
 
 
@@ -307,6 +308,7 @@ def test_tokens_are_masked_wherever_they_stand(token: str, before: str, after: s
     [
         "z", "password", "x://", "a://b:", "token=", "ab://c:d", "eyJ", "eyJ.", "a.",
         "-----BEGIN PRIVATE KEY-----", "Bearer ", "cookie:", "a@", "secret ", "key=",
+        'password="\\', "password='\\'", 'Cookie: "\\"',
         "AKIAIOSFODNN7EXAMPLE ", "sig=", '"', 'password="', "ghp_", "/", ":", "a:b@",
         "x://a/@", "secret", "Authorization:",
     ],

@@ -55,11 +55,15 @@ _PEM = re.compile(
 #: or a quote (taken possessively; :func:`_mask_url` splits it with string methods).
 _URL = re.compile(r"(?<![a-zA-Z0-9+.\-])[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://[^\s\"'<>`]*+")
 
+#: A quoted value (``b"…"`` too), backslash escapes inside, to its closing quote or the
+#: end of the text (a cut text loses its closing quote, not its secret).
+_QUOTED = r"b?\"(?:[^\"\\]++|\\.?)*+(?:\"|\Z)|b?'(?:[^'\\]++|\\.?)*+(?:'|\Z)"
+
 #: 3. HTTP headers whose whole value is a credential.
 _HEADER_NAME = r"(?:proxy[_-])?authorization|(?:set[_-])?cookie"
 _HEADER = re.compile(
     rf"(?P<head>(?<![\w\-])(?:{_HEADER_NAME})(?![\w\-])[\"']?[ \t]*[=:][ \t]*)"
-    r"(?P<secret>b?\"[^\"]*+(?:\"|\Z)|b?'[^']*+(?:'|\Z)|[^\r\n\"']++)",
+    rf"(?P<secret>{_QUOTED}|[^\r\n\"']++)",
     re.IGNORECASE,
 )
 
@@ -75,7 +79,7 @@ _KEY_TRIGGER = re.compile("pass|pwd|secret|token|key|credential|sig|session|cook
 _KEY = rf"(?<![\w.\-])(?=[\w.\-]*?(?:{_SECRET_WORD})|sig(?![\w.\-]))[\w.\-]++"
 _KEY_VALUE = re.compile(
     rf"(?P<head>{_KEY}[\"']?\s*[=:]\s*)"
-    r"(?P<secret>b?\"[^\"]*+(?:\"|\Z)|b?'[^']*+(?:'|\Z)"
+    rf"(?P<secret>{_QUOTED}"
     r"|(?:bearer\s++|basic\s++)?[^\s,;&\"'}\])]++)",
     re.IGNORECASE,
 )

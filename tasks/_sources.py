@@ -384,7 +384,7 @@ class _CsvLines:
         self._raw = raw
         self._limits = limits
         self._tick = tick
-        self._decode = codecs.getincrementaldecoder("utf-8-sig")().decode
+        self._first = True
         self._row_bytes = 0
         self._row = 1
 
@@ -395,22 +395,22 @@ class _CsvLines:
         self._tick()
         line = self._raw.readline(self._limits.row_bytes - self._row_bytes + 1)
         if not line:
-            return self._decode(b"", final=True) or _stop()
+            raise StopIteration
         self._row_bytes += len(line)
         if self._row_bytes > self._limits.row_bytes:
             raise self._limits.exceeded(
                 "row_bytes", f"row {self._row} of the CSV file is longer than that"
             )
-        return self._decode(line)
+        if self._first:  # a byte order mark is not part of the first column's name
+            self._first = False
+            line = line.removeprefix(codecs.BOM_UTF8)
+        # Whole lines: a UTF-8 character never spans a newline byte.
+        return line.decode("utf-8")
 
     def row_done(self) -> None:
         """The reader finished a row: the next line starts the next one."""
         self._row += 1
         self._row_bytes = 0
-
-
-def _stop() -> str:
-    raise StopIteration
 
 
 def _counted(

@@ -340,7 +340,7 @@ class RecordStream:
 
         from tasks._xlsx import first_sheet, open_workbook
 
-        with _spooled(self.source) as path:
+        with _spooled(self.source, self.limits, self.tick) as path:
             try:
                 workbook = open_workbook(path, self.limits, self.tick)
             except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError):
@@ -461,19 +461,28 @@ def _cell(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _spooled(source: OpenedSource) -> Iterator[Path]:
-    """A seekable local copy of the source (XLSX is a zip archive), hashed on the way."""
+def _spooled(source: OpenedSource, limits: Limits, tick: Callable[[], None]) -> Iterator[Path]:
+    """A seekable local copy of the source (XLSX is a zip archive), hashed on the way,
+    checkpointing per chunk. A file larger than the decompressed-size limit is refused
+    as it comes: its parts cannot decompress to less than it holds."""
+
+    def chunks() -> Iterator[bytes]:
+        size = 0
+        for chunk in iter(lambda: source.stream.read(CHUNK), b""):
+            tick()
+            size += len(chunk)
+            if size > limits.decompressed_bytes:
+                what = f"the XLSX file is over {size:,} bytes, more than its parts may hold"
+                raise limits.exceeded("decompressed_bytes", what)
+            yield chunk
+
     if source.local is not None:
-        for _ in iter(lambda: source.stream.read(CHUNK), b""):
+        for _ in chunks():
             pass  # hash and count the file; openpyxl reads it by path
         yield source.local
         return
     with tempfile.NamedTemporaryFile(suffix=".xlsx") as copy:
-        _copy(source.stream, copy)
+        for chunk in chunks():
+            copy.write(chunk)
         copy.flush()
         yield Path(copy.name)
-
-
-def _copy(stream: HashingReader, target: IO[bytes]) -> None:
-    for chunk in iter(lambda: stream.read(CHUNK), b""):
-        target.write(chunk)

@@ -66,7 +66,7 @@ from tasks._sources import (
     open_source,
     read_records,
 )
-from tasks._values import excerpt, is_empty, parse_date, parse_decimal
+from tasks._values import excerpt, is_empty, parse_date, parse_decimal, storage_problem
 
 CursorField = Annotated[str, Field(pattern=_database.IDENTIFIER)] | None
 
@@ -320,10 +320,15 @@ def _transaction(
                 problems.append((name, "required value is missing"))
             return None
         try:
-            return parse(value)
+            parsed = parse(value)
         except ValueError as error:
             problems.append((name, str(error)))
             return None
+        problem = storage_problem(parsed)  # e.g. a NUL, which PostgreSQL text refuses
+        if problem is not None:
+            problems.append((name, problem))
+            return None
+        return parsed
 
     external_id = take("id", lambda v: str(v).strip()[:256])
     booked_on = take("date", parse_date)

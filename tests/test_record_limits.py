@@ -4,6 +4,8 @@ checkpoint called for every row, skipped ones too."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tasks._limits import Limits
@@ -14,6 +16,7 @@ from tasks._sources import (
     RecordStream,
     SourceUnreadable,
 )
+from tests.support import bombs
 
 LIMITS = Limits(columns=3, cells=100, row_bytes=1024, decompressed_bytes=10_000)
 
@@ -78,3 +81,17 @@ def test_the_checkpoint_is_called_for_skipped_rows_too() -> None:
 
     assert [r.values for r in records] == [{"id": "1"}]
     assert len(ticks) >= 52
+
+
+def test_an_xlsx_larger_than_the_decompressed_limit_is_refused_as_it_downloads(
+    tmp_path: Path,
+) -> None:
+    body = bombs.with_dimension(tmp_path / "ok.xlsx", "A1:B2").read_bytes()
+    ticks: list[int] = []
+    small = Limits(columns=3, cells=100, row_bytes=1024, decompressed_bytes=len(body) // 2)
+    records = stream(body, "xlsx", ticks)
+    records.limits = small
+
+    with pytest.raises(SourceUnreadable, match="JOBLEDGER_IMPORT_MAX_DECOMPRESSED_BYTES"):
+        list(records)
+    assert ticks  # the download itself reaches checkpoints

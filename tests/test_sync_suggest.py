@@ -202,6 +202,21 @@ def test_bad_records_make_the_sync_partial(tmp_path: Path) -> None:
     assert sorted(transactions(budget)) == ["t1", "t2"]
 
 
+def test_a_record_with_text_postgresql_refuses_is_an_item_error(tmp_path: Path) -> None:
+    """A NUL in a text field fails PostgreSQL's insert of the whole batch: it is the
+    record's item error instead, and the other records are written."""
+    rows = [*HISTORY[:2], ["x1", "2024-01-02", "Shop", "-1", "", "2024-01-02T00:00:00"]]
+    rows[2][4] = "nul \x00 here"  # category
+    source = domain.write_csv(tmp_path / "bank.csv", HEADER, rows)
+    budget = domain.unique("nul")
+
+    job = finished(sync.delay(budget, str(source)).id)
+
+    assert job["status"] == "partial", job["failure_reason"]
+    assert [(e["row"], e["field"]) for e in job["errors"]] == [(4, "category")]
+    assert sorted(transactions(budget)) == ["t1", "t2"]
+
+
 def test_suggest_replaces_pending_suggestions_and_never_applied_ones(tmp_path: Path) -> None:
     budget = domain.unique("rerun")
     source = domain.write_csv(tmp_path / "bank.csv", HEADER, HISTORY + UNCATEGORIZED)

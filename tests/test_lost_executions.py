@@ -35,7 +35,7 @@ from tests.support.faults import (
     wait_announced,
     wait_until,
 )
-from tests.support.jobs import echo, gate_key, pair_suicide, suicide
+from tests.support.jobs import echo, flaky, gate_key, pair_suicide, suicide
 from tests.support.processes import WorkerProcess
 from tests.test_faults import assert_sound_ledger, stop_worker
 
@@ -170,6 +170,16 @@ def test_a_chain_step_that_kills_its_process_every_time_fails_the_chain(
         ("running", "retrying"),
         ("retrying", "failed"),
     ]
+
+
+def test_a_celery_retry_is_not_taken_for_a_second_copy(worker: WorkerProcess) -> None:
+    """A retry's message (same task id) can reach the other pool process at once: the
+    job is already ``retrying`` then, so it runs, and is not deferred as a copy."""
+    result = flaky.delay(2)
+    row = ledger.wait_for_status(result.id, "succeeded")
+    assert row["attempts"] == 3
+    assert row["lost_executions"] == 0
+    assert f"job {result.id} not run" not in worker.log()
 
 
 # -- item 11: a dead worker's reservations -----------------------------------------------

@@ -215,6 +215,15 @@ class JobContext:
                 worker=self.worker,
             )
 
+    def retrying(self, reason: str) -> None:
+        """Record ``retrying``: this execution ends and Celery delivers the job again."""
+        if self.step_id is None:
+            ledger.record_retrying(self.job_id, execution_id=self.execution_id, reason=reason)
+        else:
+            steps.record_step_retrying(
+                self.job_id, self.step_id, execution_id=self.execution_id, reason=reason
+            )
+
     def cancel(self, reason: str) -> None:
         """Record ``canceled`` (stopped at a checkpoint)."""
         if self.step_id is None:

@@ -20,6 +20,8 @@ Where each transition is written, and why:
 - ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.signals`), which leaves its
   verdict on the request; :meth:`JobTask.__call__` skips the body when the verdict says
   so (a durable cancel, a finished job, a stale message).
+- ``retrying`` in :meth:`JobTask.retry`, before Celery publishes the retry's message (so
+  that message never meets its job still ``running``).
 - ``succeeded``/``partial``/``failed``/``canceled`` in :meth:`JobTask.__call__`, before it
   returns. With ``task_acks_late`` the message is acknowledged only after that, so the
   outcome is durable before the ack; if the ledger stays unreachable the message is
@@ -350,6 +352,36 @@ class JobTask(Task):  # type: ignore[misc]
         )
 
     # -- worker side ----------------------------------------------------------------
+
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry, with ``retrying`` recorded *before* it publishes the message.
+
+        Recorded after (the ``task_retry`` signal), the new message can reach another
+        pool process while the job still looks ``running`` under this live execution,
+        and the start would defer it as a second copy. If the message cannot be
+        published, the job fails saying so instead of waiting ``retrying`` for it.
+        """
+        context: JobContext | None = getattr(self.request, "job_context", None)
+        limit = self.max_retries if max_retries is None else max_retries
+        if context is not None and (limit is None or self.request.retries + 1 <= limit):
+            when = eta or (self.default_retry_delay if countdown is None else countdown)
+            _durably(context.retrying, f"retry: {Retry(exc=exc, when=when)}")
+        try:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        except Reject as refused:
+            if context is not None:
+                _durably(context.fail, f"could not publish the retry: {refused.reason}", [])
+            raise
 
     def start_execution(self) -> ledger.Start:
         """Record the start of this delivery (called by the ``task_prerun`` handler)."""

@@ -23,7 +23,7 @@ from app.celery import app
 from app.ledger import operations
 from app.schedule import BEAT_OPTIONS
 from tests.support import ledger as read
-from tests.support.jobs import leaky, leaky_pair
+from tests.support.jobs import leaky, leaky_pair, leaky_retry
 from tests.support.processes import WorkerProcess, start_worker
 from tests.support.secrets import TEXT, URL, leaked
 from tests.test_flower import AUTH
@@ -92,11 +92,13 @@ def test_task_events_and_the_worker_log_show_redacted_payloads_results_and_error
         failing = leaky.apply_async(kwargs={**PAYLOAD, "outcome": "fail"}, queue=queue)
         succeeding = leaky.apply_async(kwargs=PAYLOAD, queue=queue)
         chained = leaky_pair.apply_async(kwargs=PAYLOAD, queue=queue)
+        retried = leaky_retry.apply_async(kwargs=PAYLOAD, queue=queue)  # Celery retries once
         # a message published without jobledger (plain Celery, raw reprs)
         foreign = app.send_task("example.leaky", kwargs=PAYLOAD, queue=queue)
-        for job in (failing, succeeding, chained, foreign):
+        for job in (failing, succeeding, chained, foreign, retried):
             read.wait_for_status(job.id, "succeeded", "failed")
         wait_until(lambda: "task-failed" in of_task(events, failing.id))
+        wait_until(lambda: "task-failed" in of_task(events, retried.id))
         wait_until(lambda: "task-succeeded" in of_task(events, succeeding.id))
         wait_until(lambda: "task-succeeded" in of_task(events, foreign.id))
 
@@ -107,6 +109,9 @@ def test_task_events_and_the_worker_log_show_redacted_payloads_results_and_error
     assert "***" in failed["task-failed"]["traceback"]
     assert "***" in succeeded["task-succeeded"]["result"]
     assert "***" in of_task(events, foreign.id)["task-received"]["kwargs"]
+    retry_events = [e for e in events if e.get("uuid") == retried.id]
+    assert any(e["type"] == "task-retried" and "***" in e["exception"] for e in retry_events)
+    assert len([e for e in retry_events if e["type"] == "task-sent"]) == 2  # the retry's too
     step_sends = [e for e in events if e["type"] == "task-sent" and e["name"] == "example.leaky"]
     assert len(step_sends) >= 4  # two jobs and two chain steps (the second sent by a worker)
     worker_events = [e for e in events if e.get("uuid") != foreign.id or e["type"] != "task-sent"]

@@ -233,3 +233,16 @@ def leaky(job: JobContext, payload: LeakyPayload) -> dict[str, Any]:
 )
 def leaky_pair() -> None:
     """Two leaky steps; the second ends as ``outcome`` says."""
+
+
+@job_task(
+    "example.leaky_retry",
+    LeakyPayload,
+    autoretry_for=(RuntimeError,),
+    max_retries=1,
+    default_retry_delay=0,
+)
+def leaky_retry(job: JobContext, payload: LeakyPayload) -> None:
+    """Raise ``text`` every time: Celery retries once (a ``task-retried`` event and a
+    republished message), then the job fails."""
+    raise RuntimeError(payload.text)

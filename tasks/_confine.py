@@ -16,8 +16,10 @@ folder swapped for a symlink between the check and the open is refused too.
 URLs: a host is resolved once, every address it resolves to is checked, and the
 connection goes to one of those checked addresses (never to a second lookup, which a
 DNS rebinding could answer differently). Loopback, link-local, private, shared, reserved,
-multicast and unspecified addresses (``ipaddress``'s ``is_global`` false, IPv4-mapped
-IPv6 taken as the IPv4 address) are refused unless a network in
+multicast and unspecified addresses (``ipaddress``'s ``is_global`` false) are refused,
+and so is an IPv6 address that carries one of those IPv4 addresses (NAT64, 6to4, Teredo,
+IPv4-mapped, -translated or -compatible: a translator would deliver it there), and the
+local-use NAT64 prefix ``64:ff9b:1::/48``; all unless a network in
 ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS`` holds them. The check sits in the httpcore network
 backend, where every connection is made, so each redirect's new host is checked the same
 way; proxies from the environment are not used (they would connect instead of us).
@@ -121,20 +123,65 @@ def allowed_networks(setting: str | None = None) -> tuple[Network, ...]:
     )
 
 
-def address_allowed(address: str, allowed: Iterable[Network]) -> bool:
-    """Whether a URL source may connect to ``address`` (an IP literal)."""
-    ip: Address = ipaddress.ip_address(address.split("%", 1)[0])  # no IPv6 zone
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if any(ip in network for network in allowed):
-        return True
+#: IPv6 prefixes that only spell an IPv4 address in their last 32 bits: IPv4-mapped,
+#: IPv4-translated (RFC 2765), IPv4-compatible (deprecated) and the NAT64 well-known
+#: prefix (RFC 6052). A translator (or the kernel) delivers them to that IPv4 address,
+#: so the IPv4 address alone decides.
+_SPELLS_IPV4 = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96")
+)
+#: NAT64 local-use prefix (RFC 8215): the IPv4 address sits where the operator's prefix
+#: length puts it, so it cannot be read; refused unless an allowed network holds it.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded(ip: Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries (the ones a translator or tunnel
+    reaches): the last 32 bits of :data:`_SPELLS_IPV4`, 6to4's (``2002::/16``), Teredo's
+    server and client (``2001::/32``). ``ipaddress`` calls most of these global whatever
+    they carry, so ``64:ff9b::7f00:1`` would pass as public and reach 127.0.0.1."""
+    if not isinstance(ip, ipaddress.IPv6Address) or ip.is_loopback or ip.is_unspecified:
+        return ()  # ``::1`` and ``::`` are themselves, not IPv4-compatible addresses
+    if any(ip in prefix for prefix in _SPELLS_IPV4):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        return ip.teredo
+    return ()
+
+
+def _public(ip: Address) -> bool:
     return ip.is_global and not ip.is_multicast
+
+
+def address_allowed(address: str, allowed: Iterable[Network]) -> bool:
+    """Whether a URL source may connect to ``address`` (an IP literal).
+
+    An IPv6 address that carries an IPv4 address (NAT64, 6to4, Teredo, IPv4-mapped or
+    -compatible) is allowed only if every IPv4 address it carries is public too, or an
+    allowed network holds it (in either spelling).
+    """
+    ip: Address = ipaddress.ip_address(address.split("%", 1)[0])  # no IPv6 zone
+    carried = _embedded(ip)
+    networks = tuple(allowed)
+    if any(form in network for form in (ip, *carried) for network in networks):
+        return True
+    if ip in _LOCAL_NAT64 or not all(_public(inner) for inner in carried):
+        return False
+    if carried and any(ip in prefix for prefix in _SPELLS_IPV4):
+        return True  # only a spelling of a public IPv4 address
+    return _public(ip)
 
 
 def _kind(address: str) -> str:
     ip: Address = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    refused = [inner for inner in _embedded(ip) if not _public(inner)]
+    if refused:
+        ip = refused[0]
+    elif ip in _LOCAL_NAT64:
+        return "a local-use NAT64 address"
     for name, test in (
         ("a loopback address", ip.is_loopback),
         ("a link-local address", ip.is_link_local),

@@ -137,6 +137,24 @@ def test_no_root_configured_refuses_every_file(tmp_path: Path) -> None:
         ("fd00::1", False),
         ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
         ("::ffff:8.8.8.8", True),
+        # IPv6 addresses that carry an IPv4 address: the IPv4 address decides.
+        ("64:ff9b::7f00:1", False),  # NAT64 well-known prefix, 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to 169.254.169.254 (cloud metadata)
+        ("64:ff9b::10.0.0.1", False),
+        ("64:ff9b::8.8.8.8", True),
+        ("64:ff9b:1::a00:1", False),  # NAT64 local-use prefix: refused whatever it carries
+        ("64:ff9b:1:808:8:800::", False),
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo, client 192.0.2.45
+        ("2001:0:a00:1::", False),  # Teredo, server 10.0.0.1
+        ("::127.0.0.1", False),  # IPv4-compatible
+        ("::10.0.0.1", False),
+        ("::169.254.169.254", False),
+        ("::8.8.8.8", True),
+        ("::ffff:0:127.0.0.1", False),  # IPv4-translated (SIIT)
+        ("::ffff:0:8.8.8.8", True),
     ],
 )
 def test_which_addresses_a_url_source_may_reach(address: str, allowed: bool) -> None:
@@ -149,6 +167,14 @@ def test_an_allowed_network_opens_just_that_network() -> None:
     assert _confine.address_allowed("10.1.2.3", networks)
     assert _confine.address_allowed("fd00::5", networks)
     assert not _confine.address_allowed("192.168.1.1", networks)
+
+
+def test_an_allowed_network_opens_the_ipv4_network_behind_nat64_too() -> None:
+    ten = _confine.allowed_networks("10.0.0.0/8")
+
+    assert _confine.address_allowed("64:ff9b::a00:1", ten)
+    assert not _confine.address_allowed("64:ff9b::c0a8:101", ten)
+    assert _confine.address_allowed("64:ff9b:1::a00:1", _confine.allowed_networks("64:ff9b:1::/48"))
 
 
 def test_a_malformed_allowed_network_stops_the_settings() -> None:

@@ -185,6 +185,44 @@ TABLE = [
     ("bytes value", "{'password': b'hunter2'}", "{'password': b'***'}", "hunter2"),
     ("unterminated quote", 'password="hunter2', 'password="***', "hunter2"),
     ("escaped quote", r'{"password": "a\"b c"}', r'{"password": "***"}', "b c"),
+    # the other names of a password
+    ("pass= pair", "login pass=hunter2 rejected", "login pass=*** rejected", "hunter2"),
+    ("pass: pair", "smtp pass: hunter2", "smtp pass: ***", "hunter2"),
+    (
+        "pass JSON key",
+        '{"user": "bob", "pass": "hunter2"}',
+        '{"user": "bob", "pass": "***"}',
+        "hunter2",
+    ),
+    ("DB_PASS pair", "DB_PASS=hunter2 DB_USER=bob", "DB_PASS=*** DB_USER=bob", "hunter2"),
+    (
+        "passphrase= pair",
+        "passphrase=correct-horse rejected",
+        "passphrase=*** rejected",
+        "correct-horse",
+    ),
+    (
+        "key_passphrase: pair",
+        "key_passphrase: correct-horse",
+        "key_passphrase: ***",
+        "correct-horse",
+    ),
+    (
+        "passphrase JSON key",
+        '{"passphrase": "correct horse"}',
+        '{"passphrase": "***"}',
+        "correct horse",
+    ),
+    ("passwd= pair", "passwd=hunter2 for root", "passwd=*** for root", "hunter2"),
+    ("passwd JSON key", '{"passwd": "hunter2"}', '{"passwd": "***"}', "hunter2"),
+    ("pwd= pair", "Server=db;Uid=sa;Pwd=hunter2;", "Server=db;Uid=sa;Pwd=***;", "hunter2"),
+    ("pwd: pair", "pwd: hunter2", "pwd: ***", "hunter2"),
+    (
+        "key after a path, before =",
+        "GET /files/token=abc123 404",
+        "GET /files/token=*** 404",
+        "abc123",
+    ),
 ]
 
 
@@ -209,6 +247,9 @@ def test_each_secret_shape_is_masked(text: str, expected: str, secret: str) -> N
         "duplicate key value violates unique constraint",
         "started on celery@worker-1",
         "finished with 3 item errors",
+        "sync 1 from file:///etc/passwd: full resync",  # a path ending, not a key
+        "reading /etc/passwd: permission denied",
+        "compass=north bypass=1 passenger: Ann",  # "pass" inside another word
     ],
 )
 def test_what_is_not_secret_stays_readable(text: str) -> None:
@@ -224,6 +265,10 @@ def test_structures_are_redacted_recursively_and_secret_keys_masked_whole() -> N
         "postgresql://u:pw3@h": 1,
         "count": 3,
         "token": "",
+        "pass": "pw4",
+        "DB_PASS": "pw5",
+        "passphrase": "pw6",
+        "compass": "north",
     }
     assert redact_data(data) == {
         "password": "***",
@@ -233,6 +278,10 @@ def test_structures_are_redacted_recursively_and_secret_keys_masked_whole() -> N
         "postgresql://u:***@h": 1,
         "count": 3,
         "token": "",
+        "pass": "***",
+        "DB_PASS": "***",
+        "passphrase": "***",
+        "compass": "north",
     }
 
 
@@ -310,7 +359,8 @@ def test_tokens_are_masked_wherever_they_stand(token: str, before: str, after: s
         "-----BEGIN PRIVATE KEY-----", "Bearer ", "cookie:", "a@", "secret ", "key=",
         'password="\\', "password='\\'", 'Cookie: "\\"',
         "AKIAIOSFODNN7EXAMPLE ", "sig=", '"', 'password="', "ghp_", "/", ":", "a:b@",
-        "x://a/@", "secret", "Authorization:",
+        "x://a/@", "secret", "Authorization:", "pass", "db_pass:", "/passwd:", "/pass=",
+        "passphrase",
     ],
 )  # fmt: skip
 def test_megabyte_inputs_are_redacted_in_linear_time(unit: str) -> None:

@@ -17,10 +17,13 @@ What is caught, in the order it is applied:
 3. HTTP credential headers (``Authorization``, ``Proxy-Authorization``, ``Cookie``,
    ``Set-Cookie``): the value, to the end of the line or the closing quote.
 4. ``key=value`` / ``key: value`` / ``"key": "value"`` where the key contains
-   ``password``, ``passwd``, ``pwd``, ``secret``, ``token``, ``api_key``, ``access_key``,
+   ``password``, ``passwd``, ``passphrase``, ``pwd``, ``pass`` as a part of its own
+   (``pass``, ``db_pass``, not ``compass``), ``secret``, ``token``, ``api_key``, ``access_key``,
    ``private_key``, ``credential(s)``, ``signature``, ``session_id``, ``cookie``, or is
    ``sig`` (signed URLs: ``X-Amz-Signature=``, ``X-Goog-Signature=``, ``sig=``); the
-   value may hold ``@`` and ``/``, and stops at whitespace, ``,``, ``;`` or ``&``.
+   value may hold ``@`` and ``/``, and stops at whitespace, ``,``, ``;`` or ``&``. A
+   word right after ``/`` is the end of a path, a key only before ``=``
+   (``/etc/passwd: full resync`` stays readable).
 5. A 40-character AWS secret key next to a key that names a secret
    (``aws_secret_access_key wJalr…``) or next to an access key id (CSV credentials).
 6. Tokens recognisable on their own: AWS access key ids (``AKIA…``, ``ASIA…``), JWTs
@@ -69,16 +72,21 @@ _HEADER = re.compile(
 
 #: 4. Names of secrets (a key containing one of them holds a secret), not a secret:
 _SECRET_WORD = (
-    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"  # noqa: S105
-    r"|credentials?|signature|session[_-]?id|cookie"
+    r"password|passwd|pass[_-]?phrase|pwd|secret|token|api[_-]?key|access[_-]?key"  # noqa: S105
+    r"|private[_-]?key|credentials?|signature|session[_-]?id|cookie"
+    # ``pass`` only as a part of its own (``pass``, ``DB_PASS``, ``smtp.pass``), not in
+    # ``compass``, ``bypass`` or ``passenger``
+    r"|(?<![a-z0-9])pass(?![a-z0-9])"
 )
 #: A word that every key matched by ``_KEY_VALUE`` contains (in lower case).
 _KEY_TRIGGER = re.compile("pass|pwd|secret|token|key|credential|sig|session|cookie")
 #: A key is a whole word (anchored at its start, taken possessively) that contains a
 #: secret word, or is exactly ``sig``: linear time even on megabyte-long words.
-_KEY = rf"(?<![\w.\-])(?=[\w.\-]*?(?:{_SECRET_WORD})|sig(?![\w.\-]))[\w.\-]++"
+_KEY = rf"(?=[\w.\-]*?(?:{_SECRET_WORD})|sig(?![\w.\-]))[\w.\-]++"
+#: A word after ``/`` ends a path (``file:///etc/passwd: full resync`` names no
+#: secret), so there only ``=`` makes it a key (``/x;jsessionid=…``, ``/token=…``).
 _KEY_VALUE = re.compile(
-    rf"(?P<head>{_KEY}[\"']?\s*[=:]\s*)"
+    rf"(?P<head>(?:(?<![\w.\-/]){_KEY}[\"']?\s*[=:]|(?<=/){_KEY}[\"']?\s*=)\s*)"
     rf"(?P<secret>{_QUOTED}"
     r"|(?:bearer\s++|basic\s++)?[^\s,;&\"'}\])]++)",
     re.IGNORECASE,

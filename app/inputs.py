@@ -3,7 +3,9 @@
 The API, the CLI and ``delay()`` take values from people and programs that do not know
 the ledger's limits. Left unchecked they reach PostgreSQL or the datetime arithmetic and
 fail there as a 500 or a traceback: a NUL character (PostgreSQL's ``text`` and ``jsonb``
-cannot hold one), a time that leaves the representable range once it is moved to UTC
+cannot hold one), an unpaired UTF-16 surrogate (``"\\ud800"`` in JSON: not Unicode, so
+psycopg2 cannot encode it), NaN or infinity in a JSON document (``jsonb`` refuses them),
+a time that leaves the representable range once it is moved to UTC
 (``9999-12-31T23:59:59-14:00``), a page whose offset does not fit in a ``bigint``.
 These functions state each rule once; their callers turn a violation into a 4xx (or exit
 code 2) naming the field.
@@ -11,6 +13,8 @@ code 2) naming the field.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +30,11 @@ MAX_ROWS = 1_000_000
 MAX_DAYS = 36_500
 
 NUL_PROBLEM = "must not contain NUL (\\x00) characters"
+SURROGATE_PROBLEM = (
+    "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff): they are not Unicode text"
+)
+NOT_FINITE_PROBLEM = "must not hold NaN or infinity: PostgreSQL stores finite numbers only"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: Oldest and newest moments kept by both Python and the ledger's ``timestamptz``.
 OLDEST = datetime(1, 1, 2, tzinfo=UTC)
 NEWEST = datetime(9999, 12, 30, tzinfo=UTC)
@@ -36,29 +45,46 @@ def has_nul(text: str) -> bool:
     return "\x00" in text
 
 
-def refuse_nul(text: str) -> str:
-    """``text`` unchanged, or :class:`ValueError` (a pydantic ``AfterValidator``)."""
+def text_problem(text: str) -> str | None:
+    """Why the ledger cannot store ``text`` (a NUL, an unpaired surrogate), or None."""
     if has_nul(text):
-        raise ValueError(NUL_PROBLEM)
+        return NUL_PROBLEM
+    if not text.isascii() and _SURROGATE.search(text):
+        return SURROGATE_PROBLEM
+    return None
+
+
+def refuse_unstorable(text: str) -> str:
+    """``text`` unchanged, or :class:`ValueError` (a pydantic ``AfterValidator``) when
+    the ledger cannot store it (:func:`text_problem`)."""
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
     return text
 
 
-def nul_fields(document: Any, path: str = "") -> Iterator[str]:
-    """The dotted path of every string (value or key) holding a NUL in a JSON document;
-    list items are named by index (``rows.2.name``)."""
+def unstorable_fields(document: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(dotted path, problem)`` of every string (value or key) the ledger cannot store
+    (:func:`text_problem`) and every NaN or infinity in a JSON document; list items are
+    named by index (``rows.2.name``)."""
     if isinstance(document, str):
-        if has_nul(document):
-            yield path or "*"
+        problem = text_problem(document)
+        if problem is not None:
+            yield path or "*", problem
+    elif isinstance(document, float):
+        if not math.isfinite(document):
+            yield path or "*", NOT_FINITE_PROBLEM
     elif isinstance(document, dict):
         for key, value in document.items():
             name = f"{path}.{key}" if path else str(key)
-            if has_nul(str(key)):
-                yield name
+            problem = text_problem(str(key))
+            if problem is not None:  # a surrogate named as U+FFFD: the name must be sendable
+                yield _SURROGATE.sub("\ufffd", name), problem
             else:
-                yield from nul_fields(value, name)
+                yield from unstorable_fields(value, name)
     elif isinstance(document, list | tuple):
         for index, value in enumerate(document):
-            yield from nul_fields(value, f"{path}.{index}" if path else str(index))
+            yield from unstorable_fields(value, f"{path}.{index}" if path else str(index))
 
 
 def utc_moment(moment: datetime) -> datetime:

@@ -333,17 +333,22 @@ def _transaction(
     external_id = take("id", lambda v: str(v).strip()[:256])
     booked_on = take("date", parse_date)
     payee = take("payee", lambda v: str(v).strip())
-    amount = take("amount", lambda v: parse_decimal(v).quantize(Decimal("0.01")))
+    amount = take("amount", _amount)
     category = take("category", lambda v: str(v).strip()[:128], required=False)
     memo = take("memo", str, required=False)
     normalized = _store.normalize_payee(payee) if payee else None
     if payee and not normalized:
         problems.append(("payee", f"has no letters to match on: {excerpt(payee)}"))
+    cursor = record.get(field) if field else None
+    if field and not is_empty(cursor):
+        # saved as the next run's cursor (jsonb) and as the row's source_cursor (text)
+        problem = storage_problem(_cursor_value(cursor))
+        if problem is not None:
+            problems.append((field, f"cursor value {problem}"))
     for name, message in problems:
         job.add_error(message, row=row, field=name)
     if problems:
         return None
-    cursor = record.get(field) if field else None
     return {
         "external_id": external_id,
         "booked_on": booked_on,
@@ -354,6 +359,27 @@ def _transaction(
         "memo": memo,
         "source_cursor": None if is_empty(cursor) else str(_cursor_value(cursor))[:64],
     }
+
+
+#: Smallest amount too large for ``transactions.amount`` (``numeric(18, 2)``).
+AMOUNT_LIMIT = Decimal(10) ** 16
+
+
+def _amount(value: Any) -> Decimal:
+    """An amount in cents, or :class:`ValueError` saying why it cannot be one.
+
+    The range is checked before rounding: ``Decimal("1e999999").quantize(...)`` raises
+    ``InvalidOperation`` (an ``ArithmeticError``, not a ``ValueError``), and a larger
+    amount would fail the batch's insert as out of range.
+    """
+    number = parse_decimal(value)
+    if abs(number) < AMOUNT_LIMIT:
+        number = number.quantize(Decimal("0.01"))
+        if abs(number) < AMOUNT_LIMIT:
+            return number
+    raise ValueError(
+        f"out of range: an amount must be below 10^16 in absolute value, got {excerpt(value)}"
+    )
 
 
 def _cursor_value(value: Any) -> Any:

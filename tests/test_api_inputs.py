@@ -141,3 +141,75 @@ def test_a_nul_in_a_producers_job_option_is_refused_at_delay(
 
     assert list(refused.value.fields) == [field]
     assert api.job_count() == 0
+
+
+JSON = {**ACME, "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"type": "example.echo", "payload": {"value": 1}, "subject": "\\ud800"}', "subject"),
+        ('{"type": "example.echo", "payload": {"value": "a\\ud800"}}', "payload.value"),
+    ],
+)
+def test_a_lone_surrogate_in_a_job_body_is_422_naming_the_field(
+    client: TestClient, body: str, field: str
+) -> None:
+    response = client.post("/jobs", content=body, headers=JSON)
+
+    assert response.status_code == 422, response.text
+    assert field in [problem["field"] for problem in response.json()["detail"]]
+    assert "surrogate" in response.text
+    assert api.job_count() == 0
+
+
+def test_a_lone_surrogate_in_a_cancel_reason_is_422(client: TestClient) -> None:
+    job = client.post(
+        "/jobs",
+        json={"type": "example.echo", "payload": {"value": 1}, "subject": "x"},
+        headers=ACME,
+    )
+    assert job.status_code == 202
+    response = client.post(
+        f"/jobs/{job.json()['id']}/cancel", content='{"reason": "\\ud800"}', headers=JSON
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == "reason"
+
+
+def test_a_deeply_nested_body_is_400_naming_the_body(client: TestClient) -> None:
+    depth = 100_000
+    response = client.post("/jobs", content="[" * depth + "]" * depth, headers=JSON)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"subject": "a\ud800"}, "subject"),
+        ({"created_by": "\udfff"}, "created_by"),
+        ({"metadata": {"note": "\ud800"}}, "metadata.note"),
+        ({"metadata": {"a": float("nan")}}, "metadata.a"),
+        ({"metadata": {"a": [float("inf")]}}, "metadata.a.0"),
+    ],
+)
+def test_a_lone_surrogate_or_nan_in_a_producers_job_option_is_refused_at_delay(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        echo.apply_async(kwargs={"value": 1}, queue=api.unused_queue(), **options)
+
+    assert list(refused.value.fields) == [field]
+    assert api.job_count() == 0
+
+
+def test_a_lone_surrogate_in_a_payload_is_refused_at_delay() -> None:
+    with pytest.raises(InvalidPayload) as refused:
+        echo.apply_async(kwargs={"value": "\ud800"}, queue=api.unused_queue())
+
+    assert list(refused.value.fields) == ["value"]
+    assert api.job_count() == 0

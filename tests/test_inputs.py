@@ -6,26 +6,51 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from app.inputs import MAX_PAGE, ago, check_page, nul_fields, refuse_nul, utc_moment
+from app.inputs import (
+    MAX_PAGE,
+    NOT_FINITE_PROBLEM,
+    NUL_PROBLEM,
+    SURROGATE_PROBLEM,
+    ago,
+    check_page,
+    refuse_unstorable,
+    unstorable_fields,
+    utc_moment,
+)
 
 
-def test_nul_fields_names_every_string_and_key_holding_a_nul() -> None:
+def test_unstorable_fields_names_every_string_key_and_number_postgresql_refuses() -> None:
     document = {
-        "ok": "fine",
+        "ok": "fine ✓",
         "source": "a\x00.csv",
-        "rows": [{"name": "x"}, {"name": "y\x00"}],
+        "rows": [{"name": "x"}, {"name": "y\ud800"}],
         "bad\x00key": 1,
+        "\udc00": 1,
+        "score": [1.5, float("nan"), float("-inf")],
     }
 
-    assert list(nul_fields(document)) == ["source", "rows.1.name", "bad\x00key"]
-    assert list(nul_fields("\x00")) == ["*"]
-    assert list(nul_fields({"n": 1, "t": ["a", None]})) == []
+    assert list(unstorable_fields(document)) == [
+        ("source", NUL_PROBLEM),
+        ("rows.1.name", SURROGATE_PROBLEM),
+        ("bad\x00key", NUL_PROBLEM),
+        ("\ufffd", SURROGATE_PROBLEM),
+        ("score.1", NOT_FINITE_PROBLEM),
+        ("score.2", NOT_FINITE_PROBLEM),
+    ]
+    assert list(unstorable_fields("\x00")) == [("*", NUL_PROBLEM)]
+    assert list(unstorable_fields({"n": 1, "f": 2.5, "t": ["a", None]})) == []
 
 
-def test_refuse_nul_lets_ordinary_text_through() -> None:
-    assert refuse_nul("budget-1 ✓") == "budget-1 ✓"
-    with pytest.raises(ValueError, match="NUL"):
-        refuse_nul("a\x00b")
+@pytest.mark.parametrize(
+    ("text", "problem"), [("a\x00b", "NUL"), ("\ud800", "surrogate"), ("é\udfff", "surrogate")]
+)
+def test_refuse_unstorable_names_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        refuse_unstorable(text)
+
+
+def test_refuse_unstorable_lets_ordinary_text_through() -> None:
+    assert refuse_unstorable("budget-1 ✓ 😀") == "budget-1 ✓ 😀"
 
 
 @pytest.mark.parametrize(

@@ -243,3 +243,48 @@ def test_suggest_replaces_pending_suggestions_and_never_applied_ones(tmp_path: P
     assert rerun["result"]["replaced_pending"] == 2
     assert suggestions(budget) == {"u1": ("Food", 0.5714, 7), "u3": ("Bills", 0.5, 2)}
     assert suggestions(budget, "applied") == {"u2": ("Groceries", 1.0, 2)}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        (3, "1e999999", "out of range"),
+        (3, "100000000000000000", "out of range"),
+        (5, "a\x00b", "NUL"),
+    ],
+)
+def test_a_value_out_of_range_or_unstorable_is_an_item_error(
+    tmp_path: Path, column: int, value: str, words: str
+) -> None:
+    """An amount too large to round or to store, a cursor PostgreSQL cannot store: the
+    record's item error naming the field, the other records written."""
+    rows = [*HISTORY[:2], ["x1", "2024-01-02", "Shop", "-1", "", "2024-01-02T00:00:00"]]
+    rows[2][column] = value
+    source = domain.write_csv(tmp_path / "bank.csv", HEADER, rows)
+    budget = domain.unique("range")
+
+    job = finished(sync.delay(budget, str(source)).id)
+
+    assert job["status"] == "partial", job["failure_reason"]
+    assert [(e["row"], e["field"]) for e in job["errors"]] == [(4, HEADER[column])]
+    assert words in job["errors"][0]["message"]
+    assert sorted(transactions(budget)) == ["t1", "t2"]
+
+
+def test_a_json_line_with_a_nan_cursor_is_an_item_error(tmp_path: Path) -> None:
+    source = tmp_path / "bank.jsonl"
+    line = '{{"id": "{0}", "date": "2024-01-02", "payee": "Shop", "amount": -1, '
+    source.write_text(
+        (line + '"updated_at": "2024-01-02T00:00:00"}}\n').format("t1")
+        + (line + '"updated_at": NaN}}\n').format("t2")
+        + (line + '"updated_at": "2024-01-03T00:00:00"}}\n').format("t3")
+    )
+    budget = domain.unique("nan")
+
+    job = finished(sync.delay(budget, str(source)).id)
+
+    assert job["status"] == "partial", job["failure_reason"]
+    assert [(e["row"], e["field"]) for e in job["errors"]] == [(2, "updated_at")]
+    assert "NaN" in job["errors"][0]["message"] or "nan" in job["errors"][0]["message"]
+    assert sorted(transactions(budget)) == ["t1", "t3"]
+    assert job["result"]["cursor"] == "2024-01-03T00:00:00"

@@ -29,7 +29,7 @@ from app.api.schemas import CreateJob, detail_document, field_error, links, page
 from app.celery import app as celery_app
 from app.config import settings
 from app.exceptions import InvalidIdempotencyKey, JobNotFound, LedgerUnavailable
-from app.inputs import MAX_PAGE, refuse_nul
+from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger import idempotency, operations, reports
 from app.ledger.states import normalize
 from app.ledger.task import JobTask
@@ -52,7 +52,7 @@ class CancelJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Recorded as the job's failure reason and in its cancel event.
-    reason: Annotated[str, AfterValidator(refuse_nul)] | None = Field(
+    reason: Annotated[str, AfterValidator(refuse_unstorable)] | None = Field(
         default=None, min_length=1, max_length=500
     )
 

@@ -21,10 +21,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from app.api import dashboard, jobs
@@ -129,6 +131,21 @@ def _answer_errors(api: FastAPI) -> None:
             "published is recorded as failed with that reason; try again once it answers",
         )
 
+    # Starlette's class: FastAPI raises that one for an unreadable body, and a handler
+    # of it is also the handler of FastAPI's subclass (every other HTTPException)
+    @api.exception_handler(HTTPException)
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)
+        if error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == UNREADABLE_BODY:
+            # FastAPI's answer when json.loads itself fails other than by a syntax error
+            # (RecursionError on a deeply nested body, a body that is not UTF-8): the
+            # documented shape, naming the body, like any other malformed JSON
+            return _detail(
+                status.HTTP_400_BAD_REQUEST,
+                [field_error("body", "unreadable JSON (nested too deeply, or not UTF-8)")],
+            )
+        return await http_exception_handler(request, error)
+
     @api.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
@@ -142,6 +159,10 @@ def _answer_errors(api: FastAPI) -> None:
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [field_error(_field(problem["loc"]), problem["msg"]) for problem in problems],
         )
+
+
+#: FastAPI's ``detail`` when reading a JSON body raised something other than a syntax error.
+UNREADABLE_BODY = "There was an error parsing the body"
 
 
 def _field(location: Any) -> str:

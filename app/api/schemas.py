@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.inputs import refuse_nul
+from app.inputs import refuse_unstorable
 from app.ledger.reports import JobDetail, Page, jsonable
 
 #: Columns of the ledger that mean nothing to a client (the worker's private bookkeeping).
@@ -26,11 +26,11 @@ class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: A registered job type (``import``, ``export``, ``sync``, ``sync_and_suggest``…).
-    type: Annotated[str, AfterValidator(refuse_nul)] = Field(min_length=1, max_length=64)
+    type: Annotated[str, AfterValidator(refuse_unstorable)] = Field(min_length=1, max_length=64)
     #: The job type's payload; validated by the job type itself.
     payload: dict[str, Any] = Field(default_factory=dict)
     #: What the job works on (budget, dataset…); defaults to the job type's subject field.
-    subject: Annotated[str, AfterValidator(refuse_nul)] | None = Field(
+    subject: Annotated[str, AfterValidator(refuse_unstorable)] | None = Field(
         default=None, min_length=1, max_length=256
     )
 

@@ -54,7 +54,7 @@ from app.exceptions import (
     JobFailed,
     LedgerUnavailable,
 )
-from app.inputs import NUL_PROBLEM, nul_fields
+from app.inputs import unstorable_fields
 from app.ledger import idempotency, steps
 from app.ledger import transitions as ledger
 from app.ledger.celery_redaction import payload_reprs
@@ -128,9 +128,9 @@ class JobTask(Task):  # type: ignore[misc]
                 self.name, {n: "given both by position and by name" for n in clash}
             )
         data.update(kwargs)
-        # PostgreSQL's text and jsonb cannot hold NUL: refuse it here, naming the field,
-        # rather than fail at the insert
-        refused = {name: NUL_PROBLEM for name in nul_fields(data)}
+        # PostgreSQL's text and jsonb cannot hold NUL, an unpaired surrogate, NaN:
+        # refuse them here, naming the field, rather than fail at the insert
+        refused = dict(unstorable_fields(data))
         if refused:
             raise InvalidPayload(self.name, refused)
         try:
@@ -332,7 +332,7 @@ class JobTask(Task):  # type: ignore[misc]
         options: dict[str, Any],
     ) -> ledger.NewJob:
         texts = {name: described[name] for name in TEXT_OPTIONS if name in described}
-        refused = {name: NUL_PROBLEM for name in nul_fields(texts)}
+        refused = dict(unstorable_fields(texts))
         if refused:  # PostgreSQL would refuse them at the insert, as a 500
             raise InvalidPayload(self.name, refused)
         subject = described.get("subject")

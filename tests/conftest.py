@@ -67,7 +67,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from app import db  # noqa: E402
 from app.config import normalize_database_url  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
-from tests.support.processes import WorkerProcess, start_worker  # noqa: E402
+from tests.support.processes import STARTED, WorkerProcess, start_worker  # noqa: E402
 
 LEDGER_TABLES = (
     "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
@@ -99,17 +99,25 @@ def redis_client() -> redis.Redis:
 
 @pytest.fixture(autouse=True)
 def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
-    """Every test starts with an empty ledger and an empty broker database."""
+    """Every test starts with an empty ledger and an empty broker database.
+
+    Queues first, then the live workers are let finish what they already hold: a message
+    of the previous test that a worker had reserved would otherwise run after the
+    TRUNCATE and bring its job back as one "with no row" (and its writes could deadlock
+    with the TRUNCATE)."""
+    # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
+    # session worker, and with them every revoke broadcast.
+    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
+    redis_client.delete(*stale)
+    for worker in STARTED:
+        if worker.process.poll() is None:
+            worker.wait_until_idle()
     with db.engine().begin() as connection:
         connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
         # nothing settled (TRUNCATE fires no delete trigger, so the counts start over too)
         connection.execute(
             text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
         )
-    # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
-    # session worker, and with them every revoke broadcast.
-    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
-    redis_client.delete(*stale)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,10 @@ from app.celery import app
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Every worker these tests started; the per-test clean-up waits for the live ones.
+STARTED: list[WorkerProcess] = []
+
+
 @dataclass
 class WorkerProcess:
     """A running worker: its node name, process and log file."""
@@ -47,6 +51,22 @@ class WorkerProcess:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def is_idle(self) -> bool:
+        """True when the worker runs and holds no task (nothing active, nothing reserved)."""
+        inspect = app.control.inspect(destination=[self.name], timeout=1.0, limit=1)
+        for held in (inspect.active(), inspect.reserved()):
+            if held is None or any(held.values()):
+                return False
+        return True
+
+    def wait_until_idle(self, timeout: float = 10) -> bool:
+        """Wait (up to ``timeout``) until the worker holds no task; False if it still does."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if self.is_idle():
+                return True
+        return self.process.poll() is not None
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool children) at once."""
@@ -99,6 +119,7 @@ def start_worker(
     worker = WorkerProcess(
         name=name.replace("%h", os.uname().nodename), process=process, log_path=log_path
     )
+    STARTED.append(worker)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -321,8 +321,11 @@ class RecordStream:
                 continue
             try:
                 value = json.loads(line)
-            except (ValueError, RecursionError) as error:  # also bad UTF-8, huge integers
-                yield Record(number, problem=f"is not valid JSON ({type(error).__name__})")
+            except ValueError as error:  # also bad UTF-8, integers of over 4300 digits
+                yield Record(number, problem=f"is not valid JSON ({error})")
+                continue
+            except RecursionError:
+                yield Record(number, problem="is not valid JSON (nested too deeply)")
                 continue
             if not isinstance(value, dict):
                 yield Record(number, problem="is not a JSON object")
@@ -429,7 +432,8 @@ def _counted(
         yield row
 
 
-def _header(cells: Any, kind: str, limits: Limits) -> list[str]:
+def _header(cells: Any, kind: str, limits: Limits | None = None) -> list[str]:
+    limits = limits or Limits.from_settings()
     if not cells:
         raise SourceUnreadable(f"bad format: the {kind} file is empty (no header row)")
     if len(cells) > limits.columns:

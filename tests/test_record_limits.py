@@ -57,6 +57,7 @@ def test_json_lines_too_long_or_too_wide_are_problems_and_reading_goes_on() -> N
             b'{"b": 1, "c": 2}',
             b'{"d": 1}',  # a 4th column for the file
             b"NaN-not-json",
+            b"[" * 1_000,
             b'{"a": 5}',
         ]
     )
@@ -66,12 +67,13 @@ def test_json_lines_too_long_or_too_wide_are_problems_and_reading_goes_on() -> N
     assert [(r.row, r.values) for r in records if r.values] == [
         (1, {"a": 1}),
         (3, {"b": 1, "c": 2}),
-        (6, {"a": 5}),
+        (7, {"a": 5}),
     ]
     problems = {r.row: r.problem or "" for r in records if r.problem}
     assert "JOBLEDGER_IMPORT_MAX_ROW_BYTES" in problems[2]
     assert "brings the file's columns to 4" in problems[4]
-    assert problems[5] == "is not valid JSON (JSONDecodeError)"
+    assert problems[5] == "is not valid JSON (Extra data: line 1 column 4 (char 3))"
+    assert problems[6] == "is not valid JSON (nested too deeply)"
 
 
 def test_the_checkpoint_is_called_for_skipped_rows_too() -> None:

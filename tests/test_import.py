@@ -303,3 +303,24 @@ def test_an_import_failing_mid_way_records_exactly_which_rows_are_in(tmp_path: P
     assert job["metadata"]["last_committed_row"] == ids[-1] + 2  # header = row 1
     assert f"the {len(ids)} rows committed so far" in job["failure_reason"]
     assert f"up to row {ids[-1] + 2}" in job["failure_reason"]
+
+
+def test_an_import_stopped_by_its_time_limit_says_which_rows_are_in() -> None:
+    """The soft time limit stops the import while it waits for the rest of its source,
+    after 3 batches: the job fails as timed out, and its metadata names the 300 rows
+    that are in (each batch noted them in its own transaction)."""
+    slow = slow_csv()
+    dataset = domain.unique("timed-out")
+    with domain.http_server({"/slow.csv": slow}) as base:
+        job_id = import_data.apply_async(
+            kwargs={"source": f"{base}/slow.csv", "dataset": dataset, "batch_size": 100},
+            soft_time_limit=8,
+            time_limit=60,
+        ).id
+        job = wait_for_status(job_id, "failed", "succeeded", "partial", "canceled", timeout=60)
+
+    assert job["failure_reason"].startswith("timed out after 8 s (soft time limit")
+    assert domain.count_rows(dataset) == 300
+    assert job["metadata"]["rows_committed"] == 300
+    assert job["metadata"]["last_committed_row"] == 301
+    assert any("the 300 rows committed so far" in line for line in domain.logs(job_id))

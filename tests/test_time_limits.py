@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from app.exceptions import InvalidPayload
 from tests.support import jobs
+from tests.support.ledger import count, transitions, wait_for_status
 from tests.support.ledger import job as ledger_job
-from tests.support.ledger import transitions, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -61,3 +62,27 @@ def test_a_hard_time_limit_given_per_job_overrides_the_type(gate: str) -> None:
         ("queued", "running"),
         ("running", "failed"),
     ]
+
+
+def test_a_per_job_time_limit_below_the_types_soft_limit_still_stops_the_job(gate: str) -> None:
+    """Celery arms the hard limit only after the soft one: with the type's soft limit
+    (3000 s) left as it is, ``time_limit=3`` alone would not stop the job for an hour.
+    The job gets a soft limit of 90 % of it instead."""
+    result = jobs.gated.apply_async(kwargs={"gate": gate, "steps": 1}, time_limit=3)
+
+    job = wait_for_status(result.id, "failed", "succeeded", "canceled", timeout=60)
+
+    assert job["failure_reason"].startswith("timed out after 2.7 s (soft time limit")
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"soft_time_limit": 10, "time_limit": 5}, {"soft_time_limit": 4000}, {"time_limit": -1}],
+)
+def test_contradictory_per_job_time_limits_are_refused_before_anything_is_written(
+    gate: str, limits: dict[str, float]
+) -> None:
+    with pytest.raises(InvalidPayload, match="time_limit"):
+        jobs.gated.apply_async(kwargs={"gate": gate}, **limits)
+
+    assert count("SELECT count(*) FROM jobs") == 0

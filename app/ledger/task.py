@@ -166,6 +166,7 @@ class JobTask(Task):  # type: ignore[misc]
         if HEADER in headers:
             options.update(payload_reprs(self.app, args or (), kwargs or {}, options))
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
+        self.check_time_limits(options)
         payload = self.validate_payload(
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
         )
@@ -206,6 +207,7 @@ class JobTask(Task):  # type: ignore[misc]
         given_producer = options.pop("producer", None)
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         key = options.pop("idempotency_key", None)
+        self.check_time_limits(options)
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
@@ -427,6 +429,39 @@ class JobTask(Task):  # type: ignore[misc]
             )
         request.jobledger_start = start
         return start
+
+    def check_time_limits(self, options: dict[str, Any]) -> None:
+        """Check (and complete) one job's ``time_limit``/``soft_time_limit`` options.
+
+        Celery's prefork pool arms the hard limit only once the soft one has passed, so a
+        soft limit at or above the hard one would let the job run past its hard limit:
+        a per-job ``time_limit`` below the type's soft limit therefore brings a soft limit
+        of 90 % of it, and a soft limit that is still not below the hard one is refused.
+
+        Raises:
+            InvalidPayload: naming the option (nothing is written or queued).
+        """
+        hard, soft = options.get("time_limit"), options.get("soft_time_limit")
+        if hard is None and soft is None:
+            return
+        for name, value in (("time_limit", hard), ("soft_time_limit", soft)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+            ):
+                raise InvalidPayload(
+                    self.name, {name: f"must be a number of seconds > 0, got {value!r}"}
+                )
+        if soft is None and hard is not None and self.soft_time_limit >= hard:
+            options["soft_time_limit"] = soft = hard * 0.9
+        soft, hard = soft or self.soft_time_limit, hard or self.time_limit
+        if soft >= hard:
+            raise InvalidPayload(
+                self.name,
+                {
+                    "soft_time_limit": f"{soft:g} s must be below the time limit ({hard:g} s), "
+                    "or the job could run past its hard limit"
+                },
+            )
 
     def limits_of(self, request: Any) -> tuple[float | None, float | None]:
         """``(soft, hard)`` time limits of a delivery: the message's own

@@ -106,3 +106,8 @@ class InvalidIdempotencyKey(JobledgerError, ValueError):
             f"an idempotency key is 1 to {max_length} printable characters "
             "(a UUID per request is a good choice)"
         )
+
+
+class TimeLimitsMisconfigured(JobledgerError, ValueError):
+    """``JOBLEDGER_TIME_LIMITS`` names a job type that does not exist (a misspelling
+    would leave the real type on the default limits); the message lists the types."""

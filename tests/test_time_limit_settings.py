@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from app.celery import app
-from app.config import Settings, settings
+from app.config import Settings, TimeLimits, settings
+from app.exceptions import TimeLimitsMisconfigured
 from app.ledger.chain import ChainJobTask
 from app.ledger.task import JobTask
+from tasks import export_data, sync_and_suggest
+from tests.support import domain
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_job_type_has_its_soft_and_hard_time_limits() -> None:
@@ -59,3 +69,40 @@ def test_incoherent_time_limits_are_refused_naming_them(
 
     with pytest.raises(ValidationError, match=re.escape(message)):
         Settings()
+
+
+def test_a_misspelt_job_type_stops_the_worker_at_start_naming_the_known_ones() -> None:
+    environment = {**os.environ, "JOBLEDGER_TIME_LIMITS": '{"exprot": {"hard": 60}}'}
+    queue = f"unused-{uuid.uuid4().hex}"  # were it to start, it would take nobody's jobs
+
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "app", "worker", "--pool", "solo", "-Q", queue],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "JOBLEDGER_TIME_LIMITS names job types that do not exist: 'exprot'" in done.stderr
+    assert "the job types are: " in done.stderr
+    assert "export" in done.stderr
+
+
+def test_a_misspelt_job_type_is_refused_before_a_producer_records_a_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.ledger import time_limit_types
+
+    monkeypatch.setattr(settings(), "time_limits", {"exprot": TimeLimits(hard=60)})
+    monkeypatch.setattr(time_limit_types, "_checked", False)
+    before = domain.query("SELECT count(*) AS n FROM jobs")[0]["n"]
+
+    with pytest.raises(TimeLimitsMisconfigured, match=r"'exprot'; the job types are: .*export"):
+        export_data.delay(dataset="../not a name")  # refused first
+    with pytest.raises(TimeLimitsMisconfigured, match="'exprot'"):
+        sync_and_suggest.delay(budget_id="not an id")
+
+    assert domain.query("SELECT count(*) AS n FROM jobs")[0]["n"] == before

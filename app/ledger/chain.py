@@ -41,6 +41,7 @@ from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
 from app.ledger.celery_redaction import payload_reprs
 from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
+from app.ledger.time_limit_types import check_time_limit_types
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -76,6 +77,7 @@ class ChainJobTask(JobTask):
         task_id: str | None = None,
         **options: Any,
     ) -> AsyncResult:
+        check_time_limit_types(self.app)  # once per process, before anything is recorded
         headers = dict(options.pop("headers", None) or {})
         if HEADER in headers:
             raise TransitionRefused(

@@ -17,10 +17,12 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import signals
 
 from app import db
+from app.exceptions import TimeLimitsMisconfigured
 from app.ledger import steps
 from app.ledger import transitions as ledger
 from app.ledger.celery_redaction import redact_log_handlers
 from app.ledger.task import JobTask, identity_of, timed_out
+from app.ledger.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +107,21 @@ def record_job_lost(
         steps.record_step_failed(job_id, step_id, reason=reason, errors=errors)
 
 
+def refuse_unknown_time_limit_types(sender: Any = None, **_: Any) -> None:
+    """Stop a worker or beat at start whose ``JOBLEDGER_TIME_LIMITS`` names a job type
+    that does not exist. ``SystemExit``: Celery logs and ignores any ``Exception`` a
+    signal handler raises, which would let the process run on the wrong limits."""
+    try:
+        check_time_limit_types(sender.app)
+    except TimeLimitsMisconfigured as error:
+        raise SystemExit(f"jobledger: {error}") from None
+
+
 def connect() -> None:
     """Connect the handlers (strong references: they live as long as the process)."""
     signals.worker_process_init.connect(forget_inherited_connections, weak=False)
+    signals.worker_init.connect(refuse_unknown_time_limit_types, weak=False)
+    signals.beat_init.connect(refuse_unknown_time_limit_types, weak=False)
     signals.task_prerun.connect(record_job_started, weak=False)
     signals.task_retry.connect(record_job_retrying, weak=False)
     signals.task_revoked.connect(record_job_revoked, weak=False)

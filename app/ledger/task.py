@@ -60,6 +60,7 @@ from app.ledger import transitions as ledger
 from app.ledger.celery_redaction import payload_reprs
 from app.ledger.context import JobContext
 from app.ledger.liveness import worker_alive
+from app.ledger.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class JobTask(Task):  # type: ignore[misc]
         ``result.replayed`` set, and publishes nothing; with another request it raises
         :class:`~app.exceptions.IdempotencyConflict` (:mod:`app.ledger.idempotency`).
         """
+        check_time_limit_types(self.app)  # once per process: a misspelt type is refused
         headers = dict(options.pop("headers", None) or {})
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         key = options.pop("idempotency_key", None)

@@ -1,0 +1,50 @@
+"""``JOBLEDGER_TIME_LIMITS`` names job types that exist.
+
+The per-type map is read by :func:`app.ledger.task.job_task` when each type is made, by
+name: a misspelt type (``{"exprot": …}``) would match nothing and the real type would
+run with the defaults, silently. The settings cannot tell (the job types are known only
+once their modules are imported), so the check runs where the registry is complete: at
+worker and beat start (``worker_init``/``beat_init``, :mod:`app.ledger.signals`, which
+stop the process) and before a producer publishes its first job
+(:meth:`app.ledger.task.JobTask.apply_async`).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import settings
+from app.exceptions import TimeLimitsMisconfigured
+
+_checked = False
+
+
+def job_types(app: Celery) -> list[str]:
+    """Every job type the app knows, its task modules imported first (as a worker does)."""
+    from app.ledger.task import JobTask  # late: app.ledger.task imports this module
+
+    app.loader.import_default_modules()
+    return sorted(name for name, task in app.tasks.items() if isinstance(task, JobTask))
+
+
+def check_time_limit_types(app: Celery) -> None:
+    """Refuse a ``JOBLEDGER_TIME_LIMITS`` that names a type no task module defines.
+
+    Once it has passed in a process it costs nothing (the settings are read once).
+
+    Raises:
+        TimeLimitsMisconfigured: naming the unknown types and the known ones.
+    """
+    global _checked  # once per process: the settings never change
+    if _checked:
+        return
+    configured = settings().time_limits
+    if configured:
+        known = job_types(app)
+        unknown = sorted(set(configured) - set(known))
+        if unknown:
+            raise TimeLimitsMisconfigured(
+                f"JOBLEDGER_TIME_LIMITS names job types that do not exist: "
+                f"{', '.join(map(repr, unknown))}; the job types are: {', '.join(known)}"
+            )
+    _checked = True

@@ -91,6 +91,23 @@ def test_a_misspelt_job_type_stops_the_worker_at_start_naming_the_known_ones() -
     assert "export" in done.stderr
 
 
+def test_a_misspelt_job_type_stops_the_api_at_start() -> None:
+    environment = {**os.environ, "JOBLEDGER_TIME_LIMITS": '{"exprot": {"hard": 60}}'}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "app.api.main:app", "--port", "0"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    assert "JOBLEDGER_TIME_LIMITS names job types that do not exist: 'exprot'" in done.stderr
+
+
 def test_a_misspelt_job_type_is_refused_before_a_producer_records_a_job(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

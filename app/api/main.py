@@ -44,6 +44,7 @@ from app.exceptions import (
     LedgerUnavailable,
     TransitionRefused,
 )
+from app.ledger.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Register every job type once, before the first request looks one up.
+        # Register every job type once, before the first request looks one up; a
+        # JOBLEDGER_TIME_LIMITS naming no job type stops the API here, not at a request.
         celery_app.loader.import_default_modules()
+        check_time_limit_types(celery_app)
         yield
 
     api = FastAPI(

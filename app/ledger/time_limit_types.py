@@ -5,7 +5,7 @@ name: a misspelt type (``{"exprot": …}``) would match nothing and the real typ
 run with the defaults, silently. The settings cannot tell (the job types are known only
 once their modules are imported), so the check runs where the registry is complete: at
 worker and beat start (``worker_init``/``beat_init``, :mod:`app.ledger.signals`, which
-stop the process) and before a producer publishes its first job
+stop the process), at the API's start (its lifespan) and before a producer publishes its first job
 (:meth:`app.ledger.task.JobTask.apply_async`).
 """
 

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     #: Most cells of an XLSX sheet (rows times columns, empty rows counted as one cell),
     #: from its declared dimension before reading and as rows are read.
     import_max_cells: int = Field(default=10_000_000, ge=1)
+    #: Most values (rows times their columns) one import batch holds, whatever its
+    #: ``batch_size``: a batch's memory and the time a cancel waits for its write are
+    #: bounded by this, not chosen by the payload (50,000 rows of 1,000 columns would be
+    #: 50 million values).
+    import_max_batch_cells: int = Field(default=200_000, ge=1)
     #: Longest row of a CSV or JSON-lines file, in bytes (a CSV row across lines counted
     #: whole).
     import_max_row_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -29,13 +29,15 @@ What a stopped import leaves: every batch's transaction also notes in the job's 
 failed, canceled or killed import says exactly which rows are in (see docs/tasks.md).
 
 Batches and cancel: every batch of ``batch_size`` good rows is committed on its own, after
-a cooperative cancel check. Canceling an import mid-way therefore **keeps the batches
-already committed** and writes nothing after the checkpoint that saw the cancel; the job
-ends ``canceled`` and its log says how many rows were kept. Running the import again
-completes the dataset: with ``key`` the rows are upserted (no duplicates); without a key,
-a new import job appends, while the same job delivered again (a redelivery after a lost
-worker, or a manual retry of the canceled job) first removes the unkeyed rows it wrote
-before, so it never doubles them.
+a cooperative cancel check. A batch also holds at most
+``JOBLEDGER_IMPORT_MAX_BATCH_CELLS`` values (see :func:`fits`), so its memory and a
+cancel's wait do not grow with the payload. Canceling an import mid-way therefore **keeps
+the batches already committed** and writes nothing after the checkpoint that saw the
+cancel; the job ends ``canceled`` and its log says how many rows were kept. Running the
+import again completes the dataset: with ``key`` the rows are upserted (no duplicates);
+without a key, a new import job appends, while the same job delivered again (a redelivery
+after a lost worker, or a manual retry of the canceled job) first removes the unkeyed rows
+it wrote before, so it never doubles them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator
 from sqlalchemy.exc import DataError
 
+from app.config import settings
 from app.exceptions import JobCanceled, JobFailed
 from app.ledger.context import JobContext
 from app.ledger.task import JobPayload, job_task
@@ -105,6 +108,8 @@ class Batch:
 
     rows: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
     numbers: list[int] = field(default_factory=list)
+    #: Values (columns of each row) in ``rows``.
+    cells: int = 0
     number: int = 0
     read: int = 0
     imported: int = 0
@@ -128,6 +133,7 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     assert payload.format is not None  # filled in by the payload model
     counts = Batch()
     writer = _DatasetWriter(job, payload)
+    max_cells = settings().import_max_batch_cells
     job.log(f"importing {payload.format} from {payload.source} into {payload.dataset}")
     try:
         with open_source(payload.source) as source:
@@ -138,10 +144,12 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
                 if row is None:
                     counts.failed += 1
                     continue
+                width = len(row[1])
+                if not fits(len(counts.rows), counts.cells, width, payload.batch_size, max_cells):
+                    writer.commit(counts, stream.fraction())
                 counts.rows.append(row)
                 counts.numbers.append(record.row)
-                if len(counts.rows) >= payload.batch_size:
-                    writer.commit(counts, stream.fraction())
+                counts.cells += width
             writer.commit(counts, stream.fraction())
             job.record_file(
                 "in", source.uri, size=source.size, sha256=source.sha256, records=stream.records
@@ -170,6 +178,21 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     return result
 
 
+def fits(rows: int, cells: int, width: int, batch_size: int, max_cells: int) -> bool:
+    """Whether a row of ``width`` values may join a batch of ``rows`` rows holding
+    ``cells`` values, or the batch must be committed first.
+
+    A batch is bounded by rows (``batch_size``, the payload's) and by values
+    (``max_cells``, the worker's): rows of ``c`` columns make batches of
+    ``min(batch_size, max_cells // c)`` rows, at least one (a row wider than the bound
+    goes alone). Counting values rather than assuming one width keeps the bound exact
+    for JSON lines of varying keys.
+    """
+    if rows == 0:
+        return True
+    return rows < batch_size and cells + width <= max_cells
+
+
 class _DatasetWriter:
     """Commits batches to the dataset, opening it (and merging new columns) as needed."""
 
@@ -195,7 +218,7 @@ class _DatasetWriter:
                 f"batch {counts.number}: {len(counts.rows)} rows committed "
                 f"({counts.imported} imported, {counts.failed} rejected so far)"
             )
-            counts.rows, counts.numbers = [], []
+            counts.rows, counts.numbers, counts.cells = [], [], 0
         self.job.progress(99 * fraction, f"{counts.read} rows read, {counts.imported} imported")
 
     def _write(

@@ -13,6 +13,7 @@ import pytest
 
 from app.ledger.transitions import request_cancel
 from tasks import import_data
+from tasks.import_data import fits
 from tests.support import bombs, domain
 from tests.support.ledger import job as ledger_job
 from tests.support.ledger import wait_for_status
@@ -164,3 +165,63 @@ def test_a_cancel_stops_a_long_read_and_its_heartbeat_moves_meanwhile(
     job = wait_for_status(job_id, "canceled", "failed", "succeeded", "partial", timeout=60)
     assert job["status"] == "canceled"
     assert job["failure_reason"] == "test cancel"
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_wide_import_commits_batches_within_the_cell_bound(tmp_path: Path, fmt: str) -> None:
+    """``batch_size=50000`` of 1,000 columns asked for 50 million values in one batch (a
+    79 MB CSV took the worker to 982 MB and a cancel waited 12 s for the write). The
+    worker's ``JOBLEDGER_IMPORT_MAX_BATCH_CELLS`` (200,000) cuts it at 200 rows."""
+    header = [f"c{i}" for i in range(1_000)]
+    rows = [[row * 1_000 + i for i in range(1_000)] for row in range(450)]
+    path = tmp_path / f"wide.{fmt}"
+    if fmt == "csv":
+        domain.write_csv(path, header, rows)
+    else:
+        lines = (json.dumps(dict(zip(header, row, strict=True))) for row in rows)
+        path.write_text("\n".join(lines) + "\n")
+    dataset = domain.unique("wide")
+
+    job_id = import_data.delay(str(path), dataset, batch_size=50_000).id
+
+    job = wait_for_status(job_id, "succeeded", "partial", "failed", timeout=120)
+    assert job["status"] == "succeeded", job
+    batches = [line for line in domain.logs(job_id) if line.startswith("batch ")]
+    assert [line.split(": ")[1].split(" ")[0] for line in batches] == ["200", "200", "50"]
+    assert job["metadata"]["rows_committed"] == 450
+    assert domain.count_rows(dataset) == 450
+
+
+@pytest.mark.parametrize(
+    ("width", "batch_size", "max_cells", "rows_per_batch"),
+    [
+        (1_000, 50_000, 200_000, 200),  # the cell bound decides
+        (4, 1_000, 200_000, 1_000),  # narrow rows: batch_size decides
+        (3, 50_000, 10, 3),  # max_cells // width, rounded down
+        (500_000, 50_000, 200_000, 1),  # a row wider than the bound goes alone
+    ],
+)
+def test_a_batch_holds_min_of_batch_size_and_cells_over_columns_rows(
+    width: int, batch_size: int, max_cells: int, rows_per_batch: int
+) -> None:
+    rows = cells = 0
+    while fits(rows, cells, width, batch_size, max_cells):
+        rows, cells = rows + 1, cells + width
+        assert rows <= batch_size + 1  # always ends
+    assert rows == rows_per_batch
+
+
+def test_a_batch_of_varying_widths_never_holds_more_values_than_the_bound() -> None:
+    widths = [1, 7, 2, 9, 9, 1, 4]
+    assert fits(2, 8, 2, 100, 10)
+    assert not fits(3, 10, 1, 100, 10)
+    batches: list[int] = []
+    cells = rows = 0
+    for width in widths:
+        if not fits(rows, cells, width, 100, 10):
+            batches.append(cells)
+            rows = cells = 0
+        rows, cells = rows + 1, cells + width
+    batches.append(cells)
+    assert batches == [10, 9, 10, 4]

@@ -150,6 +150,8 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
                 counts.rows.append(row)
                 counts.numbers.append(record.row)
                 counts.cells += width
+                if len(counts.rows) >= payload.batch_size or counts.cells >= max_cells:
+                    writer.commit(counts, stream.fraction())  # full: no need to wait for a row
             writer.commit(counts, stream.fraction())
             job.record_file(
                 "in", source.uri, size=source.size, sha256=source.sha256, records=stream.records
@@ -180,7 +182,8 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
 
 def fits(rows: int, cells: int, width: int, batch_size: int, max_cells: int) -> bool:
     """Whether a row of ``width`` values may join a batch of ``rows`` rows holding
-    ``cells`` values, or the batch must be committed first.
+    ``cells`` values, or the batch must be committed first. (A batch that is full, by
+    rows or values, is committed at once, without waiting for the next row.)
 
     A batch is bounded by rows (``batch_size``, the payload's) and by values
     (``max_cells``, the worker's): rows of ``c`` columns make batches of

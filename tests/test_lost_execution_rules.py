@@ -131,6 +131,32 @@ def test_a_second_delivery_whose_first_execution_s_worker_is_gone_takes_over() -
 
 
 @pytest.mark.usefixtures("engine_kind")
+def test_a_takeover_that_finds_another_live_execution_first_is_deferred() -> None:
+    """The race: e2 finds e1's worker gone, but while it asks, e3 takes the job over. e2's
+    takeover must then see e3 (alive) and defer, not take a live execution's job."""
+    job_id = queued()
+    start(job_id, "e1")
+
+    def e1_gone_while_e3_takes_over(worker: str) -> bool:
+        if worker == "w1":
+            assert start(job_id, "e3", worker="w3", alive=False).run
+            return False
+        return worker == "w3"
+
+    second = ledger.record_started(
+        job_id,
+        celery_task_id="t",
+        execution_id="e2",
+        worker="w2",
+        worker_pid=20,
+        is_alive=e1_gone_while_e3_takes_over,
+    )
+
+    assert (second.run, second.defer) == (False, True)
+    assert job_row(job_id)["execution_id"] == "e3"
+
+
+@pytest.mark.usefixtures("engine_kind")
 def test_an_execution_silent_for_the_lifeline_timeout_is_lost_without_asking() -> None:
     job_id = queued()
     start(job_id, "e1")

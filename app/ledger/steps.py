@@ -154,6 +154,7 @@ def record_step_started(
             worker=worker,
             worker_pid=worker_pid,
             takeover=execution,
+            is_alive=is_alive,  # another delivery may have taken over meanwhile, alive
         ),
     )
 

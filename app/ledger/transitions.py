@@ -295,7 +295,10 @@ def record_started(
     if verdict.reason == "unknown" and unknown_job is not None:
         record_queued(unknown_job(), actor="worker")
         return again(is_alive=is_alive)
-    return resolve_holder(verdict, is_alive, lambda takeover: again(takeover=takeover))
+    # the retry asks again: another delivery may have taken over meanwhile, alive
+    return resolve_holder(
+        verdict, is_alive, lambda takeover: again(takeover=takeover, is_alive=is_alive)
+    )
 
 
 def resolve_holder(

@@ -432,8 +432,7 @@ def _counted(
         yield row
 
 
-def _header(cells: Any, kind: str, limits: Limits | None = None) -> list[str]:
-    limits = limits or Limits.from_settings()
+def _header(cells: Any, kind: str, limits: Limits) -> list[str]:
     if not cells:
         raise SourceUnreadable(f"bad format: the {kind} file is empty (no header row)")
     if len(cells) > limits.columns:

@@ -80,10 +80,6 @@ def test_the_ledgers_own_database_is_recognised_by_its_url(
     assert _database._is_ledger_url(make_url(source)) is same
 
 
-def test_a_refusal_is_a_value_error_so_payload_validation_names_the_field() -> None:
-    assert issubclass(SourceRefused, ValueError)
-
-
 # -- file roots ------------------------------------------------------------------------------
 
 

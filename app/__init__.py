@@ -2,5 +2,5 @@
 
 The Celery application lives in :mod:`app.celery` (``celery -A app worker`` finds it
 there); this package deliberately imports nothing, so that ``models`` and the
-migrations can use :mod:`app.ledger.states` without loading Celery.
+migrations can use :mod:`app.ledger.rules.states` without loading Celery.
 """

@@ -9,9 +9,9 @@ Reliability settings, chosen on purpose (CELERY_NOTES "Revoke, kill, redelivery"
   typed tasks are (keyed upserts, replaced files).
 - ``worker_prefetch_multiplier`` (``JOBLEDGER_PREFETCH_MULTIPLIER``, default 4): a few
   messages reserved per process; with acks late a reserved message whose whole worker
-  dies is given back by the next lifeline pass (:mod:`app.ledger.lifeline`, about two
+  dies is given back by the next lifeline pass (:mod:`app.ledger.operations.lifeline`, about two
   minutes with the defaults), else by Redis after the visibility timeout.
-- Job tasks use :class:`app.ledger.request.JobRequest`: the main process records a pool
+- Job tasks use :class:`app.ledger.runtime.request.JobRequest`: the main process records a pool
   process lost mid-job in the ledger before Celery puts its message back.
 - ``visibility_timeout`` (``JOBLEDGER_VISIBILITY_TIMEOUT``, default 3600 s, Redis): must be
   longer than the longest job, or Redis hands a still-running job to a second worker.
@@ -65,4 +65,4 @@ app.conf.update(
     beat_schedule=build_schedule(),
 )
 
-from app.ledger import signals as _ledger_signals  # noqa: E402, F401  (connects handlers)
+from app.ledger.runtime import signals as _ledger_signals  # noqa: E402, F401  (connects handlers)

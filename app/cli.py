@@ -98,7 +98,7 @@ def jobs(
     as_json: JsonFlag = False,
 ) -> None:
     """List jobs, newest first."""
-    from app.ledger import reports
+    from app.ledger.reads import reports
 
     filters = reports.JobFilter(
         status=tuple(status or ()),
@@ -132,7 +132,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """A job with its steps, events, logs and files."""
-    from app.ledger import reports
+    from app.ledger.reads import reports
 
     with _errors():
         detail = reports.job_detail(ref, log_limit=logs)
@@ -191,7 +191,7 @@ def stats(
     as_json: JsonFlag = False,
 ) -> None:
     """Counts per status and per type; live jobs and the oldest of them."""
-    from app.ledger import reports
+    from app.ledger.reads import reports
 
     with _errors():
         result = reports.stats(tenant=tenant, since=_since(since))
@@ -221,7 +221,7 @@ def cancel(
     as_json: JsonFlag = False,
 ) -> None:
     """Cancel a queued or running job (a running job stops at its next checkpoint)."""
-    from app.ledger import operations
+    from app.ledger.operations import actions as operations
 
     with _errors():
         result = operations.cancel(ref, actor="cli", reason=reason, terminate=terminate)
@@ -239,7 +239,7 @@ def cancel(
 @cli.command()
 def retry(ref: JobRef, as_json: JsonFlag = False) -> None:
     """Queue a failed or canceled job again (same job id, history kept, new message)."""
-    from app.ledger import operations
+    from app.ledger.operations import actions as operations
 
     with _errors():
         result = operations.retry(ref, actor="cli")
@@ -278,7 +278,7 @@ def purge(
 
     Runs here, now, reporting progress on stderr; beat runs the same purge daily as the
     ``purge`` job."""
-    from app.ledger import retention
+    from app.ledger.operations import retention
 
     last_report = time.monotonic()
 
@@ -331,7 +331,7 @@ def report(
 
     Reports: status-counts, daily-summary, daily-history, recent-failures, step-durations.
     """
-    from app.ledger import reports
+    from app.ledger.reads import reports
 
     names = [name] if name else list(reports.REPORTS)
     if name is not None and name not in reports.REPORTS:
@@ -367,7 +367,7 @@ def lifeline(
 
     Orphaned jobs are failed ("worker lost") or re-queued when their task allows it.
     """
-    from app.ledger import lifeline as rescue
+    from app.ledger.operations import lifeline as rescue
 
     with _errors():
         result = rescue.run_once(timeout=timeout, ping=ping)
@@ -390,7 +390,7 @@ def settle_counts(
     ] = False,
 ) -> None:
     """Settle the status counts now (beat does it every minute); --rebuild recounts all."""
-    from app.ledger import counts
+    from app.ledger.reads import counts
 
     with _errors():
         settled = counts.rebuild() if rebuild else counts.settle()
@@ -485,7 +485,7 @@ def _since(value: str | None) -> datetime | None:
 
 
 def _print_json(document: Any) -> None:
-    from app.ledger.reports import jsonable
+    from app.ledger.reads.reports import jsonable
 
     typer.echo(json.dumps(jsonable(document), indent=2, sort_keys=True))
 

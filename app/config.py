@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     worker_reply_timeout: float = Field(default=2.0, gt=0)
     #: Seconds between two lifeline passes scheduled by beat.
     lifeline_interval: float = Field(default=60, gt=0)
-    #: Seconds between two settles of the status counts (:mod:`app.ledger.counts`).
+    #: Seconds between two settles of the status counts (:mod:`app.ledger.reads.counts`).
     settle_interval: float = Field(default=60, gt=0)
     #: Scheduled sync runs: JSON object/list or ``budget_id=source`` pairs, comma separated.
     scheduled_budgets: str = ""
@@ -92,11 +92,11 @@ class Settings(BaseSettings):
     #: measured up to 1.08 s per batch on 2 loaded cores; 200: at most 0.43 s at 200k jobs).
     purge_batch_size: int = Field(default=200, ge=1)
     #: Target seconds of one purge transaction: longer batches make the next ones smaller
-    #: (:mod:`app.ledger.purge_pacing`); 0 keeps every batch at ``purge_batch_size``.
+    #: (:mod:`app.ledger.operations.purge_pacing`); 0 keeps every batch at ``purge_batch_size``.
     purge_batch_seconds: float = Field(default=0.25, ge=0)
     #: The purge pauses this many times each batch's duration after it (pt-archiver's
     #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses. Why 3: the
-    #: measurements in :mod:`app.ledger.purge_pacing`.
+    #: measurements in :mod:`app.ledger.operations.purge_pacing`.
     purge_pause_factor: float = Field(default=3.0, ge=0)
     #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
     purge_vacuum: bool = True

@@ -121,7 +121,7 @@ def on_driver_cursor(work: Callable[[Any, dict[str, Any]], T], what: str) -> T:
 
     The hot transitions need no more than that: each is one statement, atomic on its own.
     ``info`` lives as long as the server connection does (a reconnect starts a new one),
-    which is where :mod:`app.ledger.prepared` remembers what it prepared there. Driver
+    which is where :mod:`app.ledger.engines.prepared` remembers what it prepared there. Driver
     errors are raised as SQLAlchemy's, so retries and :class:`LedgerUnavailable` behave
     as for every other ledger write.
     """

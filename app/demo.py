@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, text
 from app import db
 from app.config import DATA_DIR
 from app.ledger import transitions as ledger
-from app.ledger.states import TERMINAL
+from app.ledger.rules.states import TERMINAL
 
 DEMO_DIR = DATA_DIR / "demo"
 

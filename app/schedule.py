@@ -19,7 +19,7 @@ Entries:
 
 Every entry's ``options`` carry ``trigger="beat"`` and ``created_by="beat"``: beat calls
 ``task.apply_async(args, kwargs, **entry.options)`` for a task registered in its process
-(celery/beat.py ``Scheduler.apply_async``), and :meth:`app.ledger.task.JobTask.apply_async`
+(celery/beat.py ``Scheduler.apply_async``), and :meth:`app.ledger.runtime.task.JobTask.apply_async`
 takes them as the job's description, so the ledger row says the run came from beat.
 (Beat imports the task modules — ``imports`` — at start; a task it does not know is sent by
 name and the worker records the job as ``producer``.) Each entry ``expires`` after one

@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from app.celery import app
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 
 _backend = os.environ.get("JOBLEDGER_BENCH_RESULT_BACKEND")
 if _backend:

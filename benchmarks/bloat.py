@@ -18,7 +18,7 @@ retention is in balance from the first simulated day. Then, for each day ``d`` o
    ``record_started``, ``record_finished``: three statements each), timed: the **insert
    rate** of that day; they are then dated back to the middle of day ``d`` so the purge
    takes them 30 days later like the rest;
-3. the daily purge (:func:`app.ledger.retention.purge` with the cutoff of day ``d``, the
+3. the daily purge (:func:`app.ledger.operations.retention.purge` with the cutoff of day ``d``, the
    default batch size, no archive), then the settle of the status counts (as beat runs
    them);
 4. the size of ``jobs``, ``job_events``, ``job_logs`` and ``job_status_counts``
@@ -41,9 +41,9 @@ from typing import Any
 from sqlalchemy import text
 
 from app import db
-from app.ledger import counts, reports
 from app.ledger import transitions as ledger
-from app.ledger.retention import purge
+from app.ledger.operations.retention import purge
+from app.ledger.reads import counts, reports
 from benchmarks import _harness as h
 from benchmarks import _seed
 

@@ -12,8 +12,8 @@ jobs completed between 61 and 31 days ago (the retention is 30 days), each with
 ``--events`` events (default 10) and ``--logs`` log lines (default 5), plus ``--recent``
 jobs of the last 30 days that must survive; then ``VACUUM ANALYZE``.
 
-Measured: one call of :func:`app.ledger.retention.purge` (default batch size, archive to a
-temporary directory unless ``--no-archive``, rollups), in process:
+Measured: one call of :func:`app.ledger.operations.retention.purge` (default batch size,
+archive to a temporary directory unless ``--no-archive``, rollups), in process:
 
 - duration and jobs/s;
 - the longest transaction, two ways: (1) each batch's duration as the purge reports it
@@ -48,7 +48,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from app import db
-from app.ledger import reports, retention
+from app.ledger.operations import retention
+from app.ledger.reads import reports
 from benchmarks import _harness as h
 from benchmarks import _seed
 

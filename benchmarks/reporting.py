@@ -11,15 +11,15 @@ Seeds ``--jobs`` jobs created evenly over the last 30 days (the retention), live
 (queued or running) only among the newest 0.1 % (0.02 % of all), ~2 % failed, with
 ``--events`` events and ``--logs`` log lines per job, set-based
 (``benchmarks/_seed.py``), then ``VACUUM ANALYZE``, then the first settle of the status
-counts (:func:`app.ledger.counts.settle`, timed: what an upgrade's first beat run costs).
+counts (:func:`app.ledger.reads.counts.settle`, timed: what an upgrade's first beat run costs).
 Then each read is timed ``--repeat`` times, in process, through the real functions of
-:mod:`app.ledger.reports` (the ones the CLI, the API and the dashboard call), warm
+:mod:`app.ledger.reads.reports` (the ones the CLI, the API and the dashboard call), warm
 cache, **while ingest runs**: a separate process records ``--ingest-rate`` jobs per
 second (queued, running, succeeded through :mod:`app.ledger.transitions`) and settles the
 counts every 10 s as beat would (``--ingest-rate 0``: nothing else writing):
 
 - ``stats``: :func:`reports.stats` (counts per type and status, live count, oldest live:
-  settled counts plus the live remainder, :mod:`app.ledger.counts`);
+  settled counts plus the live remainder, :mod:`app.ledger.reads.counts`);
 - ``first_page``: :func:`reports.list_jobs` with ``limit=50`` (newest first);
 - ``detail``: :func:`reports.job_detail` of a job picked at random per repeat (by id);
 - ``naive``: ``SELECT status, count(*) FROM jobs GROUP BY status``.
@@ -44,8 +44,8 @@ from typing import Any
 from sqlalchemy import event, text
 
 from app import db
-from app.ledger import counts, reports
 from app.ledger import transitions as ledger
+from app.ledger.reads import counts, reports
 from benchmarks import _harness as h
 from benchmarks import _seed
 

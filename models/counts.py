@@ -1,5 +1,5 @@
 """Settled status counts: what ``stats()`` reads instead of counting tens of millions of
-rows (:mod:`app.ledger.counts` explains the scheme).
+rows (:mod:`app.ledger.reads.counts` explains the scheme).
 
 A finished job whose ``completed_at`` is older than the watermark ``settled_before`` is
 counted in ``job_status_counts`` (per tenant, type, final status and UTC hour of

@@ -12,7 +12,7 @@
 Every table carries ``tenant``, and every key and index starts with it: a budget or a
 dataset is named within its tenant, so two tenants may both have a budget
 ``household`` and never see each other's rows. The tenant a job writes is the one of its
-ledger row (:attr:`app.ledger.context.JobContext.tenant`), never a value from the payload.
+ledger row (:attr:`app.ledger.runtime.context.JobContext.tenant`), never a value from the payload.
 
 The reads and writes live in :mod:`tasks._store`; the schema in migrations ``0002`` and
 ``0005`` (which added ``tenant`` to the tables that lacked it).

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.ledger.states import LIVE, JobStatus
+from app.ledger.rules.states import LIVE, JobStatus
 from models.base import Base, BigId
 
 ACTORS = ("producer", "worker", "beat", "api", "cli", "lifeline", "purge")

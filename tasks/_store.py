@@ -3,7 +3,7 @@
 The tables are in :mod:`models.domain`; they live in the ledger's database, so this module
 uses :func:`app.db.engine`. Each function is one named statement or one short
 transaction; the tasks never build SQL themselves. Ledger writes (progress, logs, files,
-outcomes) do not belong here: they go through :class:`app.ledger.context.JobContext`.
+outcomes) do not belong here: they go through :class:`app.ledger.runtime.context.JobContext`.
 
 Upserts use ``INSERT … ON CONFLICT`` (PostgreSQL and SQLite both have it), which makes
 every write idempotent: a job delivered twice writes the same rows again.

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, get_args
 
-from app.ledger.redaction import redact
+from app.ledger.rules.redaction import redact
 
 BaseType = Literal["str", "int", "float", "decimal", "date", "bool"]
 ColumnType = Literal[

@@ -49,8 +49,8 @@ from pydantic import Field
 
 from app.config import settings
 from app.exceptions import JobFailed
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import FormatName, Tenant
 from tasks._sources import CHUNK, Format

@@ -50,8 +50,8 @@ from sqlalchemy.exc import DataError
 
 from app.config import settings
 from app.exceptions import JobCanceled, JobFailed
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import DatasetName, FormatName, Location, Tenant, format_problem
 from tasks._sources import (

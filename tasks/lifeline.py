@@ -1,4 +1,4 @@
-"""The ``lifeline`` job type: one pass of :func:`app.ledger.lifeline.run_once`, run by
+"""The ``lifeline`` job type: one pass of :func:`app.ledger.operations.lifeline.run_once`, run by
 beat every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (default 60), itself in the ledger.
 
 It never acts on itself: it is running with a fresh heartbeat while it looks, and its own
@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from app.ledger import lifeline as rescue
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.operations import lifeline as rescue
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 
 
 class LifelinePayload(JobPayload):

@@ -1,7 +1,7 @@
 """The ``purge`` job type: the retention purge, run by beat once a day (or by hand with
 ``jobledger purge``), itself recorded in the ledger like any job.
 
-See :mod:`app.ledger.retention` for what is deleted, archived and rolled up, and why.
+See :mod:`app.ledger.operations.retention` for what is deleted, archived and rolled up, and why.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import Field
 
-from app.ledger import retention
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.operations import retention
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 
 
 class PurgePayload(JobPayload):

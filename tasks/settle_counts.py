@@ -1,5 +1,5 @@
 """``settle_counts``: moves finished jobs into the settled status counts
-(:func:`app.ledger.counts.settle`), run by beat every ``JOBLEDGER_SETTLE_INTERVAL`` seconds.
+(:func:`app.ledger.reads.counts.settle`), run by beat every ``JOBLEDGER_SETTLE_INTERVAL`` seconds.
 
 A plain Celery task, not a job task: it changes no job (only a cache of counts that
 ``stats()`` reads), and a ledger row every minute would bury the jobs operators look
@@ -10,7 +10,7 @@ watermark row and each starts where the last one ended.
 from __future__ import annotations
 
 from app.celery import app
-from app.ledger import counts
+from app.ledger.reads import counts
 
 
 @app.task(name="settle_counts", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import Field
 
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import BudgetId
 

@@ -52,8 +52,8 @@ from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.exceptions import JobFailed
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _database, _store
 from tasks._confine import SourceRefused
 from tasks._fields import BudgetId, FormatName, Location, format_problem

@@ -9,7 +9,7 @@ Usage::
 
 ``delay()`` validates the payload and both steps' payloads, records the parent job (type
 ``sync_and_suggest``) and its steps (1 ``sync``, 2 ``suggest``) as ``queued`` in one
-transaction, then publishes them as a Celery chain (:mod:`app.ledger.chain`). The parent
+transaction, then publishes them as a Celery chain (:mod:`app.ledger.runtime.chain`). The parent
 is ``running`` while a step runs and ``succeeded`` after the last; when ``sync`` fails the
 parent fails and ``suggest`` becomes ``canceled`` without running. Canceling the parent
 stops the step in flight at its next batch and cancels the rest. ``source`` takes every
@@ -18,8 +18,8 @@ form :mod:`tasks.sync` accepts.
 
 from __future__ import annotations
 
-from app.ledger.chain import Step, chain_job
-from app.ledger.task import JobPayload
+from app.ledger.runtime.chain import Step, chain_job
+from app.ledger.runtime.task import JobPayload
 from tasks._fields import BudgetId
 from tasks.sync import SyncSource
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 import tasks.purge  # noqa: F401  (registered, so refusing it is about the rule, not a typo)
 from app.api.auth import ApiKey, ApiKeysMisconfigured, KeyRing, digest_of, new_key
 from app.config import settings
-from app.ledger import operations
+from app.ledger.operations import actions as operations
 from tests.support import api, ledger
 from tests.support.api import ACME, OTHER
 from tests.support.jobs import echo, fail, gate_key

@@ -10,7 +10,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from app.exceptions import InvalidPayload
-from app.ledger.naming import NAME_PATTERN
+from app.ledger.rules.naming import NAME_PATTERN
 from tests.support import ledger as read
 from tests.support.jobs import echo
 from tests.support.processes import WorkerProcess

@@ -15,7 +15,7 @@ from app.api.main import create_app
 from app.api.sessions import COOKIE
 from app.config import settings
 from app.db import engine
-from app.ledger import operations
+from app.ledger.operations import actions as operations
 from models.tables import dashboard_sessions
 from tests.support import api, ledger
 from tests.support.api import ACME, ACME_KEY, OTHER, OTHER_KEY

@@ -30,10 +30,11 @@ import tasks  # noqa: F401  (registers the product's job types in this process)
 from app import db
 from app.celery import app
 from app.exceptions import InvalidJobId, InvalidPayload
-from app.ledger import operations, reports
 from app.ledger import transitions as ledger_writes
-from app.ledger.states import TERMINAL, JobStatus, is_valid_walk
-from app.ledger.task import JobTask
+from app.ledger.operations import actions as operations
+from app.ledger.reads import reports
+from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
+from app.ledger.runtime.task import JobTask
 from app.migrate import upgrade
 from tests.support import ledger
 from tests.support.faults import (

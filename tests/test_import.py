@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from app.ledger import operations
+from app.ledger.operations import actions as operations
 from app.ledger.transitions import request_cancel
 from tasks import import_data
 from tests.support import domain

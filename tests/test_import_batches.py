@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from app.ledger import transitions as ledger
-from app.ledger.context import JobContext
+from app.ledger.runtime.context import JobContext
 from tasks import _store
 from tasks.import_data import Batch, ImportPayload, _DatasetWriter
 from tests.support import domain

@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from app import db
 from app.celery import app
-from app.ledger import lifeline
 from app.ledger import transitions as ledger_writes
+from app.ledger.operations import lifeline
 from tests.support import ledger
 from tests.support.jobs import gated
 from tests.support.ops import backdate, safe_gated, wait_at

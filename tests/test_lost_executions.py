@@ -25,8 +25,8 @@ from sqlalchemy import text
 
 from app import db
 from app.config import settings
-from app.ledger import lifeline
-from app.ledger.states import TERMINAL, JobStatus, is_valid_walk
+from app.ledger.operations import lifeline
+from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
 from tests.support import ledger
 from tests.support.faults import (
     hold,

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from app.ledger import transitions as ledger
-from app.ledger.naming import NAME_PATTERN, run_name
+from app.ledger.rules.naming import NAME_PATTERN, run_name
 from tests.support import ledger as read
 
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from app.exceptions import InvalidJobId, JobNotFound, PayloadNotKept, TransitionRefused
-from app.ledger import operations
 from app.ledger import transitions as ledger_api
+from app.ledger.operations import actions as operations
 from tests.support import ledger
 from tests.support.jobs import echo, fail, gate_key, gated
 from tests.support.ops import wait_at

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from app import db
 from app.config import settings
 from app.ledger import transitions as ledger
-from app.ledger.prepared import Prepared
+from app.ledger.engines.prepared import Prepared
 from tests.support import ledger as read
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from app import cli as cli_module
 from app import db
-from app.ledger import retention
+from app.ledger.operations import retention
 from tests.support import ledger
 from tests.support.jobs import echo
 from tests.support.ops import clean_rollups  # also registers purge in the workers

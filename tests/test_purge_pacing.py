@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ledger.purge_pacing import LONGEST_PAUSE_SECONDS, PurgePacing
+from app.ledger.operations.purge_pacing import LONGEST_PAUSE_SECONDS, PurgePacing
 
 
 def test_the_first_batch_is_the_largest_allowed() -> None:

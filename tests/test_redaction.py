@@ -13,8 +13,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func
 
-from app.ledger.redaction import redact, redact_data
-from app.ledger.sanitise import MAX_TEXT, clean, clean_row, truncate
+from app.ledger.rules.redaction import redact, redact_data
+from app.ledger.rules.sanitise import MAX_TEXT, clean, clean_row, truncate
 
 PEM_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\nAbc+/="
 
@@ -369,7 +369,7 @@ def test_megabyte_inputs_are_redacted_in_linear_time(unit: str) -> None:
     assert len(redact(text)) <= len(text) + 3
 
 
-# -- sanitising (app.ledger.sanitise) ---------------------------------------------------
+# -- sanitising (app.ledger.rules.sanitise) ---------------------------------------------------
 
 
 def test_long_text_is_truncated_with_a_marker_within_the_limit() -> None:

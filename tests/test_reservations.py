@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.ledger.reservations import _headers
+from app.ledger.operations.reservations import _headers
 
 
 def test_the_headers_of_a_reserved_message_are_read_from_kombu_s_entry() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.ledger.sanitise import REPLACEMENT, clean, clean_row, storable
+from app.ledger.rules.sanitise import REPLACEMENT, clean, clean_row, storable
 
 R = REPLACEMENT
 

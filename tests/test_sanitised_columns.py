@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from app import db
-from app.ledger import operations
-from app.ledger.sanitise import MAX_TEXT
+from app.ledger.operations import actions as operations
+from app.ledger.rules.sanitise import MAX_TEXT
 from tests.support import ledger as read
 from tests.support.jobs import leaky, leaky_pair
 from tests.support.secrets import GITHUB, TEXT, URL, leaked

@@ -20,7 +20,7 @@ import redis
 from celery.beat import ScheduleEntry, Scheduler
 
 from app.celery import app
-from app.ledger import operations
+from app.ledger.operations import actions as operations
 from app.schedule import BEAT_OPTIONS
 from tests.support import ledger as read
 from tests.support.jobs import leaky, leaky_pair, leaky_retry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.ledger.states import (
+from app.ledger.rules.states import (
     LIVE,
     PREDECESSORS,
     TERMINAL,

@@ -1,4 +1,4 @@
-"""Settled status counts (``app.ledger.counts``) always equal a naive count of ``jobs``:
+"""Settled status counts (``app.ledger.reads.counts``) always equal a naive count of ``jobs``:
 after settling, purging, retrying, cascades, with tenant and ``since`` filters, and while
 settles race the operations that take settled jobs back out."""
 
@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import text
 
 from app import db
-from app.ledger import counts, reports
 from app.ledger import transitions as ledger
-from app.ledger.retention import purge
-from app.ledger.states import normalize
+from app.ledger.operations.retention import purge
+from app.ledger.reads import counts, reports
+from app.ledger.rules.states import normalize
 from tests.support import ledger as read
 
 

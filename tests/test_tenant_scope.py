@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from app.exceptions import InvalidPayload
 from app.ledger import transitions as ledger
-from app.ledger.task import HEADER
+from app.ledger.runtime.task import HEADER
 from tasks import export_data, import_data, suggest, sync, sync_and_suggest
 from tests.support import api, domain
 from tests.support.api import ACME, OTHER

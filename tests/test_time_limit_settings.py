@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from app.celery import app
 from app.config import Settings, TimeLimits, settings
 from app.exceptions import TimeLimitsMisconfigured
-from app.ledger.chain import ChainJobTask
-from app.ledger.task import JobTask
+from app.ledger.runtime.chain import ChainJobTask
+from app.ledger.runtime.task import JobTask
 from tasks import export_data, sync_and_suggest
 from tests.support import domain
 
@@ -111,7 +111,7 @@ def test_a_misspelt_job_type_stops_the_api_at_start() -> None:
 def test_a_misspelt_job_type_is_refused_before_a_producer_records_a_job(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from app.ledger import time_limit_types
+    from app.ledger.runtime import time_limit_types
 
     monkeypatch.setattr(settings(), "time_limits", {"exprot": TimeLimits(hard=60)})
     monkeypatch.setattr(time_limit_types, "_checked", False)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app import db
 from app.ledger import transitions as ledger
-from app.ledger.states import JobStatus
+from app.ledger.rules.states import JobStatus
 from tests.support import ledger as read
 
 S = JobStatus

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from app import db
 from app.config import settings
 from app.ledger import transitions as ledger
-from app.ledger.states import JobStatus
+from app.ledger.rules.states import JobStatus
 from app.migrate import upgrade
 
 

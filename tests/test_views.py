@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app import db
-from app.ledger import reports, retention
+from app.ledger.operations import retention
+from app.ledger.reads import reports
 from app.migrate import upgrade
 from tests.support.ops import clean_rollups
 

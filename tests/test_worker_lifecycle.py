@@ -12,7 +12,7 @@ import redis
 
 from app.celery import app
 from app.ledger import transitions as ledger
-from app.ledger.states import JobStatus, is_valid_walk
+from app.ledger.rules.states import JobStatus, is_valid_walk
 from tests.support import ledger as read
 from tests.support.jobs import echo, fail, flaky, gate_key, gated, refuse
 from tests.support.processes import WorkerProcess, start_worker

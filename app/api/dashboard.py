@@ -42,8 +42,8 @@ from app.api.parameters import without_nul
 from app.config import settings
 from app.exceptions import InvalidJobId, JobNotFound
 from app.inputs import MAX_PAGE
-from app.ledger import reports
-from app.ledger.states import LIVE, JobStatus, normalize
+from app.ledger.reads import reports
+from app.ledger.rules.states import LIVE, JobStatus, normalize
 
 router = APIRouter(
     prefix="/dashboard", include_in_schema=False, dependencies=[Depends(without_nul)]

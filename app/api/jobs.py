@@ -3,8 +3,8 @@
 The API never writes the ledger itself. A job is created through its task's
 ``apply_async`` (validated, recorded ``queued``, then published, exactly as a producer's
 ``delay()``), with ``trigger="api"``, ``created_by`` = the key's name and ``tenant`` = the
-key's tenant; cancel and retry go through :mod:`app.ledger.operations` with actor
-``api``. Reads go through :mod:`app.ledger.reports`.
+key's tenant; cancel and retry go through :mod:`app.ledger.operations.actions` with actor
+``api``. Reads go through :mod:`app.ledger.reads.reports`.
 
 Every route is scoped to the key's tenant, and a job of another tenant is answered
 exactly like a job that does not exist (404): a key cannot learn that it exists.
@@ -30,9 +30,11 @@ from app.celery import app as celery_app
 from app.config import settings
 from app.exceptions import InvalidIdempotencyKey, JobNotFound, LedgerUnavailable
 from app.inputs import MAX_PAGE, refuse_unstorable
-from app.ledger import idempotency, operations, reports
-from app.ledger.states import normalize
-from app.ledger.task import JobTask
+from app.ledger import idempotency
+from app.ledger.operations import actions as operations
+from app.ledger.reads import reports
+from app.ledger.rules.states import normalize
+from app.ledger.runtime.task import JobTask
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(without_nul)])
 Caller = Annotated[ApiKey, Depends(require_key)]

@@ -44,7 +44,7 @@ from app.exceptions import (
     LedgerUnavailable,
     TransitionRefused,
 )
-from app.ledger.time_limit_types import check_time_limit_types
+from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.inputs import refuse_unstorable
-from app.ledger.reports import JobDetail, Page, jsonable
+from app.ledger.reads.reports import JobDetail, Page, jsonable
 
 #: Columns of the ledger that mean nothing to a client (the worker's private bookkeeping).
 HIDDEN_COLUMNS = frozenset({"execution_id", "previous_status"})

@@ -1,20 +1,22 @@
-"""The job ledger: the state machine and every write to it.
+"""The job ledger: the state machine and every write to it, in layers.
 
-Modules, each with one job:
+- :mod:`app.ledger.rules`: what holds everywhere, pure: the states and their allowed
+  predecessors (``PREDECESSORS``, the only statement of the state rules), run names,
+  redaction and the sanitising of every stored value.
+- :mod:`app.ledger.engines`: the SQL, one engine per database; the only code that
+  knows which database it runs on.
+- :mod:`app.ledger.transitions` and :mod:`app.ledger.steps`: one function per transition
+  of a job or of a chained job's step; the one door every path goes through.
+- :mod:`app.ledger.runtime`: the Celery side: the task base class, the job context,
+  chains, the signal handlers, the worker-side request.
+- :mod:`app.ledger.operations`: what operators and maintenance do to jobs: cancel,
+  retry, the lifeline, the retention purge.
+- :mod:`app.ledger.reads`: every read of the ledger (CLI, API, dashboard) and the
+  settled status counts.
 
-- :mod:`~app.ledger.states`: the statuses, their allowed predecessors, the vocabularies.
-- :mod:`~app.ledger.redaction`: secrets out of anything a job writes.
-- :mod:`~app.ledger.queries`: every statement the ledger runs, named.
-- :mod:`~app.ledger.transitions`: one function per transition; the only way a job changes.
-- :mod:`~app.ledger.task`: the base class of job tasks (payload validation at ``delay()``).
-- :mod:`~app.ledger.context`: what a running job sees (progress, log, cancel checks).
-- :mod:`~app.ledger.steps`: transitions of a chained job's steps and their parent.
-- :mod:`~app.ledger.chain`: the base class of chained job types (steps as a Celery chain).
-- :mod:`~app.ledger.signals`: thin adapters from Celery signals onto the transitions.
-- :mod:`~app.ledger.operations`: operator actions (cancel, retry) = transition + message.
-- :mod:`~app.ledger.lifeline`: rescue of jobs orphaned by dead workers or lost messages.
-- :mod:`~app.ledger.retention`: the retention purge, archive and daily rollups.
-- :mod:`~app.ledger.reports`: every read of the ledger (CLI, API, dashboard).
+Where to add things: a transition is a row of ``PREDECESSORS`` plus a function in
+``transitions``; an operator command goes in ``operations``; a read goes in ``reads``; a
+job type is one module in ``tasks/``.
 
 Import the submodule you need (``from app.ledger import transitions``); this package
 itself imports nothing so that ``models`` can use the states without loading Celery.

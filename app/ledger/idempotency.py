@@ -30,8 +30,8 @@ from typing import Any
 from app.db import engine, in_transaction
 from app.exceptions import IdempotencyConflict, InvalidIdempotencyKey
 from app.inputs import has_nul
-from app.ledger import queries as q
-from app.ledger.redaction import redact_data
+from app.ledger.engines import queries as q
+from app.ledger.rules.redaction import redact_data
 
 #: Longest key a client may send (``apply_many`` appends ``#<index>`` to it).
 MAX_KEY_LENGTH = 200

@@ -22,8 +22,8 @@ from sqlalchemy import ColumnElement, Connection, func
 
 from app.config import settings
 from app.db import in_transaction
-from app.ledger import queries as q
-from app.ledger.states import LIVE, TERMINAL, JobStatus
+from app.ledger.engines import queries as q
+from app.ledger.rules.states import LIVE, TERMINAL, JobStatus
 from app.ledger.transitions import (
     REDELIVERED,
     Actor,

@@ -11,7 +11,7 @@ Worker-side transitions carry an ``execution_id`` (one per start of the body): a
 signal of an earlier execution cannot finish, retry or cancel a newer one.
 
 Texts and documents are handed over raw: the statements sanitise every column they
-store (:mod:`app.ledger.sanitise`), so nothing here redacts or truncates.
+store (:mod:`app.ledger.rules.sanitise`), so nothing here redacts or truncates.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from sqlalchemy import ColumnElement, Connection, case, func, select
 from app.config import settings
 from app.db import in_transaction, is_postgresql
 from app.exceptions import InvalidJobId
-from app.ledger import queries as q
-from app.ledger.naming import run_name
-from app.ledger.sanitise import MAX_TEXT as MAX_TEXT  # the limit of a stored text
-from app.ledger.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
+from app.ledger.engines import queries as q
+from app.ledger.rules.naming import run_name
+from app.ledger.rules.sanitise import MAX_TEXT as MAX_TEXT  # the limit of a stored text
+from app.ledger.rules.states import LIVE, PREDECESSORS, TERMINAL, JobStatus
 
 S = JobStatus
 Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]

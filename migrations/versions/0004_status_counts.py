@@ -3,7 +3,7 @@
 ``job_status_counts`` holds the counts of finished jobs whose ``completed_at`` is before
 ``job_status_counts_watermark.settled_before``, per tenant, type, final status and UTC
 hour of creation; ``job_status_totals`` the same summed over the hours (see
-:mod:`app.ledger.counts`). The watermark starts at 1970: nothing is
+:mod:`app.ledger.reads.counts`). The watermark starts at 1970: nothing is
 settled until the first ``settle`` (beat runs it every minute).
 
 On PostgreSQL two triggers keep settled counts true when a settled job changes outside
@@ -29,7 +29,7 @@ TERMINAL = "('succeeded', 'partial', 'failed', 'canceled')"
 
 #: Take settled jobs back out of the counts: ``gone`` holds the rows leaving (deleted,
 #: or as they were before leaving a final status). Reads the watermark FOR SHARE, so it
-#: waits for a settle in progress and then sees where it ended (see app.ledger.counts).
+#: waits for a settle in progress and then sees where it ended (see app.ledger.reads.counts).
 FORGET = f"""
 CREATE FUNCTION job_status_counts_forget(gone_tenant text, gone_type text,
                                          gone_status text, gone_hour timestamptz,

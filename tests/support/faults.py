@@ -32,8 +32,8 @@ import redis
 
 from app import db
 from app.config import settings
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tests.support.jobs import gate_key
 from tests.support.processes import ROOT, WorkerProcess
 

@@ -16,9 +16,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app.config import settings
 from app.exceptions import JobCanceled, JobFailed
-from app.ledger.chain import Step, chain_job
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.chain import Step, chain_job
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 
 
 class EchoPayload(JobPayload):

@@ -18,8 +18,8 @@ from sqlalchemy import text
 
 from app import db
 from app.config import settings
-from app.ledger.context import JobContext
-from app.ledger.task import JobPayload, job_task
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 from tests.support.jobs import gate_key
 
 MODULES = ("tasks.purge", "tasks.lifeline", "tests.support.ops")

@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from app.db import engine, in_transaction, is_postgresql
-from app.ledger.states import LIVE, TERMINAL
+from app.ledger.rules.states import LIVE, TERMINAL
 
 #: How far behind ``now()`` the watermark stays (see the module docstring).
 SETTLE_MARGIN = timedelta(minutes=1)

@@ -23,7 +23,7 @@ transaction mode), a prepared statement may be missing: set
 A prepared statement the server has lost (``DISCARD ALL``) is prepared again.
 
 Each statement names the ledger column each stored parameter goes to (``columns``), and
-:meth:`Prepared.first_row` passes those through :func:`app.ledger.sanitise.clean`, as
+:meth:`Prepared.first_row` passes those through :func:`app.ledger.rules.sanitise.clean`, as
 the Core statements pass their rows: the fast path sanitises what it writes exactly as
 the generic path does. ``jsonb`` parameters are taken as Python values and encoded here.
 """
@@ -38,7 +38,7 @@ from typing import Any
 
 from app.config import settings
 from app.db import on_driver_cursor
-from app.ledger.sanitise import clean
+from app.ledger.rules.sanitise import clean
 
 _PREPARED_HERE = "jobledger_prepared"
 #: SQLSTATEs: the server does not know the statement / knows it already.

@@ -2,7 +2,7 @@
 
 Usage (the CLI and the HTTP API call these; ``actor`` says who asked)::
 
-    from app.ledger import operations
+    from app.ledger.operations import actions as operations
 
     operations.cancel("20261124211536_2", actor="cli")   # queued: canceled now;
                                                           # running: stops at its checkpoint
@@ -37,11 +37,11 @@ from app.celery import app
 from app.db import engine
 from app.exceptions import JobNotFound, PayloadNotKept, TransitionRefused
 from app.ledger import transitions as ledger
-from app.ledger.celery_redaction import payload_reprs
-from app.ledger.redaction import MASK
-from app.ledger.reports import resolve_job_id
-from app.ledger.states import JobStatus
-from app.ledger.task import HEADER, JobTask
+from app.ledger.reads.reports import resolve_job_id
+from app.ledger.rules.redaction import MASK
+from app.ledger.rules.states import JobStatus
+from app.ledger.runtime.celery_redaction import payload_reprs
+from app.ledger.runtime.task import HEADER, JobTask
 from models.tables import jobs, steps
 
 CANCELABLE = "queued, retrying or running"

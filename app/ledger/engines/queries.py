@@ -4,7 +4,7 @@ Statements are SQLAlchemy Core so they run on PostgreSQL and SQLite alike; the f
 dialect differences (upsert, the UTC second stamp) are resolved here and nowhere else.
 :mod:`app.ledger.transitions` is the only caller of the writes.
 
-Every write sanitises what it stores here, through :mod:`app.ledger.sanitise`: the rows
+Every write sanitises what it stores here, through :mod:`app.ledger.rules.sanitise`: the rows
 and SET clauses of the Core statements pass through ``clean_row``, and each prepared
 statement names the column of each parameter it stores (``columns``), so callers hand
 over raw texts and documents and never redact or truncate themselves.
@@ -37,9 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 
-from app.ledger.prepared import Prepared
-from app.ledger.sanitise import clean, clean_row
-from app.ledger.states import JobStatus
+from app.ledger.engines.prepared import Prepared
+from app.ledger.rules.sanitise import clean, clean_row
+from app.ledger.rules.states import JobStatus
 from models.tables import counters, events, files, jobs, logs, steps
 
 # transitions and steps name the tables as q.jobs, q.steps…
@@ -332,7 +332,7 @@ def step_summary(job_id: uuid.UUID) -> Select[Any]:
 # The three transitions every job takes (queued, running, finished) as one statement each:
 # a data-modifying CTE does the guarded move and writes its event row, and runs in
 # autocommit, so each costs one round trip (a transaction of separate statements costs
-# BEGIN + n + COMMIT). Each is prepared once per connection (app.ledger.prepared); the
+# BEGIN + n + COMMIT). Each is prepared once per connection (app.ledger.engines.prepared); the
 # generic statements above stay for SQLite and for the rarer transitions. Their guards
 # and event rows are the same as those of `move`. Parameters are Python values: each
 # stored one is sanitised for the column `columns` names, `jsonb` ones are encoded.

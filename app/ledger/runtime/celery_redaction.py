@@ -2,17 +2,17 @@
 
 The broker message keeps the real payload (the body needs it, Celery's retries resend
 it), but everything Celery derives from it for people to read goes through
-:func:`~app.ledger.redaction.redact`, with Celery's own means where it has one:
+:func:`~app.ledger.rules.redaction.redact`, with Celery's own means where it has one:
 
 - **Published arguments**: :func:`payload_reprs` gives ``argsrepr``/``kwargsrepr``, the
   message headers Celery made for this purpose. Celery puts them, instead of the
   arguments, into the ``task-sent`` and ``task-received`` events (so Flower's args and
-  kwargs), ``inspect active/reserved`` and its log context. :class:`~app.ledger.task.
+  kwargs), ``inspect active/reserved`` and its log context. :class:`~app.ledger.runtime.task.
   JobTask` passes them on every publish (``delay``, ``apply_many``, chain steps, retries,
   beat, lifeline), redacting any a caller passed.
 - **Events the worker sends**: :class:`RedactingRequest` is the base of the job tasks'
   ``Request`` class (``Task.Request``, Celery's hook for it;
-  :class:`app.ledger.request.JobRequest`). It redacts the ``argsrepr`` of
+  :class:`app.ledger.runtime.request.JobRequest`). It redacts the ``argsrepr`` of
   messages it did not publish (a producer without jobledger), and the ``result``,
   ``exception`` and ``traceback`` fields of ``task-succeeded``, ``task-failed``,
   ``task-retried`` and ``task-rejected`` before they leave the worker. Celery offers no
@@ -38,7 +38,7 @@ from celery.utils.log import get_multiprocessing_logger
 from celery.utils.saferepr import saferepr
 from celery.worker.request import Request
 
-from app.ledger.redaction import redact, redact_data
+from app.ledger.rules.redaction import redact, redact_data
 
 #: Fields of a worker's task events that carry what the job returned or raised.
 EVENT_TEXT_FIELDS = ("result", "exception", "traceback")

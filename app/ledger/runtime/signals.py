@@ -5,7 +5,7 @@ Which process fires what (CELERY_NOTES "Signals"): ``task_prerun`` and ``task_re
 the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
 limit in the worker's main process. Each handler translates Celery's arguments into one
 ledger call. The transitions written around the body itself (queued, finished, failed)
-live in :mod:`app.ledger.task`, which explains why.
+live in :mod:`app.ledger.runtime.task`, which explains why.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from app import db
 from app.exceptions import TimeLimitsMisconfigured
 from app.ledger import steps
 from app.ledger import transitions as ledger
-from app.ledger.celery_redaction import redact_log_handlers
-from app.ledger.task import JobTask, identity_of, timed_out
-from app.ledger.time_limit_types import check_time_limit_types
+from app.ledger.runtime.celery_redaction import redact_log_handlers
+from app.ledger.runtime.task import JobTask, identity_of, timed_out
+from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 
 from app.exceptions import LedgerUnavailable
-from app.ledger.celery_redaction import RedactingRequest
+from app.ledger.runtime.celery_redaction import RedactingRequest
 
 log = logging.getLogger(__name__)
 
 
 class JobRequest(RedactingRequest):
-    """Celery's request, redacted (:class:`~app.ledger.celery_redaction.RedactingRequest`),
+    """Celery's request, redacted (:class:`~app.ledger.runtime.celery_redaction.RedactingRequest`),
     plus the ledger record of a pool process lost mid-job."""
 
     def on_failure(
@@ -54,7 +54,7 @@ class JobRequest(RedactingRequest):
     def _record_lost(self, exception: Any) -> None:
         from app.ledger import steps  # late: the worker imports tasks first
         from app.ledger import transitions as ledger
-        from app.ledger.task import identity_of
+        from app.ledger.runtime.task import identity_of
 
         if isinstance(exception, ExceptionWithTraceback):
             exception = exception.exc

@@ -39,9 +39,9 @@ from pydantic import BaseModel
 
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
-from app.ledger.celery_redaction import payload_reprs
-from app.ledger.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
-from app.ledger.time_limit_types import check_time_limit_types
+from app.ledger.runtime.celery_redaction import payload_reprs
+from app.ledger.runtime.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
+from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 P = TypeVar("P", bound=BaseModel)
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from app.ledger import lifeline
+    from app.ledger.operations import lifeline
 
     result = lifeline.run_once()            # what beat's ``lifeline`` job does every minute
     lifeline.run_once(timeout=30)           # a shorter timeout, e.g. from the CLI
@@ -39,7 +39,7 @@ One pass does two things:
    Each pass asks every live worker (one ``query_task`` broadcast,
    ``JOBLEDGER_WORKER_REPLY_TIMEOUT`` seconds) which of the messages reserved longer
    than ``JOBLEDGER_RESERVATION_GRACE`` seconds (60) it holds, and gives every other one
-   back to its queue (:mod:`app.ledger.reservations`, kombu's own atomic restore). A job
+   back to its queue (:mod:`app.ledger.operations.reservations`, kombu's own atomic restore). A job
    still ``running`` on a worker that did not answer is first recorded as a lost
    execution (``running -> retrying``), so its next delivery runs at once. With beat's
    default interval (60 s), a dead worker's reservations are back in their queues within
@@ -65,12 +65,13 @@ from sqlalchemy import func, or_, select
 from app.celery import app
 from app.config import settings
 from app.db import engine
-from app.ledger import liveness, reservations
 from app.ledger import transitions as ledger
-from app.ledger.operations import publish_existing, registered_task
-from app.ledger.reports import database_now, jsonable
-from app.ledger.states import LIVE, JobStatus
-from app.ledger.task import identity_of
+from app.ledger.operations import reservations
+from app.ledger.operations.actions import publish_existing, registered_task
+from app.ledger.reads.reports import database_now, jsonable
+from app.ledger.rules.states import LIVE, JobStatus
+from app.ledger.runtime import liveness
+from app.ledger.runtime.task import identity_of
 from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from app.ledger import reports
+    from app.ledger.reads import reports
 
     page = reports.list_jobs(reports.JobFilter(status=("failed",), tenant="acme"), limit=20)
     detail = reports.job_detail("20261124211536_2")      # by run name or UUID
@@ -30,9 +30,9 @@ from sqlalchemy import Connection, Select, func, select, text
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
 from app.inputs import check_page
-from app.ledger import counts
-from app.ledger.naming import NAME_PATTERN
-from app.ledger.states import LIVE, JobStatus, normalize
+from app.ledger.reads import counts
+from app.ledger.rules.naming import NAME_PATTERN
+from app.ledger.rules.states import LIVE, JobStatus, normalize
 from models.tables import events, files, jobs, logs, steps
 
 #: Columns of a job in lists (the heavy documents — payload, result, errors — only in detail).
@@ -69,7 +69,8 @@ MAX_LIMIT = 500
 @dataclass(frozen=True)
 class JobFilter:
     """Which jobs a list shows; empty fields do not filter. Statuses accept the seed
-    vocabularies too (``DONE``, ``Cancelled``…), mapped by :func:`app.ledger.states.normalize`."""
+    vocabularies too (``DONE``, ``Cancelled``…), mapped by
+    :func:`app.ledger.rules.states.normalize`."""
 
     status: tuple[str, ...] = ()
     type: str | None = None
@@ -169,7 +170,7 @@ def count_jobs(filters: JobFilter | None = None) -> int:
     """How many jobs match ``filters`` (every page together; the API's ``total``).
 
     Without a subject filter the answer comes from the status counts
-    (:mod:`app.ledger.counts`: exact, and fast at tens of millions of jobs); a subject
+    (:mod:`app.ledger.reads.counts`: exact, and fast at tens of millions of jobs); a subject
     is not kept there, so that filter counts rows.
     """
     filters = filters or JobFilter()
@@ -239,7 +240,7 @@ def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
 def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[str, Any]:
     """Counts per status and per type and status, how many jobs are live, and the age of
     the oldest live one (a queue that stopped draining shows here first). Exact, and fast
-    at tens of millions of jobs: settled counts plus the rest (:mod:`app.ledger.counts`)."""
+    at tens of millions of jobs: settled counts plus the rest (:mod:`app.ledger.reads.counts`)."""
     filters = JobFilter(tenant=tenant, since=since)
     # OFFSET 0 keeps the planner from walking ix_jobs_created_at from the oldest job until
     # it meets a live one (the newest, so ~all of them: 3.9 s at 10M); the few live rows

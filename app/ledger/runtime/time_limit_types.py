@@ -1,12 +1,12 @@
 """``JOBLEDGER_TIME_LIMITS`` names job types that exist.
 
-The per-type map is read by :func:`app.ledger.task.job_task` when each type is made, by
+The per-type map is read by :func:`app.ledger.runtime.task.job_task` when each type is made, by
 name: a misspelt type (``{"exprot": …}``) would match nothing and the real type would
 run with the defaults, silently. The settings cannot tell (the job types are known only
 once their modules are imported), so the check runs where the registry is complete: at
-worker and beat start (``worker_init``/``beat_init``, :mod:`app.ledger.signals`, which
+worker and beat start (``worker_init``/``beat_init``, :mod:`app.ledger.runtime.signals`, which
 stop the process), at the API's start (its lifespan) and before a producer publishes its first job
-(:meth:`app.ledger.task.JobTask.apply_async`).
+(:meth:`app.ledger.runtime.task.JobTask.apply_async`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _checked = False
 
 def job_types(app: Celery) -> list[str]:
     """Every job type the app knows, its task modules imported first (as a worker does)."""
-    from app.ledger.task import JobTask  # late: app.ledger.task imports this module
+    from app.ledger.runtime.task import JobTask  # late: app.ledger.runtime.task imports this module
 
     app.loader.import_default_modules()
     return sorted(name for name, task in app.tasks.items() if isinstance(task, JobTask))

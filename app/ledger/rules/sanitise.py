@@ -1,9 +1,9 @@
 """The one place a value becomes fit for the ledger: every writer stores what comes out
 of here, so no caller redacts or truncates anything itself.
 
-Two doors, one policy: the Core statements of :mod:`app.ledger.queries` pass the values
+Two doors, one policy: the Core statements of :mod:`app.ledger.engines.queries` pass the values
 they write through :func:`clean_row`; the prepared statements of the PostgreSQL fast
-path name the column each parameter is stored in, and :class:`~app.ledger.prepared.
+path name the column each parameter is stored in, and :class:`~app.ledger.engines.prepared.
 Prepared` passes those through :func:`clean`. The policy is keyed by column name, which
 means the same thing in every ledger table (``failure_reason`` of a job and of a step,
 ``message`` of an event and of a log line):
@@ -15,7 +15,7 @@ means the same thing in every ledger table (``failure_reason`` of a job and of a
   subject would name another thing; ``subject`` is bounded by its column).
 - JSON documents (``payload``, ``result``, ``errors``, ``metadata``): every string in
   them redacted and the value under a secret-looking key masked whole
-  (:func:`~app.ledger.redaction.redact_data`).
+  (:func:`~app.ledger.rules.redaction.redact_data`).
 
 Every text the ledger stores, in any column, is also made storable: PostgreSQL's
 ``text`` and ``jsonb`` refuse a NUL character and psycopg2 cannot encode an unpaired
@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from app.ledger.redaction import MASK, _is_secret_key, redact
+from app.ledger.rules.redaction import MASK, _is_secret_key, redact
 
 #: Longest text kept in a log line, an event message or a failure reason.
 MAX_TEXT = 5000
@@ -99,7 +99,7 @@ def _document(value: Any) -> Any:
 
 
 def _data(value: Any) -> Any:
-    """:func:`~app.ledger.redaction.redact_data` and :func:`storable` in one walk (a
+    """:func:`~app.ledger.rules.redaction.redact_data` and :func:`storable` in one walk (a
     document is walked once on the hot path, not twice)."""
     if isinstance(value, str):
         return storable(redact(value))

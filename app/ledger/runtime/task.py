@@ -17,7 +17,7 @@ Where each transition is written, and why:
   ``before_task_publish``: an exception in a signal handler is only logged, so a ledger
   outage would publish a job the ledger never heard of. Here it fails ``delay()`` instead.
   A bad payload raises :class:`~app.exceptions.InvalidPayload` before anything is written.
-- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.signals`), which leaves its
+- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.runtime.signals`), which leaves its
   verdict on the request; :meth:`JobTask.__call__` skips the body when the verdict says
   so (a durable cancel, a finished job, a stale message).
 - ``retrying`` in :meth:`JobTask.retry`, before Celery publishes the retry's message (so
@@ -57,10 +57,10 @@ from app.exceptions import (
 from app.inputs import unstorable_fields
 from app.ledger import idempotency, steps
 from app.ledger import transitions as ledger
-from app.ledger.celery_redaction import payload_reprs
-from app.ledger.context import JobContext
-from app.ledger.liveness import worker_alive
-from app.ledger.time_limit_types import check_time_limit_types
+from app.ledger.runtime.celery_redaction import payload_reprs
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.liveness import worker_alive
+from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ class JobTask(Task):  # type: ignore[misc]
     """A Celery task whose every run is recorded in the ledger."""
 
     #: The worker-side request records a pool process lost mid-job (main process), and
-    #: redacts what its task events show (Flower): app.ledger.celery_redaction.
-    Request = "app.ledger.request:JobRequest"
+    #: redacts what its task events show (Flower): app.ledger.runtime.celery_redaction.
+    Request = "app.ledger.runtime.request:JobRequest"
     payload_model: ClassVar[type[BaseModel]] = JobPayload
     #: Payload field whose value is the job's subject (budget, dataset…), if any.
     subject_field: ClassVar[str | None] = None

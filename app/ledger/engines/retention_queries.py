@@ -1,6 +1,6 @@
 """Every statement the retention purge runs, named, each with a one-line comment.
 
-Kept apart from :mod:`app.ledger.queries` (the state machine's statements): the purge
+Kept apart from :mod:`app.ledger.engines.queries` (the state machine's statements): the purge
 removes whole finished jobs and never changes a live one, so it needs no transition —
 but like every other ledger statement it lives in one place, as SQLAlchemy Core.
 """
@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.ledger.states import TERMINAL
+from app.ledger.rules.states import TERMINAL
 from models.tables import events, files, jobs, logs, rollups, steps
 
 #: The children of a job, in the order they are deleted (before the job row itself).

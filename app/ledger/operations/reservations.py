@@ -5,7 +5,7 @@ or prefetched) is moved into the ``unacked`` hash (delivery tag -> ``[message, e
 routing key]``) and its delivery time into the ``unacked_index`` sorted set, until the
 worker acknowledges it. Only after ``visibility_timeout`` (1 h by default) does kombu put
 such a message back on its own, whoever holds it. The lifeline uses this module to give
-back sooner the reservations that no live worker holds (see :mod:`app.ledger.lifeline`).
+back sooner the reservations that no live worker holds (see :mod:`app.ledger.operations.lifeline`).
 
 Giving back reuses kombu's own ``QoS.restore_by_tag``: one Redis transaction that
 watches the ``unacked`` hash, removes the entry and pushes the message to its queue

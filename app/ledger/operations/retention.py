@@ -3,7 +3,7 @@ bounded batches, archived first when asked, folded into daily rollups before the
 
 Usage::
 
-    from app.ledger import retention
+    from app.ledger.operations import retention
 
     result = retention.purge()                        # JOBLEDGER_RETENTION_DAYS, archive
     retention.purge(older_than_days=90, dry_run=True)  # what would go, nothing written
@@ -19,7 +19,7 @@ Rules, and why:
 - One transaction per batch (at most ``JOBLEDGER_PURGE_BATCH_SIZE`` jobs, fewer when
   batches run longer than ``JOBLEDGER_PURGE_BATCH_SECONDS``), and a pause after each one
   (``JOBLEDGER_PURGE_PAUSE_FACTOR`` times its duration) so ingest keeps the machine: see
-  :mod:`app.ledger.purge_pacing`. In each batch: lock it (``FOR UPDATE SKIP LOCKED``: two
+  :mod:`app.ledger.operations.purge_pacing`. In each batch: lock it (``FOR UPDATE SKIP LOCKED``: two
   purges never wait on each other), read it with its steps, events, logs and files, write
   the archive file, fold the batch into the rollups, delete children then jobs, commit.
   Locks are held for one batch only, on rows nobody writes any more, so producers and
@@ -61,10 +61,10 @@ from sqlalchemy import Connection, text
 
 from app.config import settings
 from app.db import autocommit_engine, engine, in_transaction, is_postgresql
-from app.ledger import queries as q
-from app.ledger import retention_queries as rq
-from app.ledger.purge_pacing import PurgePacing
-from app.ledger.reports import database_now, jsonable
+from app.ledger.engines import queries as q
+from app.ledger.engines import retention_queries as rq
+from app.ledger.operations.purge_pacing import PurgePacing
+from app.ledger.reads.reports import database_now, jsonable
 
 #: gzip level of the archive files, and the orjson options of their lines: sorted keys,
 #: one document per line, and keys that are ``str`` subclasses (SQLAlchemy's column names
@@ -123,7 +123,7 @@ def purge(
     ``JOBLEDGER_RETENTION_DAYS``), archiving to ``archive_dir`` (default
     ``JOBLEDGER_ARCHIVE_DIR``) first when set. ``batch_size`` is the largest batch,
     ``batch_seconds`` the target duration of one and ``pause_factor`` the pause after
-    each (defaults: the settings; see :mod:`app.ledger.purge_pacing`).
+    each (defaults: the settings; see :mod:`app.ledger.operations.purge_pacing`).
 
     ``between_batches`` runs after each committed batch (the purge job reports progress
     and checks for a cancel there). Raises whatever stopped a batch (an archive that could

@@ -35,9 +35,9 @@ from sqlalchemy import Connection
 from app.config import settings
 from app.db import in_transaction
 from app.exceptions import JobCanceled, JobFailed
-from app.ledger import queries as q
 from app.ledger import steps
 from app.ledger import transitions as ledger
+from app.ledger.engines import queries as q
 
 #: Item errors kept in ``jobs.errors``; past this only the count grows.
 MAX_ITEM_ERRORS = 1000

@@ -1,0 +1,1 @@
+"""The ledger's SQL: the statements every transition, read and purge runs."""

@@ -6,7 +6,7 @@ Entries:
 - ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30).
 - ``settle_counts``: settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
   (60). A plain Celery task, not a job: it changes no job, and a ledger row every minute
-  would bury the jobs operators look for (:mod:`tasks.settle_counts`).
+  would bury the jobs operators look for (:mod:`tasks.maintenance.settle_counts`).
 - ``sync_and_suggest:<budget_id>``: one per budget of ``JOBLEDGER_SCHEDULED_BUDGETS``,
   every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600). Accepted forms::
 

@@ -5,16 +5,24 @@ Celery application so producers get its broker settings. Job types: ``import``
 (:mod:`tasks.import_data`), ``export`` (:mod:`tasks.export_data`), ``sync``
 (:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`) and the chain
 ``sync_and_suggest`` (:mod:`tasks.sync_and_suggest`); see ``docs/tasks.md``. Maintenance
-jobs, recorded like any other: ``purge`` and ``lifeline`` (see ``docs/operations.md``);
-and ``settle_counts``, a plain task that keeps the status counts (not a job).
+job types live apart, in :mod:`tasks.maintenance`: ``purge`` and ``lifeline`` (jobs,
+recorded like any other; see ``docs/operations.md``) and ``settle_counts``, a plain task
+that keeps the status counts (not a job).
+
+A new job type is one module here and nothing else: every module of this package whose
+name does not start with ``_`` is imported with it, so workers, beat and producers all
+register it (``from tasks.<module> import <task>`` to call it).
 """
+
+import importlib
+import pkgutil
 
 import app.celery  # noqa: F401  (configure the Celery app before the tasks bind to it)
 from tasks.export_data import export_data
 from tasks.import_data import import_data
-from tasks.lifeline import lifeline
-from tasks.purge import purge
-from tasks.settle_counts import settle_counts
+from tasks.maintenance.lifeline import lifeline
+from tasks.maintenance.purge import purge
+from tasks.maintenance.settle_counts import settle_counts
 from tasks.suggest import suggest
 from tasks.sync import sync
 from tasks.sync_and_suggest import sync_and_suggest
@@ -29,3 +37,13 @@ __all__ = [
     "sync",
     "sync_and_suggest",
 ]
+
+
+def _import_every_job_type() -> None:
+    """Import the modules not named above too: a job type needs no line in this file."""
+    for module in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        if not any(part.startswith("_") for part in module.name.split(".")):
+            importlib.import_module(module.name)
+
+
+_import_every_job_type()

@@ -14,7 +14,7 @@ import redis
 import yaml
 from fastapi.testclient import TestClient
 
-import tasks.purge  # noqa: F401  (registered, so refusing it is about the rule, not a typo)
+import tasks.maintenance.purge  # noqa: F401  (registered, so refusing it is about the rule, not a typo)
 from app.api.auth import ApiKey, ApiKeysMisconfigured, KeyRing, digest_of, new_key
 from app.config import settings
 from app.ledger.operations import actions as operations

@@ -330,7 +330,7 @@ def test_the_purge_job_runs_on_a_worker_and_records_itself(worker: object) -> No
     recent = echo.delay(value=7)
     ledger.wait_for_status(recent.id, "succeeded")
 
-    from tasks.purge import purge
+    from tasks.maintenance.purge import purge
 
     job = purge.delay(older_than_days=30, batch_size=10)
     row = ledger.wait_for_status(job.id, "succeeded", "failed")

@@ -22,7 +22,7 @@ from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tests.support.jobs import gate_key
 
-MODULES = ("tasks.purge", "tasks.lifeline", "tests.support.ops")
+MODULES = ("tasks.maintenance.purge", "tasks.maintenance.lifeline", "tests.support.ops")
 
 
 def _register_in_subprocesses() -> None:
@@ -32,8 +32,8 @@ def _register_in_subprocesses() -> None:
 
 _register_in_subprocesses()
 
-import tasks.lifeline  # noqa: E402  (registers "lifeline" in this process too)
-import tasks.purge  # noqa: E402, F401  (registers "purge")
+import tasks.maintenance.lifeline  # noqa: E402  (registers "lifeline" in this process too)
+import tasks.maintenance.purge  # noqa: E402, F401  (registers "purge")
 
 
 class SafeGatedPayload(JobPayload):

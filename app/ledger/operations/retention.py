@@ -8,7 +8,7 @@ Usage::
     result = retention.purge()                        # JOBLEDGER_RETENTION_DAYS, archive
     retention.purge(older_than_days=90, dry_run=True)  # what would go, nothing written
 
-Scheduled daily by beat as the ``purge`` job (:mod:`tasks.purge`), itself in the ledger.
+Scheduled daily by beat as the ``purge`` job (:mod:`tasks.maintenance.purge`), itself in the ledger.
 
 Rules, and why:
 

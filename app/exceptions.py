@@ -64,6 +64,17 @@ class LedgerUnavailable(JobledgerError):
     """The ledger database could not be written after retries."""
 
     def __init__(self, what: str, cause: BaseException) -> None:
+        driver_error = getattr(cause, "orig", cause)
+        if str(getattr(driver_error, "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
+            # The file is there and answers: it was locked by another writer throughout.
+            super().__init__(
+                f"could not write {what} to the ledger: the SQLite file stayed locked by "
+                "another connection's write transaction throughout the retries (SQLite takes "
+                "one writer at a time); a transaction held open for long, in this process "
+                "or another, keeps every other write out. Many writers at once: use "
+                "PostgreSQL (JOBLEDGER_DATABASE_URL)"
+            )
+            return
         super().__init__(
             f"could not write {what} to the ledger ({type(cause).__name__}): check that the "
             "database in JOBLEDGER_DATABASE_URL is up and migrated (`jobledger migrate`)"

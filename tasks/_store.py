@@ -326,90 +326,105 @@ def count_uncategorized(tenant: str, budget_id: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def _uncategorized_without_decision(tenant: str, budget_id: str) -> sa.Select[Any]:
-    """Uncategorized transactions with no applied or rejected suggestion (those are the
-    user's decision and are not proposed again)."""
+def _undecided(tenant: str) -> sa.ColumnElement[bool]:
+    """The transaction has no applied or rejected suggestion (those are the user's
+    decision, and the transaction is not proposed for again)."""
     decided = sa.select(suggestions.c.id).where(
         suggestions.c.tenant == tenant,
         suggestions.c.transaction_id == transactions.c.id,
         suggestions.c.status != "pending",
     )
-    return (
-        sa.select(transactions.c.id, transactions.c.payee_normalized)
-        .where(
-            transactions.c.tenant == tenant,
-            transactions.c.budget_id == budget_id,
-            transactions.c.category.is_(None),
-            ~decided.exists(),
+    return ~decided.exists()
+
+
+def suggestion_candidates(
+    tenant: str, budget_id: str, batch_size: int
+) -> Iterator[list[tuple[int, str]]]:
+    """``(transaction_id, payee_normalized)`` of the budget's uncategorized, undecided
+    transactions, in id order, ``batch_size`` at a time. Each batch is its own short read
+    (keyset on the id): nothing is held open between two batches, while the job writes
+    its progress."""
+    after = 0
+    while True:
+        query = (
+            sa.select(transactions.c.id, transactions.c.payee_normalized)
+            .where(
+                transactions.c.tenant == tenant,
+                transactions.c.budget_id == budget_id,
+                transactions.c.category.is_(None),
+                transactions.c.id > after,
+                _undecided(tenant),
+            )
+            .order_by(transactions.c.id)
+            .limit(batch_size)
         )
-        .order_by(transactions.c.id)
-    )
+        with engine().connect() as connection:
+            batch = [(int(row[0]), str(row[1])) for row in connection.execute(query)]
+        if not batch:
+            return
+        yield batch
+        after = batch[-1][0]
 
 
-class SuggestionWriter:
-    """Replaces a budget's pending suggestions in one transaction: the old pending ones
-    go and the new ones arrive together, or (on an error or a cancel) neither. Only
-    ``tenant``'s: another tenant's budget of the same name is not touched.
+@dataclass(frozen=True)
+class Proposal:
+    """A category proposed for one transaction (a ``pending`` suggestion to be)."""
 
-    Usage::
+    transaction_id: int
+    category: str
+    #: Share of the payee's categorized history that has ``category`` (0 to 1).
+    confidence: float
+    #: How many categorized transactions of the payee the proposal rests on.
+    evidence: int
 
-        with SuggestionWriter(tenant, budget_id, job_id) as writer:
-            for batch in writer.candidates():
-                writer.add([...])
+
+def replace_pending_suggestions(
+    tenant: str, budget_id: str, job_id: uuid.UUID, proposals: Sequence[Proposal]
+) -> int:
+    """Replace the budget's ``pending`` suggestions by ``proposals``, in one transaction
+    (the old ones go and the new ones arrive together); returns how many were replaced.
+
+    Only ``tenant``'s: another tenant's budget of the same name is not touched. A proposal
+    for a transaction the user decided on meanwhile (applied or rejected a suggestion for
+    it since the candidates were read) is dropped.
+
+    The transaction holds no more than these statements, and the job writes nothing to the
+    ledger while it is open: on SQLite a write transaction locks the whole file, so a
+    progress write on another connection in between would wait for it, in the same
+    process, until the busy timeout.
     """
-
-    def __init__(self, tenant: str, budget_id: str, job_id: uuid.UUID) -> None:
-        self.tenant = tenant
-        self.budget_id = budget_id
-        self.job_id = job_id
-        self.replaced = 0
-        self._connection: Connection | None = None
-        self._transaction: sa.RootTransaction | None = None
-
-    def __enter__(self) -> SuggestionWriter:
-        self._connection = engine().connect()
-        self._transaction = self._connection.begin()
-        self.replaced = self._connection.execute(
+    with engine().begin() as connection:
+        replaced = connection.execute(
             sa.delete(suggestions).where(
-                suggestions.c.tenant == self.tenant,
-                suggestions.c.budget_id == self.budget_id,
+                suggestions.c.tenant == tenant,
+                suggestions.c.budget_id == budget_id,
                 suggestions.c.status == "pending",
             )
         ).rowcount
-        return self
-
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        assert self._connection is not None
-        assert self._transaction is not None
-        try:
-            if kind is None:
-                self._transaction.commit()
-            else:
-                self._transaction.rollback()
-        finally:
-            self._connection.close()
-
-    def candidates(self, batch_size: int) -> Iterator[list[tuple[int, str]]]:
-        """``(transaction_id, payee_normalized)`` to suggest for, in batches."""
-        assert self._connection is not None
-        result = self._connection.execute(
-            _uncategorized_without_decision(self.tenant, self.budget_id)
+        decided = set(
+            connection.execute(
+                sa.select(suggestions.c.transaction_id).where(
+                    suggestions.c.tenant == tenant,
+                    suggestions.c.budget_id == budget_id,
+                    suggestions.c.status != "pending",
+                )
+            ).scalars()
         )
-        while batch := result.fetchmany(batch_size):
-            yield [(int(row[0]), str(row[1])) for row in batch]
-
-    def add(self, proposals: Sequence[dict[str, Any]]) -> None:
-        """Insert suggestions (``transaction_id``, ``category``, ``confidence``,
-        ``evidence``) as ``pending``."""
-        assert self._connection is not None
-        if proposals:
-            self._connection.execute(
-                sa.insert(suggestions),
-                [
-                    {**p, "tenant": self.tenant, "budget_id": self.budget_id, "job_id": self.job_id}
-                    for p in proposals
-                ],
-            )
+        owner = {"tenant": tenant, "budget_id": budget_id, "job_id": job_id, "status": "pending"}
+        values = [
+            {
+                **owner,
+                "transaction_id": p.transaction_id,
+                "category": p.category,
+                "confidence": p.confidence,
+                "evidence": p.evidence,
+            }
+            for p in proposals
+            if p.transaction_id not in decided
+        ]
+        for start in range(0, len(values), FETCH):
+            connection.execute(sa.insert(suggestions), values[start : start + FETCH])
+        return int(replaced)
 
 
 def normalize_payee(payee: str) -> str:

@@ -20,6 +20,11 @@ Every run replaces the budget's ``pending`` suggestions in one transaction (the 
 go and the new ones arrive together; a cancel or a failure leaves the previous set as it
 was). ``applied`` and ``rejected`` suggestions are the user's decisions: they are never
 touched, and a transaction that has one is not proposed for again.
+
+Two phases: the candidates are read in batches (each a short read; a checkpoint and a
+progress write after each) and the proposals kept in memory, then written in one short
+transaction with no ledger write inside it. Holding a write transaction open across the
+batches would lock a SQLite ledger against the job's own progress writes.
 """
 
 from __future__ import annotations
@@ -54,33 +59,29 @@ def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
     best = best_categories(_store.category_history(tenant, payload.budget_id))
     total = _store.count_uncategorized(tenant, payload.budget_id)
     job.log(f"{len(best)} payees with categorized history; {total} transactions to look at")
-    considered = suggested = 0
-    with _store.SuggestionWriter(tenant, payload.budget_id, job.job_id) as writer:
-        for batch in writer.candidates(payload.batch_size):
-            job.check_canceled()
-            proposals = [
-                {
-                    "transaction_id": transaction_id,
-                    "category": best[payee][0],
-                    "confidence": best[payee][1],
-                    "evidence": best[payee][2],
-                }
-                for transaction_id, payee in batch
-                if payee in best
-            ]
-            writer.add(proposals)
-            considered += len(batch)
-            suggested += len(proposals)
-            job.progress(99 * considered / max(total, 1), f"{considered} of {total} looked at")
+    considered = 0
+    proposals: list[_store.Proposal] = []
+    for batch in _store.suggestion_candidates(tenant, payload.budget_id, payload.batch_size):
+        job.check_canceled()
+        proposals.extend(
+            _store.Proposal(transaction_id, *best[payee])
+            for transaction_id, payee in batch
+            if payee in best
+        )
+        considered += len(batch)
+        job.progress(95 * considered / max(total, 1), f"{considered} of {total} looked at")
+    job.check_canceled()
+    job.progress(95, f"writing {len(proposals)} suggestions")
+    replaced = _store.replace_pending_suggestions(tenant, payload.budget_id, job.job_id, proposals)
     job.log(
-        f"{suggested} suggestions for {considered} uncategorized transactions "
-        f"(replaced {writer.replaced} pending ones)"
+        f"{len(proposals)} suggestions for {considered} uncategorized transactions "
+        f"(replaced {replaced} pending ones)"
     )
     return {
         "transactions_considered": considered,
-        "suggestions": suggested,
-        "without_history": considered - suggested,
-        "replaced_pending": writer.replaced,
+        "suggestions": len(proposals),
+        "without_history": considered - len(proposals),
+        "replaced_pending": replaced,
     }
 
 

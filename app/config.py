@@ -1,26 +1,33 @@
-"""Settings read once from the environment (12-factor), as one object.
+"""Settings read once from the environment (12-factor), one object per concern.
 
-Every knob is a ``JOBLEDGER_*`` variable; ``settings()`` parses them the first time it is
-called and caches the result, so tests that change the environment call
-``settings.cache_clear()``.
+Every knob is a ``JOBLEDGER_*`` variable. :class:`Settings` holds what the ledger, the
+Celery wiring, the API and maintenance need; a job type declares its own settings next
+to it in ``tasks/`` (a :class:`JobledgerSettings` subclass, same prefix). ``settings()``
+parses :class:`Settings` the first time it is called and ``settings.of(Kind)`` a job
+type's; both are cached, and tests that change the environment call
+``settings.cache_clear()``, which forgets them all.
 
 The defaults run with no server at all: an SQLite file for the ledger and Kombu's
-``filesystem://`` broker (works across processes, see CELERY_NOTES "Brokers with no
-server"), both under ``./var``. Production and the tests use PostgreSQL and Redis.
+``filesystem://`` broker (a folder shared by every process on the machine), both under
+``./var``. Production and the tests use PostgreSQL and Redis.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Where the embedded defaults keep their files (the SQLite ledger, the broker folder).
 LOCAL_DIR = Path("var")
-#: The default (and only) folder local file sources are read from.
-DATA_DIR = LOCAL_DIR / "data"
+
+
+class JobledgerSettings(BaseSettings):
+    """Settings of one concern, each field read from ``JOBLEDGER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
 
 
 class TimeLimits(BaseModel):
@@ -34,10 +41,8 @@ class TimeLimits(BaseModel):
     hard: float | None = Field(default=None, gt=0)
 
 
-class Settings(BaseSettings):
-    """The whole configuration of a jobledger process."""
-
-    model_config = SettingsConfigDict(env_prefix="JOBLEDGER_", extra="ignore")
+class Settings(JobledgerSettings):
+    """The configuration of the ledger, its Celery wiring, the API and maintenance."""
 
     #: SQLAlchemy URL of the ledger.
     database_url: str = f"sqlite:///{LOCAL_DIR / 'jobledger.sqlite3'}"
@@ -47,8 +52,6 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     #: When set, purged jobs are first written there as gzip JSON lines.
     archive_dir: Path | None = None
-    #: Where ``export`` jobs write their files (``JOBLEDGER_EXPORT_DIR``).
-    export_dir: Path = LOCAL_DIR / "exports"
     #: Seconds a Redis message may stay unacknowledged before it is delivered again.
     #: Must exceed the longest job: a job still running then is started a second time.
     visibility_timeout: int = Field(default=3600, ge=60)
@@ -82,10 +85,6 @@ class Settings(BaseSettings):
     lifeline_interval: float = Field(default=60, gt=0)
     #: Seconds between two settles of the status counts (:mod:`app.ledger.reads.counts`).
     settle_interval: float = Field(default=60, gt=0)
-    #: Scheduled sync runs: JSON object/list or ``budget_id=source`` pairs, comma separated.
-    scheduled_budgets: str = ""
-    #: Seconds between two scheduled ``sync_and_suggest`` runs of each budget.
-    sync_interval: float = Field(default=3600, gt=0)
     #: UTC time of day (``HH:MM``) of the daily retention purge.
     purge_at: str = "03:30"
     #: Most jobs deleted per purge transaction (short transactions keep writers unblocked: 500
@@ -114,16 +113,6 @@ class Settings(BaseSettings):
     dashboard_session_seconds: int = Field(default=8 * 3600, ge=60)
     #: Dashboard login attempts one client address may make per minute, per API process.
     dashboard_logins_per_minute: int = Field(default=10, ge=1)
-    #: Folders ``import``/``sync`` may read local files from, ``:`` separated (relative
-    #: ones from the working directory). A path that resolves outside them is refused.
-    source_roots: str = str(DATA_DIR)
-    #: Networks (CIDRs, comma separated) that URL sources may reach although they are
-    #: loopback, link-local or private; empty: only public addresses.
-    source_allowed_networks: str = ""
-    #: Database sources ``sync`` may read: a JSON object, name -> ``{"url", "tables",
-    #: "tenants"…}`` (:mod:`tasks._database`). Empty: no job reaches any database but the
-    #: ledger, through the ledger's own code.
-    database_sources: str = ""
 
     #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
     #: kills the process running a job this long and the job ends ``failed`` ("timed out
@@ -138,24 +127,6 @@ class Settings(BaseSettings):
     #: below the type's hard one becomes 90 % of it). ``apply_async(time_limit=…,
     #: soft_time_limit=…)`` overrides both for one job.
     time_limits: dict[str, TimeLimits] = Field(default_factory=dict)
-
-    #: Most columns a record file (``import``, ``sync``) may have: a CSV or XLSX header,
-    #: a JSON object's keys, the columns of all a file's JSON lines together.
-    import_max_columns: int = Field(default=1000, ge=1)
-    #: Most cells of an XLSX sheet (rows times columns, empty rows counted as one cell),
-    #: from its declared dimension before reading and as rows are read.
-    import_max_cells: int = Field(default=10_000_000, ge=1)
-    #: Most values (rows times their columns) one import batch holds, whatever its
-    #: ``batch_size``: a batch's memory and the time a cancel waits for its write are
-    #: bounded by this, not chosen by the payload (50,000 rows of 1,000 columns would be
-    #: 50 million values).
-    import_max_batch_cells: int = Field(default=200_000, ge=1)
-    #: Longest row of a CSV or JSON-lines file, in bytes (a CSV row across lines counted
-    #: whole).
-    import_max_row_bytes: int = Field(default=1024 * 1024, ge=1024)
-    #: Most bytes an XLSX (a zip archive) may decompress to, all its parts together,
-    #: from the sizes the archive declares, checked before anything is decompressed.
-    import_max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _soft_before_hard(self) -> Settings:
@@ -187,20 +158,6 @@ class Settings(BaseSettings):
         SQLAlchemy 2.1 would otherwise look for psycopg 3."""
         return normalize_database_url(url)
 
-    @field_validator("source_allowed_networks")
-    @classmethod
-    def _networks(cls, value: str) -> str:
-        """A typo here must stop the process, not quietly open or close a network."""
-        for entry in value.replace(",", " ").split():
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not a network: give CIDRs such as 10.1.0.0/16 or "
-                    "fd00::/8, comma separated"
-                ) from None
-        return value
-
     def broker(self) -> str:
         """The broker URL, falling back to the embedded filesystem broker."""
         return self.broker_url or "filesystem://"
@@ -219,7 +176,29 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    """The settings of this process, parsed once."""
-    return Settings()
+Kind = TypeVar("Kind", bound=BaseSettings)
+
+
+class _Reader:
+    """``settings()``, ``settings.of(Kind)`` and ``settings.cache_clear()``."""
+
+    def __init__(self) -> None:
+        self._read: dict[type[BaseSettings], BaseSettings] = {}
+
+    def __call__(self) -> Settings:
+        """The settings of this process, parsed once."""
+        return self.of(Settings)
+
+    def of(self, kind: type[Kind]) -> Kind:
+        """The ``kind`` settings of this process (a job type's), parsed once."""
+        found = self._read.get(kind)
+        if found is None:  # two threads may both parse; setdefault keeps one of them
+            found = self._read.setdefault(kind, kind())
+        return cast(Kind, found)
+
+    def cache_clear(self) -> None:
+        """Forget every parsed settings object: the next call reads the environment."""
+        self._read.clear()
+
+
+settings = _Reader()

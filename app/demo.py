@@ -19,9 +19,9 @@ from pathlib import Path
 from sqlalchemy import bindparam, text
 
 from app import db
-from app.config import DATA_DIR
 from app.ledger import transitions as ledger
 from app.ledger.rules.states import TERMINAL
+from tasks._settings import DATA_DIR
 
 DEMO_DIR = DATA_DIR / "demo"
 

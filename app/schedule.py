@@ -1,27 +1,24 @@
-"""The beat schedule, built from the settings: ``app.conf.beat_schedule = build_schedule()``.
+"""The beat schedule: ``app.conf.beat_schedule = build_schedule()``.
 
-Entries:
+The maintenance entries, from :class:`app.config.Settings`:
 
 - ``lifeline``: the lifeline job every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (60).
 - ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30).
 - ``settle_counts``: settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
   (60). A plain Celery task, not a job: it changes no job, and a ledger row every minute
   would bury the jobs operators look for (:mod:`tasks.maintenance.settle_counts`).
-- ``sync_and_suggest:<budget_id>``: one per budget of ``JOBLEDGER_SCHEDULED_BUDGETS``,
-  every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600). Accepted forms::
 
-      JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
-      JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
-      JOBLEDGER_SCHEDULED_BUDGETS='[{"budget_id": "b1", "source": "/data/b1.csv",
-                                     "full_resync": false, "tenant": "acme"}]'
+A job type declares its own entries in its module with :func:`beat_entries` (the
+``sync_and_suggest:<budget_id>`` runs of ``JOBLEDGER_SCHEDULED_BUDGETS``:
+:mod:`tasks.sync_and_suggest`). Beat imports the task modules (``imports``) before it
+reads the schedule, and a declaration adds its entries to the Celery app's schedule as
+its module is imported.
 
-  (use a JSON form when a source contains a comma).
-
-Every entry's ``options`` carry ``trigger="beat"`` and ``created_by="beat"``: beat calls
-``task.apply_async(args, kwargs, **entry.options)`` for a task registered in its process
-(celery/beat.py ``Scheduler.apply_async``), and :meth:`app.ledger.runtime.task.JobTask.apply_async`
-takes them as the job's description, so the ledger row says the run came from beat.
-(Beat imports the task modules — ``imports`` — at start; a task it does not know is sent by
+Every job entry's ``options`` carry ``trigger="beat"`` and ``created_by="beat"``
+(:data:`BEAT_OPTIONS`): beat calls ``task.apply_async(args, kwargs, **entry.options)``
+for a task registered in its process (celery/beat.py ``Scheduler.apply_async``), and
+:meth:`app.ledger.runtime.task.JobTask.apply_async` takes them as the job's description,
+so the ledger row says the run came from beat. (A task beat does not know is sent by
 name and the worker records the job as ``producer``.) Each entry ``expires`` after one
 period (at least 30 s; the purge after 12 h): a run nobody picked up before the next one
 is due is canceled in the ledger ("expired before a worker ran it") instead of piling up
@@ -33,8 +30,7 @@ every run (two purges, two lifelines, two syncs per budget).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from celery.schedules import crontab
@@ -50,30 +46,47 @@ PURGE_EXPIRES = 12 * 3600
 MIN_EXPIRES = 30.0
 
 
-@dataclass(frozen=True)
-class ScheduledBudget:
-    """One budget whose ``sync_and_suggest`` beat runs on a schedule."""
+#: Beat entries by name, as ``beat_schedule`` takes them.
+Schedule = dict[str, dict[str, Any]]
 
-    budget_id: str
-    source: str
-    full_resync: bool = False
-    tenant: str | None = None
+_declared: list[Callable[[], Schedule]] = []
 
 
-def build_schedule(config: Settings | None = None) -> dict[str, dict[str, Any]]:
-    """The ``beat_schedule`` of the application, from ``config`` (default: the settings).
+def beat_entries(declare: Callable[[], Schedule]) -> Callable[[], Schedule]:
+    """Declare a job type's beat entries (a decorator in the job type's module):
+    ``declare()`` returns them from the job type's settings; :func:`build_schedule`
+    includes them, and so does the Celery app's schedule from now on.
 
     Raises:
-        ValueError: ``JOBLEDGER_SCHEDULED_BUDGETS`` or ``JOBLEDGER_PURGE_AT`` is malformed;
+        ValueError: the job type's schedule settings are malformed (from ``declare()``).
+    """
+    _declared.append(declare)
+    from app.celery import app  # late: app.celery builds its schedule with this module
+
+    app.conf.beat_schedule = {**app.conf.beat_schedule, **declare()}
+    return declare
+
+
+def expires(period: float) -> float:
+    """Seconds a scheduled message run every ``period`` seconds may wait for a worker."""
+    return max(period, MIN_EXPIRES)
+
+
+def build_schedule(config: Settings | None = None) -> Schedule:
+    """The ``beat_schedule`` of the application: the maintenance entries from ``config``
+    (default: the settings) and the entries the job types imported so far declare.
+
+    Raises:
+        ValueError: ``JOBLEDGER_PURGE_AT`` or a job type's schedule setting is malformed;
             the message shows the accepted forms.
     """
     config = config or settings()
     hour, minute = _time_of_day(config.purge_at)
-    schedule: dict[str, dict[str, Any]] = {
+    schedule: Schedule = {
         "lifeline": {
             "task": "lifeline",
             "schedule": config.lifeline_interval,
-            "options": {**BEAT_OPTIONS, "expires": max(config.lifeline_interval, MIN_EXPIRES)},
+            "options": {**BEAT_OPTIONS, "expires": expires(config.lifeline_interval)},
         },
         "purge": {
             "task": "purge",
@@ -83,66 +96,12 @@ def build_schedule(config: Settings | None = None) -> dict[str, dict[str, Any]]:
         "settle_counts": {
             "task": "settle_counts",
             "schedule": config.settle_interval,
-            "options": {"expires": max(config.settle_interval, MIN_EXPIRES)},
+            "options": {"expires": expires(config.settle_interval)},
         },
     }
-    for budget in scheduled_budgets(config.scheduled_budgets):
-        kwargs: dict[str, Any] = {"budget_id": budget.budget_id, "source": budget.source}
-        if budget.full_resync:
-            kwargs["full_resync"] = True
-        options: dict[str, Any] = {
-            **BEAT_OPTIONS,
-            "expires": max(config.sync_interval, MIN_EXPIRES),
-        }
-        if budget.tenant:
-            options["tenant"] = budget.tenant
-        schedule[f"sync_and_suggest:{budget.budget_id}"] = {
-            "task": "sync_and_suggest",
-            "schedule": config.sync_interval,
-            "kwargs": kwargs,
-            "options": options,
-        }
+    for declare in _declared:
+        schedule.update(declare())
     return schedule
-
-
-def scheduled_budgets(value: str) -> list[ScheduledBudget]:
-    """Parse ``JOBLEDGER_SCHEDULED_BUDGETS`` (see the module docstring for the forms)."""
-    text = value.strip()
-    if not text:
-        return []
-    if text[0] in "[{":
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(_budgets_error(value, str(error))) from None
-        if isinstance(document, dict):
-            return [ScheduledBudget(str(k), str(v)) for k, v in document.items()]
-        return [_budget_entry(entry, value) for entry in document]
-    budgets = []
-    for pair in filter(None, (part.strip() for part in text.split(","))):
-        budget_id, sep, source = pair.partition("=")
-        if not sep or not budget_id.strip() or not source.strip():
-            raise ValueError(_budgets_error(value, f"{pair!r} is not budget_id=source"))
-        budgets.append(ScheduledBudget(budget_id.strip(), source.strip()))
-    return budgets
-
-
-def _budget_entry(entry: Any, value: str) -> ScheduledBudget:
-    if not isinstance(entry, dict) or not entry.get("budget_id") or not entry.get("source"):
-        raise ValueError(_budgets_error(value, f"{entry!r} needs budget_id and source"))
-    return ScheduledBudget(
-        budget_id=str(entry["budget_id"]),
-        source=str(entry["source"]),
-        full_resync=bool(entry.get("full_resync", False)),
-        tenant=entry.get("tenant"),
-    )
-
-
-def _budgets_error(value: str, problem: str) -> str:
-    return (
-        f"JOBLEDGER_SCHEDULED_BUDGETS={value!r}: {problem}. Use 'budget=source,…', a JSON "
-        'object {"budget": "source"} or a JSON list of {"budget_id": …, "source": …}'
-    )
 
 
 def _time_of_day(value: str) -> tuple[int, int]:

@@ -44,6 +44,7 @@ import httpcore
 import httpx
 
 from app.config import settings
+from tasks._settings import Sources
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,7 +68,7 @@ class SourceRefused(ValueError):
 def source_roots(setting: str | None = None) -> tuple[Path, ...]:
     """The configured roots as real absolute paths (``setting``: the raw value, default
     ``JOBLEDGER_SOURCE_ROOTS``)."""
-    text = settings().source_roots if setting is None else setting
+    text = settings.of(Sources).source_roots if setting is None else setting
     return tuple(Path(os.path.realpath(part)) for part in text.split(":") if part.strip())
 
 
@@ -117,7 +118,7 @@ def _inside(real: Path, roots: tuple[Path, ...]) -> bool:
 
 def allowed_networks(setting: str | None = None) -> tuple[Network, ...]:
     """The networks of ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS`` (``setting``: the raw value)."""
-    text = settings().source_allowed_networks if setting is None else setting
+    text = settings.of(Sources).source_allowed_networks if setting is None else setting
     return tuple(
         ipaddress.ip_network(entry, strict=False) for entry in text.replace(",", " ").split()
     )

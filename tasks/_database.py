@@ -63,6 +63,7 @@ from sqlalchemy.exc import ArgumentError
 from app import db
 from app.config import normalize_database_url, settings
 from tasks._confine import SourceRefused
+from tasks._settings import Sources
 
 #: A source name: what payloads say (letters, digits, ``_ . -``).
 SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -108,7 +109,7 @@ def configured() -> dict[str, DatabaseSourceConfig]:
     Raises:
         DatabaseSourcesMisconfigured: the setting is not valid JSON of the expected shape.
     """
-    return _parse(settings().database_sources)
+    return _parse(settings.of(Sources).database_sources)
 
 
 @functools.lru_cache(maxsize=4)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.config import settings
+from tasks._settings import RecordLimits
 
 Limit = Literal["columns", "cells", "row_bytes", "decompressed_bytes"]
 #: Each limit's setting and unit, for messages.
@@ -50,7 +51,7 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        current = settings()
+        current = settings.of(RecordLimits)
         return cls(
             columns=current.import_max_columns,
             cells=current.import_max_cells,

@@ -47,13 +47,21 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import Field
 
-from app.config import settings
+from app.config import LOCAL_DIR, JobledgerSettings, settings
 from app.exceptions import JobFailed
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import FormatName, Tenant
 from tasks._sources import CHUNK, Format
+
+
+class ExportSettings(JobledgerSettings):
+    """Settings of the ``export`` job type."""
+
+    #: Where ``export`` jobs write their files (``JOBLEDGER_EXPORT_DIR``).
+    export_dir: Path = LOCAL_DIR / "exports"
+
 
 LEDGER_PREFIX = "ledger:"
 #: A dataset name, or ``ledger:`` and a plain identifier.
@@ -141,7 +149,7 @@ def _rows_to_export(
 def _target_path(payload: ExportPayload, tenant: str, job_id: uuid.UUID) -> Path:
     # Names are pattern-checked (no "/" or ".." possible), so they are safe in a path.
     stem = payload.dataset.replace(LEDGER_PREFIX, "ledger.", 1)
-    return settings().export_dir / tenant / f"{stem}-{job_id}.{payload.format}"
+    return settings.of(ExportSettings).export_dir / tenant / f"{stem}-{job_id}.{payload.format}"
 
 
 class _RowWriter(Protocol):

@@ -54,6 +54,7 @@ from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import DatasetName, FormatName, Location, Tenant, format_problem
+from tasks._settings import RecordLimits
 from tasks._sources import (
     Format,
     Record,
@@ -133,7 +134,7 @@ def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     assert payload.format is not None  # filled in by the payload model
     counts = Batch()
     writer = _DatasetWriter(job, payload)
-    max_cells = settings().import_max_batch_cells
+    max_cells = settings.of(RecordLimits).import_max_batch_cells
     job.log(f"importing {payload.format} from {payload.source} into {payload.dataset}")
     try:
         with open_source(payload.source) as source:

@@ -14,12 +14,31 @@ is ``running`` while a step runs and ``succeeded`` after the last; when ``sync``
 parent fails and ``suggest`` becomes ``canceled`` without running. Canceling the parent
 stops the step in flight at its next batch and cancels the rest. ``source`` takes every
 form :mod:`tasks.sync` accepts.
+
+Beat runs it for each budget of ``JOBLEDGER_SCHEDULED_BUDGETS`` every
+``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the entry ``sync_and_suggest:<budget_id>``
+(:func:`budget_runs`; the schedule: :mod:`app.schedule`). Accepted forms::
+
+    JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
+    JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
+    JOBLEDGER_SCHEDULED_BUDGETS='[{"budget_id": "b1", "source": "/data/b1.csv",
+                                   "full_resync": false, "tenant": "acme"}]'
+
+(use a JSON form when a source contains a comma).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from app.config import JobledgerSettings, settings
 from app.ledger.runtime.chain import Step, chain_job
 from app.ledger.runtime.task import JobPayload
+from app.schedule import BEAT_OPTIONS, Schedule, beat_entries, expires
 from tasks._fields import BudgetId
 from tasks.sync import SyncSource
 
@@ -50,3 +69,88 @@ class SyncAndSuggestPayload(JobPayload):
 )
 def sync_and_suggest() -> None:
     """Pull a budget's transactions, then suggest categories for the uncategorized ones."""
+
+
+class BudgetSchedule(JobledgerSettings):
+    """The scheduled runs of ``sync_and_suggest`` (see the module docstring)."""
+
+    #: Scheduled sync runs: JSON object/list or ``budget_id=source`` pairs, comma separated.
+    scheduled_budgets: str = ""
+    #: Seconds between two scheduled ``sync_and_suggest`` runs of each budget.
+    sync_interval: float = Field(default=3600, gt=0)
+
+
+@dataclass(frozen=True)
+class ScheduledBudget:
+    """One budget whose ``sync_and_suggest`` beat runs on a schedule."""
+
+    budget_id: str
+    source: str
+    full_resync: bool = False
+    tenant: str | None = None
+
+
+def scheduled_budgets(value: str) -> list[ScheduledBudget]:
+    """Parse ``JOBLEDGER_SCHEDULED_BUDGETS`` (see the module docstring for the forms)."""
+    text = value.strip()
+    if not text:
+        return []
+    if text[0] in "[{":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(_budgets_error(value, str(error))) from None
+        if isinstance(document, dict):
+            return [ScheduledBudget(str(k), str(v)) for k, v in document.items()]
+        return [_budget_entry(entry, value) for entry in document]
+    budgets = []
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        budget_id, sep, source = pair.partition("=")
+        if not sep or not budget_id.strip() or not source.strip():
+            raise ValueError(_budgets_error(value, f"{pair!r} is not budget_id=source"))
+        budgets.append(ScheduledBudget(budget_id.strip(), source.strip()))
+    return budgets
+
+
+def _budget_entry(entry: Any, value: str) -> ScheduledBudget:
+    if not isinstance(entry, dict) or not entry.get("budget_id") or not entry.get("source"):
+        raise ValueError(_budgets_error(value, f"{entry!r} needs budget_id and source"))
+    return ScheduledBudget(
+        budget_id=str(entry["budget_id"]),
+        source=str(entry["source"]),
+        full_resync=bool(entry.get("full_resync", False)),
+        tenant=entry.get("tenant"),
+    )
+
+
+def _budgets_error(value: str, problem: str) -> str:
+    return (
+        f"JOBLEDGER_SCHEDULED_BUDGETS={value!r}: {problem}. Use 'budget=source,…', a JSON "
+        'object {"budget": "source"} or a JSON list of {"budget_id": …, "source": …}'
+    )
+
+
+@beat_entries
+def budget_runs(config: BudgetSchedule | None = None) -> Schedule:
+    """One beat entry per scheduled budget, from ``config`` (default: the settings).
+
+    Raises:
+        ValueError: ``JOBLEDGER_SCHEDULED_BUDGETS`` is malformed; the message shows the
+            accepted forms.
+    """
+    config = config or settings.of(BudgetSchedule)
+    schedule: Schedule = {}
+    for budget in scheduled_budgets(config.scheduled_budgets):
+        kwargs: dict[str, Any] = {"budget_id": budget.budget_id, "source": budget.source}
+        if budget.full_resync:
+            kwargs["full_resync"] = True
+        options: dict[str, Any] = {**BEAT_OPTIONS, "expires": expires(config.sync_interval)}
+        if budget.tenant:
+            options["tenant"] = budget.tenant
+        schedule[f"sync_and_suggest:{budget.budget_id}"] = {
+            "task": "sync_and_suggest",
+            "schedule": config.sync_interval,
+            "kwargs": kwargs,
+            "options": options,
+        }
+    return schedule

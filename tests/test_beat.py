@@ -16,21 +16,20 @@ from sqlalchemy import text
 from app import db
 from app.celery import app
 from app.config import Settings
-from app.schedule import build_schedule, scheduled_budgets
+from app.schedule import build_schedule
+from tasks.sync_and_suggest import BudgetSchedule, budget_runs, scheduled_budgets
 from tests.support import ledger
 from tests.support import ops as _ops  # noqa: F401  (registers lifeline in subprocesses)
 from tests.support.processes import ROOT, WorkerProcess
 
 
 def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() -> None:
-    config = Settings(
-        scheduled_budgets="b1=/data/b1.csv, b2=postgresql://u@db/src?x=1",
-        sync_interval=900,
-        lifeline_interval=60,
-        purge_at="04:15",
+    config = Settings(lifeline_interval=60, purge_at="04:15")
+    budgets = BudgetSchedule(
+        scheduled_budgets="b1=/data/b1.csv, b2=postgresql://u@db/src?x=1", sync_interval=900
     )
 
-    schedule = build_schedule(config)
+    schedule = {**build_schedule(config), **budget_runs(budgets)}
 
     assert set(schedule) == {
         "lifeline",
@@ -56,7 +55,8 @@ def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() 
 
 
 def test_the_application_carries_the_schedule() -> None:
-    assert {"lifeline", "purge"} <= set(app.conf.beat_schedule)
+    assert {"lifeline", "purge", "settle_counts"} <= set(app.conf.beat_schedule)
+    assert set(budget_runs()) <= set(app.conf.beat_schedule)  # declared by the job type
 
 
 def test_budgets_are_read_from_json_too() -> None:
@@ -67,7 +67,7 @@ def test_budgets_are_read_from_json_too() -> None:
         ("7", "a,b.csv", True, "acme")
     ]
     assert [b.budget_id for b in scheduled_budgets('{"x": "s1", "y": "s2"}')] == ["x", "y"]
-    entry = build_schedule(Settings(scheduled_budgets=json_budget()))["sync_and_suggest:7"]
+    entry = budget_runs(BudgetSchedule(scheduled_budgets=json_budget()))["sync_and_suggest:7"]
     assert entry["kwargs"]["full_resync"] is True
     assert entry["options"]["tenant"] == "acme"
 

@@ -176,10 +176,10 @@ def test_an_allowed_network_opens_the_ipv4_network_behind_nat64_too() -> None:
 def test_a_malformed_allowed_network_stops_the_settings() -> None:
     from pydantic import ValidationError
 
-    from app.config import Settings
+    from tasks._settings import Sources
 
     with pytest.raises(ValidationError, match="not a network"):
-        Settings(source_allowed_networks="10.0.0.0/8, intranet")
+        Sources(source_allowed_networks="10.0.0.0/8, intranet")
 
 
 class Resolver:

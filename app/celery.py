@@ -1,6 +1,7 @@
 """The Celery application: ``celery -A app worker|beat|flower`` finds ``app`` here.
 
-Reliability settings, chosen on purpose (CELERY_NOTES "Revoke, kill, redelivery"):
+Reliability settings, chosen on purpose (what Celery does on a revoke, a killed process
+and a redelivery with Redis decides them):
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: at-least-once. A message is
   acknowledged after the job's outcome is in the ledger; a pool child killed mid-job puts

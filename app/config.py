@@ -87,15 +87,15 @@ class Settings(JobledgerSettings):
     settle_interval: float = Field(default=60, gt=0)
     #: UTC time of day (``HH:MM``) of the daily retention purge.
     purge_at: str = "03:30"
-    #: Most jobs deleted per purge transaction (short transactions keep writers unblocked: 500
-    #: measured up to 1.08 s per batch on 2 loaded cores; 200: at most 0.43 s at 200k jobs).
+    #: Most jobs deleted per purge transaction: short transactions keep writers unblocked
+    #: (why 200: benchmarks/RESULTS.md, "Purge").
     purge_batch_size: int = Field(default=200, ge=1)
     #: Target seconds of one purge transaction: longer batches make the next ones smaller
     #: (:mod:`app.ledger.operations.purge_pacing`); 0 keeps every batch at ``purge_batch_size``.
     purge_batch_seconds: float = Field(default=0.25, ge=0)
     #: The purge pauses this many times each batch's duration after it (pt-archiver's
-    #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses. Why 3: the
-    #: measurements in :mod:`app.ledger.operations.purge_pacing`.
+    #: ``--sleep-coef``), leaving the machine to ingest; 0 never pauses. Why 3:
+    #: benchmarks/RESULTS.md, "Pause factor".
     purge_pause_factor: float = Field(default=3.0, ge=0)
     #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
     purge_vacuum: bool = True

@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python -m benchmarks.memory                # N = 20,000
-    .venv/bin/python -m benchmarks.memory --n 50000      # the size
+    .venv/bin/python -m benchmarks.memory --n 50000      # the size the goals are set at
     .venv/bin/python -m benchmarks.memory --n 5000 --chunk 1000 --note "after X"
 
 One real ``celery -A app worker`` (prefork ``-c 2``, prefetch 16, the throughput

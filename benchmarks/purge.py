@@ -4,7 +4,7 @@ transaction it holds, and what it does to ledger inserts running beside it.
 Usage::
 
     .venv/bin/python -m benchmarks.purge                     # M = 200,000
-    .venv/bin/python -m benchmarks.purge --jobs 1000000      # the size (long)
+    .venv/bin/python -m benchmarks.purge --jobs 1000000      # the size the goals are set at (long)
     .venv/bin/python -m benchmarks.purge --jobs 50000 --no-archive --no-inserts
 
 Seeding (``benchmarks/_seed.py``, set-based SQL, not the ledger API): ``--jobs`` terminal

@@ -1,4 +1,4 @@
-"""The ledger tables of DESIGN §3: jobs, job_steps, job_events, job_logs, job_files.
+"""The ledger tables: jobs, job_steps, job_events, job_logs, job_files.
 
 Timestamps come from the database clock (``now()``) so that ``started_at >= created_at``
 holds whichever machine wrote each one.

@@ -1,8 +1,9 @@
 """The ledger's tables as SQLAlchemy Core ``Table`` objects, for statements.
 
 The declarative classes type ``__table__`` as a generic ``FromClause``; these names give
-the statement modules (``app/ledger/*queries.py``, reports, operations) one typed handle
-each instead of a cast in every module.
+the statement modules (the engines in ``app/ledger/engines/``, the reads, the operations,
+the API's sessions, ``tasks/_store.py``) one typed handle each instead of a cast in every
+module.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
@@ -23,7 +23,4 @@ logs = cast(Table, JobLog.__table__)
 files = cast(Table, JobFile.__table__)
 counters = cast(Table, RunNameCounter.__table__)
 rollups = cast(Table, JobDailyRollup.__table__)
-status_counts = cast(Table, JobStatusCount.__table__)
-status_totals = cast(Table, JobStatusTotal.__table__)
-counts_watermark = cast(Table, StatusCountsWatermark.__table__)
 dashboard_sessions = cast(Table, DashboardSession.__table__)

@@ -1,6 +1,6 @@
 """Input limits of record files, so that a small file cannot ask a worker for unbounded
-CPU or memory (issue 11: a 100k-column CSV, a 1.5 KB XLSX claiming a million rows of
-16k columns, a few kilobytes of XLSX that decompress to gigabytes).
+CPU or memory (a 100k-column CSV, a 1.5 KB XLSX claiming a million rows of 16k
+columns, a few kilobytes of XLSX that decompress to gigabytes).
 
 Usage::
 

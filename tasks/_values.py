@@ -20,11 +20,10 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from app.ledger.rules.redaction import redact
 
-BaseType = Literal["str", "int", "float", "decimal", "date", "bool"]
 ColumnType = Literal[
     "str",
     "int",
@@ -39,7 +38,6 @@ ColumnType = Literal[
     "date?",
     "bool?",
 ]
-COLUMN_TYPES: tuple[str, ...] = get_args(ColumnType)
 #: Characters of a source's value an error message quotes at most.
 EXCERPT = 20
 _TRUE = {"true", "yes", "y", "1"}

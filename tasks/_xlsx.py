@@ -14,7 +14,7 @@ loads the shared-strings part whole, before anything else, so three checks come 
    past that: Python's :mod:`zipfile` never returns more than the declared size and then
    fails the part's CRC check (the file is "not an XLSX workbook").
 2. **Shared strings, streamed.** openpyxl's own reader keeps every parsed ``<si>``
-   element around until the end (measured: about 9 bytes of memory per byte of XML).
+   element around until the end (several times the part's size in memory).
    :class:`_Reader` reads the same strings the same way, but drops each element once
    its text is taken, and reaches a checkpoint (``tick``) as it goes, so a long part
    neither starves the heartbeat nor ignores a cancel.

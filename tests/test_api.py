@@ -260,7 +260,7 @@ def test_list_is_newest_first_paginated_with_total_and_filters(client: TestClien
         return [item["id"] for item in response.json()["items"]]
 
     assert ids_of(status="canceled") == [ids[0]]
-    assert ids_of(status="Cancelled") == [ids[0]]  # the seeds' words are understood
+    assert ids_of(status="Cancelled") == [ids[0]]  # other job systems' words are understood
     assert ids_of(status=["queued", "canceled"], limit=200) == newest_first
     assert ids_of(status="queued,canceled") == newest_first
     assert ids_of(type="example.fail") == [failing]

@@ -1,5 +1,5 @@
 """Database sources of ``sync`` are named connections the operator configures; a payload
-never carries a database URL or SQL (issue 11, item 1).
+never carries a database URL or SQL.
 
 The attack of the issue first (a URL and stacked statements through the API and
 ``delay()``), then what a named source allows: only its tables, only its tenants, only

@@ -1,4 +1,4 @@
-"""CPU and memory bombs (issue 11 item 7), end to end: each is refused before the work
+"""CPU and memory bombs, end to end: each is refused before the work
 it would cost, naming the limit and the setting that raises it; and a long read reaches
 a checkpoint often enough that its heartbeat moves and a cancel stops it."""
 

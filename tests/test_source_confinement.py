@@ -1,5 +1,4 @@
-"""File and URL sources are confined, and what a source holds never comes back whole
-(issue 11, item 3).
+"""File and URL sources are confined, and what a source holds never comes back whole.
 
 The session's worker reads files under the temporary folder and URLs on 127.0.0.0/8
 (tests/conftest.py sets ``JOBLEDGER_SOURCE_ROOTS`` and

@@ -1,6 +1,6 @@
 """Time limits end a job ``failed`` saying "timed out after N s", with a real prefork
 worker: the soft limit in the job's own process, the hard one in the worker's main
-process (CELERY_NOTES "Signals"), never as a lost worker."""
+process (where Celery fires ``task_failure`` for it), never as a lost worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP API and the dashboard (DESIGN §3 "Operators"): ``uvicorn app.api.main:app``.
+"""The HTTP API and the dashboard, for operators: ``uvicorn app.api.main:app``.
 
 - :mod:`app.api.main` builds the FastAPI application and turns ledger errors into answers.
 - :mod:`app.api.auth` identifies the caller by a tenant-scoped API key.

@@ -198,7 +198,7 @@ def list_jobs(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Any:
     """The tenant's jobs, newest first; ``status`` may repeat or be comma separated and
-    accepts the seeds' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
+    accepts other job systems' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
     filters = reports.JobFilter(
         status=_statuses(status_),
         type=type_,

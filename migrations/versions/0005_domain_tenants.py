@@ -15,9 +15,9 @@ Existing rows are moved, in this order:
   written it).
 
 Each table is rewritten once (one UPDATE per table, then the constraint changes); on
-SQLite the constraint changes copy the table (Alembic's batch mode). Measured on the
-2-core machine, PostgreSQL 15: 12.6 s for 500,000 transactions, 100,000 suggestions and
-100,000 dataset rows; the tables are locked meanwhile, so run it with the workers stopped.
+SQLite the constraint changes copy the table (Alembic's batch mode). The tables are
+locked meanwhile (its duration at 700,000 rows: benchmarks/RESULTS.md), so run it with
+the workers stopped.
 
 Downgrade drops the columns and restores the old keys. It refuses, changing nothing, when
 two tenants hold rows the old keys cannot tell apart (the same budget and external id,

@@ -1,4 +1,4 @@
-"""Small files that ask for a lot of work: the CPU and memory bombs of issue 11, built
+"""Small files that ask for a lot of work: the CPU and memory bombs, built
 in the test (a few kilobytes on disk) so they can be checked against the import limits.
 """
 

@@ -18,10 +18,9 @@ Two rules, each with its setting (both measured with ``benchmarks/purge.py``):
   for that many times the duration of the batch it just committed, as pt-archiver's
   ``--sleep-coef`` does, so the ledger's inserts keep most of the machine while a
   day's worth of old jobs is deleted: ``3`` purges at most a quarter of the time, ``0``
-  never pauses; no pause is longer than 30 s. Measured on 2 cores (50k jobs, an
-  inserter calling ``record_queued`` as fast as it can beside it): inserts at 0.90x of
-  their rate without the purge with 3, 0.83x with 1. The default is 3: a daily job has
-  hours, ingest has none to spare.
+  never pauses; no pause is longer than 30 s. The default is 3 (inserts beside the purge
+  keep most of their rate with it, fewer with 1: benchmarks/RESULTS.md, "Pause factor"):
+  a daily job has hours, ingest has none to spare.
 """
 
 from __future__ import annotations

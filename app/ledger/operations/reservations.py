@@ -31,8 +31,6 @@ class Reservation:
     task_id: str
     #: The message's headers (the ledger's ``jobledger`` header among them).
     headers: dict[str, Any]
-    #: When a worker took it (epoch seconds, that worker's clock).
-    reserved_at: float
 
 
 def reserved_before(channel: Channel, moment: float) -> list[Reservation]:
@@ -44,12 +42,12 @@ def reserved_before(channel: Channel, moment: float) -> list[Reservation]:
     tags = [tag for tag, _ in found]
     payloads = client.hmget(channel.unacked_key, tags)
     reservations = []
-    for (tag, score), raw in zip(found, payloads, strict=True):
+    for (tag, _), raw in zip(found, payloads, strict=True):
         if raw is None:
             continue  # acknowledged meanwhile
         headers = _headers(raw)
         if headers.get("id"):
-            reservations.append(Reservation(_text(tag), str(headers["id"]), headers, score))
+            reservations.append(Reservation(_text(tag), str(headers["id"]), headers))
     return reservations
 
 

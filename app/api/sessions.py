@@ -59,11 +59,14 @@ def open_session(key_digest: str, identity: ApiKey, lifetime_seconds: int) -> Se
     token = secrets.token_urlsafe(32)
 
     def work(connection: Connection) -> None:
+        # The database's clock, with the arithmetic done here: ``now() + interval`` is
+        # not SQL that SQLite reads as time (it added the years up as numbers).
+        now = connection.execute(select(func.now())).scalar_one()
         connection.execute(
             delete(sessions).where(
                 or_(
-                    sessions.c.expires_at < func.now() - KEPT_AFTER_END,
-                    sessions.c.revoked_at < func.now() - KEPT_AFTER_END,
+                    sessions.c.expires_at < now - KEPT_AFTER_END,
+                    sessions.c.revoked_at < now - KEPT_AFTER_END,
                 )
             )
         )
@@ -73,7 +76,7 @@ def open_session(key_digest: str, identity: ApiKey, lifetime_seconds: int) -> Se
                 key_digest=key_digest,
                 key_name=identity.name,
                 tenant=identity.tenant,
-                expires_at=func.now() + timedelta(seconds=lifetime_seconds),
+                expires_at=now + timedelta(seconds=lifetime_seconds),
             )
         )
 

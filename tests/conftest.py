@@ -1,7 +1,12 @@
-"""Session set-up: a fresh PostgreSQL database and Redis db for the run, real workers.
+"""The environment of a test run, and nothing that connects.
 
 The environment is set before ``app`` is imported (settings are read once per process)
-and is inherited by the worker subprocesses.
+and is inherited by the worker subprocesses. The layers below need, in turn: nothing
+(``tests/unit``), the ledger database and the broker's Redis (``tests/integration``),
+real workers (``tests/e2e``), workers they kill and servers they stop (``tests/faults``).
+The fixtures that connect live in ``tests/support/services.py`` (a plugin loaded here,
+nothing of it autouse); each layer that needs them turns the per-test clean-up on in
+its own conftest.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 ADMIN_URL = os.environ.get(
@@ -25,10 +29,10 @@ os.environ["JOBLEDGER_BROKER_URL"] = REDIS_URL
 os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "tests.support.jobs"
 os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
 os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"
-# example.stubborn ignores its soft limit: the hard one ends it (tests/test_time_limits.py)
+# example.stubborn ignores its soft limit: the hard one ends it (tests/e2e/test_time_limits.py)
 os.environ["JOBLEDGER_TIME_LIMITS"] = '{"example.stubborn": {"soft": 1, "hard": 3}}'
 # The tests read source files from pytest's tmp_path and URLs from servers on 127.0.0.1;
-# tests/test_source_confinement.py shows the defaults (var/data, public addresses only).
+# tests/e2e/test_source_confinement.py shows the defaults (var/data, public addresses only).
 os.environ["JOBLEDGER_SOURCE_ROOTS"] = tempfile.gettempdir()
 os.environ["JOBLEDGER_SOURCE_ALLOWED_NETWORKS"] = "127.0.0.0/8"
 
@@ -61,85 +65,9 @@ os.environ["JOBLEDGER_DATABASE_SOURCES"] = json.dumps(
 )
 
 import pytest  # noqa: E402
-import redis  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
-from app import db  # noqa: E402
-from app.config import normalize_database_url  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
-from tests.support.processes import STARTED, WorkerProcess, start_worker  # noqa: E402
-
-LEDGER_TABLES = (
-    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
-    "job_status_counts, job_status_totals, dashboard_sessions"
-)
-
-
-def recreate_database(name: str) -> None:
-    admin = create_engine(normalize_database_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def ledger_database() -> Iterator[str]:
-    """A fresh database migrated to head, for the whole run."""
-    recreate_database(TEST_DB)
-    upgrade(database_url=DATABASE_URL)
-    yield DATABASE_URL
-    db.reset()
-
-
-@pytest.fixture(scope="session")
-def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(REDIS_URL)
-
-
-@pytest.fixture(autouse=True)
-def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
-    """Every test starts with an empty ledger and an empty broker database.
-
-    Queues first, then the live workers are let finish what they already hold: a message
-    of the previous test that a worker had reserved would otherwise run after the
-    TRUNCATE and bring its job back as one "with no row" (and its writes could deadlock
-    with the TRUNCATE)."""
-    # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
-    # session worker, and with them every revoke broadcast.
-    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
-    redis_client.delete(*stale)
-    for worker in STARTED:
-        if worker.process.poll() is None:
-            worker.wait_until_idle()
-    with db.engine().begin() as connection:
-        connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
-        # nothing settled (TRUNCATE fires no delete trigger, so the counts start over too)
-        connection.execute(
-            text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
-        )
-
-
-@pytest.fixture(scope="session")
-def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("worker-logs")
-
-
-@pytest.fixture(scope="session")
-def worker(worker_logs: Path) -> Iterator[WorkerProcess]:
-    """One real prefork worker (2 children) shared by the end-to-end tests."""
-    process = start_worker(worker_logs)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def fresh_worker(worker_logs: Path) -> Iterator[WorkerProcess]:
-    """A worker of this test's own, for tests that kill or stop it."""
-    process = start_worker(worker_logs)
-    yield process
-    if process.process.poll() is None:
-        process.stop()
+#: The connecting fixtures (ledger database, Redis, workers): defined once for the session.
+pytest_plugins = ["tests.support.services"]
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from app.config import normalize_database_url
-from tests.conftest import SOURCE_DATABASE, SOURCE_DATABASE_URL, SOURCE_DIR, recreate_database
+from tests.conftest import SOURCE_DATABASE, SOURCE_DATABASE_URL, SOURCE_DIR
+from tests.support.services import recreate_database
 
 BANK_COLUMNS = (
     "id TEXT PRIMARY KEY, date TEXT, payee TEXT, amount REAL, category TEXT, updated_at TEXT"

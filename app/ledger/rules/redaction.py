@@ -35,7 +35,7 @@ What is caught, in the order it is applied:
 
 Every pattern runs in linear time on any input: each starts at a word boundary (a
 lookbehind), repeats are possessive or bounded, and a URL is cut into user-info and the
-rest by string methods, not by backtracking (``tests/test_redaction.py`` feeds
+rest by string methods, not by backtracking (``tests/unit/test_redaction.py`` feeds
 megabyte-long adversarial inputs and random text). Masking is idempotent:
 ``redact(redact(x)) == redact(x)``.
 """

@@ -22,12 +22,12 @@ from celery.beat import ScheduleEntry, Scheduler
 from app.celery import app
 from app.ledger.operations import actions as operations
 from app.schedule import BEAT_OPTIONS
+from tests.e2e.test_flower import AUTH
+from tests.e2e.test_flower import flower as flower  # the fixture
 from tests.support import ledger as read
 from tests.support.jobs import leaky, leaky_pair, leaky_retry
 from tests.support.processes import WorkerProcess, start_worker
 from tests.support.secrets import TEXT, URL, leaked
-from tests.test_flower import AUTH
-from tests.test_flower import flower as flower  # the fixture
 
 PAYLOAD = {"text": TEXT, "uri": URL, "label": "budget"}
 

@@ -16,7 +16,8 @@ from sqlalchemy import create_engine, inspect
 
 from app.migrate import downgrade, upgrade
 from models import Base
-from tests.conftest import ADMIN_URL, TEST_DB, recreate_database
+from tests.conftest import ADMIN_URL, TEST_DB
+from tests.support.services import recreate_database
 
 #: Named after the run's own database, so parallel runs never drop each other's.
 SCRATCH_DB = f"{TEST_DB}_migrations"

@@ -27,7 +27,7 @@ from tests.support.api import ACME, OTHER
 from tests.support.jobs import echo
 from tests.support.ledger import wait_for_status
 
-# The export folder the session worker inherits (as tests/test_export.py sets it).
+# The export folder the session worker inherits (as tests/e2e/test_export.py sets it).
 if "JOBLEDGER_EXPORT_DIR" not in os.environ:
     os.environ["JOBLEDGER_EXPORT_DIR"] = tempfile.mkdtemp(prefix="jobledger-exports-")
     import atexit

@@ -1,5 +1,5 @@
 """The generic (SQLite) path of the hot transitions keeps the same guards and events as
-PostgreSQL's single-statement fast path (tests/test_transitions.py runs that one)."""
+PostgreSQL's single-statement fast path (tests/integration/test_transitions.py runs that one)."""
 
 from __future__ import annotations
 

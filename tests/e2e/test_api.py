@@ -377,7 +377,7 @@ def test_events_and_logs_of_a_job_in_order(client: TestClient, worker: WorkerPro
 
 
 def test_the_compose_api_service_serves_this_app() -> None:
-    compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((Path(__file__).parents[2] / "docker-compose.yml").read_text())
     service = compose["services"]["api"]
 
     assert service["command"][:2] == ["uvicorn", "app.api.main:app"]

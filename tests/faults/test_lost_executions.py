@@ -27,6 +27,7 @@ from app import db
 from app.config import settings
 from app.ledger.operations import lifeline
 from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
+from tests.faults.test_faults import assert_sound_ledger, stop_worker
 from tests.support import ledger
 from tests.support.faults import (
     hold,
@@ -37,7 +38,6 @@ from tests.support.faults import (
 )
 from tests.support.jobs import echo, flaky, gate_key, pair_suicide, suicide
 from tests.support.processes import WorkerProcess
-from tests.test_faults import assert_sound_ledger, stop_worker
 
 pytestmark = pytest.mark.fault
 

@@ -1,0 +1,91 @@
+"""The fixtures that connect: a fresh ledger database for the run, the broker's Redis, real
+workers. Loaded by ``tests/conftest.py`` (``pytest_plugins``), so each is defined once per
+session; none is autouse: ``tests/integration``, ``tests/e2e`` and ``tests/faults`` turn
+the per-test clean-up on in their conftests, and ``tests/unit`` never connects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from app import db
+from app.config import normalize_database_url
+from app.migrate import upgrade
+from tests.conftest import ADMIN_URL, DATABASE_URL, REDIS_URL, TEST_DB
+from tests.support.processes import STARTED, WorkerProcess, start_worker
+
+LEDGER_TABLES = (
+    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
+    "job_status_counts, job_status_totals, dashboard_sessions"
+)
+
+
+def recreate_database(name: str) -> None:
+    admin = create_engine(normalize_database_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def ledger_database() -> Iterator[str]:
+    """A fresh database migrated to head, for the whole run."""
+    recreate_database(TEST_DB)
+    upgrade(database_url=DATABASE_URL)
+    yield DATABASE_URL
+    db.reset()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(REDIS_URL)
+
+
+@pytest.fixture
+def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
+    """Every test starts with an empty ledger and an empty broker database.
+
+    Queues first, then the live workers are let finish what they already hold: a message
+    of the previous test that a worker had reserved would otherwise run after the
+    TRUNCATE and bring its job back as one "with no row" (and its writes could deadlock
+    with the TRUNCATE)."""
+    # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
+    # session worker, and with them every revoke broadcast.
+    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
+    redis_client.delete(*stale)
+    for worker in STARTED:
+        if worker.process.poll() is None:
+            worker.wait_until_idle()
+    with db.engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
+        # nothing settled (TRUNCATE fires no delete trigger, so the counts start over too)
+        connection.execute(
+            text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
+        )
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def worker(worker_logs: Path) -> Iterator[WorkerProcess]:
+    """One real prefork worker (2 children) shared by the end-to-end tests."""
+    process = start_worker(worker_logs)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def fresh_worker(worker_logs: Path) -> Iterator[WorkerProcess]:
+    """A worker of this test's own, for tests that kill or stop it."""
+    process = start_worker(worker_logs)
+    yield process
+    if process.process.poll() is None:
+        process.stop()

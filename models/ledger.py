@@ -24,11 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.ledger.rules.actors import ACTORS, TRIGGERS
 from app.ledger.rules.states import LIVE, JobStatus
 from models.base import Base, BigId
-
-ACTORS = ("producer", "worker", "beat", "api", "cli", "lifeline", "purge")
-TRIGGERS = ("producer", "beat", "api", "retry")
 
 
 def _in(column: str, values: tuple[str, ...] | list[str]) -> str:

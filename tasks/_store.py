@@ -24,9 +24,9 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, func, inspect
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import engine
+from app.ledger import engines
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction
 from models.tables import jobs
 
@@ -44,9 +44,8 @@ FETCH = 1000
 
 
 def _insert(connection: Connection, table: sa.Table) -> Any:
-    """The dialect's INSERT (the one with ``on_conflict_do_*``)."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    """The ledger engine's INSERT (the one with ``on_conflict_do_*``)."""
+    return engines.current().insert(table)
 
 
 # -- datasets ------------------------------------------------------------------------

@@ -18,22 +18,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func
+from sqlalchemy import Connection
 
 from app.config import settings
 from app.db import in_transaction
-from app.ledger.engines import queries as q
+from app.ledger import engines
+from app.ledger.engines.base import REDELIVERED, Engine, Execution, Ref
 from app.ledger.rules.states import LIVE, TERMINAL, JobStatus
 from app.ledger.transitions import (
-    REDELIVERED,
     Actor,
     Start,
     as_document,
-    finish_steps,
     heartbeat_fresh,
     lost_executions_reason,
-    move_and_record,
-    record_start_events,
     resolve_holder,
     stop_reason,
 )
@@ -58,22 +55,31 @@ def record_step_started(
     its parent). The rules for a step found ``running`` are those of
     :func:`~app.ledger.transitions.record_started`, with the parent's heartbeat (a
     chained job heartbeats through its running step)."""
+    engine = engines.current()
+    ref = Ref(job_id, step_id)
+    execution = Execution(
+        celery_task_id=celery_task_id,
+        execution_id=execution_id,
+        worker=worker,
+        worker_pid=worker_pid,
+    )
 
     def work(connection: Connection) -> Start:
-        parent = connection.execute(q.lock_job(job_id)).first()
+        parent = engine.lock_job(connection, job_id)
         if parent is None:
             return Start(run=False, attempt=0, reason=f"no chained job {job_id} in the ledger")
         parent_status = S(parent.status)
         if parent.cancel_requested_at is not None and parent_status in LIVE:
             reason = "canceled before this step started (cancel requested)"
-            _finish_parent(connection, job_id, S.CANCELED, reason, "worker", worker)
-            finish_steps(connection, job_id, S.CANCELED, reason, "worker")
+            _cancel_chain(connection, engine, job_id, reason=reason, actor="worker", worker=worker)
             return Start(run=False, attempt=0, reason=reason)
         if parent_status in TERMINAL:
             reason = f"the chained job is already {parent_status}"
-            finish_steps(connection, job_id, S.CANCELED, reason, "worker")
+            engine.finish_steps(
+                connection, job_id, target=S.CANCELED, reason=reason, actor="worker"
+            )
             return Start(run=False, attempt=0, reason=reason)
-        state = connection.execute(q.step_state(step_id)).first()
+        state = engine.step_state(connection, step_id)
         if state is None:
             return Start(run=False, attempt=0, reason="step is unknown")
         status = S(state.status)
@@ -96,50 +102,26 @@ def record_step_started(
         lost = state.lost_executions + (1 if running else 0)
         if lost >= settings().max_lost_executions:
             if running:
-                _step_lost(connection, job_id, step_id, REDELIVERED, "worker", worker)
+                engine.lose(connection, ref, reason=REDELIVERED, actor="worker", worker=worker)
             reason = lost_executions_reason(lost)
             errors = [{"type": "LostExecutions", "message": reason, "lost_executions": lost}]
-            _fail_step(connection, job_id, step_id, state.position, reason, errors, None, "worker")
-            return Start(run=False, attempt=state.attempts, reason=reason)
-        moved = connection.execute(
-            q.move(
-                q.steps,
-                step_id,
-                S.RUNNING,
-                {S.QUEUED, S.RETRYING, S.RUNNING},
-                {
-                    "attempts": q.steps.c.attempts + 1,
-                    "execution_id": execution_id,
-                    "worker": worker,
-                    "worker_pid": worker_pid,
-                    "lost_executions": q.steps.c.lost_executions + (1 if running else 0),
-                    "started_at": func.coalesce(q.steps.c.started_at, func.now()),
-                },
-                q.steps.c.celery_task_id == celery_task_id,
-                q.steps.c.execution_id.is_(None) | (q.steps.c.execution_id != execution_id),
-            )
-        ).first()
-        if moved is None:
-            return Start(run=False, attempt=state.attempts, reason=f"step is {status}")
-        previous, attempt = S(moved.previous_status), moved.attempts
-        record_start_events(connection, job_id, previous, attempt, worker, step_id)
-        if parent_status is S.QUEUED:
-            _move_parent(
+            _fail_step(
                 connection,
-                job_id,
-                S.RUNNING,
-                {
-                    "attempts": q.jobs.c.attempts + 1,
-                    "worker": worker,
-                    "started_at": func.coalesce(q.jobs.c.started_at, func.now()),
-                    "heartbeat_at": func.now(),
-                },
-                "first step started",
-                "worker",
-                worker,
+                engine,
+                ref,
+                position=state.position,
+                reason=reason,
+                errors=errors,
+                actor="worker",
             )
-        else:
-            connection.execute(q.checkpoint(job_id, None, None, None))
+            return Start(run=False, attempt=state.attempts, reason=reason)
+        attempt = engine.start_step(connection, ref, execution, lost=running)
+        if attempt is None:
+            return Start(run=False, attempt=state.attempts, reason=f"step is {status}")
+        if parent_status is S.QUEUED:
+            engine.start_parent(connection, job_id, worker=worker)
+        else:  # the parent's heartbeat
+            engine.checkpoint(connection, job_id, execution_id=None)
         return Start(run=True, attempt=attempt)
 
     verdict = in_transaction(work, f"start of step {step_id}")
@@ -172,40 +154,22 @@ def record_step_lost(
     """A step's execution on ``worker`` (pool process ``worker_pid``) died and its message
     goes back: ``running -> retrying``, one more lost execution (see
     :func:`~app.ledger.transitions.record_execution_lost`); the parent stays running."""
-    guards = [q.steps.c.worker == worker]
-    if worker_pid is not None:
-        guards.append(q.steps.c.worker_pid == worker_pid)
-    if celery_task_id is not None:
-        guards.append(q.steps.c.celery_task_id == celery_task_id)
+    engine = engines.current()
 
     def work(connection: Connection) -> bool:
-        connection.execute(q.lock_job(job_id)).first()
-        return _step_lost(connection, job_id, step_id, reason, actor, worker, guards)
+        engine.lock_job(connection, job_id)
+        return engine.lose(
+            connection,
+            Ref(job_id, step_id),
+            reason=reason,
+            actor=actor,
+            worker=worker,
+            on_worker=worker,
+            worker_pid=worker_pid,
+            celery_task_id=celery_task_id,
+        )
 
     return in_transaction(work, f"lost execution of step {step_id}")
-
-
-def _step_lost(
-    connection: Connection,
-    job_id: uuid.UUID,
-    step_id: uuid.UUID,
-    message: str,
-    actor: Actor,
-    worker: str | None,
-    guards: list[ColumnElement[bool]] | None = None,
-) -> bool:
-    values = {"lost_executions": q.steps.c.lost_executions + 1, "execution_id": None}
-    return move_and_record(
-        connection,
-        job_id,
-        S.RETRYING,
-        values,
-        actor,
-        message,
-        worker=worker,
-        guards=[*(guards or []), q.steps.c.status == S.RUNNING.value],
-        step_id=step_id,
-    )
 
 
 def record_step_finished(
@@ -221,39 +185,35 @@ def record_step_finished(
     """Finish a step; the last one finishes the parent (``partial`` if any step was)."""
     errors = errors or []
     target = S.PARTIAL if errors else S.SUCCEEDED
+    engine = engines.current()
 
     def work(connection: Connection) -> JobStatus | None:
-        connection.execute(q.lock_job(job_id)).first()
-        values: dict[str, Any] = {"result": as_document(result), "completed_at": func.now()}
-        values["progress"] = 100
-        if not _move_step(
+        engine.lock_job(connection, job_id)
+        if not engine.finish_step(
             connection,
-            job_id,
-            step_id,
-            target,
-            values,
-            execution_id,
-            f"finished with {len(errors)} item errors" if errors else "finished",
-            worker,
+            Ref(job_id, step_id),
+            execution_id=execution_id,
+            target=target,
+            result=as_document(result),
+            message=f"finished with {len(errors)} item errors" if errors else "finished",
+            worker=worker,
         ):
             return None
-        summary = connection.execute(q.step_summary(job_id)).all()
+        summary = engine.step_summary(connection, job_id)
         done = sum(1 for step in summary if step.status in (S.SUCCEEDED, S.PARTIAL))
         if done < len(summary):
-            connection.execute(q.checkpoint(job_id, None, 100 * done // len(summary), None))
+            progress = 100 * done // len(summary)
+            engine.checkpoint(connection, job_id, execution_id=None, progress=progress)
             return target
         partial = any(step.status == S.PARTIAL for step in summary)
-        outcome = S.PARTIAL if partial else S.SUCCEEDED
-        parent_values: dict[str, Any] = {
-            "result": _results_by_step(summary),
-            "errors": errors,
-            "completed_at": func.now(),
-            "result_url": result_url,
-        }
-        parent_values["progress"] = 100
-        parent_values["failure_reason"] = None  # a cancel requested too late: not a failure
-        _move_parent(
-            connection, job_id, outcome, parent_values, "last step finished", "worker", worker
+        engine.complete_parent(
+            connection,
+            job_id,
+            target=S.PARTIAL if partial else S.SUCCEEDED,
+            result=_results_by_step(summary),
+            errors=errors,
+            result_url=result_url,
+            worker=worker,
         )
         return target
 
@@ -271,42 +231,26 @@ def record_step_failed(
     worker: str | None = None,
 ) -> bool:
     """Fail a step, its parent (naming the step), and cancel the steps after it."""
+    engine = engines.current()
 
     def work(connection: Connection) -> bool:
-        connection.execute(q.lock_job(job_id)).first()
-        state = connection.execute(q.step_state(step_id)).first()
+        engine.lock_job(connection, job_id)
+        state = engine.step_state(connection, step_id)
         if state is None:
             return False
         return _fail_step(
-            connection, job_id, step_id, state.position, reason, errors, execution_id, actor, worker
+            connection,
+            engine,
+            Ref(job_id, step_id),
+            position=state.position,
+            reason=reason,
+            errors=errors,
+            execution_id=execution_id,
+            actor=actor,
+            worker=worker,
         )
 
     return in_transaction(work, f"step {step_id} failed")
-
-
-def _fail_step(
-    connection: Connection,
-    job_id: uuid.UUID,
-    step_id: uuid.UUID,
-    position: int,
-    reason: str,
-    errors: list[dict[str, Any]] | None,
-    execution_id: str | None,
-    actor: Actor,
-    worker: str | None = None,
-) -> bool:
-    """Fail a step, its parent (naming the step), and cancel the steps after it."""
-    values = {"failure_reason": reason, "completed_at": func.now()}
-    if not _move_step(
-        connection, job_id, step_id, S.FAILED, values, execution_id, reason, worker, actor
-    ):
-        return False
-    label = f"step {position} failed: {reason}"
-    _finish_parent(connection, job_id, S.FAILED, label, actor, worker, errors=errors or [])
-    finish_steps(
-        connection, job_id, S.CANCELED, f"not run: step {position} failed", actor, position
-    )
-    return True
 
 
 def record_step_canceled(
@@ -319,16 +263,16 @@ def record_step_canceled(
     worker: str | None = None,
 ) -> bool:
     """Cancel a step (revoked, or stopped at a checkpoint), its parent and the rest."""
+    engine = engines.current()
+    ref = Ref(job_id, step_id)
 
     def work(connection: Connection) -> bool:
-        connection.execute(q.lock_job(job_id)).first()
-        values = {"failure_reason": reason, "completed_at": func.now()}
-        moved = _move_step(
-            connection, job_id, step_id, S.CANCELED, values, execution_id, reason, worker, actor
+        engine.lock_job(connection, job_id)
+        moved = engine.cancel(
+            connection, ref, reason=reason, actor=actor, execution_id=execution_id, worker=worker
         )
         if moved:
-            _finish_parent(connection, job_id, S.CANCELED, reason, actor, worker)
-            finish_steps(connection, job_id, S.CANCELED, reason, actor)
+            _cancel_chain(connection, engine, job_id, reason=reason, actor=actor, worker=worker)
         return moved
 
     return in_transaction(work, f"step {step_id} canceled")
@@ -339,16 +283,10 @@ def record_step_retrying(
 ) -> bool:
     """The step's execution ended and Celery will deliver it again; the parent stays
     ``running``."""
+    engine = engines.current()
     return in_transaction(
-        lambda connection: _move_step(
-            connection,
-            job_id,
-            step_id,
-            S.RETRYING,
-            {},
-            execution_id,
-            reason,
-            None,
+        lambda c: engine.retrying(
+            c, Ref(job_id, step_id), execution_id=execution_id, reason=reason
         ),
         f"step {step_id} retrying",
     )
@@ -364,62 +302,75 @@ def step_checkpoint(
     """Heartbeat of a running step (and of its parent, whose progress is the share of the
     chain done). Why it should stop (see :func:`~app.ledger.transitions.checkpoint`): a
     cancel of the parent was requested, or this execution is no longer current."""
+    engine = engines.current()
 
     def work(connection: Connection) -> str | None:
-        step = connection.execute(q.step_checkpoint(step_id, execution_id, progress)).first()
-        if step is None:
+        position = engine.step_checkpoint(
+            connection, step_id, execution_id=execution_id, progress=progress
+        )
+        if position is None:
             return stop_reason(None)
-        total = len(connection.execute(q.step_summary(job_id)).all())
+        total = len(engine.step_summary(connection, job_id))
         overall = None
         if progress is not None and total:
-            overall = (100 * (step.position - 1) + progress) // total
-        parent = connection.execute(q.checkpoint(job_id, None, overall, message)).first()
+            overall = (100 * (position - 1) + progress) // total
+        parent = engine.checkpoint(
+            connection, job_id, execution_id=None, progress=overall, message=message
+        )
         return stop_reason(parent)
 
     return in_transaction(work, f"progress of step {step_id}")
 
 
-def _move_step(
-    connection: Connection,
-    job_id: uuid.UUID,
-    step_id: uuid.UUID,
-    target: JobStatus,
-    values: dict[str, Any],
-    execution_id: str | None,
-    message: str,
-    worker: str | None,
-    actor: Actor = "worker",
-) -> bool:
-    return move_and_record(
-        connection, job_id, target, values, actor, message, execution_id, worker, step_id=step_id
-    )
+# -- internals ---------------------------------------------------------------------------
 
 
-def _move_parent(
+def _fail_step(
     connection: Connection,
-    job_id: uuid.UUID,
-    target: JobStatus,
-    values: dict[str, Any],
-    message: str,
+    engine: Engine,
+    ref: Ref,
+    *,
+    position: int,
+    reason: str,
+    errors: list[dict[str, Any]] | None,
     actor: Actor,
-    worker: str | None,
+    execution_id: str | None = None,
+    worker: str | None = None,
 ) -> bool:
-    return move_and_record(connection, job_id, target, values, actor, message, worker=worker)
+    """Fail a step, its parent (naming the step, with the step's ``errors``), and cancel
+    the steps after it."""
+    if not engine.fail(
+        connection, ref, reason=reason, actor=actor, execution_id=execution_id, worker=worker
+    ):
+        return False
+    label = f"step {position} failed: {reason}"
+    engine.fail(
+        connection, Ref(ref.job_id), reason=label, errors=errors or [], actor=actor, worker=worker
+    )
+    engine.finish_steps(
+        connection,
+        ref.job_id,
+        target=S.CANCELED,
+        reason=f"not run: step {position} failed",
+        actor=actor,
+        after_position=position,
+    )
+    return True
 
 
-def _finish_parent(
+def _cancel_chain(
     connection: Connection,
+    engine: Engine,
     job_id: uuid.UUID,
-    target: JobStatus,
+    *,
     reason: str,
     actor: Actor,
     worker: str | None,
-    errors: list[Any] | None = None,
-) -> bool:
-    values: dict[str, Any] = {"completed_at": func.now(), "failure_reason": reason}
-    if errors is not None:
-        values["errors"] = errors
-    return _move_parent(connection, job_id, target, values, reason, actor, worker)
+) -> None:
+    """Cancel a chained job with ``reason`` (stored sanitised by the same writer as a
+    step's), and every step of it still to run."""
+    engine.cancel(connection, Ref(job_id), reason=reason, actor=actor, worker=worker)
+    engine.finish_steps(connection, job_id, target=S.CANCELED, reason=reason, actor=actor)
 
 
 def _results_by_step(summary: Sequence[Any]) -> dict[str, Any]:

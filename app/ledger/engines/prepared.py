@@ -1,17 +1,9 @@
 """Server-side prepared statements for the transitions every job takes (PostgreSQL).
 
 Queued, running and finished run once per job each, so their cost is the ledger's cost.
-Sent as text, PostgreSQL parses and plans each data-modifying CTE on every call, and
-SQLAlchemy builds an execution context around it. Measured on the 2-core machine (3,000
-jobs, start + finish per job, ``/proc`` CPU of the server backend and of the client):
-
-================================  ===============  ============
-path                              PostgreSQL CPU   client CPU
-================================  ===============  ============
-SQLAlchemy ``text()``, per call   1.03 ms          0.62 ms
-driver cursor, statement text     0.93 ms          0.18 ms
-driver cursor, prepared           0.58 ms          0.15 ms
-================================  ===============  ============
+Why prepared: sent as text, PostgreSQL parses and plans each data-modifying CTE on every
+call and SQLAlchemy builds an execution context around it; prepared on the driver's
+cursor, both costs go (measured: benchmarks/RESULTS.md, session of 2026-11-25).
 
 So each statement is prepared once per server connection (``PREPARE``, remembered in the
 pooled connection's ``info``, which a reconnect starts afresh) and executed on the

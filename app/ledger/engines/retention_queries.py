@@ -13,7 +13,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Delete,
     Insert,
     Select,
@@ -24,8 +23,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from app.ledger.engines.base import Engine
 from app.ledger.rules.states import TERMINAL
 from models.tables import events, files, jobs, logs, rollups, steps
 
@@ -96,10 +95,9 @@ def delete_jobs(job_ids: Sequence[uuid.UUID]) -> Delete:
     return delete(jobs).where(jobs.c.id.in_(job_ids), jobs.c.status.in_(_TERMINAL))
 
 
-def ensure_rollup(connection: Connection, day: date, job_type: str, tenant: str) -> Insert:
-    # Create the rollup row of a day, type and tenant unless it exists.
-    module = postgresql if connection.dialect.name == "postgresql" else sqlite
-    stmt = module.insert(rollups).values(day=day, type=job_type, tenant=tenant, histogram={})
+def ensure_rollup(engine: Engine, day: date, job_type: str, tenant: str) -> Insert:
+    # Create the rollup row of a day, type and tenant unless it exists (`engine`'s upsert).
+    stmt = engine.insert(rollups).values(day=day, type=job_type, tenant=tenant, histogram={})
     return stmt.on_conflict_do_nothing(index_elements=["day", "type", "tenant"])  # type: ignore[no-any-return]
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Select, func, select, text
 from app.db import engine
 from app.exceptions import InvalidJobId, JobNotFound
 from app.inputs import check_page
+from app.ledger import engines
 from app.ledger.reads import counts
 from app.ledger.rules.naming import NAME_PATTERN
 from app.ledger.rules.states import LIVE, JobStatus, normalize
@@ -283,11 +284,7 @@ def report(name: str, *, limit: int = 100) -> list[dict[str, Any]]:
 def database_now(connection: Connection) -> datetime:
     """The database clock (UTC, aware): ages are measured against the clock that stamped
     the rows, not against the caller's."""
-    if connection.dialect.name == "postgresql":
-        now: datetime = connection.execute(select(func.now())).scalar_one()
-        return now
-    stamp = connection.execute(text("SELECT CURRENT_TIMESTAMP")).scalar_one()
-    return datetime.fromisoformat(str(stamp)).replace(tzinfo=UTC)
+    return engines.current().database_now(connection)
 
 
 def jsonable(value: Any) -> Any:

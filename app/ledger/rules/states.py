@@ -10,8 +10,10 @@
     failed | canceled ──(manual retry)──> queued
 
 Every transition in :mod:`app.ledger.transitions` is a guarded ``UPDATE … WHERE status IN
-(PREDECESSORS[target])``; this module is the single source of those sets, of the CHECK
-constraint in the schema, and of the mapping from the seed systems' vocabularies.
+(PREDECESSORS[target])``; this module is the single source of those sets (both engines
+derive every guard from ``PREDECESSORS``, the PostgreSQL fast path formats its SQL text
+from it), of the CHECK constraint in the schema, and of the mapping from the seed
+systems' vocabularies. A new edge is one entry here.
 """
 
 from __future__ import annotations
@@ -55,6 +57,15 @@ PREDECESSORS: dict[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset({S.QUEUED, S.RUNNING, S.RETRYING}),
     S.CANCELED: frozenset({S.QUEUED, S.RUNNING, S.RETRYING}),
 }
+
+#: The statuses a start finds a job (or step) in and runs it: those ``running`` may be
+#: reached from, and ``running`` itself when the path back to it through ``retrying``
+#: exists (a lost execution: recorded ``running -> retrying -> running``).
+START_SOURCES: frozenset[JobStatus] = PREDECESSORS[S.RUNNING] | (
+    frozenset(s for s in PREDECESSORS[S.RETRYING] if s is S.RUNNING)
+    if S.RETRYING in PREDECESSORS[S.RUNNING]
+    else frozenset()
+)
 
 #: Status words of the seed systems, mapped onto this machine (DESIGN §3).
 VOCABULARY: dict[str, JobStatus] = {

@@ -1,0 +1,300 @@
+"""The PostgreSQL engine: the shared Core statements, plus one statement per hot transition.
+
+The three transitions every job takes (queued, running, finished) are each one
+data-modifying CTE that does the guarded move and writes its event row, prepared once
+per connection (:mod:`app.ledger.engines.prepared`) and run in autocommit: one round trip
+each. Their guards and event rows are those of the shared statements
+(:class:`~app.ledger.engines.core.CoreEngine`), and their ``status IN (…)`` lists are
+formatted from :data:`~app.ledger.rules.states.PREDECESSORS` when this module is
+imported, so an edge added there reaches this SQL too. Parameters are Python values:
+each stored one is sanitised for the column ``columns`` names, ``jsonb`` ones encoded.
+Everything else (the rarer transitions, the steps) is the shared Core statements.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, cast, func, literal, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+
+from app.config import settings
+from app.db import autocommit_engine, engine, in_transaction
+from app.ledger.engines import counts_queries as cq
+from app.ledger.engines.base import REDELIVERED, Execution, NewJob, NewStep
+from app.ledger.engines.core import CoreEngine
+from app.ledger.engines.prepared import Prepared
+from app.ledger.rules.actors import Actor
+from app.ledger.rules.states import PREDECESSORS, START_SOURCES, JobStatus
+
+S = JobStatus
+
+
+def _in(statuses: Iterable[JobStatus]) -> str:
+    """``'a', 'b'``: a status set as the inside of an SQL ``IN (…)``."""
+    return ", ".join(f"'{s.value}'" for s in sorted(statuses))
+
+
+def _moves_to(parameter: str, targets: Sequence[JobStatus]) -> str:
+    """The guard of a statement whose target status is ``parameter`` (one of ``targets``):
+    the row's status is one of that target's ``PREDECESSORS``."""
+    groups: dict[frozenset[JobStatus], list[JobStatus]] = {}
+    for target in targets:
+        groups.setdefault(PREDECESSORS[target], []).append(target)
+    if len(groups) == 1:
+        return f"status IN ({_in(next(iter(groups)))})"
+    return (
+        "("
+        + " OR ".join(
+            f"({parameter} IN ({_in(group)}) AND status IN ({_in(sources)}))"
+            for sources, group in groups.items()
+        )
+        + ")"
+    )
+
+
+_QUEUED, _RUNNING, _RETRYING = S.QUEUED.value, S.RUNNING.value, S.RETRYING.value
+
+#: Publish: bump the second's name counter, insert the job, write its creation event.
+#: $1 id, $2 type, $3 tenant, $4 subject, $5 payload, $6 trigger, $7 created_by,
+#: $8 celery_task_id, $9 queue, $10 parent_job_id, $11 metadata, $12 message, $13 actor.
+RECORD_QUEUED = Prepared(
+    "jobledger_record_queued",
+    (
+        *("uuid", "text", "text", "text", "jsonb", "text", "text", "text", "text", "uuid"),
+        *("jsonb", "text", "text"),
+    ),
+    f"""
+WITH seq AS (
+    INSERT INTO run_name_counters (stamp, last)
+    VALUES (to_char(timezone('UTC', now()), 'YYYYMMDDHH24MISS'), 0)
+    ON CONFLICT (stamp) DO UPDATE SET last = run_name_counters.last + 1
+    RETURNING stamp, last
+), job AS (
+    INSERT INTO jobs (id, name, type, status, tenant, subject, payload, trigger, created_by,
+                      celery_task_id, queue, parent_job_id, metadata)
+    SELECT $1, CASE WHEN seq.last = 0 THEN seq.stamp ELSE seq.stamp || '_' || seq.last END,
+           $2, '{_QUEUED}', $3, $4, $5, $6, $7, $8, $9, $10, $11
+    FROM seq
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor)
+SELECT id, NULL, '{_QUEUED}', $12, 0, $13 FROM job
+RETURNING job_id
+""",
+    columns={4: "subject", 5: "payload", 11: "metadata", 12: "message"},
+)
+
+#: Start: a status of START_SOURCES -> running (attempts + 1); from running (its execution
+#: was lost) it is recorded running -> retrying -> running (two events, in that order;
+#: lost_executions + 1). A running job is taken over only when its execution is lost:
+#: its heartbeat is older than $8 seconds, or the caller found its worker gone and names
+#: it ($9). No start once the lost executions would reach $10 (the caller fails the job).
+#: Committed without waiting for the WAL flush: a `running` lost in a server crash is
+#: harmless (the message is not acknowledged, its redelivery starts the job again), and
+#: the job's durable outcome flushes it anyway. The SET LOCAL travels in the same round
+#: trip and runs in the same implicit transaction, so it applies to this start only.
+#: $1 id, $2 execution_id, $3 celery_task_id, $4 worker, $5 redelivered message,
+#: $6 started message, $7 worker_pid, $8 heartbeat timeout, $9 lost execution taken
+#: over, $10 max lost executions.
+RECORD_STARTED = Prepared(
+    "jobledger_record_started",
+    ("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4"),
+    f"""
+WITH moved AS (
+    UPDATE jobs
+    SET previous_status = status, status = '{_RUNNING}', updated_at = now(),
+        attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $4,
+        worker_pid = $7, lost_executions = lost_executions + (status = '{_RUNNING}')::int,
+        started_at = coalesce(started_at, now()), heartbeat_at = now()
+    WHERE id = $1
+      AND status IN ({_in(START_SOURCES)})
+      AND cancel_requested_at IS NULL
+      AND (celery_task_id IS NULL OR celery_task_id = $3)
+      AND (execution_id IS NULL OR execution_id <> $2)
+      AND (status <> '{_RUNNING}' OR execution_id = $9
+           OR coalesce(heartbeat_at, updated_at) < now() - make_interval(secs => $8))
+      AND lost_executions + (status = '{_RUNNING}')::int < $10
+    RETURNING id, previous_status, attempts
+), history AS (
+    INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
+    SELECT id, '{_RUNNING}', '{_RETRYING}', $5, attempts - 1, $4, 'worker'
+    FROM moved WHERE previous_status = '{_RUNNING}'
+    UNION ALL
+    SELECT id,
+           CASE previous_status WHEN '{_RUNNING}' THEN '{_RETRYING}' ELSE previous_status END,
+           '{_RUNNING}', $6, attempts, $4, 'worker'
+    FROM moved
+)
+SELECT previous_status, attempts FROM moved
+""",
+    prefix="SET LOCAL synchronous_commit = off; ",
+    columns={5: "message", 6: "message"},
+)
+
+#: What a finish may move to (the statement's $3).
+FINISHED = (S.SUCCEEDED, S.PARTIAL)
+
+#: Finish: the current execution -> succeeded|partial, from their PREDECESSORS.
+#: $1 id, $2 execution_id, $3 target status, $4 result, $5 errors, $6 result_url,
+#: $7 message.
+RECORD_FINISHED = Prepared(
+    "jobledger_record_finished",
+    ("uuid", "text", "text", "jsonb", "jsonb", "text", "text"),
+    f"""
+WITH moved AS (
+    UPDATE jobs
+    SET previous_status = status, status = $3, updated_at = now(), result = $4,
+        errors = $5, result_url = $6, completed_at = now(), progress = 100,
+        failure_reason = NULL
+    WHERE id = $1 AND {_moves_to("$3", FINISHED)} AND execution_id = $2
+    RETURNING id, previous_status, attempts, worker
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
+SELECT id, previous_status, $3, $7, attempts, worker, 'worker' FROM moved
+RETURNING job_id
+""",
+    columns={4: "result", 5: "errors", 6: "result_url", 7: "message"},
+)
+
+
+class PostgreSQLEngine(CoreEngine):
+    """PostgreSQL: the shared statements, the prepared fast path, settled counts, vacuum."""
+
+    dialect = "postgresql"
+
+    def insert(self, table: Any) -> Any:
+        return postgresql.insert(table)
+
+    def second_stamp(self) -> ColumnElement[str]:
+        return func.to_char(func.timezone("UTC", func.now()), "YYYYMMDDHH24MISS")
+
+    def seconds_ago(self, seconds: float) -> ColumnElement[Any]:
+        return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+    def json_merge(self, column: Any, document: dict[str, Any]) -> ColumnElement[Any]:
+        merged: ColumnElement[Any] = column.op("||")(cast(literal(json.dumps(document)), JSONB()))
+        return merged
+
+    def vacuum(self, tables: Sequence[str]) -> list[str]:
+        # Plain VACUUM takes no lock that blocks reads or writes; it cannot run in a
+        # transaction, hence the autocommit engine.
+        with autocommit_engine().connect() as connection:
+            for table in tables:
+                connection.execute(text(f"VACUUM (ANALYZE) {table}"))  # the caller's names
+        return list(tables)
+
+    # -- settled status counts -----------------------------------------------------------
+
+    def settle_counts(self, margin: timedelta) -> int:
+        return in_transaction(lambda c: _settle(c, margin), "settling status counts")
+
+    def rebuild_counts(self, margin: timedelta) -> int:
+        def work(connection: Connection) -> int:
+            connection.execute(cq.LOCK_WATERMARK)
+            for statement in cq.FORGET_ALL:
+                connection.execute(statement)
+            connection.execute(cq.MOVE_WATERMARK, {"upto": cq.EPOCH})
+            return _settle(connection, margin)
+
+        return in_transaction(work, "rebuilding status counts")
+
+    def status_counts(self, *, tenant: str | None, since: datetime | None) -> list[Any]:
+        read = engine().execution_options(isolation_level="REPEATABLE READ")
+        with read.connect() as connection, connection.begin():  # one snapshot for all parts
+            settled = connection.execute(cq.READ_WATERMARK).scalar_one()
+            if since is None:
+                params = {"tenant": tenant, "settled": settled, "since": cq.EPOCH}
+                return list(connection.execute(cq.COUNTS_ALL_TIME, params))
+            moment = since if since.tzinfo else since.replace(tzinfo=UTC)  # naive: UTC
+            hour = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            whole_hours_from = hour if hour == moment else hour + timedelta(hours=1)
+            params = {
+                "tenant": tenant,
+                "settled": settled,
+                "since": moment,
+                "whole_hours_from": whole_hours_from,
+            }
+            return list(connection.execute(cq.COUNTS_SINCE, params))
+
+    # -- the fast path ---------------------------------------------------------------
+
+    def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
+        if steps or job.idempotency_key is not None:
+            # a chain's steps, or a key that may conflict: the shared statements
+            return super().record_queued(job, actor=actor, steps=steps)
+        created = RECORD_QUEUED.first_row(
+            (
+                str(job.id),
+                job.type,
+                job.tenant,
+                job.subject,
+                job.payload,
+                job.trigger,
+                job.created_by,
+                job.celery_task_id,
+                job.queue,
+                None if job.parent_job_id is None else str(job.parent_job_id),
+                job.metadata,
+                f"queued by {actor}",
+                actor,
+            ),
+            f"job {job.id} queued",
+        )
+        return created is not None
+
+    def start(self, job_id: uuid.UUID, execution: Execution, *, takeover: str | None) -> int | None:
+        config = settings()
+        moved = RECORD_STARTED.first_row(
+            (
+                str(job_id),
+                execution.execution_id,
+                execution.celery_task_id,
+                execution.worker,
+                REDELIVERED,
+                f"started on {execution.worker}",
+                execution.worker_pid,
+                float(config.lifeline_timeout),
+                takeover,
+                config.max_lost_executions,
+            ),
+            f"start of job {job_id}",
+        )
+        return None if moved is None else int(moved[1])
+
+    def finish(
+        self,
+        job_id: uuid.UUID,
+        *,
+        execution_id: str,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> bool:
+        if target not in FINISHED:
+            raise ValueError(f"a finish moves to one of {FINISHED}, not {target}")
+        row = RECORD_FINISHED.first_row(
+            (str(job_id), execution_id, target.value, result, errors, result_url, message),
+            f"job {job_id} {target}",
+        )
+        return row is not None
+
+
+def _settle(connection: Connection, margin: timedelta) -> int:
+    since = connection.execute(cq.LOCK_WATERMARK).scalar_one()
+    upto = connection.execute(text("SELECT now() - :margin"), {"margin": margin}).scalar_one()
+    if upto <= since:
+        return 0
+    added = int(connection.execute(cq.SETTLE, {"since": since, "upto": upto}).scalar_one())
+    connection.execute(cq.MOVE_WATERMARK, {"upto": upto})
+    for statement in cq.DROP_EMPTY:  # rows whose every job was purged or retried
+        connection.execute(statement)
+    return added

@@ -1,0 +1,49 @@
+"""The SQLite engine (the embedded default): the shared Core statements, with SQLite's
+upsert, clock and JSON functions. Every transition is one transaction of its statements;
+status counts are read straight from ``jobs`` (an embedded ledger is small by nature)
+and nothing is vacuumed after a purge (SQLite reuses freed pages itself)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.dialects import sqlite
+
+from app.db import engine
+from app.ledger.engines import counts_queries as cq
+from app.ledger.engines.core import CoreEngine
+
+
+class SQLiteEngine(CoreEngine):
+    """SQLite: the shared statements; no settled counts, no vacuum."""
+
+    dialect = "sqlite"
+
+    def insert(self, table: Any) -> Any:
+        return sqlite.insert(table)
+
+    def second_stamp(self) -> ColumnElement[str]:
+        return func.strftime("%Y%m%d%H%M%S", "now")
+
+    def seconds_ago(self, seconds: float) -> ColumnElement[Any]:
+        return func.datetime("now", f"-{float(seconds)} seconds")
+
+    def json_merge(self, column: Any, document: dict[str, Any]) -> ColumnElement[Any]:
+        return func.json_patch(column, json.dumps(document))
+
+    def vacuum(self, tables: Sequence[str]) -> list[str]:
+        return []
+
+    def settle_counts(self, margin: timedelta) -> int:
+        return 0
+
+    def rebuild_counts(self, margin: timedelta) -> int:
+        return 0
+
+    def status_counts(self, *, tenant: str | None, since: datetime | None) -> list[Any]:
+        with engine().connect() as connection:
+            return list(connection.execute(cq.NAIVE_COUNTS, {"tenant": tenant, "since": since}))

@@ -1,0 +1,18 @@
+"""Who moves a job, and what made it: each stated once here.
+
+The ``Literal`` types are the statement; the tuples (the schema's CHECK constraints in
+:mod:`models.ledger`) are derived from them, so a new actor is one word added here (and
+a migration of the constraint).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+#: Who records a transition (``job_events.actor``).
+Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]
+#: What made a job (``jobs.trigger``).
+Trigger = Literal["producer", "beat", "api", "retry"]
+
+ACTORS: tuple[str, ...] = get_args(Actor)
+TRIGGERS: tuple[str, ...] = get_args(Trigger)

@@ -30,7 +30,8 @@ class SQLiteEngine(CoreEngine):
         return func.strftime("%Y%m%d%H%M%S", "now")
 
     def seconds_ago(self, seconds: float) -> ColumnElement[Any]:
-        return func.datetime("now", f"-{float(seconds)} seconds")
+        # the text app.db's SQLite now() writes (milliseconds), so the two compare as text
+        return func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"-{float(seconds)} seconds")
 
     def json_merge(self, column: Any, document: dict[str, Any]) -> ColumnElement[Any]:
         return func.json_patch(column, json.dumps(document))

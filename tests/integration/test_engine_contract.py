@@ -214,6 +214,7 @@ def test_a_job_moves_exactly_along_the_edges_of_the_state_table(
         execution_id="e1",
         worker="w1",
         heartbeat_at=func.now(),
+        failure_reason="earlier",  # a failed job has one (a CHECK constraint)
     )
     before = event_rows(job_id)
 

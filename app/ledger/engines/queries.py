@@ -220,7 +220,8 @@ def insert_file(values: dict[str, Any]) -> Insert:
 def job_id_for_task(task_id: str) -> CompoundSelect[Any]:
     # Which job a Celery message belongs to (the job row, or the parent of a step).
     return (
-        select(jobs.c.id, literal(None).label("step_id"))
+        # typed NULL: the union's step_id reads back as a UUID on every engine
+        select(jobs.c.id, literal(None, steps.c.id.type).label("step_id"))
         .where(jobs.c.celery_task_id == task_id)
         .union_all(select(steps.c.job_id, steps.c.id).where(steps.c.celery_task_id == task_id))
         .limit(1)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.db import engine
+
 if TYPE_CHECKING:
     from app.ledger.engines.base import Engine
 
@@ -21,9 +23,9 @@ _engines: dict[str, Engine] = {}
 
 
 def current() -> Engine:
-    """The engine of the ledger's database (``JOBLEDGER_DATABASE_URL``), one per dialect."""
-    from app.db import engine
-
+    """The engine of the ledger's database (``JOBLEDGER_DATABASE_URL``), one per dialect
+    (made on first use; a ledger URL changed in a test, with ``app.db.reset()``, is
+    followed)."""
     dialect = engine().dialect.name
     found = _engines.get(dialect)
     if found is None:

@@ -67,9 +67,17 @@ class CoreEngine(Engine):
                         ]
                     )
                 )
-            created_events = [event(Ref(job.id), None, S.QUEUED, actor, f"queued by {actor}", 0)]
+            created_events = [
+                event(Ref(job.id), None, S.QUEUED, actor=actor, message=f"queued by {actor}")
+            ]
             created_events += [
-                event(Ref(job.id, s.id), None, S.QUEUED, actor, f"step {s.position} queued", 0)
+                event(
+                    Ref(job.id, s.id),
+                    None,
+                    S.QUEUED,
+                    actor=actor,
+                    message=f"step {s.position} queued",
+                )
                 for s in steps
             ]
             connection.execute(q.insert_events(created_events))
@@ -88,7 +96,13 @@ class CoreEngine(Engine):
                 connection.execute(
                     q.insert_events(
                         [
-                            event(Ref(job.id), None, S.QUEUED, actor, f"queued by {actor}", 0)
+                            event(
+                                Ref(job.id),
+                                None,
+                                S.QUEUED,
+                                actor=actor,
+                                message=f"queued by {actor}",
+                            )
                             for job in jobs_
                             if job.id in created
                         ]
@@ -154,11 +168,29 @@ class CoreEngine(Engine):
         rows = []
         if previous is S.RUNNING:
             rows.append(
-                event(ref, S.RUNNING, S.RETRYING, "worker", REDELIVERED, attempt - 1, worker)
+                event(
+                    ref,
+                    S.RUNNING,
+                    S.RETRYING,
+                    actor="worker",
+                    message=REDELIVERED,
+                    attempt=attempt - 1,
+                    worker=worker,
+                )
             )
             previous = S.RETRYING
         started = f"started on {worker}"
-        rows.append(event(ref, previous, S.RUNNING, "worker", started, attempt, worker))
+        rows.append(
+            event(
+                ref,
+                previous,
+                S.RUNNING,
+                actor="worker",
+                message=started,
+                attempt=attempt,
+                worker=worker,
+            )
+        )
         connection.execute(q.insert_events(rows))
 
     def finish(
@@ -418,9 +450,9 @@ class CoreEngine(Engine):
                             Ref(job_id, row.id),
                             S(row.previous_status),
                             target,
-                            actor,
-                            reason,
-                            row.attempts,
+                            actor=actor,
+                            message=reason,
+                            attempt=row.attempts,
                         )
                         for row in moved
                     ]
@@ -573,7 +605,9 @@ class CoreEngine(Engine):
         if moved is None:
             return False
         source = S(moved.previous_status)
-        row = event(ref, source, target, actor, message, moved.attempts, worker)
+        row = event(
+            ref, source, target, actor=actor, message=message, attempt=moved.attempts, worker=worker
+        )
         connection.execute(q.insert_events([row]))
         return True
 
@@ -618,9 +652,10 @@ def event(
     ref: Ref,
     source: JobStatus | None,
     target: JobStatus,
+    *,
     actor: Actor,
     message: str,
-    attempt: int,
+    attempt: int = 0,
     worker: str | None = None,
 ) -> dict[str, Any]:
     """One ``job_events`` row (sanitised by :func:`~app.ledger.engines.queries.insert_events`)."""

@@ -96,11 +96,6 @@ def _sqlite_now(_element: functions.now, _compiler: object, **_kw: object) -> st
     return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
-def is_postgresql() -> bool:
-    """Whether the ledger is PostgreSQL (the single-statement fast path applies)."""
-    return engine().dialect.name == "postgresql"
-
-
 def autocommit_engine() -> Engine:
     """An engine whose connections commit each statement on its own (PostgreSQL).
 

@@ -14,9 +14,10 @@
 - :mod:`app.ledger.reads`: every read of the ledger (CLI, API, dashboard) and the
   settled status counts.
 
-Where to add things: a transition is a row of ``PREDECESSORS`` plus a function in
-``transitions``; an operator command goes in ``operations``; a read goes in ``reads``; a
-job type is one module in ``tasks/``.
+Where to add things: a transition between existing statuses is an entry of
+``PREDECESSORS`` (both engines derive their guards from it); a new kind of write is a
+function in ``transitions`` over an ``Engine`` method; an operator command goes in
+``operations``; a read goes in ``reads``; a job type is one module in ``tasks/``.
 
 Import the submodule you need (``from app.ledger import transitions``); this package
 itself imports nothing so that ``models`` can use the states without loading Celery.

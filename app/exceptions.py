@@ -31,6 +31,16 @@ class InvalidJobId(JobledgerError, ValueError):
         )
 
 
+class InvalidLedgerHeader(JobledgerError, ValueError):
+    """A message's ``jobledger`` header names no valid job or step."""
+
+    def __init__(self, task_id: str, problem: str) -> None:
+        super().__init__(
+            f"message {task_id}: its jobledger header {problem}; publish jobs with "
+            "delay()/apply_async() of a job task, which writes the header"
+        )
+
+
 class JobNotFound(JobledgerError, LookupError):
     """No job has that id or name."""
 

@@ -41,7 +41,8 @@ from app.ledger.reads.reports import resolve_job_id
 from app.ledger.rules.redaction import MASK
 from app.ledger.rules.states import JobStatus
 from app.ledger.runtime.celery_redaction import payload_reprs
-from app.ledger.runtime.task import HEADER, JobTask
+from app.ledger.runtime.target import JobTarget
+from app.ledger.runtime.task import JobTask
 from models.tables import jobs, steps
 
 CANCELABLE = "queued, retrying or running"
@@ -149,7 +150,7 @@ def publish_existing(
 def _publish(
     job_type: str, payload: dict[str, Any], job_id: uuid.UUID, task_id: str, queue: str | None
 ) -> None:
-    options: dict[str, Any] = {"headers": {HEADER: {"job_id": str(job_id)}}}
+    options: dict[str, Any] = {"headers": JobTarget(job_id).header()}
     if queue:
         options["queue"] = queue
     task = registered_task(job_type)

@@ -57,7 +57,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -71,7 +70,7 @@ from app.ledger.operations.actions import publish_existing, registered_task
 from app.ledger.reads.reports import database_now, jsonable
 from app.ledger.rules.states import LIVE, JobStatus
 from app.ledger.runtime import liveness
-from app.ledger.runtime.task import identity_of
+from app.ledger.runtime.target import JobTarget, target_of_message
 from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
@@ -170,8 +169,7 @@ def _give_back_dead_reservations(result: LifelineResult) -> None:
                 job is not None
                 and job.worker not in holdings.workers
                 and job.celery_task_id == reservation.task_id
-                and ledger.record_execution_lost(
-                    job.id,
+                and JobTarget(job.id).lost(
                     reason=f"worker lost: {job.worker} does not answer; its message goes "
                     "back to the queue",
                     worker=job.worker,
@@ -207,8 +205,8 @@ def _running_jobs(job_ids: set[uuid.UUID]) -> dict[uuid.UUID, _Running]:
 
 
 def _job_of(reservation: reservations.Reservation) -> uuid.UUID:
-    job_id, _ = identity_of(SimpleNamespace(headers=reservation.headers, id=reservation.task_id))
-    return job_id
+    """The job a reserved message belongs to (a step's message: its chained job)."""
+    return target_of_message(reservation.headers, reservation.task_id).job_id
 
 
 def _redis_broker() -> bool:

@@ -40,7 +40,8 @@ from pydantic import BaseModel
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
 from app.ledger.runtime.celery_redaction import payload_reprs
-from app.ledger.runtime.task import HEADER, JOB_OPTIONS, JobTask, _uuid_or_new, actor_of, tenant_of
+from app.ledger.runtime.target import HEADER, StepTarget, uuid_of_task_id
+from app.ledger.runtime.task import JOB_OPTIONS, JobTask, actor_of, tenant_of
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 P = TypeVar("P", bound=BaseModel)
@@ -94,7 +95,7 @@ class ChainJobTask(JobTask):
             self._step_payload(position, step, payload, tenant)
             for position, step in enumerate(self.steps, 1)
         ]
-        job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
+        job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         planned = [
             ledger.NewStep(
                 id=step_id, position=position, step_type=step.task, celery_task_id=str(step_id)
@@ -118,13 +119,7 @@ class ChainJobTask(JobTask):
                 kwargs=step_payload,
                 immutable=True,
                 task_id=step.celery_task_id,
-                headers={
-                    HEADER: {
-                        "job_id": str(job_id),
-                        "step_id": str(step.id),
-                        "position": step.position,
-                    }
-                },
+                headers=StepTarget(job_id, step.id, step.position).header(),
                 **step_options,
                 **payload_reprs(self.app, (), step_payload, {}),  # what Flower shows
             )

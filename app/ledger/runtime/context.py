@@ -14,8 +14,8 @@ write is also a heartbeat and a checkpoint, so a job that reports progress stops
 next report once a cancel was requested. Long jobs must call one of them now and then:
 the lifeline takes a job with no heartbeat for its worker being gone.
 
-The same class records the execution's outcome (``finish``, ``fail``…), routing to the
-step transitions when the job runs as a step of a chain.
+The same class records the execution's outcome (``finish``, ``fail``…) on its target
+(:mod:`app.ledger.runtime.target`): the job, or the step of a chain it runs as.
 
 ``job.tenant`` is the tenant the body reads and writes data for: the ``tenant`` of the
 job's ledger row (for a chain step, of its parent job), read once when first asked. It
@@ -35,9 +35,8 @@ from sqlalchemy import Connection
 from app.config import settings
 from app.db import in_transaction
 from app.exceptions import JobCanceled, JobFailed
-from app.ledger import steps
-from app.ledger import transitions as ledger
 from app.ledger.engines import queries as q
+from app.ledger.runtime.target import JobTarget, Target
 
 #: Item errors kept in ``jobs.errors``; past this only the count grows.
 MAX_ITEM_ERRORS = 1000
@@ -51,14 +50,14 @@ class JobContext:
 
     def __init__(
         self,
-        job_id: uuid.UUID,
+        target: Target | uuid.UUID,
         execution_id: str,
         attempt: int,
-        step_id: uuid.UUID | None = None,
         worker: str | None = None,
     ) -> None:
-        self.job_id = job_id
-        self.step_id = step_id
+        #: What this execution runs: a job, or a step of a chained job (a bare job id
+        #: is a job).
+        self.target: Target = JobTarget(target) if isinstance(target, uuid.UUID) else target
         self.execution_id = execution_id
         self.attempt = attempt
         self.worker = worker
@@ -71,6 +70,16 @@ class JobContext:
         self._reported_at = 0.0
         self._checked_at = time.monotonic()  # the start was a heartbeat
         self._tenant: str | None = None
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        """The job's id (for a chain step, its parent's)."""
+        return self.target.job_id
+
+    @property
+    def step_id(self) -> uuid.UUID | None:
+        """The step's id when this execution runs a step of a chained job."""
+        return self.target.step_id
 
     # -- for job bodies ---------------------------------------------------------------
 
@@ -133,7 +142,7 @@ class JobContext:
         self, message: str, level: Literal["debug", "info", "warning", "error"] = "info"
     ) -> None:
         """Append a log line to the job (redacted; longer than 5000 characters is cut)."""
-        ledger.append_log(self.job_id, message, level=level, step_id=self.step_id)
+        self.target.log(message, level=level)
 
     def add_error(self, message: str, **where: Any) -> None:
         """Record an item error (e.g. ``row=12, field="amount"``); the job ends ``partial``."""
@@ -151,24 +160,17 @@ class JobContext:
         records: int | None = None,
     ) -> None:
         """Record a file this job read (``in``) or wrote (``out``)."""
-        ledger.record_file(
-            self.job_id,
-            direction=direction,
-            uri=uri,
-            size=size,
-            sha256=sha256,
-            records=records,
-            step_id=self.step_id,
+        self.target.record_file(
+            direction=direction, uri=uri, size=size, sha256=sha256, records=records
         )
 
     def noting(self, **values: Any) -> Callable[[Connection], None]:
         """A write that merges ``values`` into the job's ``metadata``, for the caller to
         run inside its own transaction (see :func:`app.ledger.transitions.note_metadata`).
         Noted on the job, also when it runs as a step of a chain."""
-        execution_id = self.execution_id if self.step_id is None else None
 
         def note(connection: Connection) -> None:
-            ledger.note_metadata(connection, self.job_id, execution_id, values)
+            self.target.note_metadata(connection, execution_id=self.execution_id, values=values)
 
         return note
 
@@ -176,73 +178,30 @@ class JobContext:
 
     def finish(self, result: Any) -> None:
         """Record ``succeeded`` (or ``partial`` when item errors were added)."""
-        if self.step_id is None:
-            ledger.record_finished(
-                self.job_id,
-                execution_id=self.execution_id,
-                result=result,
-                errors=self.errors,
-                result_url=self.result_url,
-            )
-        else:
-            steps.record_step_finished(
-                self.job_id,
-                self.step_id,
-                execution_id=self.execution_id,
-                result=result,
-                errors=self.errors,
-                result_url=self.result_url,
-                worker=self.worker,
-            )
+        self.target.finish(
+            execution_id=self.execution_id,
+            result=result,
+            errors=self.errors,
+            result_url=self.result_url,
+            worker=self.worker,
+        )
 
     def fail(self, reason: str, errors: list[dict[str, Any]]) -> None:
         """Record ``failed`` with a user-safe reason."""
-        if self.step_id is None:
-            ledger.record_failed(
-                self.job_id,
-                reason=reason,
-                errors=errors,
-                execution_id=self.execution_id,
-                worker=self.worker,
-            )
-        else:
-            steps.record_step_failed(
-                self.job_id,
-                self.step_id,
-                reason=reason,
-                errors=errors,
-                execution_id=self.execution_id,
-                worker=self.worker,
-            )
+        self.target.fail(
+            reason=reason, errors=errors, execution_id=self.execution_id, worker=self.worker
+        )
 
     def retrying(self, reason: str) -> None:
         """Record ``retrying``: this execution ends and Celery delivers the job again."""
-        if self.step_id is None:
-            ledger.record_retrying(self.job_id, execution_id=self.execution_id, reason=reason)
-        else:
-            steps.record_step_retrying(
-                self.job_id, self.step_id, execution_id=self.execution_id, reason=reason
-            )
+        self.target.retrying(execution_id=self.execution_id, reason=reason)
 
     def cancel(self, reason: str) -> None:
         """Record ``canceled`` (stopped at a checkpoint)."""
-        if self.step_id is None:
-            ledger.record_canceled(
-                self.job_id, reason=reason, execution_id=self.execution_id, worker=self.worker
-            )
-        else:
-            steps.record_step_canceled(
-                self.job_id,
-                self.step_id,
-                reason=reason,
-                execution_id=self.execution_id,
-                worker=self.worker,
-            )
+        self.target.cancel(reason=reason, execution_id=self.execution_id, worker=self.worker)
 
     def _checkpoint(self, progress: int | None, message: str | None) -> str | None:
         self._checked_at = time.monotonic()
-        if self.step_id is None:
-            return ledger.checkpoint(self.job_id, self.execution_id, progress, message)
-        return steps.step_checkpoint(
-            self.job_id, self.step_id, self.execution_id, progress, message
+        return self.target.checkpoint(
+            execution_id=self.execution_id, progress=progress, message=message
         )

@@ -52,36 +52,23 @@ class JobRequest(RedactingRequest):
         return bool(lost and self.task.acks_late and self.task.reject_on_worker_lost)
 
     def _record_lost(self, exception: Any) -> None:
-        from app.ledger import steps  # late: the worker imports tasks first
-        from app.ledger import transitions as ledger
-        from app.ledger.runtime.task import identity_of
+        from app.ledger.runtime.target import target_of  # late: the worker imports tasks first
 
         if isinstance(exception, ExceptionWithTraceback):
             exception = exception.exc
-        job_id, step_id = identity_of(self._context)
         if self.worker_pid is None:
             return  # never reached a pool process: nothing ran
+        target = target_of(self._context)  # main process: the child's execution is not here
         reason = (
             f"worker lost: its pool process {self.worker_pid} on {self.hostname} died "
             f"({exception}); delivering it again"
         )
         try:
-            if step_id is None:
-                ledger.record_execution_lost(
-                    job_id,
-                    reason=reason,
-                    worker=self.hostname,
-                    worker_pid=self.worker_pid,
-                    celery_task_id=self.id,
-                )
-            else:
-                steps.record_step_lost(
-                    job_id,
-                    step_id,
-                    reason=reason,
-                    worker=self.hostname,
-                    worker_pid=self.worker_pid,
-                    celery_task_id=self.id,
-                )
+            target.lost(
+                reason=reason,
+                worker=self.hostname,
+                worker_pid=self.worker_pid,
+                celery_task_id=self.id,
+            )
         except LedgerUnavailable as error:
-            log.warning("lost execution of job %s not recorded: %s", job_id, error)
+            log.warning("lost execution of job %s not recorded: %s", target.job_id, error)

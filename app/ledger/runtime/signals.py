@@ -1,11 +1,14 @@
-"""Thin adapters from Celery signals onto :mod:`app.ledger.transitions` and
-:mod:`app.ledger.steps`.
+"""Thin adapters from Celery signals onto the target of the message
+(:mod:`app.ledger.runtime.target`: a job, or a step of a chained job).
 
 Which process fires what (CELERY_NOTES "Signals"): ``task_prerun`` and ``task_retry`` in
 the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
 limit in the worker's main process. Each handler translates Celery's arguments into one
-ledger call. The transitions written around the body itself (queued, finished, failed)
-live in :mod:`app.ledger.runtime.task`, which explains why.
+call on the target: the pool child's handlers find it on the request's execution
+(:mod:`app.ledger.runtime.execution`), the main process's resolve it again from the
+header or the task id (request attributes set in the child never reach it). The
+transitions written around the body itself (queued, finished, failed) live in
+:mod:`app.ledger.runtime.task`, which explains why.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from celery import signals
 
 from app import db
 from app.exceptions import TimeLimitsMisconfigured
-from app.ledger import steps
-from app.ledger import transitions as ledger
 from app.ledger.runtime.celery_redaction import redact_log_handlers
-from app.ledger.runtime.task import JobTask, identity_of, timed_out
+from app.ledger.runtime.execution import execution_of
+from app.ledger.runtime.target import target_for_task, target_of
+from app.ledger.runtime.task import JobTask, timed_out
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
@@ -42,16 +45,10 @@ def record_job_retrying(
     sender: Any = None, request: Any = None, reason: Any = None, **_: Any
 ) -> None:
     """Celery will deliver the job again (``self.retry``, ``autoretry_for``)."""
-    execution_id = getattr(request, "jobledger_execution", None)
-    if not isinstance(sender, JobTask) or execution_id is None:
+    execution = execution_of(request)
+    if not isinstance(sender, JobTask) or execution is None:
         return
-    job_id, step_id = identity_of(request)
-    if step_id is None:
-        ledger.record_retrying(job_id, execution_id=execution_id, reason=f"retry: {reason}")
-    else:
-        steps.record_step_retrying(
-            job_id, step_id, execution_id=execution_id, reason=f"retry: {reason}"
-        )
+    execution.target.retrying(execution_id=execution.execution_id, reason=f"retry: {reason}")
 
 
 def record_job_revoked(
@@ -71,12 +68,9 @@ def record_job_revoked(
         reason = f"revoked and terminated (signal {signum})"
     else:
         reason = "revoked before it ran"
-    job_id, step_id = identity_of(request)
-    worker = getattr(request, "hostname", None)
-    if step_id is None:
-        ledger.record_canceled(job_id, reason=reason, actor="worker", worker=worker)
-    else:
-        steps.record_step_canceled(job_id, step_id, reason=reason, actor="worker", worker=worker)
+    target_of(request).cancel(
+        reason=reason, actor="worker", worker=getattr(request, "hostname", None)
+    )
 
 
 def record_job_lost(
@@ -90,21 +84,17 @@ def record_job_lost(
         return
     if not isinstance(exception, WorkerLostError | TimeLimitExceeded):
         return
-    found = ledger.job_for_task(task_id)
-    if found is None:
+    target = target_for_task(task_id)
+    if target is None:
         log.warning("no ledger job for lost task %s", task_id)
         return
-    job_id, step_id = found
     if isinstance(exception, TimeLimitExceeded):
         hard = exception.args[0] if exception.args else None
         reason = timed_out(hard if isinstance(hard, int | float) else None, "hard")
     else:
         reason = f"worker lost: {exception}"
     errors = [{"type": type(exception).__name__, "message": str(exception)}]
-    if step_id is None:
-        ledger.record_failed(job_id, reason=reason, errors=errors)
-    else:
-        steps.record_step_failed(job_id, step_id, reason=reason, errors=errors)
+    target.fail(reason=reason, errors=errors)
 
 
 def refuse_unknown_time_limit_types(sender: Any = None, **_: Any) -> None:

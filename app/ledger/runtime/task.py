@@ -17,9 +17,11 @@ Where each transition is written, and why:
   ``before_task_publish``: an exception in a signal handler is only logged, so a ledger
   outage would publish a job the ledger never heard of. Here it fails ``delay()`` instead.
   A bad payload raises :class:`~app.exceptions.InvalidPayload` before anything is written.
-- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.runtime.signals`), which leaves its
-  verdict on the request; :meth:`JobTask.__call__` skips the body when the verdict says
-  so (a durable cancel, a finished job, a stale message).
+- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.runtime.signals`), on the
+  message's target (a job or a chain step, resolved once from its header:
+  :mod:`app.ledger.runtime.target`). The execution and its verdict are kept on the
+  request (:mod:`app.ledger.runtime.execution`); :meth:`JobTask.__call__` skips the body
+  when the verdict says so (a durable cancel, a finished job, a stale message).
 - ``retrying`` in :meth:`JobTask.retry`, before Celery publishes the retry's message (so
   that message never meets its job still ``running``).
 - ``succeeded``/``partial``/``failed``/``canceled`` in :meth:`JobTask.__call__`, before it
@@ -55,17 +57,24 @@ from app.exceptions import (
     LedgerUnavailable,
 )
 from app.inputs import unstorable_fields
-from app.ledger import idempotency, steps
+from app.ledger import idempotency
 from app.ledger import transitions as ledger
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.execution import (
+    Execution,
+    context_of,
+    execution_of,
+    keep,
+    new_execution_id,
+)
 from app.ledger.runtime.liveness import worker_alive
+from app.ledger.runtime.target import HEADER as HEADER  # where producers look for it
+from app.ledger.runtime.target import JobTarget, target_of, uuid_of_task_id
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 log = logging.getLogger(__name__)
 
-#: Message header carrying the ledger's identity of a job (``job_id``, ``step_id``).
-HEADER = "jobledger"
 #: Seconds before a copy of a message whose job runs elsewhere is delivered again.
 DUPLICATE_DELAY = 10
 #: Options of ``apply_async`` that describe the job rather than the message.
@@ -173,7 +182,7 @@ class JobTask(Task):  # type: ignore[misc]
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
         )
         document = self.job_document(payload, described)
-        job_id = uuid.uuid4() if task_id is None else _uuid_or_new(task_id)
+        job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         task_id = task_id or str(job_id)
         actor = actor_of(described.get("trigger", "producer"))
         job = self._new_job(job_id, task_id, document, described, options)
@@ -186,7 +195,7 @@ class JobTask(Task):  # type: ignore[misc]
             replayed = self._replayed([job])  # a concurrent request with the key won
             if replayed is not None:
                 return replayed[0]
-        headers[HEADER] = {"job_id": str(job_id)}
+        headers.update(JobTarget(job_id).header())
         options.update(payload_reprs(self.app, (), document, options))
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)
@@ -250,7 +259,7 @@ class JobTask(Task):  # type: ignore[misc]
                             document,
                             task_id=str(job_id),
                             producer=producer,
-                            headers={HEADER: {"job_id": str(job_id)}},
+                            headers=JobTarget(job_id).header(),
                             **{**options, **payload_reprs(self.app, (), document, options)},
                         )
                     )
@@ -375,7 +384,8 @@ class JobTask(Task):  # type: ignore[misc]
         and the start would defer it as a second copy. If the message cannot be
         published, the job fails saying so instead of waiting ``retrying`` for it.
         """
-        context: JobContext | None = getattr(self.request, "job_context", None)
+        execution = execution_of(self.request)
+        context = None if execution is None else execution.context
         limit = self.max_retries if max_retries is None else max_retries
         if context is not None and (limit is None or self.request.retries + 1 <= limit):
             when = eta or (self.default_retry_delay if countdown is None else countdown)
@@ -387,50 +397,35 @@ class JobTask(Task):  # type: ignore[misc]
                 _durably(context.fail, f"could not publish the retry: {refused.reason}", [])
             raise
 
-    def start_execution(self) -> ledger.Start:
-        """Record the start of this delivery (called by the ``task_prerun`` handler)."""
+    def start_execution(self) -> Execution:
+        """Record the start of this delivery as a new execution of the message's target,
+        and keep it on the request (called by the ``task_prerun`` handler)."""
         request = self.request
-        job_id, step_id = identity_of(request)
-        execution_id = str(uuid.uuid4())
-        request.jobledger_execution = execution_id
+        target, execution_id = target_of(request), new_execution_id()
         worker = request.hostname or "unknown"
 
         def alive(holder: str) -> bool:
             # this worker's main process is alive: it would have recorded a lost child
             return holder == worker or worker_alive(holder)
 
-        if step_id is not None:
-            start = steps.record_step_started(
-                job_id,
-                step_id,
+        def unknown() -> ledger.NewJob:
+            return ledger.NewJob(
+                id=target.job_id,
+                type=self.name,
+                payload=dict(request.kwargs or {}),
                 celery_task_id=request.id,
-                execution_id=execution_id,
-                worker=worker,
-                worker_pid=os.getpid(),
-                is_alive=alive,
+                queue=(request.delivery_info or {}).get("routing_key"),
             )
-        else:
 
-            def unknown() -> ledger.NewJob:
-                return ledger.NewJob(
-                    id=job_id,
-                    type=self.name,
-                    payload=dict(request.kwargs or {}),
-                    celery_task_id=request.id,
-                    queue=(request.delivery_info or {}).get("routing_key"),
-                )
-
-            start = ledger.record_started(
-                job_id,
-                celery_task_id=request.id,
-                execution_id=execution_id,
-                worker=worker,
-                worker_pid=os.getpid(),
-                unknown_job=unknown,
-                is_alive=alive,
-            )
-        request.jobledger_start = start
-        return start
+        start = target.start(
+            celery_task_id=request.id,
+            execution_id=execution_id,
+            worker=worker,
+            worker_pid=os.getpid(),
+            is_alive=alive,
+            unknown_job=unknown,
+        )
+        return keep(request, Execution(target, execution_id, start))
 
     def check_time_limits(self, options: dict[str, Any]) -> None:
         """Check (and complete) one job's ``time_limit``/``soft_time_limit`` options.
@@ -478,12 +473,13 @@ class JobTask(Task):  # type: ignore[misc]
                 f"{self.name}: call .delay() or .apply_async(); a job runs "
                 "through the broker so that the ledger records it"
             )
-        start: ledger.Start | None = getattr(request, "jobledger_start", None)
+        execution = execution_of(request)
         try:
-            if start is None:  # the prerun handler could not write: try again here
-                start = self.start_execution()
+            if execution is None:  # the prerun handler could not write: try again here
+                execution = self.start_execution()
         except LedgerUnavailable as error:
             raise Reject(str(error), requeue=True) from error
+        start = execution.start
         if not start.run:
             if start.defer:
                 # A second copy while the first execution lives: keep a copy of the
@@ -500,9 +496,8 @@ class JobTask(Task):  # type: ignore[misc]
             else:
                 log.info("job %s not run: %s", request.id, start.reason)
             raise Ignore()
-        job_id, step_id = identity_of(request)
-        request.job_context = context = JobContext(
-            job_id, request.jobledger_execution, start.attempt, step_id, request.hostname
+        execution.context = context = JobContext(
+            execution.target, execution.execution_id, start.attempt, request.hostname
         )
         try:
             result = super().__call__(*args, **kwargs)
@@ -557,7 +552,7 @@ def job_task(
 
         @functools.wraps(function)
         def run(self: JobTask, **fields: Any) -> Any:
-            return function(self.request.job_context, payload.model_validate(fields))
+            return function(context_of(self.request), payload.model_validate(fields))
 
         return app.task(  # type: ignore[no-any-return]
             bind=True,
@@ -575,18 +570,6 @@ def tenant_of(described: dict[str, Any], payload: dict[str, Any] | None) -> str:
     """The tenant a job acts for: the ``tenant`` option, else the payload's own
     ``tenant`` field, else ``default``."""
     return str(described.get("tenant") or (payload or {}).get("tenant") or "default")
-
-
-def identity_of(request: Any) -> tuple[uuid.UUID, uuid.UUID | None]:
-    """``(job_id, step_id)`` of a Celery request: from its ledger header, else the job id
-    is the task id (a message published by a producer without the ledger)."""
-    identity = (getattr(request, "headers", None) or {}).get(HEADER) or getattr(
-        request, HEADER, None
-    )
-    if identity and identity.get("job_id"):
-        step = identity.get("step_id")
-        return uuid.UUID(identity["job_id"]), None if step is None else uuid.UUID(step)
-    return _uuid_or_new(request.id), None
 
 
 def _durably(write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -624,13 +607,6 @@ def timed_out(seconds: float | None, which: str) -> str:
         f"timed out{after} ({which} time limit: {how}; raise the limit with "
         "apply_async(time_limit=…, soft_time_limit=…) or JOBLEDGER_TIME_LIMITS)"
     )
-
-
-def _uuid_or_new(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return uuid.uuid5(uuid.NAMESPACE_URL, f"celery-task:{value}")
 
 
 def _field_problems(error: ValidationError) -> dict[str, str]:

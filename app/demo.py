@@ -180,37 +180,38 @@ def closing_hints(chain_name: str, key: str) -> str:
     (from any folder: they start with a ``cd``; the ledger variables the demo ran with are
     spelled out, since ``.ci/demo`` did not export them into that shell)."""
     here = shlex.quote(str(Path.cwd()))
-    used = " ".join(
+    used = [
         f"{name}={shlex.quote(os.environ[name])}"
         for name in BACKEND_VARIABLES
         if os.environ.get(name)
-    )
-    prefix = f"cd {here} && {used + ' ' if used else ''}"
+    ]
+    run = " ".join([f"cd {here} &&", *used])
+    lines = [""]
     if used:
-        where = f"The ledger is {os.environ.get('JOBLEDGER_DATABASE_URL', 'the SQLite default')}."
-    else:
-        where = (
-            f"No server was used: the ledger is the SQLite file {LOCAL_DIR}/jobledger.sqlite3 "
-            f"and the broker the folder {LOCAL_DIR}/broker (the defaults with no JOBLEDGER_* "
-            "variable)."
+        lines.append(
+            f"The ledger is {os.environ.get('JOBLEDGER_DATABASE_URL', 'the SQLite default')}."
         )
-    return "\n".join(
-        [
-            "",
-            where,
-            "Look at it (worker log: var/demo-worker.log):",
-            f"  {prefix}.venv/bin/jobledger jobs",
-            f"  {prefix}.venv/bin/jobledger show {chain_name}",
-            f"Open the dashboard: start the API, open the address and log in with the key {key}"
-            f" (kept in {API_KEY}):",
-            f"  {prefix}.venv/bin/uvicorn app.api.main:app --port {DASHBOARD_PORT} "
-            f"--env-file {API_ENV}",
-            f"  http://127.0.0.1:{DASHBOARD_PORT}/dashboard/login",
+    else:
+        lines.append(
+            f"No server was used: the ledger is the SQLite file {LOCAL_DIR}/jobledger.sqlite3 and "
+            f"the broker the folder {LOCAL_DIR}/broker (the defaults with no JOBLEDGER_* variable)."
+        )
+    lines += [
+        "Look at it (worker log: var/demo-worker.log):",
+        f"  {run} .venv/bin/jobledger jobs",
+        f"  {run} .venv/bin/jobledger show {chain_name}",
+        f"Open the dashboard: start the API, open the address and log in with the key {key}"
+        f" (kept in {API_KEY}):",
+        f"  {run} .venv/bin/uvicorn app.api.main:app --port {DASHBOARD_PORT} --env-file {API_ENV}",
+        f"  http://127.0.0.1:{DASHBOARD_PORT}/dashboard/login",
+    ]
+    if not used:
+        lines += [
             "The same on PostgreSQL and Redis (started if need be, database `jobledger`):",
-            f"  cd {here} && JOBLEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/jobledger"
-            " JOBLEDGER_BROKER_URL=redis://127.0.0.1:6379/0 bash .ci/demo",
+            f"  {run} JOBLEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/jobledger "
+            "JOBLEDGER_BROKER_URL=redis://127.0.0.1:6379/0 bash .ci/demo",
         ]
-    )
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from celery.app.task import Context
 
 from app.exceptions import InvalidLedgerHeader
 from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.execution import Execution, context_of, execution_of, keep
 from app.ledger.runtime.target import (
     HEADER,
     JobTarget,
@@ -23,6 +24,7 @@ from app.ledger.runtime.target import (
     target_of_message,
     uuid_of_task_id,
 )
+from app.ledger.transitions import Start
 
 JOB = uuid.UUID("2f1c7a52-6c1e-4f0e-9b7a-0d5c3b9e8a11")
 STEP = uuid.UUID("8d0e4b6a-1f2c-4a3b-9c8d-7e6f5a4b3c2d")
@@ -136,3 +138,27 @@ def test_a_job_context_reads_its_ids_from_its_target() -> None:
 def test_a_step_refuses_an_execution_guard_on_a_lost_execution_rather_than_drop_it() -> None:
     with pytest.raises(ValueError, match="execution_id"):
         StepTarget(JOB, STEP).lost(reason="gone", worker="w", execution_id="e")
+
+
+def test_a_request_carries_one_execution_once_its_start_is_recorded() -> None:
+    task_request = request({HEADER: {"job_id": str(JOB)}})
+    assert execution_of(task_request) is None
+
+    kept = keep(task_request, Execution(JobTarget(JOB), "e1", Start(run=True, attempt=1)))
+
+    assert execution_of(task_request) is kept
+    with pytest.raises(RuntimeError, match="no job execution"):
+        context_of(task_request)  # the body's context comes with __call__
+    kept.context = JobContext(kept.target, kept.execution_id, attempt=1)
+    assert context_of(task_request) is kept.context
+
+
+def test_the_execution_does_not_hide_the_header_celery_put_on_the_request() -> None:
+    """Celery makes each custom header a request attribute: ``request.jobledger`` is
+    the header, so the execution lives under another name."""
+    task_request = request({HEADER: {"job_id": str(JOB)}})
+
+    keep(task_request, Execution(JobTarget(JOB), "e1", Start(run=True, attempt=1)))
+
+    assert getattr(task_request, HEADER) == {"job_id": str(JOB)}
+    assert target_of(task_request) == JobTarget(JOB)

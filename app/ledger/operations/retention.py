@@ -206,8 +206,8 @@ PURGED_TABLES = ("jobs", *sorted(table.name for table in rq.CHILDREN.values()))
 def vacuum_purged_tables() -> list[str]:
     """``VACUUM (ANALYZE)`` the tables the purge deleted from, so the next days' inserts
     reuse the space at once. Autovacuum would get there after 20 % of a table is dead
-    (six daily purges at 30 days' retention) — or never, where it is off: measured with
-    it off, 35 simulated days grew the ledger 2.3x with the number of jobs held constant.
+    (six daily purges at 30 days' retention) — or never, where it is off, and the ledger
+    then grows with the number of jobs held constant (benchmarks/RESULTS.md, "Bloat").
     Plain VACUUM takes no lock that blocks reads or writes. The tables vacuumed: none
     where the database needs no such step (SQLite)."""
     return engines.current().vacuum(PURGED_TABLES)
@@ -254,9 +254,9 @@ def write_archive(
 
     Encoded by orjson (UUIDs and timestamps natively, as ``str()`` and ``isoformat()``
     would; an integer beyond 64 bits falls back to ``json``) at gzip level 6, zlib's own
-    default: on a 200-job batch (10 events, 5 log lines each) 3.5 ms against 28 ms for
-    ``json.dumps`` at gzip's default level 9, the same documents, the same size. That CPU
-    is taken from ingest on a small machine, inside the batch's transaction."""
+    default: several times less CPU than ``json.dumps`` at gzip's default level 9 for the
+    same documents and the same size (benchmarks/RESULTS.md). That CPU is taken from
+    ingest on a small machine, inside the batch's transaction."""
     by_job: dict[Any, dict[str, list[dict[str, Any]]]] = {
         row["id"]: {name: [] for name in children} for row in batch
     }

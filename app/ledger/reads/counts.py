@@ -1,8 +1,8 @@
 """Status counts that stay fast at tens of millions of jobs: settled counts plus a small
 live remainder, read in one statement.
 
-Counting ``jobs`` per type and status reads every row (at 1M jobs ``GROUP BY status``
-already takes 60 to 200 ms on two cores; an index does not change that). Yet almost every
+Counting ``jobs`` per type and status reads every row, and its time grows with the table
+(an index does not change that; benchmarks/RESULTS.md, "Reporting"). Yet almost every
 job is finished, and a finished job's status changes only when it is purged or retried.
 So (PostgreSQL):
 

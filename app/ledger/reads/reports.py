@@ -69,8 +69,8 @@ MAX_LIMIT = 500
 
 @dataclass(frozen=True)
 class JobFilter:
-    """Which jobs a list shows; empty fields do not filter. Statuses accept the seed
-    vocabularies too (``DONE``, ``Cancelled``…), mapped by
+    """Which jobs a list shows; empty fields do not filter. Statuses accept other job
+    systems' words too (``DONE``, ``Cancelled``…), mapped by
     :func:`app.ledger.rules.states.normalize`."""
 
     status: tuple[str, ...] = ()
@@ -244,7 +244,7 @@ def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[s
     at tens of millions of jobs: settled counts plus the rest (:mod:`app.ledger.reads.counts`)."""
     filters = JobFilter(tenant=tenant, since=since)
     # OFFSET 0 keeps the planner from walking ix_jobs_created_at from the oldest job until
-    # it meets a live one (the newest, so ~all of them: 3.9 s at 10M); the few live rows
+    # it meets a live one (the newest, so ~all of them: seconds at 10M); the few live rows
     # are found through a status index instead (ix_jobs_status or ix_jobs_live).
     live = _filtered(
         select(jobs.c.created_at).where(jobs.c.status.in_([s.value for s in LIVE])), filters

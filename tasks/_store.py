@@ -340,29 +340,28 @@ def suggestion_candidates(
     tenant: str, budget_id: str, batch_size: int
 ) -> Iterator[list[tuple[int, str]]]:
     """``(transaction_id, payee_normalized)`` of the budget's uncategorized, undecided
-    transactions, in id order, ``batch_size`` at a time. Each batch is its own short read
-    (keyset on the id): nothing is held open between two batches, while the job writes
-    its progress."""
-    after = 0
-    while True:
-        query = (
-            sa.select(transactions.c.id, transactions.c.payee_normalized)
-            .where(
-                transactions.c.tenant == tenant,
-                transactions.c.budget_id == budget_id,
-                transactions.c.category.is_(None),
-                transactions.c.id > after,
-                _undecided(tenant),
-            )
-            .order_by(transactions.c.id)
-            .limit(batch_size)
+    transactions, in id order, ``batch_size`` at a time, streamed by one read.
+
+    Only a read is open while the job writes its progress between two batches: on SQLite
+    a reader does not block the writer in WAL mode (:mod:`app.db` sets it), as with
+    export's streamed rows; a write transaction would.
+    """
+    query = (
+        sa.select(transactions.c.id, transactions.c.payee_normalized)
+        .where(
+            transactions.c.tenant == tenant,
+            transactions.c.budget_id == budget_id,
+            transactions.c.category.is_(None),
+            _undecided(tenant),
         )
-        with engine().connect() as connection:
-            batch = [(int(row[0]), str(row[1])) for row in connection.execute(query)]
-        if not batch:
-            return
-        yield batch
-        after = batch[-1][0]
+        .order_by(transactions.c.id)
+    )
+    with engine().connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=batch_size).execute(
+            query
+        )
+        for batch in result.partitions():
+            yield [(int(row[0]), str(row[1])) for row in batch]
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ go and the new ones arrive together; a cancel or a failure leaves the previous s
 was). ``applied`` and ``rejected`` suggestions are the user's decisions: they are never
 touched, and a transaction that has one is not proposed for again.
 
-Two phases: the candidates are read in batches (each a short read; a checkpoint and a
-progress write after each) and the proposals kept in memory, then written in one short
-transaction with no ledger write inside it. Holding a write transaction open across the
-batches would lock a SQLite ledger against the job's own progress writes.
+Two phases: the candidates are streamed in batches (a checkpoint and a progress write
+after each) and the proposals kept in memory (a few dozen bytes each), then written in
+one short transaction with no ledger write inside it. Holding a write transaction open
+across the batches would lock a SQLite ledger against the job's own progress writes
+(SQLite takes one writer at a time, and waits for none in the same process).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Database sources of ``sync`` are named connections the operator configures; a payload
 never carries a database URL or SQL.
 
-The attack of the issue first (a URL and stacked statements through the API and
+The attack first (a database URL and stacked statements through the API and
 ``delay()``), then what a named source allows: only its tables, only its tenants, only
 reading, never the ledger's own database. Real worker, Redis, PostgreSQL and SQLite;
 the sources are the ones tests/conftest.py configures.
@@ -65,7 +65,7 @@ def transactions(budget_id: str) -> list[str]:
     return [row["external_id"] for row in rows]
 
 
-# -- the attack of the issue ----------------------------------------------------------------
+# -- the attack: a database URL and stacked statements in a payload --------------------------
 
 
 def test_a_database_url_with_stacked_sql_is_refused_at_the_api_and_runs_nothing(

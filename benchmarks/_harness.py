@@ -6,7 +6,8 @@ environment once per process, so the benchmark's database and broker are put int
 environment here, at import time (override with ``JOBLEDGER_BENCH_DATABASE``,
 ``JOBLEDGER_BENCH_ADMIN_URL`` and ``JOBLEDGER_BENCH_REDIS_URL``).
 
-Workers are real ``celery -A app worker`` processes (prefork, ``-c 2``, prefetch 16 by
+Workers are real ``celery -A app worker`` processes started by the project's one
+launcher, :mod:`app.testing.workers`, as the tests' are (prefork, ``-c 2``, prefetch 16 by
 default, the same settings for every variant) started on a warm-up queue; a benchmark
 fills its run queue first and then tells the worker to consume it
 (:meth:`Worker.consume`), so the timed part is the worker draining a full queue, not the
@@ -20,14 +21,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,8 +52,9 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app import db  # noqa: E402
-from app.celery import app  # noqa: E402
-from app.migrate import upgrade  # noqa: E402
+from app.testing import databases, workers  # noqa: E402
+from app.testing.databases import migrated_ledger  # noqa: E402
+from app.testing.workers import WorkerProcess  # noqa: E402
 
 #: The result backend of variant b: Celery's own SQLAlchemy backend, same PostgreSQL.
 RESULT_BACKEND = "db+" + DATABASE_URL
@@ -68,22 +67,14 @@ def redis_client() -> redis.Redis:
 
 def recreate_database() -> None:
     """Drop and create the benchmark database, then migrate it to head."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{DATABASE}"'))
-    admin.dispose()
     db.reset()
-    upgrade(database_url=DATABASE_URL)
+    migrated_ledger(ADMIN_URL, DATABASE)
 
 
 def drop_database() -> None:
     """Drop the benchmark database (its disk space is the point)."""
     db.reset()
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
-    admin.dispose()
+    databases.drop_database(ADMIN_URL, DATABASE)
 
 
 def clear_broker() -> None:
@@ -119,86 +110,23 @@ def commits() -> int:
     return previous
 
 
-@dataclass
-class Worker:
-    """A benchmark worker subprocess, consuming its warm-up queue until told otherwise."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def children(self) -> list[int]:
-        """PIDs of the prefork pool children."""
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
-        )
-        return [int(pid) for pid in out.stdout.split()]
-
-    def consume(self, queue: str) -> None:
-        """Start consuming ``queue`` (the start of the timed part)."""
-        reply = app.control.add_consumer(queue, destination=[self.name], reply=True, timeout=5)
-        if not reply:
-            raise RuntimeError(f"worker {self.name} did not take queue {queue}")
-
-    def stop(self, timeout: float = 60) -> None:
-        """Warm shutdown (its connections close, so PostgreSQL flushes its counters)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL the main process and its children."""
-        for pid in [*self.children(), self.process.pid]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
+#: A benchmark worker: the project's one worker process type (app/testing/workers.py).
+Worker = WorkerProcess
 
 
 def start_worker(
     warm_queue: str, *, env: dict[str, str] | None = None, concurrency: int = CONCURRENCY
 ) -> Worker:
     """Start ``celery -A app worker`` on ``warm_queue`` and wait until it answers a ping."""
-    name = f"bench-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-    log_dir = RESULTS / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name.split('@')[0]}.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "app",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-n",
-            name,
-            "-Q",
-            warm_queue,
-            "--loglevel=WARNING",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
+    return workers.start_worker(
+        RESULTS / "logs",
+        concurrency=concurrency,
+        queues=(warm_queue,),
         env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        loglevel="WARNING",
+        prefix="bench",
     )
-    worker = Worker(name=name, process=process, log_path=log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.returncode}: see {log_path}")
-        if app.control.ping(destination=[name], timeout=0.5):
-            return worker
-    worker.kill()
-    raise RuntimeError(f"worker did not answer a ping within 60 s: see {log_path}")
 
 
 @contextmanager

@@ -19,12 +19,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +31,9 @@ from app import db
 from app.config import settings
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
+from app.testing.workers import WorkerProcess, start_worker
 from tests.support.jobs import gate_key
-from tests.support.processes import ROOT, WorkerProcess
+from tests.support.processes import ROOT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 #: Task modules a fault-test worker registers (the examples and :func:`hold`).
@@ -210,13 +208,6 @@ def ledger_at(database_url: str) -> Iterator[None]:
         db.reset()
 
 
-@dataclass
-class FaultWorker(WorkerProcess):
-    """A worker started by :func:`start_fault_worker` (its broker may be a private one)."""
-
-    broker_url: str = ""
-
-
 def start_fault_worker(
     log_dir: Path,
     queue: str,
@@ -224,56 +215,23 @@ def start_fault_worker(
     concurrency: int = 2,
     env: dict[str, str] | None = None,
     transport_options: dict[str, Any] | None = None,
-) -> FaultWorker:
+) -> WorkerProcess:
     """Start a real prefork worker of ``app`` on ``queue`` with environment overrides
-    (its own database or broker) and wait until it answers a ping through its broker."""
-    from app.celery import app
-
-    name = f"fault-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
-    log_path = log_dir / f"{name.split('@')[0]}.log"
+    (its own database or broker) and wait until its log says it is ready (its broker may
+    be a private one, and a broadcast always goes out through this process's broker)."""
     environment = {
         **os.environ,
         "JOBLEDGER_EXTRA_TASK_MODULES": TASK_MODULES,
         "JOBLEDGER_TEST_TRANSPORT_OPTIONS": json.dumps(transport_options or {}),
         **(env or {}),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.fault_worker",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-n",
-            name,
-            "-Q",
-            queue,
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
+    return start_worker(
+        log_dir,
+        concurrency=concurrency,
+        queues=(queue,),
         env=environment,
+        cwd=ROOT,
+        program=("-m", "tests.support.fault_worker"),
+        prefix="fault",
+        ready="log",
     )
-    broker = environment.get("JOBLEDGER_BROKER_URL", "")
-    worker = FaultWorker(name=name, process=process, log_path=log_path, broker_url=broker)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"worker exited with {process.returncode}:\n{worker.log()}")
-        # A broadcast always goes out through the app's own producer pool (its broker),
-        # so a worker on a private broker is seen ready in its log instead of by a ping.
-        if (
-            (f"{name} ready." in worker.log())
-            if broker
-            else app.control.ping(destination=[name], timeout=0.5)
-        ):
-            return worker
-        time.sleep(0.05)  # polling interval of the check
-    worker.kill()
-    raise RuntimeError(f"worker did not answer a ping within 60 s:\n{worker.log()}")

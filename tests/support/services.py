@@ -10,33 +10,22 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from app import db
-from app.config import normalize_database_url
-from app.migrate import upgrade
+from app.testing.databases import empty_ledger, migrated_ledger
+from app.testing.databases import recreate_database as recreate
 from tests.conftest import ADMIN_URL, DATABASE_URL, REDIS_URL, TEST_DB
 from tests.support.processes import STARTED, WorkerProcess, start_worker
 
-LEDGER_TABLES = (
-    "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
-    "job_status_counts, job_status_totals, dashboard_sessions"
-)
-
 
 def recreate_database(name: str) -> None:
-    admin = create_engine(normalize_database_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    recreate(ADMIN_URL, name)
 
 
 @pytest.fixture(scope="session")
 def ledger_database() -> Iterator[str]:
     """A fresh database migrated to head, for the whole run."""
-    recreate_database(TEST_DB)
-    upgrade(database_url=DATABASE_URL)
+    migrated_ledger(ADMIN_URL, TEST_DB)
     yield DATABASE_URL
     db.reset()
 
@@ -61,12 +50,7 @@ def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
     for worker in STARTED:
         if worker.process.poll() is None:
             worker.wait_until_idle()
-    with db.engine().begin() as connection:
-        connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
-        # nothing settled (TRUNCATE fires no delete trigger, so the counts start over too)
-        connection.execute(
-            text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
-        )
+    empty_ledger(db.engine())
 
 
 @pytest.fixture(scope="session")

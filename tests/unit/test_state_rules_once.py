@@ -95,3 +95,15 @@ def test_actor_and_trigger_names_are_stated_once() -> None:
 
 def test_every_target_status_has_its_predecessors() -> None:
     assert set(states.PREDECESSORS) == set(JobStatus)
+
+
+def test_each_engine_implements_the_whole_interface() -> None:
+    from app.ledger.engines.base import Engine
+    from app.ledger.engines.sqlite import SQLiteEngine
+
+    families = Engine.__abstractmethods__
+    assert {"record_queued", "start", "finish", "fail", "cancel", "lose", "vacuum"} <= families
+    for engine in (postgresql.PostgreSQLEngine, SQLiteEngine):
+        assert engine.__abstractmethods__ == frozenset()
+        assert isinstance(engine(), Engine)
+    assert {postgresql.PostgreSQLEngine.dialect, SQLiteEngine.dialect} == {"postgresql", "sqlite"}

@@ -6,6 +6,8 @@
 - :mod:`app.ledger` the state machine and every write to it, in layers (rules, engines,
   the transitions, runtime, operations, reads: see its docstring for where things go).
 - :mod:`app.api` the HTTP API and dashboard; :mod:`app.cli` the ``jobledger`` command.
+- :mod:`app.testing` real workers and throwaway ledgers for tests (this project's and
+  its users').
 
 The job types are not here: each is one module in ``tasks/`` (maintenance ones in
 ``tasks/maintenance/``), with the settings and beat entries only it needs.

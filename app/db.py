@@ -1,6 +1,6 @@
 """The ledger's engine, one per process, and the one way to run a ledger transaction.
 
-Fork safety (CELERY_NOTES "Fork safety"): prefork children inherit the parent's pool;
+Fork safety: prefork children inherit the parent's pool;
 :func:`forget_inherited_connections` runs in ``worker_process_init`` and drops them
 without closing the parent's sockets (SQLAlchemy's documented recipe).
 

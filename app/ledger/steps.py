@@ -7,7 +7,8 @@ that will never run then become ``canceled`` with the reason (Celery never publi
 them, so no signal would tell).
 
 Each function is one transaction that first locks the parent row: step N's finish and
-step N+1's start can arrive out of order (CELERY_NOTES "Chains"), and the lock makes
+step N+1's start can arrive out of order (a Celery chain publishes the next step from
+the previous step's worker before that worker acks), and the lock makes
 their effects on the parent apply one at a time. Every step event carries its
 ``step_id``; parent events carry none.
 """

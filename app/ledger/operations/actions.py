@@ -14,8 +14,8 @@ Why the ledger comes first:
   checks it when the job starts and at every checkpoint, so it holds even when no worker
   is online to hear a revoke. The revoke sent afterwards is only the fast path (a worker
   holding the message drops it at once). It never terminates by default: with prefork the
-  process may already run another job by the time the signal lands (CELERY_NOTES
-  "Revoke, kill, redelivery"); ``terminate=True`` is there for a body that never reaches a
+  process may already run another job by the time the signal lands (the signal goes to
+  a pool process, not to a job); ``terminate=True`` is there for a body that never reaches a
   checkpoint, as a last resort.
 - **retry** moves the job back to ``queued`` under a *new* Celery task id
   (:func:`~app.ledger.transitions.record_requeued`) before publishing: the old id may sit

@@ -16,3 +16,9 @@ Trigger = Literal["producer", "beat", "api", "retry"]
 
 ACTORS: tuple[str, ...] = get_args(Actor)
 TRIGGERS: tuple[str, ...] = get_args(Trigger)
+
+
+def actor_for(trigger: str) -> Actor:
+    """Who records the creation of a job made by ``trigger``: beat and the API are
+    their own actors, anything else (a producer, a manual retry's republish) a producer."""
+    return "beat" if trigger == "beat" else "api" if trigger == "api" else "producer"

@@ -12,8 +12,8 @@
 Every transition in :mod:`app.ledger.transitions` is a guarded ``UPDATE … WHERE status IN
 (PREDECESSORS[target])``; this module is the single source of those sets (both engines
 derive every guard from ``PREDECESSORS``, the PostgreSQL fast path formats its SQL text
-from it), of the CHECK constraint in the schema, and of the mapping from the seed
-systems' vocabularies. A new edge is one entry here.
+from it), of the CHECK constraint in the schema, and of the mapping from other
+job systems' status words. A new edge is one entry here.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ START_SOURCES: frozenset[JobStatus] = PREDECESSORS[S.RUNNING] | (
     else frozenset()
 )
 
-#: Status words of the seed systems, mapped onto this machine (DESIGN §3).
+#: Status words of other job systems (``DONE``, ``PARTIAL_SUCCESS``, ``Cancelled``…),
+#: mapped onto this machine.
 VOCABULARY: dict[str, JobStatus] = {
     "started": S.RUNNING,
     "processing": S.RUNNING,
@@ -111,7 +112,7 @@ def is_valid_walk(statuses: list[tuple[JobStatus | None, JobStatus]]) -> bool:
 
 
 def normalize(word: str) -> JobStatus:
-    """Map a status word of any seed system (``DONE``, ``Cancelled``…) onto :class:`JobStatus`.
+    """Map a status word of any other job system (``DONE``, ``Cancelled``…) onto :class:`JobStatus`.
 
     Raises:
         ValueError: the word is not a known status; the message lists the known ones.

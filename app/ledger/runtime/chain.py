@@ -39,9 +39,10 @@ from pydantic import BaseModel
 
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
+from app.ledger.rules.actors import actor_for
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.target import HEADER, StepTarget, uuid_of_task_id
-from app.ledger.runtime.task import JOB_OPTIONS, JobTask, actor_of, tenant_of
+from app.ledger.runtime.task import JOB_OPTIONS, JobTask, tenant_of
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 P = TypeVar("P", bound=BaseModel)
@@ -108,7 +109,7 @@ class ChainJobTask(JobTask):
         ledger.record_queued(
             ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}),
             steps=planned,
-            actor=actor_of(described.get("trigger", "producer")),
+            actor=actor_for(described.get("trigger", "producer")),
         )
         # Only routing options reach the steps: a caller's producer (beat passes its own),
         # its headers or a countdown belong to one message, not to every step.

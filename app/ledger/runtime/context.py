@@ -63,7 +63,6 @@ class JobContext:
         self.worker = worker
         #: Structured item errors (``row``, ``field``, ``message``…); any ⇒ ``partial``.
         self.errors: list[dict[str, Any]] = []
-        self.error_count = 0
         #: Where the job's output can be fetched, if it has one.
         self.result_url: str | None = None
         self._reported = -1
@@ -146,7 +145,6 @@ class JobContext:
 
     def add_error(self, message: str, **where: Any) -> None:
         """Record an item error (e.g. ``row=12, field="amount"``); the job ends ``partial``."""
-        self.error_count += 1
         if len(self.errors) < MAX_ITEM_ERRORS:
             self.errors.append({**where, "message": message})
 

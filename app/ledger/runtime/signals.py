@@ -1,7 +1,7 @@
 """Thin adapters from Celery signals onto the target of the message
 (:mod:`app.ledger.runtime.target`: a job, or a step of a chained job).
 
-Which process fires what (CELERY_NOTES "Signals"): ``task_prerun`` and ``task_retry`` in
+Which process fires what (Celery's prefork pool): ``task_prerun`` and ``task_retry`` in
 the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
 limit in the worker's main process. Each handler translates Celery's arguments into one
 call on the target: the pool child's handlers find it on the request's execution

@@ -59,6 +59,7 @@ from app.exceptions import (
 from app.inputs import unstorable_fields
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
+from app.ledger.rules.actors import actor_for
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.execution import (
@@ -184,7 +185,7 @@ class JobTask(Task):  # type: ignore[misc]
         document = self.job_document(payload, described)
         job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         task_id = task_id or str(job_id)
-        actor = actor_of(described.get("trigger", "producer"))
+        actor = actor_for(described.get("trigger", "producer"))
         job = self._new_job(job_id, task_id, document, described, options)
         if key is not None:
             job = self._with_key(job, idempotency.checked_key(key))
@@ -232,7 +233,7 @@ class JobTask(Task):  # type: ignore[misc]
         if problems:
             raise InvalidPayload(self.name, problems)
         ids = [uuid.uuid4() for _ in documents]
-        actor = actor_of(described.get("trigger", "producer"))
+        actor = actor_for(described.get("trigger", "producer"))
         new_jobs = [
             self._new_job(i, str(i), d, described, options)
             for i, d in zip(ids, documents, strict=True)
@@ -624,7 +625,3 @@ def _user_safe(error: BaseException) -> str:
 
 def _error_entry(error: BaseException, attempt: int) -> dict[str, Any]:
     return {"type": type(error).__name__, "message": str(error), "attempt": attempt}
-
-
-def actor_of(trigger: str) -> ledger.Actor:
-    return "beat" if trigger == "beat" else "api" if trigger == "api" else "producer"

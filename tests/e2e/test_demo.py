@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.testing.workers import start_worker
 from tests.support.api_server import free_port
 from tests.support.processes import ROOT
 
@@ -46,27 +47,10 @@ def demo_worker(checkout: Path, shell_env: dict[str, str]) -> Iterator[None]:
     subprocess.run(
         [".venv/bin/jobledger", "migrate"], cwd=checkout, env=shell_env, check=True, timeout=120
     )
-    log = checkout / "worker.log"
-    with log.open("wb") as handle:
-        worker = subprocess.Popen(
-            [".venv/bin/celery", "-A", "app", "worker", "--concurrency=2", "--loglevel=INFO"],
-            cwd=checkout,
-            env=shell_env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 90
-    while " ready." not in log.read_text(errors="replace"):
-        assert worker.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)  # the worker logs "ready." once it consumes
+    # started as .ci/demo starts it, by the project's launcher (ready: its log says so)
+    worker = start_worker(checkout, env=shell_env, cwd=checkout, prefix="demo", ready="log")
     yield
-    worker.terminate()
-    try:
-        worker.wait(60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(10)
+    worker.stop(timeout=60)
 
 
 @pytest.mark.usefixtures("demo_worker")

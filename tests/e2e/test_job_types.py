@@ -40,6 +40,7 @@ import sqlalchemy as sa
 
 from app import db
 from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
+from app.testing.workers import start_worker
 from models.counts import JobStatusTotal
 from models.domain import DatasetRow, Suggestion, SyncCursor, Transaction
 from models.tables import events, files, jobs, steps
@@ -164,18 +165,10 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     )
     jobledger = str(Path(sys.executable).parent / "jobledger")
     subprocess.run([jobledger, "migrate"], cwd=folder, env=env, check=True, timeout=120)
-    log_path = folder / "worker.log"
-    with log_path.open("wb") as handle:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app", "worker", "-c", "2", "--loglevel=INFO"],
-            cwd=folder,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
+    # the project's launcher; "ready." in its log, as this process cannot ping over files
+    worker = start_worker(folder, env=env, cwd=folder, prefix="embedded", ready="log", timeout=90)
     ledger = sa.create_engine(f"sqlite:///{folder / 'var' / 'jobledger.sqlite3'}")
     try:
-        _wait_until_ready(worker, log_path)
         yield Backend(
             name="embedded",
             env=env,
@@ -183,27 +176,11 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
             ledger=ledger,
             inputs=folder / "var" / "data",  # the default source root, relative to the cwd
             bank_dir=bank_dir,
-            worker_log=log_path,
+            worker_log=worker.log_path,
         )
     finally:
-        worker.terminate()  # warm shutdown: the filesystem broker takes a poll to notice
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        worker.stop(timeout=60)  # warm shutdown: the filesystem broker takes a poll to notice
         ledger.dispose()
-
-
-def _wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"embedded worker exited: {log_path.read_text(errors='replace')}")
-        if " ready." in log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.2)  # the worker writes "ready." once it consumes
-    raise RuntimeError(f"embedded worker not ready: {log_path.read_text(errors='replace')}")
 
 
 @pytest.fixture(params=["postgresql", "embedded"])

@@ -132,3 +132,35 @@ class InvalidIdempotencyKey(JobledgerError, ValueError):
 class TimeLimitsMisconfigured(JobledgerError, ValueError):
     """``JOBLEDGER_TIME_LIMITS`` names a job type that does not exist (a misspelling
     would leave the real type on the default limits); the message lists the types."""
+
+
+class DefinitionExists(JobledgerError):
+    """A definition of that name exists in the tenant already; nothing was written."""
+
+    def __init__(self, tenant: str, name: str) -> None:
+        self.tenant = tenant
+        self.name = name
+        super().__init__(
+            f"a definition named {name!r} exists already (tenant {tenant!r}): choose another "
+            "name, or change that one"
+        )
+
+
+class DefinitionNotFound(JobledgerError, LookupError):
+    """No definition of that name in the tenant."""
+
+    def __init__(self, tenant: str, name: str) -> None:
+        super().__init__(
+            f"no definition named {name!r} in tenant {tenant!r}: "
+            "list them with `jobledger definitions list`"
+        )
+
+
+class DefinitionArchived(JobledgerError):
+    """An archived definition cannot run (unarchive it first); nothing was created."""
+
+    def __init__(self, tenant: str, name: str) -> None:
+        super().__init__(
+            f"definition {name!r} (tenant {tenant!r}) is archived: set archived to false "
+            "to run it again"
+        )

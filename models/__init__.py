@@ -4,6 +4,7 @@ checks ``upgrade head`` equals the models."""
 
 from models.base import Base
 from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
+from models.definitions import BeatLease, JobDefinition, JobDefinitionChange
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction  # noqa: F401
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
@@ -11,9 +12,12 @@ from models.sessions import DashboardSession
 
 __all__ = [
     "Base",
+    "BeatLease",
     "DashboardSession",
     "Job",
     "JobDailyRollup",
+    "JobDefinition",
+    "JobDefinitionChange",
     "JobEvent",
     "JobFile",
     "JobLog",

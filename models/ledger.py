@@ -89,6 +89,13 @@ class Job(Base):
     #: SHA-256 of the request that created the job with that key (type, redacted
     #: payload, subject): the same key with another request is refused.
     request_digest: Mapped[str | None] = mapped_column(String(64))
+    #: The definition this job was made from, its version then, and for a scheduled run
+    #: the firing it is (``(definition_id, scheduled_for)`` is unique: one job per firing).
+    definition_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("job_definitions.id", ondelete="RESTRICT")
+    )
+    definition_version: Mapped[int | None]
+    scheduled_for: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (
         CheckConstraint(_in("status", STATUS_VALUES), name="status"),
@@ -109,6 +116,16 @@ class Job(Base):
         Index("ix_jobs_celery_task_id", "celery_task_id"),
         Index("ix_jobs_parent_job_id", "parent_job_id"),
         Index("ix_jobs_tenant_idempotency_key", "tenant", "idempotency_key", unique=True),
+        # each firing of a definition creates at most one job, whichever beat fires it
+        Index(
+            "ix_jobs_definition_id_scheduled_for",
+            "definition_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("scheduled_for IS NOT NULL"),
+            sqlite_where=text("scheduled_for IS NOT NULL"),
+        ),
+        Index("ix_jobs_definition_id_created_at", "definition_id", "created_at"),
         # Dashboards and the lifeline only look at live jobs: a small partial index keeps
         # them fast however many finished jobs the table holds.
         Index(

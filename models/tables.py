@@ -12,6 +12,7 @@ from typing import cast
 
 from sqlalchemy import Table
 
+from models.definitions import BeatLease, JobDefinition, JobDefinitionChange
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
@@ -24,3 +25,6 @@ files = cast(Table, JobFile.__table__)
 counters = cast(Table, RunNameCounter.__table__)
 rollups = cast(Table, JobDailyRollup.__table__)
 dashboard_sessions = cast(Table, DashboardSession.__table__)
+definitions = cast(Table, JobDefinition.__table__)
+definition_changes = cast(Table, JobDefinitionChange.__table__)
+beat_leases = cast(Table, BeatLease.__table__)

@@ -91,7 +91,8 @@ def record_queued(
 
     Returns False when a job with this id exists already (publishing an id twice is a
     no-op, so a retry or a redelivered publish never makes a second row), or when the
-    job's tenant used its idempotency key already (:mod:`app.ledger.idempotency`).
+    job's tenant used its idempotency key already (:mod:`app.ledger.idempotency`), or
+    when the job's firing ``(definition_id, scheduled_for)`` has its job already.
     """
     return engines.current().record_queued(job, actor=actor, steps=steps)
 

@@ -9,7 +9,8 @@ from sqlalchemy import Engine, create_engine, text
 #: Every table a job writes to (TRUNCATE empties them together).
 LEDGER_TABLES = (
     "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
-    "job_status_counts, job_status_totals, dashboard_sessions"
+    "job_status_counts, job_status_totals, dashboard_sessions, job_definitions, "
+    "job_definition_changes, beat_leases"
 )
 
 

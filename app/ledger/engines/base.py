@@ -51,6 +51,12 @@ class NewJob:
     #: The producer's "this request, once" key (unique per tenant) and its request's digest.
     idempotency_key: str | None = None
     request_digest: str | None = None
+    #: The definition the job was made from, its version, and for a scheduled run the
+    #: firing it is: ``(definition_id, scheduled_for)`` is unique, so a second insert of
+    #: the same firing inserts nothing (``record_queued`` returns False).
+    definition_id: uuid.UUID | None = None
+    definition_version: int | None = None
+    scheduled_for: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -645,6 +645,9 @@ def job_row(job: NewJob, name: str) -> dict[str, Any]:
         "metadata": job.metadata,
         "idempotency_key": job.idempotency_key,
         "request_digest": job.request_digest,
+        "definition_id": job.definition_id,
+        "definition_version": job.definition_version,
+        "scheduled_for": job.scheduled_for,
     }
 
 

@@ -226,8 +226,8 @@ class PostgreSQLEngine(CoreEngine):
     # -- the fast path ---------------------------------------------------------------
 
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
-        if steps or job.idempotency_key is not None:
-            # a chain's steps, or a key that may conflict: the shared statements
+        if steps or job.idempotency_key is not None or job.definition_id is not None:
+            # a chain's steps, a key or a firing that may conflict: the shared statements
             return super().record_queued(job, actor=actor, steps=steps)
         created = RECORD_QUEUED.first_row(
             (

@@ -11,8 +11,8 @@ from typing import Literal, get_args
 
 #: Who records a transition (``job_events.actor``).
 Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]
-#: What made a job (``jobs.trigger``).
-Trigger = Literal["producer", "beat", "api", "retry"]
+#: What made a job (``jobs.trigger``); ``manual`` is a definition run by hand.
+Trigger = Literal["producer", "beat", "api", "retry", "manual"]
 
 ACTORS: tuple[str, ...] = get_args(Actor)
 TRIGGERS: tuple[str, ...] = get_args(Trigger)

@@ -42,7 +42,7 @@ from app.ledger import transitions as ledger
 from app.ledger.rules.actors import actor_for
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.target import HEADER, StepTarget, uuid_of_task_id
-from app.ledger.runtime.task import JOB_OPTIONS, JobTask, tenant_of
+from app.ledger.runtime.task import DEFINITION_OPTIONS, JOB_OPTIONS, JobTask, tenant_of
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 
 P = TypeVar("P", bound=BaseModel)
@@ -78,7 +78,7 @@ class ChainJobTask(JobTask):
         kwargs: dict[str, Any] | None = None,
         task_id: str | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult | None:
         check_time_limit_types(self.app)  # once per process, before anything is recorded
         headers = dict(options.pop("headers", None) or {})
         if HEADER in headers:
@@ -89,6 +89,7 @@ class ChainJobTask(JobTask):
                 "single-step; submit the chained job again",
             )
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        link = {key: options.pop(key) for key in DEFINITION_OPTIONS if key in options}
         tenant = tenant_of(described, kwargs)
         payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}), tenant=tenant)
         document = self.job_document(payload, described)
@@ -106,11 +107,13 @@ class ChainJobTask(JobTask):
             )
         ]
         new_job = self._new_job(job_id, str(job_id), document, described, options)
-        ledger.record_queued(
-            ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None}),
+        created = ledger.record_queued(
+            ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None, **link}),
             steps=planned,
             actor=actor_for(described.get("trigger", "producer")),
         )
+        if not created and link.get("scheduled_for") is not None:
+            return None  # this firing of the definition has its job: publish nothing
         # Only routing options reach the steps: a caller's producer (beat passes its own),
         # its headers or a countdown belong to one message, not to every step.
         step_options = {key: options[key] for key in STEP_OPTIONS if key in options}

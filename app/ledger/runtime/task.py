@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 DUPLICATE_DELAY = 10
 #: Options of ``apply_async`` that describe the job rather than the message.
 JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
+#: Options linking a job to the definition it is made from (app.ledger.definitions).
+DEFINITION_OPTIONS = ("definition_id", "definition_version", "scheduled_for")
 #: Job options stored as text or JSON, checked for NUL characters like the payload.
 TEXT_OPTIONS = ("subject", "created_by", "metadata")
 #: What a tenant looks like (as API keys and payload ``tenant`` fields have it): tenants
@@ -161,7 +163,10 @@ class JobTask(Task):  # type: ignore[misc]
         """Validate the payload, record the job ``queued``, then publish its message.
 
         Extra options describe the job: ``tenant``, ``subject``, ``created_by``,
-        ``trigger`` (producer | beat | api | retry), ``metadata``. A message that already
+        ``trigger`` (producer | beat | api | retry | manual), ``metadata``; and the
+        link to a definition (``definition_id``, ``definition_version``,
+        ``scheduled_for``), with which a firing that has its job already returns None
+        and publishes nothing (:mod:`app.ledger.definitions`). A message that already
         belongs to a recorded job (a Celery retry, a chain step) is published as is.
         Either way its ``argsrepr``/``kwargsrepr`` (what Flower and the logs show) are
         redacted.
@@ -174,6 +179,7 @@ class JobTask(Task):  # type: ignore[misc]
         check_time_limit_types(self.app)  # once per process: a misspelt type is refused
         headers = dict(options.pop("headers", None) or {})
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        link = {key: options.pop(key) for key in DEFINITION_OPTIONS if key in options}
         key = options.pop("idempotency_key", None)
         if HEADER in headers:
             options.update(payload_reprs(self.app, args or (), kwargs or {}, options))
@@ -186,16 +192,21 @@ class JobTask(Task):  # type: ignore[misc]
         job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         task_id = task_id or str(job_id)
         actor = actor_for(described.get("trigger", "producer"))
-        job = self._new_job(job_id, task_id, document, described, options)
+        job = dataclasses.replace(
+            self._new_job(job_id, task_id, document, described, options), **link
+        )
         if key is not None:
             job = self._with_key(job, idempotency.checked_key(key))
             replayed = self._replayed([job])
             if replayed is not None:
                 return replayed[0]
-        if not ledger.record_queued(job, actor=actor) and key is not None:
-            replayed = self._replayed([job])  # a concurrent request with the key won
-            if replayed is not None:
-                return replayed[0]
+        if not ledger.record_queued(job, actor=actor):
+            if link.get("scheduled_for") is not None:
+                return None  # this firing of the definition has its job: publish nothing
+            if key is not None:
+                replayed = self._replayed([job])  # a concurrent request with the key won
+                if replayed is not None:
+                    return replayed[0]
         headers.update(JobTarget(job_id).header())
         options.update(payload_reprs(self.app, (), document, options))
         try:

@@ -1,0 +1,436 @@
+"""The door of job definitions: the only writer of ``job_definitions`` and its change log.
+
+A definition is what a job *is* (type, payload, optional schedule, run options), named
+per tenant; each job made from it records the definition, its version then, and for a
+scheduled run the firing it is (``scheduled_for``). The database makes each firing
+create at most one job (unique ``(definition_id, scheduled_for)``), so any number of
+beats may fire it: :func:`run` of a firing that has its job returns None and publishes
+nothing.
+
+- :func:`create`, :func:`update`: validate everything first (the job type exists, the
+  payload passes the type's payload model with the tenant as validation context, as
+  ``delay()`` does; the schedule; the run options) and raise
+  :class:`~app.exceptions.InvalidPayload` naming the field, having written nothing.
+  Each change writes one append-only ``job_definition_changes`` row (who, what from,
+  what to; the whole definition on creation) in the same transaction, and bumps the
+  version. Definitions are never deleted: disable or archive them (jobs point at them
+  with ON DELETE RESTRICT).
+- :func:`due`, :func:`advance`: the scheduler's two questions (which firings to make
+  now; move a definition past a firing, once, whichever beat asks).
+
+Payloads are stored as given: unlike a job's stored payload (sanitised, the message
+carries the real values) a definition's must be runnable later, so a payload field
+holding a secret is kept in the ledger in clear. Keep secrets in settings, not payloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
+
+from app.db import engine, in_transaction
+from app.exceptions import (
+    DefinitionExists,
+    DefinitionNotFound,
+    InvalidPayload,
+)
+from app.inputs import unstorable_fields
+from app.ledger import engines
+from app.ledger.engines.base import aware
+from app.ledger.rules import schedules
+from app.ledger.rules.actors import Actor
+from models.tables import definition_changes, definitions
+
+#: What :func:`update` may change.
+CHANGEABLE = ("payload", "schedule", "enabled", "catch_up", "options", "archived")
+CATCH_UP = ("skip", "once")
+#: Run options a definition may carry (applied to each run's ``apply_async``).
+RUN_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
+#: A definition's name: it is a path segment of the API (``/definitions/{name}``).
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+#: Tries of an update that lost a race with another update of the same definition.
+UPDATE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One definition as stored (timestamps aware UTC)."""
+
+    id: uuid.UUID
+    tenant: str
+    name: str
+    type: str
+    payload: dict[str, Any]
+    schedule: dict[str, Any] | None
+    enabled: bool
+    catch_up: str
+    options: dict[str, Any]
+    version: int
+    archived_at: datetime | None
+    next_run_at: datetime | None
+    last_fired_for: datetime | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def schedule_text(self) -> str:
+        """The schedule in words (:func:`app.ledger.rules.schedules.describe`)."""
+        return schedules.describe(self.schedule)
+
+    def document(self) -> dict[str, Any]:
+        """What a definition is, as JSON (the change log's creation row)."""
+        return {
+            "tenant": self.tenant,
+            "name": self.name,
+            "type": self.type,
+            "payload": self.payload,
+            "schedule": self.schedule,
+            "enabled": self.enabled,
+            "catch_up": self.catch_up,
+            "options": self.options,
+        }
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def create(
+    *,
+    tenant: str,
+    name: str,
+    type: str,
+    payload: dict[str, Any],
+    schedule: dict[str, Any] | None = None,
+    enabled: bool = True,
+    catch_up: str = "skip",
+    options: dict[str, Any] | None = None,
+    actor: Actor,
+    changed_by: str | None,
+) -> Definition:
+    """Create a definition (version 1) and its creation row in the change log.
+
+    Raises:
+        InvalidPayload: naming the field (``type``, ``payload.<field>``, ``schedule.cron``,
+            ``schedule.timezone``, ``schedule.every``, ``options.<option>``, ``name``,
+            ``enabled``, ``catch_up``); nothing written.
+        DefinitionExists: the tenant has a definition of that name; nothing written.
+    """
+    _check_tenant(tenant, type)
+    if not isinstance(name, str) or not NAME.match(name):
+        raise InvalidPayload(
+            str(type), {"name": f"must match {NAME.pattern} (it names the definition in URLs)"}
+        )
+    values = {
+        "type": type,
+        "payload": payload,
+        "schedule": schedule,
+        "enabled": enabled,
+        "catch_up": catch_up,
+        "options": {} if options is None else options,
+    }
+    checked = _checked(tenant, str(type), values)
+    definition_id = uuid.uuid4()
+
+    def work(connection: Connection) -> Definition:
+        if _row(connection, tenant, name) is not None:
+            raise DefinitionExists(tenant, name)
+        now = engines.current().database_now(connection)
+        connection.execute(
+            definitions.insert().values(
+                id=definition_id,
+                tenant=tenant,
+                name=name,
+                type=checked["type"],
+                payload=checked["payload"],
+                schedule=checked["schedule"],
+                enabled=checked["enabled"],
+                catch_up=checked["catch_up"],
+                options=checked["options"],
+                version=1,
+                next_run_at=_next_run(checked["schedule"], checked["enabled"], False, now),
+                created_by=changed_by,
+            )
+        )
+        created = _definition(_row(connection, tenant, name))
+        _log(connection, created, created.document(), actor=actor, changed_by=changed_by)
+        return created
+
+    try:
+        return in_transaction(work, f"definition {name!r} created")
+    except IntegrityError:  # a concurrent create of the same name won
+        raise DefinitionExists(tenant, name) from None
+
+
+def update(
+    tenant: str, name: str, changes: dict[str, Any], *, actor: Actor, changed_by: str | None
+) -> Definition:
+    """Apply ``changes`` (any of payload, schedule, enabled, catch_up, options, archived)
+    as one new version with one change-log row; fields given their current value are no
+    change, and an update that changes nothing writes nothing. The next firing is
+    recomputed from now when the schedule, enabled or archived changes.
+
+    Raises:
+        DefinitionNotFound: (a LookupError) no such definition in this tenant.
+        InvalidPayload: naming the field; nothing written.
+    """
+    unknown = sorted(set(changes) - set(CHANGEABLE))
+    current = get(tenant, name)
+    if current is None:
+        raise DefinitionNotFound(tenant, name)
+    if unknown:
+        raise InvalidPayload(
+            current.type,
+            {f: f"cannot be changed (changeable: {', '.join(CHANGEABLE)})" for f in unknown},
+        )
+    archived = changes.get("archived", current.archived)
+    if not isinstance(archived, bool):
+        raise InvalidPayload(current.type, {"archived": f"must be true or false, got {archived!r}"})
+    given = {key: value for key, value in changes.items() if key != "archived"}
+    _checked(tenant, current.type, {**current.document(), **given})  # fail before the loop
+
+    for _ in range(UPDATE_TRIES):
+        current = get(tenant, name)
+        if current is None:
+            raise DefinitionNotFound(tenant, name)
+        merged = _checked(tenant, current.type, {**current.document(), **given})
+        before = {**current.document(), "archived": current.archived}
+        after = {**merged, "archived": archived}
+        diff = {
+            field: {"from": before[field], "to": after[field]}
+            for field in ("payload", "schedule", "enabled", "catch_up", "options", "archived")
+            if before[field] != after[field]
+        }
+        if not diff:
+            return current
+        outcome = in_transaction(
+            functools.partial(
+                _apply,
+                current=current,
+                merged=merged,
+                archived=archived,
+                diff=diff,
+                actor=actor,
+                changed_by=changed_by,
+            ),
+            f"definition {name!r} updated",
+        )
+        if outcome is not None:
+            return outcome
+    raise RuntimeError(
+        f"definition {name!r} kept changing under this update ({UPDATE_TRIES} tries): try again"
+    )
+
+
+def _apply(
+    connection: Connection,
+    *,
+    current: Definition,
+    merged: dict[str, Any],
+    archived: bool,
+    diff: dict[str, Any],
+    actor: Actor,
+    changed_by: str | None,
+) -> Definition | None:
+    now = engines.current().database_now(connection)
+    timing = {"schedule", "enabled", "archived"} & set(diff)
+    values: dict[str, Any] = {
+        "payload": merged["payload"],
+        "schedule": merged["schedule"],
+        "enabled": merged["enabled"],
+        "catch_up": merged["catch_up"],
+        "options": merged["options"],
+        "version": current.version + 1,
+        "updated_at": func.now(),
+    }
+    if "archived" in diff:
+        values["archived_at"] = now if archived else None
+    if timing:
+        values["next_run_at"] = _next_run(merged["schedule"], merged["enabled"], archived, now)
+    moved = connection.execute(
+        sql_update(definitions)
+        .where(definitions.c.id == current.id, definitions.c.version == current.version)
+        .values(**values)
+    )
+    if moved.rowcount != 1:
+        return None  # another update came first: read again, apply again
+    changed = _definition(_row(connection, current.tenant, current.name))
+    _log(connection, changed, diff, actor=actor, changed_by=changed_by)
+    return changed
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def get(tenant: str, name: str) -> Definition | None:
+    """The tenant's definition of that name (archived ones too), or None."""
+    with engine().connect() as connection:
+        row = _row(connection, tenant, name)
+    return None if row is None else _definition(row)
+
+
+def list_(tenant: str, *, include_archived: bool = False) -> list[Definition]:
+    """The tenant's definitions by name (archived ones only when asked)."""
+    query = select(definitions).where(definitions.c.tenant == tenant)
+    if not include_archived:
+        query = query.where(definitions.c.archived_at.is_(None))
+    with engine().connect() as connection:
+        rows = connection.execute(query.order_by(definitions.c.name)).mappings().all()
+    return [_definition(row) for row in rows]
+
+
+def changes_of(definition_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The change log of a definition, oldest first."""
+    query = (
+        select(definition_changes)
+        .where(definition_changes.c.definition_id == definition_id)
+        .order_by(definition_changes.c.id)
+    )
+    with engine().connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    return [{**row, "created_at": aware(row["created_at"])} for row in rows]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _check_tenant(tenant: Any, job_type: Any) -> None:
+    if not isinstance(tenant, str) or not TENANT.match(tenant):
+        raise InvalidPayload(str(job_type), {"tenant": f"must match {TENANT.pattern}"})
+
+
+def _checked(tenant: str, job_type: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a definition validated and normalised (the stored form).
+
+    Raises:
+        InvalidPayload: naming every offending field.
+    """
+    from app.ledger.operations.actions import registered_task
+    from app.ledger.runtime.task import JobTask
+
+    task = registered_task(job_type) if isinstance(job_type, str) else None
+    if not isinstance(task, JobTask):
+        raise InvalidPayload(str(job_type), {"type": f"{job_type!r} is not a job type"})
+    problems: dict[str, str] = {}
+    payload = values["payload"]
+    if not isinstance(payload, dict):
+        problems["payload"] = "must be an object of the job type's payload fields"
+    else:
+        refused = dict(unstorable_fields(payload))
+        problems.update({f"payload.{field}": problem for field, problem in refused.items()})
+        if not refused:
+            try:
+                validated = task.validate_payload((), dict(payload), tenant=tenant)
+                task.job_document(validated, {"tenant": tenant})
+            except InvalidPayload as error:
+                problems.update({f"payload.{f}": p for f, p in error.fields.items()})
+    schedule = values["schedule"]
+    if schedule is not None:
+        try:
+            schedule = schedules.parse(schedule)
+        except schedules.InvalidSchedule as error:
+            problems[error.field] = error.problem
+    if not isinstance(values["enabled"], bool):
+        problems["enabled"] = f"must be true or false, got {values['enabled']!r}"
+    if values["catch_up"] not in CATCH_UP:
+        problems["catch_up"] = f"must be one of {', '.join(CATCH_UP)}, got {values['catch_up']!r}"
+    options = values["options"]
+    if not isinstance(options, dict):
+        problems["options"] = f"must be an object of run options ({', '.join(RUN_OPTIONS)})"
+    else:
+        problems.update(_option_problems(task, options))
+    if problems:
+        raise InvalidPayload(job_type, problems)
+    return {**values, "schedule": schedule, "options": dict(options)}
+
+
+def _option_problems(task: Any, options: dict[str, Any]) -> dict[str, str]:
+    problems = {
+        f"options.{key}": f"is not a run option ({', '.join(RUN_OPTIONS)})"
+        for key in options
+        if key not in RUN_OPTIONS
+    }
+    queue = options.get("queue")
+    if queue is not None and not (isinstance(queue, str) and 0 < len(queue) <= 128):
+        problems["options.queue"] = "must be a queue name (1 to 128 characters)"
+    priority = options.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
+    ):
+        problems["options.priority"] = "must be a whole number from 0 to 9"
+    limits = {key: options[key] for key in ("time_limit", "soft_time_limit") if key in options}
+    if limits:
+        try:
+            task.check_time_limits(dict(limits))
+        except InvalidPayload as error:
+            problems.update({f"options.{f}": p for f, p in error.fields.items()})
+    return problems
+
+
+def _next_run(
+    schedule: dict[str, Any] | None, enabled: bool, archived: bool, now: datetime
+) -> datetime | None:
+    if schedule is None or not enabled or archived:
+        return None
+    return schedules.next_after(schedule, now)
+
+
+def _row(connection: Connection, tenant: str, name: str) -> Any:
+    query = select(definitions).where(definitions.c.tenant == tenant, definitions.c.name == name)
+    return connection.execute(query).mappings().first()
+
+
+def _definition(row: Any) -> Definition:
+    def moment(value: Any) -> datetime | None:
+        return None if value is None else aware(value)
+
+    return Definition(
+        id=row["id"],
+        tenant=row["tenant"],
+        name=row["name"],
+        type=row["type"],
+        payload=dict(row["payload"]),
+        schedule=None if row["schedule"] is None else dict(row["schedule"]),
+        enabled=bool(row["enabled"]),
+        catch_up=row["catch_up"],
+        options=dict(row["options"] or {}),
+        version=row["version"],
+        archived_at=moment(row["archived_at"]),
+        next_run_at=moment(row["next_run_at"]),
+        last_fired_for=moment(row["last_fired_for"]),
+        created_by=row["created_by"],
+        created_at=aware(row["created_at"]),
+        updated_at=aware(row["updated_at"]),
+    )
+
+
+def _log(
+    connection: Connection,
+    definition: Definition,
+    changes: dict[str, Any],
+    *,
+    actor: Actor,
+    changed_by: str | None,
+) -> None:
+    connection.execute(
+        definition_changes.insert().values(
+            definition_id=definition.id,
+            version=definition.version,
+            actor=actor,
+            changed_by=changed_by,
+            changes=changes,
+        )
+    )

@@ -319,6 +319,7 @@ class CoreEngine(Engine):
             guards.append(table.c.worker_pid == worker_pid)
         if celery_task_id is not None:
             guards.append(table.c.celery_task_id == celery_task_id)
+        guards.append(table.c.status == S.RUNNING.value)  # whatever else may go to retrying
         values = {"lost_executions": table.c.lost_executions + 1, "execution_id": None}
         return self._move(
             connection,
@@ -353,7 +354,7 @@ class CoreEngine(Engine):
             values,
             actor=actor,
             message="no heartbeat from its worker: delivering it again",
-            guards=_quiet_since(quiet_since),
+            guards=[jobs.c.status == S.RUNNING.value, *_quiet_since(quiet_since)],
         )
 
     def requeue(

@@ -221,6 +221,7 @@ class CoreEngine(Engine):
                 actor="worker",
                 message=message,
                 execution_id=execution_id,
+                worker_of_row=True,  # as the fast path: the worker of the execution
             ),
             f"job {job_id} {target}",
         )
@@ -594,17 +595,23 @@ class CoreEngine(Engine):
         worker: str | None = None,
         sources: list[str] | None = None,
         guards: Sequence[ColumnElement[bool]] = (),
+        worker_of_row: bool = False,
     ) -> bool:
-        """The guarded move of a job or step and its event row; False when nothing moved."""
+        """The guarded move of a job or step and its event row; False when nothing moved.
+        The event names ``worker``, or with ``worker_of_row`` the row's own."""
         table = _table(ref)
         conditions = list(guards)
         if execution_id is not None:
             conditions.append(table.c.execution_id == execution_id)
         row_id = ref.job_id if ref.step_id is None else ref.step_id
         statement = q.move(table, row_id, target, values, *conditions, sources=sources)
+        if worker_of_row:
+            statement = statement.returning(table.c.worker)
         moved = connection.execute(statement).first()
         if moved is None:
             return False
+        if worker_of_row:
+            worker = moved.worker
         source = S(moved.previous_status)
         row = event(
             ref, source, target, actor=actor, message=message, attempt=moved.attempts, worker=worker

@@ -29,15 +29,16 @@ import functools
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from app.db import engine, in_transaction
 from app.exceptions import (
+    DefinitionArchived,
     DefinitionExists,
     DefinitionNotFound,
     InvalidPayload,
@@ -46,7 +47,7 @@ from app.inputs import unstorable_fields
 from app.ledger import engines
 from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
-from app.ledger.rules.actors import Actor
+from app.ledger.rules.actors import Actor, Trigger
 from models.tables import definition_changes, definitions
 
 #: What :func:`update` may change.
@@ -57,6 +58,9 @@ RUN_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
 #: A definition's name: it is a path segment of the API (``/definitions/{name}``).
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+#: Cron firings stepped through to find the latest due one (a month of minutes); a
+#: definition left unfired for longer is looked at over its last day only.
+MAX_CRON_STEPS = 45_000
 #: Tries of an update that lost a race with another update of the same definition.
 UPDATE_TRIES = 5
 
@@ -302,6 +306,158 @@ def changes_of(definition_id: uuid.UUID) -> list[dict[str, Any]]:
     with engine().connect() as connection:
         rows = connection.execute(query).mappings().all()
     return [{**row, "created_at": aware(row["created_at"])} for row in rows]
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def run(
+    tenant: str,
+    name: str,
+    *,
+    scheduled_for: datetime | None,
+    trigger: Trigger,
+    created_by: str | None,
+) -> uuid.UUID | None:
+    """Create a job from the definition, through its job type's ``apply_async`` (payload
+    validated again, redacted message reprs, ledger row before publish), linked to the
+    definition and its current version, with its run options; ``scheduled_for`` names
+    the firing of a scheduled run (None for a run by hand).
+
+    Returns the job's id, or None when that firing has its job already (made by another
+    beat, or an earlier try of this one): nothing is published then.
+
+    Raises:
+        DefinitionNotFound: (a LookupError) no such definition in this tenant.
+        DefinitionArchived: an archived definition does not run (a disabled one does,
+            by hand).
+        InvalidPayload: the stored payload no longer passes the type's model (the type
+            changed since it was saved); nothing written.
+    """
+    from app.ledger.operations.actions import registered_task
+
+    definition = get(tenant, name)
+    if definition is None:
+        raise DefinitionNotFound(tenant, name)
+    if definition.archived:
+        raise DefinitionArchived(tenant, name)
+    task = registered_task(definition.type)
+    if task is None:
+        raise InvalidPayload(definition.type, {"type": f"{definition.type!r} is not a job type"})
+    result = task.apply_async(
+        kwargs=dict(definition.payload),
+        tenant=tenant,
+        trigger=trigger,
+        created_by=created_by,
+        definition_id=definition.id,
+        definition_version=definition.version,
+        scheduled_for=None if scheduled_for is None else _utc(scheduled_for),
+        **definition.options,
+    )
+    return None if result is None else uuid.UUID(str(result.id))
+
+
+def due(now: datetime) -> list[tuple[Definition, list[datetime]]]:
+    """The definitions to fire at ``now`` (enabled, scheduled, not archived, next firing
+    at or before ``now``), each with the firings to make, oldest first:
+
+    - ``skip``: only the latest firing due; those missed before it are skipped.
+    - ``once``: when firings were missed (more than one is due), one run stands for all
+      of them (the last missed firing), then the latest one.
+
+    After firing, the scheduler moves the definition on with :func:`advance`
+    (``fired_for`` the last firing made, ``next_run_at`` = :func:`~app.ledger.rules.
+    schedules.next_after` of it).
+    """
+    now = _utc(now)
+    query = (
+        select(definitions)
+        .where(
+            definitions.c.enabled.is_(True),
+            definitions.c.archived_at.is_(None),
+            definitions.c.schedule.is_not(None),
+            definitions.c.next_run_at.is_not(None),
+            definitions.c.next_run_at <= now,
+        )
+        .order_by(definitions.c.next_run_at, definitions.c.id)
+    )
+    with engine().connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    found = []
+    for row in rows:
+        definition = _definition(row)
+        if definition.schedule is None or definition.next_run_at is None:
+            continue  # a JSON null stored as such
+        missed, latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)
+        firings = [missed, latest] if definition.catch_up == "once" and missed else [latest]
+        found.append((definition, firings))
+    return found
+
+
+def advance(definition_id: uuid.UUID, fired_for: datetime, next_run_at: datetime | None) -> bool:
+    """Record that the firing ``fired_for`` was made and the next is ``next_run_at``.
+
+    Guarded: only a definition not yet moved past ``fired_for`` (``last_fired_for``
+    before it) whose next firing is still at or before it moves, so two beats cannot
+    move it twice, and an edit made meanwhile (which recomputed ``next_run_at`` from
+    its own now, or disabled or archived the definition) is not overwritten. Returns
+    whether it moved.
+    """
+    fired_for = _utc(fired_for)
+    statement = (
+        sql_update(definitions)
+        .where(
+            definitions.c.id == definition_id,
+            or_(definitions.c.last_fired_for.is_(None), definitions.c.last_fired_for < fired_for),
+            definitions.c.next_run_at.is_not(None),
+            definitions.c.next_run_at <= fired_for,
+        )
+        .values(
+            last_fired_for=fired_for,
+            next_run_at=None if next_run_at is None else _utc(next_run_at),
+        )
+    )
+    moved = in_transaction(
+        lambda connection: connection.execute(statement).rowcount,
+        f"definition {definition_id} advanced",
+    )
+    return bool(moved == 1)
+
+
+def _missed_and_latest(
+    schedule: dict[str, Any], first: datetime, now: datetime
+) -> tuple[datetime | None, datetime]:
+    """The last firing before the latest one (None when only one is due) and the latest
+    firing at or before ``now``, from ``first`` (a firing, at or before ``now``)."""
+    parsed = schedules.parse(schedule)
+    if "every" in parsed:  # closed form: a firing is a multiple of the interval
+        latest = schedules.next_after(parsed, now) - timedelta(seconds=parsed["every"])
+        previous = latest - timedelta(seconds=parsed["every"])
+        return (previous if previous >= first else None), max(latest, first)
+    missed, latest = None, first
+    for _ in range(MAX_CRON_STEPS):
+        following = schedules.next_after(parsed, latest)
+        if following > now:
+            return missed, latest
+        missed, latest = latest, following
+    # unfired for very long: missed for sure; the latest firing is looked for over the
+    # last day (a schedule this frequent fires within one)
+    recent = _last_cron_before(parsed, now)
+    return first, recent if recent is not None else latest
+
+
+def _last_cron_before(schedule: dict[str, Any], now: datetime) -> datetime | None:
+    latest = schedules.next_after(schedule, now - timedelta(days=1))
+    if latest > now:
+        return None
+    while (following := schedules.next_after(schedule, latest)) <= now:
+        latest = following
+    return latest
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC (naive means UTC): the form stored and compared on every engine."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 # -- helpers ------------------------------------------------------------------------------

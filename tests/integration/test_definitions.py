@@ -4,23 +4,34 @@ names per tenant, archive, and never deleted while runs point at a definition.""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import db
 from app.config import settings
-from app.exceptions import DefinitionExists, DefinitionNotFound, InvalidPayload
+from app.exceptions import (
+    DefinitionArchived,
+    DefinitionExists,
+    DefinitionNotFound,
+    InvalidPayload,
+)
 from app.ledger import definitions, engines
 from app.ledger import transitions as ledger
+from app.ledger.engines.base import aware
+from app.ledger.rules import schedules
 from app.migrate import upgrade
-from models.tables import definition_changes
+from models.tables import definition_changes, jobs
 from models.tables import definitions as definition_rows
 
 SUGGEST = {"budget_id": "household"}
@@ -260,8 +271,6 @@ def test_archive_hides_and_stops_but_keeps_the_definition() -> None:
 
 
 def test_concurrent_updates_each_make_their_own_version() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     make()
     budgets = [f"b{n}" for n in range(6)]
     with ThreadPoolExecutor(3) as pool:
@@ -351,3 +360,241 @@ def test_each_firing_fits_once_in_the_ledger() -> None:
     assert firing_job(firing + timedelta(minutes=1))  # another firing
     assert firing_job(None)
     assert firing_job(None)
+
+
+# -- run ----------------------------------------------------------------------------------
+
+#: The broker queue the runs here go to (no worker consumes it; emptied between tests).
+QUEUE = "jobledger-test:definitions"
+
+
+def jobs_of(definition_id: uuid.UUID) -> list[dict[str, Any]]:
+    query = select(jobs).where(jobs.c.definition_id == definition_id).order_by(jobs.c.created_at)
+    with db.engine().connect() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def messages(redis_client: redis.Redis) -> int:
+    return int(redis_client.llen(QUEUE))
+
+
+def test_a_manual_run_makes_a_linked_job(redis_client: redis.Redis) -> None:
+    made = make(options={"queue": QUEUE, "priority": 0})
+    definitions.update(
+        "acme", "nightly", {"payload": {"budget_id": "shop"}}, actor="api", changed_by="k"
+    )
+
+    job_id = definitions.run(
+        "acme", "nightly", scheduled_for=None, trigger="manual", created_by="key-ops"
+    )
+
+    (job,) = jobs_of(made.id)
+    assert job["id"] == job_id
+    assert (job["type"], job["tenant"], job["trigger"], job["created_by"]) == (
+        "suggest",
+        "acme",
+        "manual",
+        "key-ops",
+    )
+    assert (job["definition_version"], job["scheduled_for"], job["queue"]) == (2, None, QUEUE)
+    assert job["payload"]["budget_id"] == "shop"  # the current version's payload
+    assert messages(redis_client) == 1
+    # a second run by hand is another job
+    assert definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
+    assert len(jobs_of(made.id)) == 2
+
+
+def test_a_firing_runs_once(redis_client: redis.Redis) -> None:
+    made = make(options={"queue": QUEUE})
+    firing = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    first = definitions.run(
+        "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+    again = definitions.run(
+        "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+
+    assert first is not None
+    assert again is None
+    (job,) = jobs_of(made.id)
+    assert job["id"] == first
+    assert aware(job["scheduled_for"]) == firing
+    assert messages(redis_client) == 1  # the second firing published nothing
+    # the same moment in another zone is the same firing
+    paris = firing.astimezone(ZoneInfo("Europe/Paris"))
+    assert (
+        definitions.run("acme", "nightly", scheduled_for=paris, trigger="beat", created_by="b")
+        is None
+    )
+
+
+def test_racing_firings_make_one_job(redis_client: redis.Redis) -> None:
+    made = make(options={"queue": QUEUE})
+    firing = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    start = threading.Barrier(6)
+
+    def fire(_: int) -> uuid.UUID | None:
+        start.wait()
+        return definitions.run(
+            "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        made_jobs = list(pool.map(fire, range(6)))
+
+    assert len([job for job in made_jobs if job is not None]) == 1
+    assert len(jobs_of(made.id)) == 1
+    assert messages(redis_client) == 1
+
+
+def test_runs_refuse_what_cannot_run() -> None:
+    make(options={"queue": QUEUE})
+    with pytest.raises(DefinitionNotFound):
+        definitions.run("globex", "nightly", scheduled_for=None, trigger="manual", created_by="k")
+    definitions.update("acme", "nightly", {"enabled": False}, actor="api", changed_by="k")
+    # disabled: not scheduled, but still runs by hand
+    assert definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
+    definitions.update("acme", "nightly", {"archived": True}, actor="api", changed_by="k")
+    with pytest.raises(DefinitionArchived):
+        definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
+
+
+# -- due and advance ----------------------------------------------------------------------
+
+
+def back_date(name: str, next_run_at: datetime | None, tenant: str = "acme") -> None:
+    with db.engine().begin() as connection:
+        connection.execute(
+            update(definition_rows)
+            .where(definition_rows.c.tenant == tenant, definition_rows.c.name == name)
+            .values(next_run_at=next_run_at)
+        )
+
+
+def test_due_lists_only_enabled_scheduled_live_definitions_whose_time_came() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
+    for name in ("due", "later", "off", "gone", "by-hand"):
+        make(name, schedule={"every": 60})
+    make("by-hand-2", schedule=None)
+    back_date("due", datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    back_date("later", datetime(2026, 3, 1, 12, 1, tzinfo=UTC))
+    for name in ("off", "gone"):
+        back_date(name, datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    definitions.update("acme", "off", {"enabled": False}, actor="api", changed_by="k")
+    definitions.update("acme", "gone", {"archived": True}, actor="api", changed_by="k")
+    back_date("off", datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # even with a stale time
+    back_date("gone", datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+
+    found = definitions.due(now)
+
+    assert [(d.name, firings) for d, firings in found] == [
+        ("due", [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "expected"),
+    [
+        ("skip", [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]),
+        ("once", [datetime(2026, 3, 1, 11, 59, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)]),
+    ],
+)
+def test_missed_interval_firings_follow_the_catch_up_rule(
+    catch_up: str, expected: list[datetime]
+) -> None:
+    make(schedule={"every": 60}, catch_up=catch_up)
+    back_date("nightly", datetime(2026, 3, 1, 10, 0, tzinfo=UTC))  # two hours unfired
+
+    ((_, firings),) = definitions.due(datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC))
+
+    assert firings == expected
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "expected"),
+    [
+        ("skip", [datetime(2026, 3, 30, 7, tzinfo=UTC)]),
+        ("once", [datetime(2026, 3, 27, 8, tzinfo=UTC), datetime(2026, 3, 30, 7, tzinfo=UTC)]),
+    ],
+)
+def test_missed_cron_firings_follow_the_catch_up_rule_in_their_zone(
+    catch_up: str, expected: list[datetime]
+) -> None:
+    # 09:00 Paris on weekdays; the beat was away from Wednesday to Monday noon, across
+    # the change to summer time (Sunday 2026-03-29)
+    make(schedule={"cron": "0 9 * * 1-5", "timezone": "Europe/Paris"}, catch_up=catch_up)
+    back_date("nightly", datetime(2026, 3, 25, 8, tzinfo=UTC))
+
+    ((_, firings),) = definitions.due(datetime(2026, 3, 30, 10, tzinfo=UTC))
+
+    assert firings == expected
+
+
+def test_advance_moves_a_definition_past_a_firing_once() -> None:
+    made = make(schedule={"every": 60})
+    firing = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    back_date("nightly", firing)
+    following = firing + timedelta(minutes=1)
+
+    assert definitions.advance(made.id, firing, following)
+    assert not definitions.advance(made.id, firing, following)  # a second beat
+    moved = definitions.get("acme", "nightly")
+    assert moved is not None
+    assert (moved.last_fired_for, moved.next_run_at) == (firing, following)
+    assert definitions.due(firing + timedelta(seconds=30)) == []
+    # an older firing cannot move it back
+    assert not definitions.advance(made.id, firing - timedelta(minutes=1), firing)
+    assert definitions.get("acme", "nightly") == moved
+
+
+def test_advance_leaves_an_edit_made_meanwhile() -> None:
+    made = make(schedule={"every": 60})
+    firing = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    back_date("nightly", firing)
+    ((_, firings),) = definitions.due(firing)
+    # an operator disables it while the beat fires
+    definitions.update("acme", "nightly", {"enabled": False}, actor="api", changed_by="k")
+
+    assert not definitions.advance(made.id, firings[-1], firing + timedelta(minutes=1))
+    stopped = definitions.get("acme", "nightly")
+    assert stopped is not None
+    assert stopped.next_run_at is None
+    # or changes the schedule: its new next firing stays
+    definitions.update("acme", "nightly", {"enabled": True}, actor="api", changed_by="k")
+    edited = definitions.get("acme", "nightly")
+    assert edited is not None
+    assert not definitions.advance(made.id, firing, firing + timedelta(minutes=1))
+    assert definitions.get("acme", "nightly") == edited
+
+
+def test_due_then_run_then_advance_fires_each_firing_once(redis_client: redis.Redis) -> None:
+    """What a beat tick does, twice for the same moment (two beats): one job."""
+    made = make(schedule={"every": 60}, options={"queue": QUEUE})
+    firing = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    back_date("nightly", firing)
+    now = firing + timedelta(seconds=5)
+
+    def tick() -> None:
+        for definition, firings in definitions.due(now):
+            for moment in firings:
+                definitions.run(
+                    definition.tenant,
+                    definition.name,
+                    scheduled_for=moment,
+                    trigger="beat",
+                    created_by="beat",
+                )
+            definitions.advance(
+                definition.id,
+                firings[-1],
+                schedules.next_after(definition.schedule or {}, firings[-1]),
+            )
+
+    tick()
+    back_date("nightly", firing)  # a second beat that read the definition before the advance
+    tick()
+
+    (job,) = jobs_of(made.id)
+    assert aware(job["scheduled_for"]) == firing
+    assert messages(redis_client) == 1

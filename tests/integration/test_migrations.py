@@ -307,3 +307,87 @@ def _columns(url: str, table: str) -> list[Any]:
     columns = inspect(engine).get_columns(table)
     engine.dispose()
     return list(columns)
+
+
+# -- 0009: job definitions, runs linked to them, trigger manual ---------------------------
+
+
+def _job(url: str, trigger: str) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    _run(
+        url,
+        sa.text(
+            "INSERT INTO jobs (id, name, type, status, payload, trigger) "
+            "VALUES (:id, :name, 'suggest', 'queued', '{}', :trigger)"
+        ).bindparams(
+            sa.bindparam("id", job_id, type_=sa.Uuid()), name=job_id.hex[:20], trigger=trigger
+        ),
+    )
+    return job_id
+
+
+@pytest.mark.parametrize("url_fixture", ["postgres_url", "sqlite_url"])
+def test_0009_manual_trigger_up_and_down(url_fixture: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue(url_fixture)
+    upgrade("0008", database_url=url)
+    _job(url, "api")
+    with pytest.raises(sa.exc.IntegrityError):
+        _job(url, "manual")
+
+    upgrade("0009", database_url=url)
+    assert {"job_definitions", "job_definition_changes", "beat_leases"} <= table_names(url)
+    manual = _job(url, "manual")
+    with pytest.raises(sa.exc.IntegrityError):
+        _job(url, "bogus")
+    with pytest.raises(RuntimeError, match="manual"):
+        downgrade("0008", database_url=url)
+    _run(url, sa.text("DELETE FROM jobs WHERE trigger = 'manual'"))
+    assert manual
+
+    downgrade("0008", database_url=url)
+    assert not {"job_definitions", "beat_leases"} & table_names(url)
+    columns = {c["name"] for c in _columns(url, "jobs")}
+    assert not {"definition_id", "definition_version", "scheduled_for"} & columns
+    with pytest.raises(sa.exc.IntegrityError):
+        _job(url, "manual")
+    assert len(_run(url, sa.text("SELECT id FROM jobs"))) == 1
+
+    upgrade(database_url=url)
+    assert schema_differences(url) == []
+
+
+@pytest.mark.parametrize("url_fixture", ["postgres_url", "sqlite_url"])
+def test_0009_each_firing_once_and_definitions_kept(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(url_fixture)
+    upgrade(database_url=url)
+    definition = uuid.uuid4()
+    _run(
+        url,
+        sa.text(
+            "INSERT INTO job_definitions (id, tenant, name, type, payload) "
+            "VALUES (:id, 'acme', 'nightly', 'suggest', '{}')"
+        ).bindparams(sa.bindparam("id", definition, type_=sa.Uuid())),
+    )
+
+    def fire(job_id: uuid.UUID) -> sa.TextClause:
+        return sa.text(
+            "UPDATE jobs SET definition_id = :d, scheduled_for = '2026-01-01 09:00:00' "
+            "WHERE id = :j"
+        ).bindparams(
+            sa.bindparam("d", definition, type_=sa.Uuid()),
+            sa.bindparam("j", job_id, type_=sa.Uuid()),
+        )
+
+    first, second = _job(url, "beat"), _job(url, "beat")
+    _run(url, fire(first))
+    with pytest.raises(sa.exc.IntegrityError):  # one job per (definition, scheduled_for)
+        _run(url, fire(second))
+    if url.startswith("sqlite"):
+        pragma = sa.text("PRAGMA foreign_keys = ON")  # as the app's SQLite engine has it
+        with pytest.raises(sa.exc.IntegrityError):
+            _run(url, pragma, sa.text("DELETE FROM job_definitions"))
+    else:
+        with pytest.raises(sa.exc.IntegrityError, match="fk_jobs_definition_id"):
+            _run(url, sa.text("DELETE FROM job_definitions"))

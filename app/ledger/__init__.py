@@ -2,11 +2,13 @@
 
 - :mod:`app.ledger.rules`: what holds everywhere, pure: the states and their allowed
   predecessors (``PREDECESSORS``, the only statement of the state rules), run names,
-  redaction and the sanitising of every stored value.
+  redaction and the sanitising of every stored value; when schedules fire.
 - :mod:`app.ledger.engines`: the SQL, one engine per database; the only code that
   knows which database it runs on.
 - :mod:`app.ledger.transitions` and :mod:`app.ledger.steps`: one function per transition
   of a job or of a chained job's step; the one door every path goes through.
+- :mod:`app.ledger.definitions`: the door of job definitions (named, scheduled jobs):
+  every change logged append-only, each firing at most one job.
 - :mod:`app.ledger.runtime`: the Celery side: the task base class, the job context,
   chains, the signal handlers, the worker-side request.
 - :mod:`app.ledger.operations`: what operators and maintenance do to jobs: cancel,

@@ -33,6 +33,7 @@ from app.ledger.rules import schedules
 from app.migrate import upgrade
 from models.tables import definition_changes, jobs
 from models.tables import definitions as definition_rows
+from models.tables import steps as step_rows
 
 SUGGEST = {"budget_id": "household"}
 
@@ -598,3 +599,46 @@ def test_due_then_run_then_advance_fires_each_firing_once(redis_client: redis.Re
     (job,) = jobs_of(made.id)
     assert aware(job["scheduled_for"]) == firing
     assert messages(redis_client) == 1
+
+
+def test_payloads_are_validated_for_the_definitions_tenant() -> None:
+    # pg_bank is configured for tenant acme only (tests/conftest.py)
+    payload = {"budget_id": "household", "source": "database://pg_bank/bank_tx"}
+    make("acme-sync", tenant="acme", type="sync", payload=payload)
+    with pytest.raises(InvalidPayload) as raised:
+        make("globex-sync", tenant="globex", type="sync", payload=payload)
+    assert any(field.startswith("payload.source") for field in raised.value.fields)
+    make("globex-sync", tenant="globex", type="sync", payload={**payload, "source": "bank.csv"})
+    with pytest.raises(InvalidPayload):
+        definitions.update(
+            "globex", "globex-sync", {"payload": payload}, actor="api", changed_by="k"
+        )
+    assert counts() == (2, 2)
+
+
+def test_a_chained_job_fires_once_with_its_steps(redis_client: redis.Redis) -> None:
+    made = make(
+        "per-budget",
+        type="sync_and_suggest",
+        payload={"budget_id": "household", "source": "bank.csv"},
+        options={"queue": QUEUE},
+    )
+    firing = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    first = definitions.run(
+        "acme", "per-budget", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+    again = definitions.run(
+        "acme", "per-budget", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+
+    assert first is not None
+    assert again is None
+    (job,) = jobs_of(made.id)
+    assert job["id"] == first
+    with db.engine().connect() as connection:
+        positions = connection.execute(
+            select(step_rows.c.position).where(step_rows.c.job_id == first)
+        ).scalars()
+        assert sorted(positions) == [1, 2]
+    assert messages(redis_client) == 1  # the chain's first step, once

@@ -26,6 +26,7 @@ holding a secret is kept in the ledger in clear. Keep secrets in settings, not p
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
 from app.ledger.rules.actors import Actor, Trigger
 from models.tables import definition_changes, definitions
+
+log = logging.getLogger(__name__)
 
 #: What :func:`update` may change.
 CHANGEABLE = ("payload", "schedule", "enabled", "catch_up", "options", "archived")
@@ -388,7 +391,13 @@ def due(now: datetime) -> list[tuple[Definition, list[datetime]]]:
         definition = _definition(row)
         if definition.schedule is None or definition.next_run_at is None:
             continue  # a JSON null stored as such
-        missed, latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)
+        try:
+            missed, latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)
+        except schedules.InvalidSchedule as error:
+            # valid when saved, not any more (a time zone gone from the system's tz data):
+            # the others still fire; this one waits for an operator's edit
+            log.error("definition %r of tenant %r not fired: %s", row["name"], row["tenant"], error)
+            continue
         firings = [missed, latest] if definition.catch_up == "once" and missed else [latest]
         found.append((definition, firings))
     return found

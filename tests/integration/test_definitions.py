@@ -4,7 +4,11 @@ names per tenant, archive, and never deleted while runs point at a definition.""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -642,3 +646,66 @@ def test_a_chained_job_fires_once_with_its_steps(redis_client: redis.Redis) -> N
         ).scalars()
         assert sorted(positions) == [1, 2]
     assert messages(redis_client) == 1  # the chain's first step, once
+
+
+def test_a_schedule_that_no_longer_parses_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in ("broken", "fine"):
+        make(name, schedule={"every": 60})
+        back_date(name, datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    with db.engine().begin() as connection:  # as if its time zone left the tz data
+        connection.execute(
+            update(definition_rows)
+            .where(definition_rows.c.name == "broken")
+            .values(schedule={"cron": "0 * * * *", "timezone": "Gone/Away"})
+        )
+
+    found = definitions.due(datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC))
+
+    assert [d.name for d, _ in found] == ["fine"]
+    assert "'broken'" in caplog.text
+    assert "schedule.timezone" in caplog.text
+
+
+RACE = """
+import sys
+from datetime import datetime
+from app.ledger import definitions
+sys.stdin.readline()  # all started: go
+made = definitions.run(
+    "acme", "nightly", scheduled_for=datetime.fromisoformat(sys.argv[1]),
+    trigger="beat", created_by="beat",
+)
+print("made" if made else "none")
+"""
+
+
+def test_racing_processes_make_one_job_per_firing(
+    engine_kind: str, redis_client: redis.Redis
+) -> None:
+    """Separate processes (as separate beats are), released together on each firing."""
+    made = make(options={"queue": QUEUE})
+    env = {**os.environ, "JOBLEDGER_DATABASE_URL": settings().database_url}
+    for minute in range(3):
+        firing = datetime(2026, 1, 1, 9, minute, tzinfo=UTC)
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACE, firing.isoformat()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(4)
+        ]
+        time.sleep(2)  # imported and waiting on stdin
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("\n")
+            racer.stdin.flush()
+        outcomes = sorted(racer.communicate(timeout=60)[0].strip() for racer in racers)
+        assert outcomes == ["made", "none", "none", "none"], (engine_kind, outcomes)
+    firings = sorted(aware(job["scheduled_for"]).minute for job in jobs_of(made.id))
+    assert firings == [0, 1, 2]
+    assert messages(redis_client) == 3

@@ -19,6 +19,9 @@ and a redelivery with Redis decides them):
 - ``worker_send_task_events`` + ``task_send_sent_event``: Flower sees every task from
   publish to finish without having to switch events on.
 - No result backend: the ledger is the record of results.
+- ``beat_scheduler``: :class:`app.ledger.runtime.beat.LedgerScheduler`, so ``celery -A app
+  beat`` runs the ledger's definitions, one active beat at a time (a lease); run two or
+  more for availability.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ app.conf.update(
     enable_utc=True,
     timezone="UTC",
     beat_schedule=build_schedule(),
+    # plain `celery -A app beat` reads the ledger's definitions and holds the beat lease
+    beat_scheduler="app.ledger.runtime.beat:LedgerScheduler",
 )
 
 from app.ledger.runtime import signals as _ledger_signals  # noqa: E402, F401  (connects handlers)

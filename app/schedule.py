@@ -1,80 +1,81 @@
-"""The beat schedule: ``app.conf.beat_schedule = build_schedule()``.
+"""What beat runs: the built-in definitions (jobs, in the ledger) and the plain-task entries
+of ``app.conf.beat_schedule``.
 
-The maintenance entries, from :class:`app.config.Settings`:
+Beat takes its schedule from the ledger's definitions
+(:class:`app.ledger.runtime.beat.LedgerScheduler`). The maintenance jobs and the job types'
+scheduled runs are **built-in definitions**, created if missing when beat starts (and by
+``jobledger definitions init``; :mod:`app.ledger.operations.builtin_definitions`), from
+:class:`app.config.Settings`:
 
-- ``lifeline``: the lifeline job every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (60).
-- ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30).
-- ``settle_counts``: settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
-  (60). A plain Celery task, not a job: it changes no job, and a ledger row every minute
-  would bury the jobs operators look for (:mod:`tasks.maintenance.settle_counts`).
+- ``lifeline``: the lifeline job every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (60);
+- ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30);
+- the definitions a job type declares with :func:`builtin` in its module (the
+  ``sync_and_suggest:<budget_id>`` runs of ``JOBLEDGER_SCHEDULED_BUDGETS``:
+  :mod:`tasks.sync_and_suggest`).
 
-A job type declares its own entries in its module with :func:`beat_entries` (the
-``sync_and_suggest:<budget_id>`` runs of ``JOBLEDGER_SCHEDULED_BUDGETS``:
-:mod:`tasks.sync_and_suggest`). Beat imports the task modules (``imports``) before it
-reads the schedule, and a declaration adds its entries to the Celery app's schedule as
-its module is imported.
+Those variables are only the values the definitions are created with: once a definition
+exists, it is the definition that counts (edit it with the API or ``jobledger
+definitions``); an operator's edit is never overwritten.
 
-Every job entry's ``options`` carry ``trigger="beat"`` and ``created_by="beat"``
-(:data:`BEAT_OPTIONS`): beat calls ``task.apply_async(args, kwargs, **entry.options)``
-for a task registered in its process (celery/beat.py ``Scheduler.apply_async``), and
-:meth:`app.ledger.runtime.task.JobTask.apply_async` takes them as the job's description,
-so the ledger row says the run came from beat. (A task beat does not know is sent by
-name and the worker records the job as ``producer``.) Each entry ``expires`` after one
-period (at least 30 s; the purge after 12 h): a run nobody picked up before the next one
-is due is canceled in the ledger ("expired before a worker ran it") instead of piling up
-behind a stopped worker.
-
-Run exactly **one** beat: every beat process publishes every entry, so two beats double
-every run (two purges, two lifelines, two syncs per budget).
+``settle_counts`` settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
+(60) and stays a ``beat_schedule`` entry (:func:`build_schedule`): a plain Celery task,
+not a job (it changes no job, and a ledger row every minute would bury the jobs operators
+look for; :mod:`tasks.maintenance.settle_counts`). Only the beat holding the lease sends it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
-
-from celery.schedules import crontab
 
 from app.config import Settings, settings
 
-#: Entry options that make the ledger record the job as started by beat.
-BEAT_OPTIONS: dict[str, Any] = {"trigger": "beat", "created_by": "beat"}
-#: Longest a daily purge message may wait for a worker before it expires.
-PURGE_EXPIRES = 12 * 3600
-#: Shortest expiry of a scheduled message, however short its period (a busy worker
-#: needs a moment to reach it).
+#: Shortest expiry of a scheduled plain-task message, however short its period (a busy
+#: worker needs a moment to reach it).
 MIN_EXPIRES = 30.0
+#: Entry options that make the ledger record a job sent by a ``beat_schedule`` entry as
+#: started by beat (an application's own entries; the built-in ones are definitions).
+BEAT_OPTIONS: dict[str, Any] = {"trigger": "beat", "created_by": "beat"}
 
 
 #: Beat entries by name, as ``beat_schedule`` takes them.
 Schedule = dict[str, dict[str, Any]]
 
-_declared: list[Callable[[], Schedule]] = []
+
+@dataclass(frozen=True)
+class BuiltinDefinition:
+    """A definition beat creates when it is missing (the arguments of
+    :func:`app.ledger.definitions.create`)."""
+
+    name: str
+    type: str
+    schedule: dict[str, Any]
+    payload: dict[str, Any] = field(default_factory=dict)
+    tenant: str = "default"
+    catch_up: str = "skip"
 
 
-def beat_entries(declare: Callable[[], Schedule]) -> Callable[[], Schedule]:
-    """Declare a job type's beat entries (a decorator in the job type's module):
-    ``declare()`` returns them from the job type's settings; :func:`build_schedule`
-    includes them, and so does the Celery app's schedule from now on.
+_declared: list[Callable[[], list[BuiltinDefinition]]] = []
+
+
+def builtin(
+    declare: Callable[[], list[BuiltinDefinition]],
+) -> Callable[[], list[BuiltinDefinition]]:
+    """Declare a job type's built-in definitions (a decorator in the job type's module):
+    ``declare()`` returns them from the job type's settings, and
+    :func:`builtin_definitions` includes them from now on.
 
     Raises:
         ValueError: the job type's schedule settings are malformed (from ``declare()``).
     """
     _declared.append(declare)
-    from app.celery import app  # late: app.celery builds its schedule with this module
-
-    app.conf.beat_schedule = {**app.conf.beat_schedule, **declare()}
     return declare
 
 
-def expires(period: float) -> float:
-    """Seconds a scheduled message run every ``period`` seconds may wait for a worker."""
-    return max(period, MIN_EXPIRES)
-
-
-def build_schedule(config: Settings | None = None) -> Schedule:
-    """The ``beat_schedule`` of the application: the maintenance entries from ``config``
-    (default: the settings) and the entries the job types imported so far declare.
+def builtin_definitions(config: Settings | None = None) -> list[BuiltinDefinition]:
+    """The built-in definitions: the maintenance jobs from ``config`` (default: the
+    settings) and those the job types imported so far declare.
 
     Raises:
         ValueError: ``JOBLEDGER_PURGE_AT`` or a job type's schedule setting is malformed;
@@ -82,26 +83,36 @@ def build_schedule(config: Settings | None = None) -> Schedule:
     """
     config = config or settings()
     hour, minute = _time_of_day(config.purge_at)
-    schedule: Schedule = {
-        "lifeline": {
-            "task": "lifeline",
-            "schedule": config.lifeline_interval,
-            "options": {**BEAT_OPTIONS, "expires": expires(config.lifeline_interval)},
-        },
-        "purge": {
-            "task": "purge",
-            "schedule": crontab(hour=hour, minute=minute),
-            "options": {**BEAT_OPTIONS, "expires": PURGE_EXPIRES},
-        },
+    found = [
+        BuiltinDefinition("lifeline", "lifeline", every(config.lifeline_interval)),
+        BuiltinDefinition("purge", "purge", {"cron": f"{minute} {hour} * * *", "timezone": "UTC"}),
+    ]
+    for declare in _declared:
+        found.extend(declare())
+    return found
+
+
+def every(seconds: float) -> dict[str, Any]:
+    """The schedule ``{"every": seconds}`` (whole seconds, at least one: an interval
+    schedule counts in seconds)."""
+    return {"every": max(1, round(seconds))}
+
+
+def expires(period: float) -> float:
+    """Seconds a plain-task message sent every ``period`` seconds may wait for a worker."""
+    return max(period, MIN_EXPIRES)
+
+
+def build_schedule(config: Settings | None = None) -> Schedule:
+    """The ``beat_schedule`` of the application: the plain-task entries (``settle_counts``)."""
+    config = config or settings()
+    return {
         "settle_counts": {
             "task": "settle_counts",
             "schedule": config.settle_interval,
             "options": {"expires": expires(config.settle_interval)},
         },
     }
-    for declare in _declared:
-        schedule.update(declare())
-    return schedule
 
 
 def _time_of_day(value: str) -> tuple[int, int]:

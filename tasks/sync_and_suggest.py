@@ -16,8 +16,9 @@ stops the step in flight at its next batch and cancels the rest. ``source`` take
 form :mod:`tasks.sync` accepts.
 
 Beat runs it for each budget of ``JOBLEDGER_SCHEDULED_BUDGETS`` every
-``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the entry ``sync_and_suggest:<budget_id>``
-(:func:`budget_runs`; the schedule: :mod:`app.schedule`). Accepted forms::
+``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the built-in definition
+``sync_and_suggest:<budget_id>`` (:func:`budget_runs`; created if missing when beat starts,
+then edited like any definition: :mod:`app.schedule`). Accepted forms::
 
     JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
     JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
@@ -38,7 +39,7 @@ from pydantic import Field
 from app.config import JobledgerSettings, settings
 from app.ledger.runtime.chain import Step, chain_job
 from app.ledger.runtime.task import JobPayload
-from app.schedule import BEAT_OPTIONS, Schedule, beat_entries, expires
+from app.schedule import BuiltinDefinition, builtin, every
 from tasks._fields import BudgetId
 from tasks.sync import SyncSource
 
@@ -130,27 +131,28 @@ def _budgets_error(value: str, problem: str) -> str:
     )
 
 
-@beat_entries
-def budget_runs(config: BudgetSchedule | None = None) -> Schedule:
-    """One beat entry per scheduled budget, from ``config`` (default: the settings).
+@builtin
+def budget_runs(config: BudgetSchedule | None = None) -> list[BuiltinDefinition]:
+    """One built-in definition per scheduled budget, from ``config`` (default: the
+    settings).
 
     Raises:
         ValueError: ``JOBLEDGER_SCHEDULED_BUDGETS`` is malformed; the message shows the
             accepted forms.
     """
     config = config or settings.of(BudgetSchedule)
-    schedule: Schedule = {}
+    found = []
     for budget in scheduled_budgets(config.scheduled_budgets):
-        kwargs: dict[str, Any] = {"budget_id": budget.budget_id, "source": budget.source}
+        payload: dict[str, Any] = {"budget_id": budget.budget_id, "source": budget.source}
         if budget.full_resync:
-            kwargs["full_resync"] = True
-        options: dict[str, Any] = {**BEAT_OPTIONS, "expires": expires(config.sync_interval)}
-        if budget.tenant:
-            options["tenant"] = budget.tenant
-        schedule[f"sync_and_suggest:{budget.budget_id}"] = {
-            "task": "sync_and_suggest",
-            "schedule": config.sync_interval,
-            "kwargs": kwargs,
-            "options": options,
-        }
-    return schedule
+            payload["full_resync"] = True
+        found.append(
+            BuiltinDefinition(
+                name=f"sync_and_suggest:{budget.budget_id}",
+                type="sync_and_suggest",
+                schedule=every(config.sync_interval),
+                payload=payload,
+                tenant=budget.tenant or "default",
+            )
+        )
+    return found

@@ -1,5 +1,5 @@
-"""The beat schedule: what it contains, and a real ``celery -A app beat`` publishing a
-scheduled run that lands in the ledger with trigger ``beat``."""
+"""The built-in definitions: what they are made from, and a real ``celery -A app beat``
+creating them and running them (trigger ``beat``, linked to their definition)."""
 
 from __future__ import annotations
 
@@ -10,53 +10,45 @@ import time
 from pathlib import Path
 
 import pytest
-from celery.schedules import crontab
 from sqlalchemy import text
 
 from app import db
 from app.celery import app
 from app.config import Settings
-from app.schedule import build_schedule
+from app.ledger import definitions
+from app.schedule import builtin_definitions
 from tasks.sync_and_suggest import BudgetSchedule, budget_runs, scheduled_budgets
 from tests.support import ledger
 from tests.support import ops as _ops  # noqa: F401  (registers lifeline in subprocesses)
 from tests.support.processes import ROOT, WorkerProcess
 
 
-def test_the_schedule_holds_the_lifeline_the_daily_purge_and_the_budget_syncs() -> None:
+def test_the_built_in_definitions_are_the_lifeline_the_daily_purge_and_the_budget_syncs() -> None:
     config = Settings(lifeline_interval=60, purge_at="04:15")
     budgets = BudgetSchedule(
         scheduled_budgets="b1=/data/b1.csv, b2=postgresql://u@db/src?x=1", sync_interval=900
     )
 
-    schedule = {**build_schedule(config), **budget_runs(budgets)}
+    made = {d.name: d for d in [*builtin_definitions(config), *budget_runs(budgets)]}
 
-    assert set(schedule) == {
-        "lifeline",
-        "purge",
-        "settle_counts",
-        "sync_and_suggest:b1",
-        "sync_and_suggest:b2",
-    }
-    assert schedule["lifeline"]["task"] == "lifeline"
-    assert schedule["lifeline"]["schedule"] == 60
-    assert schedule["purge"]["task"] == "purge"
-    assert schedule["purge"]["schedule"] == crontab(hour=4, minute=15)
-    sync = schedule["sync_and_suggest:b2"]
-    assert sync["task"] == "sync_and_suggest"
-    assert sync["schedule"] == 900
-    assert sync["kwargs"] == {"budget_id": "b2", "source": "postgresql://u@db/src?x=1"}
-    jobs = {name: entry for name, entry in schedule.items() if name != "settle_counts"}
-    for entry in jobs.values():
-        assert entry["options"]["trigger"] == "beat"
-        assert entry["options"]["created_by"] == "beat"
-    # settle_counts is a plain task (it changes no job): no job description to carry
-    assert schedule["settle_counts"]["options"] == {"expires": 60}
+    assert {"lifeline", "purge", "sync_and_suggest:b1", "sync_and_suggest:b2"} <= set(made)
+    assert (made["lifeline"].type, made["lifeline"].schedule) == ("lifeline", {"every": 60})
+    assert made["purge"].type == "purge"
+    assert made["purge"].schedule == {"cron": "15 4 * * *", "timezone": "UTC"}
+    sync = made["sync_and_suggest:b2"]
+    assert (sync.type, sync.schedule, sync.tenant) == (
+        "sync_and_suggest",
+        {"every": 900},
+        "default",
+    )
+    assert sync.payload == {"budget_id": "b2", "source": "postgresql://u@db/src?x=1"}
 
 
-def test_the_application_carries_the_schedule() -> None:
-    assert {"lifeline", "purge", "settle_counts"} <= set(app.conf.beat_schedule)
-    assert set(budget_runs()) <= set(app.conf.beat_schedule)  # declared by the job type
+def test_the_application_runs_the_ledger_scheduler_and_settles_counts_as_a_plain_task() -> None:
+    assert app.conf.beat_scheduler == "app.ledger.runtime.beat:LedgerScheduler"
+    # settle_counts is a plain task (it changes no job): the one static entry
+    assert set(app.conf.beat_schedule) == {"settle_counts"}
+    assert app.conf.beat_schedule["settle_counts"]["options"] == {"expires": 60}
 
 
 def test_budgets_are_read_from_json_too() -> None:
@@ -67,9 +59,10 @@ def test_budgets_are_read_from_json_too() -> None:
         ("7", "a,b.csv", True, "acme")
     ]
     assert [b.budget_id for b in scheduled_budgets('{"x": "s1", "y": "s2"}')] == ["x", "y"]
-    entry = budget_runs(BudgetSchedule(scheduled_budgets=json_budget()))["sync_and_suggest:7"]
-    assert entry["kwargs"]["full_resync"] is True
-    assert entry["options"]["tenant"] == "acme"
+    (made,) = budget_runs(BudgetSchedule(scheduled_budgets=json_budget()))
+    assert made.name == "sync_and_suggest:7"
+    assert made.payload["full_resync"] is True
+    assert made.tenant == "acme"
 
 
 def json_budget() -> str:
@@ -84,7 +77,7 @@ def test_malformed_budgets_are_refused_with_the_accepted_forms(value: str) -> No
 
 def test_a_malformed_purge_time_is_refused() -> None:
     with pytest.raises(ValueError, match="HH:MM"):
-        build_schedule(Settings(purge_at="25:00"))
+        builtin_definitions(Settings(purge_at="25:00"))
 
 
 def test_a_real_beat_publishes_scheduled_runs_recorded_with_trigger_beat(
@@ -121,16 +114,25 @@ def test_a_real_beat_publishes_scheduled_runs_recorded_with_trigger_beat(
     try:
         rescue = _first_job_of_type("lifeline", 30, beat, tmp_path / "beat.log")
         sync = _first_job_of_type("sync_and_suggest", 30, beat, tmp_path / "beat.log")
+        # the daily purge is a definition like any other: brought forward, it runs now
+        definitions.update(
+            "default", "purge", {"schedule": {"every": 1}}, actor="cli", changed_by="test"
+        )
+        purge = _first_job_of_type("purge", 30, beat, tmp_path / "beat.log")
         # beat stays up until they ran: stopped between recording a run and publishing
         # it, it would leave the run queued without a message (the lifeline's case)
         rescued = ledger.wait_for_status(rescue["id"], "succeeded")
         ledger.wait_for_status(sync["id"], "succeeded", "failed", "partial")
+        ledger.wait_for_status(purge["id"], "succeeded")
     finally:
         beat.terminate()
         beat.wait(15)
 
-    for job in (rescue, sync):
+    made = {d.name: d for d in definitions.list_("default")}
+    for job, name in ((rescue, "lifeline"), (sync, "sync_and_suggest:household"), (purge, "purge")):
         assert (job["trigger"], job["created_by"]) == ("beat", "beat")
+        assert job["definition_id"] == made[name].id
+        assert job["scheduled_for"] is not None
     assert sync["subject"] == "household"
     assert sync["payload"]["source"]["path"] == str(source)
     assert rescued["result"]["failed"] == []

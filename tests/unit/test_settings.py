@@ -1,6 +1,6 @@
 """Settings: the ledger's and each job type's, read once per process from the same
-``JOBLEDGER_*`` variables, forgotten together; beat entries a job type declares reach the
-Celery app's schedule."""
+``JOBLEDGER_*`` variables, forgotten together; the built-in definitions a job type declares
+reach the list beat creates."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def test_a_malformed_job_type_setting_is_refused_naming_it(
         settings.of(BudgetSchedule)
 
 
-def test_the_celery_apps_schedule_holds_the_entries_job_types_declare() -> None:
-    """In a fresh process, as beat starts: the task modules imported, then the schedule."""
+def test_the_built_in_definitions_hold_those_job_types_declare() -> None:
+    """In a fresh process, as beat starts: the task modules imported, then the definitions."""
     budgets = [{"budget_id": "b1", "source": "/data/b1.csv", "tenant": "acme"}]
     env = {
         **os.environ,
@@ -57,16 +57,17 @@ def test_the_celery_apps_schedule_holds_the_entries_job_types_declare() -> None:
     }
     code = (
         "import json, tasks\n"
-        "from app.celery import app\n"
-        "entry = app.conf.beat_schedule['sync_and_suggest:b1']\n"
-        "print(json.dumps([sorted(app.conf.beat_schedule), entry['schedule'], entry['options']]))"
+        "from app.schedule import builtin_definitions\n"
+        "made = {d.name: d for d in builtin_definitions()}\n"
+        "entry = made['sync_and_suggest:b1']\n"
+        "print(json.dumps([sorted(made), entry.schedule, entry.tenant]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
 
     assert done.returncode == 0, done.stderr
-    names, period, options = json.loads(done.stdout)
-    assert names == ["lifeline", "purge", "settle_counts", "sync_and_suggest:b1"]
-    assert period == 900
-    assert options == {"trigger": "beat", "created_by": "beat", "expires": 900, "tenant": "acme"}
+    names, schedule, tenant = json.loads(done.stdout)
+    assert names == ["lifeline", "purge", "sync_and_suggest:b1"]
+    assert schedule == {"every": 900}
+    assert tenant == "acme"

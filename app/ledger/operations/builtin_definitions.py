@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 
 from app.config import settings
+from app.exceptions import DefinitionExists
 from app.ledger import definitions
-from app.ledger.definitions import Definition, DefinitionExists
+from app.ledger.definitions import Definition
 from app.ledger.rules.actors import Actor
 from app.schedule import builtin_definitions
 

@@ -48,6 +48,7 @@ from pydantic import Field
 
 from app import db
 from app.config import JobledgerSettings, settings
+from app.exceptions import DefinitionArchived, InvalidPayload
 from app.ledger import engines
 from app.ledger.engines import lease_queries
 
@@ -189,9 +190,12 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
                         trigger="beat",
                         created_by="beat",
                     )
-                except Exception:
-                    # a definition that cannot run now (its payload no longer valid, its
-                    # type gone) must not stop the others nor be retried every tick
+                except (InvalidPayload, LookupError, DefinitionArchived):
+                    # a definition that cannot run (its payload no longer valid, its type
+                    # gone, archived meanwhile): this firing is dropped, not retried every
+                    # tick. Anything else (the ledger or the broker unreachable) leaves the
+                    # definition where it is: the next tick makes the same firing again,
+                    # and the database refuses it a second job.
                     logger.exception(
                         "beat: definition %s/%s could not run for %s",
                         definition.tenant,

@@ -11,18 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Select, String, Update, case, column, or_, select, table, update
+from sqlalchemy import Select, Update, case, or_, select, update
 
 from app.ledger.engines.base import Engine
+from models.tables import beat_leases
 
-#: ``beat_leases`` as the lease statements see it (the table is the migration's).
-beat_leases = table(
-    "beat_leases",
-    column("name", String),
-    column("holder", String),
-    column("expires_at", DateTime(timezone=True)),
-    column("acquired_at", DateTime(timezone=True)),
-)
+__all__ = ["beat_leases", "claim", "read", "release"]
 
 
 def claim(engine: Engine, name: str, holder: str, now: datetime, until: datetime) -> Any:

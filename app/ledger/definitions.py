@@ -18,9 +18,10 @@ nothing.
 - :func:`due`, :func:`advance`: the scheduler's two questions (which firings to make
   now; move a definition past a firing, once, whichever beat asks).
 
-Payloads are stored as given: unlike a job's stored payload (sanitised, the message
-carries the real values) a definition's must be runnable later, so a payload field
-holding a secret is kept in the ledger in clear. Keep secrets in settings, not payloads.
+Payloads are stored as given, since a definition's must run later (a job's stored
+payload is sanitised, its message carrying the real values): so a payload field the
+ledger's redaction would mask (a URL with a password, a token, a secret-named key) is
+refused, naming the field, and secrets still never enter the ledger.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from app.ledger import engines
 from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
 from app.ledger.rules.actors import Actor, Trigger
+from app.ledger.rules.redaction import redact_data
 from models.tables import definition_changes, definitions
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,13 @@ CHANGEABLE = ("payload", "schedule", "enabled", "catch_up", "options", "archived
 CATCH_UP = ("skip", "once")
 #: Run options a definition may carry (applied to each run's ``apply_async``).
 RUN_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
+#: Why a payload field that holds a secret is refused (redaction would mask it).
+NOT_KEPT = (
+    "holds a secret (a password, token or credential, which the ledger masks as ***): a "
+    "definition keeps its payload to run it later and secrets never enter the ledger, so "
+    "keep it in the settings (a database source in JOBLEDGER_DATABASE_SOURCES, a URL "
+    "without credentials)"
+)
 #: A definition's name: it is a path segment of the API (``/definitions/{name}``).
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -496,7 +505,9 @@ def _checked(tenant: str, job_type: str, values: dict[str, Any]) -> dict[str, An
     else:
         refused = dict(unstorable_fields(payload))
         problems.update({f"payload.{field}": problem for field, problem in refused.items()})
-        if not refused:
+        secret = {k: NOT_KEPT for k, v in payload.items() if _holds_secret(k, v)}
+        problems.update({f"payload.{field}": problem for field, problem in secret.items()})
+        if not refused and not secret:
             try:
                 validated = task.validate_payload((), dict(payload), tenant=tenant)
                 task.job_document(validated, {"tenant": tenant})
@@ -520,6 +531,11 @@ def _checked(tenant: str, job_type: str, values: dict[str, Any]) -> dict[str, An
     if problems:
         raise InvalidPayload(job_type, problems)
     return {**values, "schedule": schedule, "options": dict(options)}
+
+
+def _holds_secret(key: str, value: Any) -> bool:
+    """Whether the ledger's redaction would mask (part of) this payload field."""
+    return bool(redact_data({key: value}) != {key: value})
 
 
 def _option_problems(task: Any, options: dict[str, Any]) -> dict[str, str]:

@@ -709,3 +709,28 @@ def test_racing_processes_make_one_job_per_firing(
     firings = sorted(aware(job["scheduled_for"]).minute for job in jobs_of(made.id))
     assert firings == [0, 1, 2]
     assert messages(redis_client) == 3
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "https://user:hunter2hunter2@files.example.com/bank.csv",
+        "https://files.example.com/bank.csv?X-Amz-Signature=abcdef0123456789",
+    ],
+)
+def test_payloads_holding_secrets_are_refused_not_stored(source: str) -> None:
+    """Secrets never enter the ledger: a definition's payload is stored as given."""
+    with pytest.raises(InvalidPayload) as raised:
+        make(type="sync", payload={"budget_id": "household", "source": source})
+    assert "secret" in raised.value.fields["payload.source"]
+    assert counts() == (0, 0)
+    make(type="sync", payload={"budget_id": "household", "source": "bank.csv"})
+    with pytest.raises(InvalidPayload):
+        definitions.update(
+            "acme",
+            "nightly",
+            {"payload": {"budget_id": "household", "source": source}},
+            actor="api",
+            changed_by="k",
+        )
+    assert counts() == (1, 1)

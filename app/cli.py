@@ -13,6 +13,7 @@ Usage::
     jobledger lifeline --timeout 300           # one pass
     jobledger worker -- -c 4                   # celery -A app worker …
     jobledger beat                             # celery -A app beat (run ONE only)
+    jobledger definitions list|show|create|update|enable|disable|archive|run|runs|init
 
 Every command prints a human table by default and a JSON document with ``--json``.
 
@@ -413,6 +414,352 @@ def beat(ctx: typer.Context) -> None:
     Two beats would publish every scheduled run twice.
     """
     _exec_celery("beat", ctx.args)
+
+
+# -- definitions -------------------------------------------------------------------------
+
+definitions_cli = typer.Typer(
+    help="Job definitions: named jobs of a tenant, maybe on a schedule (beat runs them).",
+    no_args_is_help=True,
+)
+cli.add_typer(definitions_cli, name="definitions")
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="The definition's tenant.")]
+DefinitionName = Annotated[str, typer.Argument(help="The definition's name.")]
+PayloadOption = Annotated[
+    str | None, typer.Option("--payload", help="The job's payload as JSON: '{\"value\": 1}'.")
+]
+CronOption = Annotated[str | None, typer.Option("--cron", help="A cron expression: '*/5 * * * *'.")]
+TimezoneOption = Annotated[
+    str | None, typer.Option("--timezone", help="The cron's time zone (default UTC).")
+]
+EveryOption = Annotated[int | None, typer.Option("--every", help="Or run every this many seconds.")]
+CatchUpOption = Annotated[
+    str | None,
+    typer.Option("--catch-up", help="Firings missed while no beat ran: skip, or once."),
+]
+OptionsOption = Annotated[
+    str | None,
+    typer.Option("--options", help='Run options as JSON: \'{"queue": "bulk"}\'.'),
+]
+
+
+@definitions_cli.command("list")
+def definitions_list(
+    tenant: TenantOption = "default",
+    include_archived: Annotated[
+        bool, typer.Option("--all", help="Archived definitions too.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The tenant's definitions: schedule in words, next run, last status."""
+    from app.ledger import definitions
+    from app.ledger.reads import definitions as definition_reads
+
+    with _definition_errors():
+        documents = definition_reads.documents(
+            definitions.list_(tenant, include_archived=include_archived)
+        )
+    if as_json:
+        _print_json({"items": documents, "total": len(documents)})
+        return
+    _print_table(
+        documents,
+        ("name", "type", "enabled", "schedule_text", "next_run_at", "last_status", "version"),
+    )
+
+
+@definitions_cli.command("show")
+def definitions_show(
+    name: DefinitionName, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """One definition with its payload, schedule, options and last run."""
+    document = _definition_document(tenant, name)
+    if as_json:
+        _print_json(document)
+        return
+    _print_definition(document)
+
+
+@definitions_cli.command("create")
+def definitions_create(
+    name: DefinitionName,
+    job_type: Annotated[str, typer.Option("--type", "-t", help="The job type.")],
+    payload: PayloadOption = None,
+    cron: CronOption = None,
+    timezone: TimezoneOption = None,
+    every: EveryOption = None,
+    catch_up: CatchUpOption = None,
+    options: OptionsOption = None,
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
+    tenant: TenantOption = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a definition (validated against the job type's payload schema)."""
+    from app.ledger import definitions
+
+    schedule = _schedule_of(cron, timezone, every)
+    _check_catch_up(catch_up)
+    with _definition_errors():
+        created = definitions.create(
+            tenant=tenant,
+            name=name,
+            type=job_type,
+            payload=_json_object("--payload", payload) if payload is not None else {},
+            schedule=schedule,
+            enabled=not disabled,
+            catch_up=catch_up if catch_up is not None else "skip",
+            options=_json_object("--options", options) if options is not None else None,
+            actor="cli",
+            changed_by=_cli_user(),
+        )
+    _show_changed(tenant, created.name, as_json, "created")
+
+
+@definitions_cli.command("update")
+def definitions_update(
+    name: DefinitionName,
+    payload: PayloadOption = None,
+    cron: CronOption = None,
+    timezone: TimezoneOption = None,
+    every: EveryOption = None,
+    unschedule: Annotated[
+        bool, typer.Option("--unschedule", help="Remove the schedule (runs by hand only).")
+    ] = False,
+    catch_up: CatchUpOption = None,
+    options: OptionsOption = None,
+    tenant: TenantOption = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a definition's payload, schedule, catch-up or options (a new version)."""
+    changes: dict[str, Any] = {}
+    if payload is not None:
+        changes["payload"] = _json_object("--payload", payload)
+    schedule = _schedule_of(cron, timezone, every)
+    if schedule is not None and unschedule:
+        _fail(EXIT_USAGE, "give either a schedule (--cron/--every) or --unschedule")
+    if schedule is not None or unschedule:
+        changes["schedule"] = schedule
+    if catch_up is not None:
+        _check_catch_up(catch_up)
+        changes["catch_up"] = catch_up
+    if options is not None:
+        changes["options"] = _json_object("--options", options)
+    if not changes:
+        _fail(
+            EXIT_USAGE,
+            "nothing to change: give --payload, --cron/--every, --unschedule, --catch-up "
+            "or --options",
+        )
+    _update_definition(tenant, name, changes, as_json, "updated")
+
+
+@definitions_cli.command("enable")
+def definitions_enable(
+    name: DefinitionName, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """Enable a definition: beat runs it on its schedule again."""
+    _update_definition(tenant, name, {"enabled": True}, as_json, "enabled")
+
+
+@definitions_cli.command("disable")
+def definitions_disable(
+    name: DefinitionName, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """Disable a definition: beat stops running it (it can still be run by hand)."""
+    _update_definition(tenant, name, {"enabled": False}, as_json, "disabled")
+
+
+@definitions_cli.command("archive")
+def definitions_archive(
+    name: DefinitionName, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """Archive a definition: no more runs, hidden from lists; its runs are kept."""
+    _update_definition(tenant, name, {"archived": True}, as_json, "archived")
+
+
+@definitions_cli.command("run")
+def definitions_run(
+    name: DefinitionName, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """Run a definition now (trigger ``manual``); prints the job."""
+    from app.ledger import definitions
+    from app.ledger.reads import reports
+
+    with _definition_errors():
+        found = definitions.get(tenant, name)
+        if found is None:
+            _no_definition(tenant, name)
+        if found.archived_at is not None:
+            _fail(EXIT_USAGE, f"definition {name!r} is archived: it does not run")
+        job_id = definitions.run(
+            tenant, name, scheduled_for=None, trigger="manual", created_by=_cli_user()
+        )
+        if job_id is None:
+            _fail(EXIT_REFUSED, "this run already has its job")
+        job = reports.job_detail(job_id, log_limit=0).job
+    if as_json:
+        _print_json(job)
+        return
+    typer.echo(f"job {job['id']} ({job['name']}) {job['status']}, from definition {name!r}")
+
+
+@definitions_cli.command("runs")
+def definitions_runs(
+    name: DefinitionName,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", "-s", help="Repeat for several.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 20,
+    page: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Page number, from 1.")] = 1,
+    tenant: TenantOption = "default",
+    as_json: JsonFlag = False,
+) -> None:
+    """The jobs made from a definition, newest first."""
+    from app.ledger import definitions
+    from app.ledger.reads import reports
+
+    with _definition_errors():
+        found = definitions.get(tenant, name)
+        if found is None:
+            _no_definition(tenant, name)
+        filters = reports.JobFilter(
+            status=tuple(status or ()), tenant=tenant, definition_id=found.id
+        )
+        result = reports.list_jobs(filters, limit=limit, page=page)
+        total = reports.count_jobs(filters)
+    if as_json:
+        _print_json(
+            {
+                "items": result.items,
+                "page": result.page,
+                "limit": result.limit,
+                "total": total,
+                "has_more": result.has_more,
+            }
+        )
+        return
+    _print_table(result.items, ("name", "id", "status", "trigger", "scheduled_for", "created_at"))
+    more = f"; next: --page {page + 1}" if result.has_more else ""
+    typer.echo(f"page {page}, {len(result.items)} of {total} runs{more}")
+
+
+def _definition_document(tenant: str, name: str) -> dict[str, Any]:
+    from app.ledger import definitions
+    from app.ledger.reads import definitions as definition_reads
+
+    with _definition_errors():
+        found = definitions.get(tenant, name)
+        if found is None:
+            _no_definition(tenant, name)
+        return definition_reads.documents([found])[0]
+
+
+def _update_definition(
+    tenant: str, name: str, changes: dict[str, Any], as_json: bool, done: str
+) -> None:
+    from app.ledger import definitions
+
+    with _definition_errors():
+        try:
+            updated = definitions.update(tenant, name, changes, actor="cli", changed_by=_cli_user())
+        except LookupError:
+            _no_definition(tenant, name)
+    _show_changed(tenant, updated.name, as_json, done)
+
+
+def _show_changed(tenant: str, name: str, as_json: bool, done: str) -> None:
+    document = _definition_document(tenant, name)
+    if as_json:
+        _print_json(document)
+        return
+    typer.echo(f"definition {name!r} {done} (version {document['version']})")
+    _print_definition(document)
+
+
+def _print_definition(document: dict[str, Any]) -> None:
+    for key in (
+        "name",
+        "tenant",
+        "type",
+        "enabled",
+        "archived_at",
+        "schedule_text",
+        "catch_up",
+        "next_run_at",
+        "last_fired_for",
+        "last_status",
+        "version",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ):
+        if document.get(key) is not None:
+            typer.echo(f"{key:>15}: {_cell(document[key], 200)}")
+    for key in ("payload", "options"):
+        if document.get(key):
+            typer.echo(f"{key:>15}: {json.dumps(document[key], default=str)[:500]}")
+
+
+def _no_definition(tenant: str, name: str) -> NoReturn:
+    _fail(EXIT_USAGE, f"no definition named {name!r} in tenant {tenant!r}")
+
+
+def _schedule_of(
+    cron: str | None, timezone: str | None, every: int | None
+) -> dict[str, Any] | None:
+    if cron is not None and every is not None:
+        _fail(EXIT_USAGE, "give either --cron or --every, not both")
+    if timezone is not None and cron is None:
+        _fail(EXIT_USAGE, "--timezone goes with --cron")
+    if cron is not None:
+        return {"cron": cron} if timezone is None else {"cron": cron, "timezone": timezone}
+    if every is not None:
+        return {"every": every}
+    return None
+
+
+def _check_catch_up(value: str | None) -> None:
+    if value is not None and value not in ("skip", "once"):
+        _fail(EXIT_USAGE, f"--catch-up (catch_up): must be skip or once, got {value!r}")
+
+
+def _json_object(option: str, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        _fail(EXIT_USAGE, f"{option}: not JSON ({error})")
+    if not isinstance(value, dict):
+        _fail(EXIT_USAGE, f"{option}: give a JSON object ({{...}})")
+    return value
+
+
+def _cli_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextmanager
+def _definition_errors() -> Iterator[None]:
+    """Refusals of the definitions door as usage errors (exit 2) naming the field; the
+    rest as :func:`_errors` says."""
+    from app.exceptions import InvalidPayload
+    from app.ledger.definitions import DefinitionExists
+
+    with _errors():
+        try:
+            yield
+        except InvalidPayload as error:
+            _fail(
+                EXIT_USAGE,
+                "; ".join(f"{field}: {problem}" for field, problem in error.fields.items()),
+            )
+        except DefinitionExists as error:
+            _fail(EXIT_USAGE, str(error))
 
 
 # -- helpers -----------------------------------------------------------------------------

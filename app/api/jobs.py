@@ -88,7 +88,7 @@ def create_job(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [field_error("type", f"unknown job type {body.type!r}; known: {known}")],
         )
-    payload = _payload_of_tenant(task, body.payload, caller)
+    payload = payload_of_tenant(task, body.payload, caller)
     result = task.apply_async(
         kwargs=payload,
         trigger="api",
@@ -97,7 +97,7 @@ def create_job(
         subject=body.subject,
         idempotency_key=_key_of(idempotency_key),
     )
-    root = _root(request)
+    root = root_of(request)
     response.headers["Location"] = f"{root}/jobs/{result.id}"
     if getattr(result, "replayed", False):
         response.status_code = status.HTTP_200_OK
@@ -158,7 +158,7 @@ def may_create(job_type: str) -> bool:
     return job_type not in MAINTENANCE_TYPES
 
 
-def _payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) -> dict[str, Any]:
+def payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) -> dict[str, Any]:
     """The payload with its ``tenant`` field set to the key's tenant.
 
     Job types with a ``tenant`` field (import, export) read and write that tenant's
@@ -200,7 +200,7 @@ def list_jobs(
     """The tenant's jobs, newest first; ``status`` may repeat or be comma separated and
     accepts other job systems' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
     filters = reports.JobFilter(
-        status=_statuses(status_),
+        status=statuses(status_),
         type=type_,
         tenant=caller.tenant,
         subject=subject,
@@ -219,7 +219,7 @@ def list_subject_jobs(
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Any:
     """Every job of the tenant about one subject (a budget, a dataset…), newest first."""
-    filters = reports.JobFilter(status=_statuses(status_), tenant=caller.tenant, subject=subject)
+    filters = reports.JobFilter(status=statuses(status_), tenant=caller.tenant, subject=subject)
     return _page(filters, limit, page, request)
 
 
@@ -244,7 +244,7 @@ def job_types(caller: Caller) -> Any:
 @router.get("/jobs/{ref}")
 def get_job(ref: str, caller: Caller, request: Request) -> Any:
     """One job by UUID or run name, with its steps and files."""
-    return detail_document(own_job(ref, caller), _root(request))
+    return detail_document(own_job(ref, caller), root_of(request))
 
 
 @router.get("/jobs/{ref}/events")
@@ -297,7 +297,7 @@ def cancel_job(
     response.status_code = (
         status.HTTP_200_OK if result.outcome == "canceled" else status.HTTP_202_ACCEPTED
     )
-    document = detail_document(reports.job_detail(job_id), _root(request))
+    document = detail_document(reports.job_detail(job_id), root_of(request))
     document["outcome"] = result.outcome
     return document
 
@@ -307,7 +307,7 @@ def retry_job(ref: str, caller: Caller, request: Request) -> Any:
     """Queue a failed or canceled job again (same id, new message); 409 otherwise."""
     job_id = own_job(ref, caller).job["id"]
     operations.retry(job_id, actor="api")
-    return detail_document(reports.job_detail(job_id), _root(request))
+    return detail_document(reports.job_detail(job_id), root_of(request))
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -315,10 +315,10 @@ def retry_job(ref: str, caller: Caller, request: Request) -> Any:
 
 def _page(filters: reports.JobFilter, limit: int, page: int, request: Request) -> Any:
     listed = reports.list_jobs(filters, limit=limit, page=page)
-    return page_document(listed, reports.count_jobs(filters), _root(request))
+    return page_document(listed, reports.count_jobs(filters), root_of(request))
 
 
-def _statuses(values: list[str] | None) -> tuple[str, ...]:
+def statuses(values: list[str] | None) -> tuple[str, ...]:
     """Status words from repeated and comma-separated ``status`` parameters, checked here
     so an unknown word is a 422 naming the parameter, not a 500."""
     words = [word.strip() for value in values or () for word in value.split(",") if word.strip()]
@@ -332,5 +332,5 @@ def _statuses(values: list[str] | None) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _root(request: Request) -> str:
+def root_of(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")

@@ -34,7 +34,7 @@ from app.ledger import engines
 from app.ledger.reads import counts
 from app.ledger.rules.naming import NAME_PATTERN
 from app.ledger.rules.states import LIVE, JobStatus, normalize
-from models.tables import events, files, jobs, logs, steps
+from models.tables import definitions, events, files, jobs, logs, steps
 
 #: Columns of a job in lists (the heavy documents — payload, result, errors — only in detail).
 SUMMARY_COLUMNS = (
@@ -52,6 +52,7 @@ SUMMARY_COLUMNS = (
     "created_at",
     "started_at",
     "completed_at",
+    "scheduled_for",
 )
 
 #: Reports by their CLI name: the SQL views of migration 0003 and their natural order.
@@ -78,6 +79,8 @@ class JobFilter:
     tenant: str | None = None
     subject: str | None = None
     since: datetime | None = None
+    #: The jobs made from one definition (its runs).
+    definition_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -170,12 +173,12 @@ def list_jobs(filters: JobFilter | None = None, *, limit: int = 50, page: int = 
 def count_jobs(filters: JobFilter | None = None) -> int:
     """How many jobs match ``filters`` (every page together; the API's ``total``).
 
-    Without a subject filter the answer comes from the status counts
-    (:mod:`app.ledger.reads.counts`: exact, and fast at tens of millions of jobs); a subject
-    is not kept there, so that filter counts rows.
+    Without a subject or definition filter the answer comes from the status counts
+    (:mod:`app.ledger.reads.counts`: exact, and fast at tens of millions of jobs); those
+    are not kept there, so these filters count rows.
     """
     filters = filters or JobFilter()
-    if not filters.subject:
+    if not filters.subject and filters.definition_id is None:
         return total_of(_counts_by_type(filters.tenant, filters.since), filters)
     query = _filtered(select(func.count()).select_from(jobs), filters)
     with engine().connect() as connection:
@@ -203,7 +206,8 @@ def _counts_by_type(tenant: str | None, since: datetime | None) -> dict[str, dic
 
 
 def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
-    """A job with its steps, events, files and its last ``log_limit`` log lines.
+    """A job with its steps, events, files and its last ``log_limit`` log lines; the job
+    has ``definition``, the name of the definition it was made from (or None).
 
     Raises:
         InvalidJobId: the reference is malformed.
@@ -211,7 +215,13 @@ def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
     """
     job_id = resolve_job_id(ref)
     with engine().connect() as connection:
-        job = _dicts(connection.execute(select(jobs).where(jobs.c.id == job_id)))
+        job = _dicts(
+            connection.execute(
+                select(jobs, definitions.c.name.label("definition"))
+                .select_from(jobs.outerjoin(definitions, jobs.c.definition_id == definitions.c.id))
+                .where(jobs.c.id == job_id)
+            )
+        )
         if not job:
             raise JobNotFound(ref)  # purged between the two reads
         last_logs = (
@@ -318,6 +328,8 @@ def _filtered(query: Select[Any], filters: JobFilter | None) -> Select[Any]:
         query = query.where(jobs.c.subject == filters.subject)
     if filters.since is not None:
         query = query.where(jobs.c.created_at >= filters.since)
+    if filters.definition_id is not None:
+        query = query.where(jobs.c.definition_id == filters.definition_id)
     return query
 
 

@@ -747,8 +747,7 @@ def _cli_user() -> str:
 def _definition_errors() -> Iterator[None]:
     """Refusals of the definitions door as usage errors (exit 2) naming the field; the
     rest as :func:`_errors` says."""
-    from app.exceptions import InvalidPayload
-    from app.ledger.definitions import DefinitionExists
+    from app.exceptions import DefinitionExists, InvalidPayload
 
     with _errors():
         try:

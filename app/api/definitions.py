@@ -35,10 +35,10 @@ from app.api.jobs import (
 )
 from app.api.parameters import without_nul
 from app.api.schemas import detail_document, field_error, page_document
-from app.exceptions import InvalidPayload
+from app.exceptions import DefinitionExists, InvalidPayload
 from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger import definitions
-from app.ledger.definitions import Definition, DefinitionExists
+from app.ledger.definitions import Definition
 from app.ledger.reads import definitions as definition_reads
 from app.ledger.reads import reports
 from app.ledger.runtime.task import JobTask
@@ -48,10 +48,8 @@ Caller = Annotated[ApiKey, Depends(require_key)]
 
 #: A definition's name: it is a path segment of its URL.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
-#: Fields of a definition a client sets (the body's own names, for error messages).
-BODY_FIELDS = frozenset(
-    {"name", "type", "payload", "schedule", "enabled", "catch_up", "options", "archived"}
-)
+#: What a PATCH may change.
+CHANGEABLE = ("payload", "schedule", "enabled", "catch_up", "options", "archived")
 
 Text = Annotated[str, AfterValidator(refuse_unstorable)]
 
@@ -141,7 +139,7 @@ def update_definition(name: str, body: UpdateDefinition, caller: Caller, request
             [
                 field_error(
                     "body",
-                    f"give at least one of {', '.join(sorted(BODY_FIELDS - {'name', 'type'}))}",
+                    f"give at least one of {', '.join(CHANGEABLE)}",
                 )
             ],
         )
@@ -278,14 +276,9 @@ def _not_found(name: str) -> HTTPException:
 
 
 def field_of(name: str) -> str:
-    """A field an error of the door names, as the request body names it: the body's own
-    fields (``schedule.cron``, ``options.queue``…) as they are, anything else is a field
-    of the payload."""
-    if name in ("*", ""):
-        return "payload"
-    if name.split(".", 1)[0] in BODY_FIELDS:
-        return name
-    return f"payload.{name}"
+    """A field an error of the door names, as the request names it (the door names them
+    by their path in the body already: ``payload.value``, ``schedule.cron``)."""
+    return "payload" if name in ("payload.*", "*", "") else name
 
 
 @contextmanager

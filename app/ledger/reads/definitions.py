@@ -26,7 +26,6 @@ from sqlalchemy import select
 from app.db import engine
 from app.ledger.definitions import Definition
 from app.ledger.reads.reports import jsonable
-from app.ledger.rules.schedules import describe
 from models.tables import jobs
 
 #: Columns of a definition's last run shown with it.
@@ -67,8 +66,8 @@ def document(definition: Definition, last_run: dict[str, Any] | None) -> dict[st
     values: dict[str, Any] = {
         item.name: getattr(definition, item.name) for item in fields(definition)
     }
-    values["schedule_text"] = describe(definition.schedule) if definition.schedule else None
-    values["archived"] = definition.archived_at is not None
+    values["schedule_text"] = definition.schedule_text if definition.schedule else None
+    values["archived"] = definition.archived
     values["last_run"] = last_run
     values["last_status"] = last_run["status"] if last_run else None
     result: dict[str, Any] = jsonable(values)

@@ -747,7 +747,7 @@ def _cli_user() -> str:
 def _definition_errors() -> Iterator[None]:
     """Refusals of the definitions door as usage errors (exit 2) naming the field; the
     rest as :func:`_errors` says."""
-    from app.exceptions import DefinitionExists, InvalidPayload
+    from app.exceptions import DefinitionArchived, DefinitionExists, InvalidPayload
 
     with _errors():
         try:
@@ -757,7 +757,7 @@ def _definition_errors() -> Iterator[None]:
                 EXIT_USAGE,
                 "; ".join(f"{field}: {problem}" for field, problem in error.fields.items()),
             )
-        except DefinitionExists as error:
+        except (DefinitionExists, DefinitionArchived) as error:
             _fail(EXIT_USAGE, str(error))
 
 

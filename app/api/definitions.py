@@ -35,7 +35,7 @@ from app.api.jobs import (
 )
 from app.api.parameters import without_nul
 from app.api.schemas import detail_document, field_error, page_document
-from app.exceptions import DefinitionExists, InvalidPayload
+from app.exceptions import DefinitionArchived, DefinitionExists, InvalidPayload
 from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger import definitions
 from app.ledger.definitions import Definition
@@ -283,7 +283,8 @@ def field_of(name: str) -> str:
 
 @contextmanager
 def _answers() -> Iterator[None]:
-    """The door's refusals as HTTP answers: 422 naming each field, 409 a duplicate name."""
+    """The door's refusals as HTTP answers: 422 naming each field, 409 a duplicate name
+    or a run of an archived definition."""
     try:
         yield
     except InvalidPayload as error:
@@ -293,3 +294,5 @@ def _answers() -> Iterator[None]:
         ) from None
     except DefinitionExists as error:
         raise HTTPException(status.HTTP_409_CONFLICT, [field_error("name", str(error))]) from None
+    except DefinitionArchived as error:  # archived between the read and the run
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None

@@ -644,6 +644,26 @@ def definitions_runs(
     typer.echo(f"page {page}, {len(result.items)} of {total} runs{more}")
 
 
+@definitions_cli.command("init")
+def definitions_init(as_json: JsonFlag = False) -> None:
+    """Create the built-in definitions that are missing (purge, lifeline, the scheduled
+    sync_and_suggest per budget…) from their settings; existing ones are left as they are."""
+    from app.ledger.operations.builtin_definitions import ensure_builtin_definitions
+    from app.ledger.reads import definitions as definition_reads
+
+    with _definition_errors():
+        created = ensure_builtin_definitions(actor="cli", changed_by=_cli_user())
+        documents = definition_reads.documents(created)
+    if as_json:
+        _print_json({"created": documents})
+        return
+    if not documents:
+        typer.echo("every built-in definition exists already (none changed)")
+        return
+    for document in documents:
+        typer.echo(f"created {document['tenant']}/{document['name']}: {document['schedule_text']}")
+
+
 def _definition_document(tenant: str, name: str) -> dict[str, Any]:
     from app.ledger import definitions
     from app.ledger.reads import definitions as definition_reads

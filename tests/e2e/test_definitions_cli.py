@@ -201,3 +201,19 @@ def test_run_and_runs(worker: WorkerProcess) -> None:
     code, out, _ = run("runs", "nightly")
     assert code == 0
     assert job["id"] in out
+
+
+def test_init_creates_the_built_in_definitions_once_and_keeps_an_edit() -> None:
+    created = run_json("init")["created"]
+
+    names = {item["name"] for item in created}
+    assert {"purge", "lifeline"} <= names
+    assert all(item["tenant"] == "default" and item["next_run_at"] for item in created)
+    listed = {item["name"] for item in run_json("list")["items"]}
+    assert names <= listed
+    run_json("update", "lifeline", "--every", "120")
+    assert run_json("init")["created"] == []
+    assert run_json("show", "lifeline")["schedule"] == {"every": 120}
+    code, out, _ = run("init")
+    assert code == 0
+    assert "exists already" in out

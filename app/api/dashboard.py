@@ -3,6 +3,8 @@
 - ``/dashboard``: jobs by status (a tab per status with its count), progress bars,
   filters by status and type in the query string, newest first, paged.
 - ``/dashboard/jobs/{id or run name}``: a job's fields, steps, events and log lines.
+- ``/dashboard/definitions``: the tenant's definitions, their schedule in words, next
+  run and last status; ``/dashboard/definitions/{name}``: one of them with its runs.
 
 Who is looking: the same tenant-scoped API keys as the JSON API. A browser cannot send a
 header by itself, so ``/dashboard/login`` takes the key in a form and opens a server-side
@@ -25,7 +27,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -42,6 +44,8 @@ from app.api.parameters import without_nul
 from app.config import settings
 from app.exceptions import InvalidJobId, JobNotFound
 from app.inputs import MAX_PAGE
+from app.ledger import definitions
+from app.ledger.reads import definitions as definition_reads
 from app.ledger.reads import reports
 from app.ledger.rules.states import LIVE, JobStatus, normalize
 
@@ -248,6 +252,86 @@ def job_page(ref: str, request: Request) -> Response:
             "positions": positions,
             "documents": _documents(detail.job),
             "refresh": detail.job["status"] in {s.value for s in LIVE},
+            "csrf": csrf,
+        },
+    )
+
+
+@router.get("/definitions", response_class=HTMLResponse)
+def definitions_page(
+    request: Request,
+    include_archived: Annotated[bool, Query(alias="archived")] = False,
+) -> Response:
+    """The tenant's definitions: schedule in words, next run, last status."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    caller, csrf = viewer
+    found = definitions.list_(caller.tenant, include_archived=include_archived)
+    return _page(
+        request,
+        "definitions.html",
+        {
+            "caller": caller,
+            "definitions": [
+                {**document, "next_run": definition.next_run_at}
+                for document, definition in zip(
+                    definition_reads.documents(found), found, strict=True
+                )
+            ],
+            "include_archived": include_archived,
+            "csrf": csrf,
+        },
+    )
+
+
+@router.get("/definitions/{name}", response_class=HTMLResponse)
+def definition_page(
+    name: str,
+    request: Request,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> Response:
+    """One definition: its fields, payload, and its runs, newest first."""
+    viewer = _viewer(request)
+    if viewer is None:
+        return _to_login(request)
+    caller, csrf = viewer
+    found = definitions.get(caller.tenant, name)
+    if found is None:
+        context = {
+            "caller": caller,
+            "csrf": csrf,
+            "heading": "No such definition",
+            "message": f"no definition named {name!r}",
+        }
+        return _page(request, "missing.html", context, 404)
+    filters = reports.JobFilter(tenant=caller.tenant, definition_id=found.id)
+    runs = reports.list_jobs(filters, limit=limit, page=page)
+    total = reports.count_jobs(filters)
+    base = f"{_dashboard_url(request)}/definitions/{quote(found.name, safe='')}"
+
+    def link(**changes: Any) -> str:
+        wanted = {"page": page, "limit": limit, **changes}
+        query = {k: v for k, v in wanted.items() if v != {"page": 1, "limit": 50}.get(k)}
+        return base + ("?" + urlencode(query) if query else "")
+
+    document = {**definition_reads.documents([found])[0], "next_run": found.next_run_at}
+    return _page(
+        request,
+        "definition.html",
+        {
+            "caller": caller,
+            "definition": document,
+            "payload": json.dumps(document["payload"], indent=2, sort_keys=True),
+            "options": json.dumps(document["options"], indent=2, sort_keys=True),
+            "jobs": runs.items,
+            "total": total,
+            "page": page,
+            "pages": max(1, math.ceil(total / limit)),
+            "has_more": runs.has_more,
+            "link": link,
+            "refresh": any(job["status"] in {s.value for s in LIVE} for job in runs.items),
             "csrf": csrf,
         },
     )

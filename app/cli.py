@@ -12,7 +12,7 @@ Usage::
     jobledger report daily-summary
     jobledger lifeline --timeout 300           # one pass
     jobledger worker -- -c 4                   # celery -A app worker …
-    jobledger beat                             # celery -A app beat (run ONE only)
+    jobledger beat                             # celery -A app beat (one or more: one is active)
     jobledger definitions list|show|create|update|enable|disable|archive|run|runs|init
 
 Every command prints a human table by default and a JSON document with ``--json``.
@@ -409,9 +409,10 @@ def worker(ctx: typer.Context) -> None:
 
 @cli.command(context_settings=_PASS_THROUGH)
 def beat(ctx: typer.Context) -> None:
-    """``celery -A app beat`` with the given extra arguments (run exactly ONE beat).
+    """``celery -A app beat`` with the given extra arguments.
 
-    Two beats would publish every scheduled run twice.
+    Beat fires the ledger's definitions; several beats may run (one holds the lease and
+    fires, the others take over when it dies), and each firing makes at most one job.
     """
     _exec_celery("beat", ctx.args)
 
@@ -434,6 +435,14 @@ TimezoneOption = Annotated[
     str | None, typer.Option("--timezone", help="The cron's time zone (default UTC).")
 ]
 EveryOption = Annotated[int | None, typer.Option("--every", help="Or run every this many seconds.")]
+ScheduleOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help='Or the schedule as JSON: \'{"cron": "0 3 * * *", "timezone": "UTC"}\', '
+        "'{\"every\": 30}'.",
+    ),
+]
 CatchUpOption = Annotated[
     str | None,
     typer.Option("--catch-up", help="Firings missed while no beat ran: skip, or once."),
@@ -489,6 +498,7 @@ def definitions_create(
     cron: CronOption = None,
     timezone: TimezoneOption = None,
     every: EveryOption = None,
+    schedule_json: ScheduleOption = None,
     catch_up: CatchUpOption = None,
     options: OptionsOption = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
@@ -498,7 +508,7 @@ def definitions_create(
     """Create a definition (validated against the job type's payload schema)."""
     from app.ledger import definitions
 
-    schedule = _schedule_of(cron, timezone, every)
+    schedule = _schedule_of(cron, timezone, every, schedule_json)
     _check_catch_up(catch_up)
     with _definition_errors():
         created = definitions.create(
@@ -523,6 +533,7 @@ def definitions_update(
     cron: CronOption = None,
     timezone: TimezoneOption = None,
     every: EveryOption = None,
+    schedule_json: ScheduleOption = None,
     unschedule: Annotated[
         bool, typer.Option("--unschedule", help="Remove the schedule (runs by hand only).")
     ] = False,
@@ -535,9 +546,9 @@ def definitions_update(
     changes: dict[str, Any] = {}
     if payload is not None:
         changes["payload"] = _json_object("--payload", payload)
-    schedule = _schedule_of(cron, timezone, every)
+    schedule = _schedule_of(cron, timezone, every, schedule_json)
     if schedule is not None and unschedule:
-        _fail(EXIT_USAGE, "give either a schedule (--cron/--every) or --unschedule")
+        _fail(EXIT_USAGE, "give either a schedule (--cron/--every/--schedule) or --unschedule")
     if schedule is not None or unschedule:
         changes["schedule"] = schedule
     if catch_up is not None:
@@ -548,8 +559,8 @@ def definitions_update(
     if not changes:
         _fail(
             EXIT_USAGE,
-            "nothing to change: give --payload, --cron/--every, --unschedule, --catch-up "
-            "or --options",
+            "nothing to change: give --payload, --cron/--every/--schedule, --unschedule, "
+            "--catch-up or --options",
         )
     _update_definition(tenant, name, changes, as_json, "updated")
 
@@ -726,10 +737,14 @@ def _no_definition(tenant: str, name: str) -> NoReturn:
 
 
 def _schedule_of(
-    cron: str | None, timezone: str | None, every: int | None
+    cron: str | None, timezone: str | None, every: int | None, schedule_json: str | None
 ) -> dict[str, Any] | None:
-    if cron is not None and every is not None:
-        _fail(EXIT_USAGE, "give either --cron or --every, not both")
+    if sum(given is not None for given in (cron, every, schedule_json)) > 1:
+        _fail(EXIT_USAGE, "give one of --cron, --every or --schedule")
+    if schedule_json is not None:
+        if timezone is not None:
+            _fail(EXIT_USAGE, "--timezone goes with --cron (put it in --schedule instead)")
+        return _json_object("--schedule", schedule_json)
     if timezone is not None and cron is None:
         _fail(EXIT_USAGE, "--timezone goes with --cron")
     if cron is not None:

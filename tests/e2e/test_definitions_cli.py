@@ -63,6 +63,9 @@ def test_create_show_list_update_enable_disable_archive() -> None:
     assert cron["schedule"] == {"cron": "0 3 * * *", "timezone": "Europe/Paris"}
     assert "Europe/Paris" in cron["schedule_text"]
 
+    as_json = run_json("update", "often", "--schedule", '{"every": 60}')
+    assert (as_json["schedule"], as_json["version"]) == ({"every": 60}, 4)
+
     disabled = run_json("disable", "often")
     assert (disabled["enabled"], disabled["next_run_at"]) == (False, None)
     enabled = run_json("enable", "often")
@@ -81,7 +84,7 @@ def test_create_show_list_update_enable_disable_archive() -> None:
         history = connection.execute(
             text("SELECT version, actor FROM job_definition_changes ORDER BY id")
         ).all()
-    assert [tuple(row) for row in history] == [(v, "cli") for v in range(1, 7)]
+    assert [tuple(row) for row in history] == [(v, "cli") for v in range(1, 8)]
 
 
 def test_the_human_output_names_the_schedule() -> None:
@@ -176,6 +179,9 @@ def test_a_duplicate_name_exits_2_and_a_bad_update_changes_nothing() -> None:
         ["--cron", "nope"],
         ["--payload", '{"value": "x"}'],
         ["--every", "-1"],
+        ["--schedule", '{"every": 5, "cron": "* * * * *"}'],
+        ["--schedule", "5"],
+        ["--schedule", '{"every": 5}', "--cron", "* * * * *"],
         [],
     ):
         code, _, err = run("update", "nightly", *args)

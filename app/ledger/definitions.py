@@ -337,7 +337,8 @@ def run(
     the firing of a scheduled run (None for a run by hand).
 
     Returns the job's id, or None when that firing has its job already (made by another
-    beat, or an earlier try of this one): nothing is published then.
+    beat, or an earlier try of this one), or when a scheduled firing meets its definition
+    disabled: nothing is published then.
 
     Raises:
         DefinitionNotFound: (a LookupError) no such definition in this tenant.
@@ -353,6 +354,8 @@ def run(
         raise DefinitionNotFound(tenant, name)
     if definition.archived:
         raise DefinitionArchived(tenant, name)
+    if scheduled_for is not None and not definition.enabled:
+        return None  # disabled between the beat's look (due) and this firing: not run
     task = registered_task(definition.type)
     if task is None:
         raise InvalidPayload(definition.type, {"type": f"{definition.type!r} is not a job type"})

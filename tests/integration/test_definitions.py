@@ -465,6 +465,25 @@ def test_runs_refuse_what_cannot_run() -> None:
         definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
 
 
+def test_a_scheduled_firing_of_a_definition_disabled_meanwhile_makes_nothing(
+    redis_client: redis.Redis,
+) -> None:
+    made = make(options={"queue": QUEUE})
+    definitions.update("acme", "nightly", {"enabled": False}, actor="api", changed_by="k")
+
+    fired = definitions.run(
+        "acme",
+        "nightly",
+        scheduled_for=datetime(2026, 1, 1, 9, tzinfo=UTC),
+        trigger="beat",
+        created_by="beat",
+    )
+
+    assert fired is None
+    assert jobs_of(made.id) == []
+    assert messages(redis_client) == 0
+
+
 # -- due and advance ----------------------------------------------------------------------
 
 

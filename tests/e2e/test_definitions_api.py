@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.db import engine
+from app.ledger import definitions
 from tests.support import api, ledger
 from tests.support.api import ACME, OTHER
 from tests.support.processes import WorkerProcess
@@ -309,3 +311,27 @@ def test_a_run_uses_the_payload_of_the_current_version(
     ).json()
     assert other["definition"] is None
     assert client.get("/definitions/nightly/runs", headers=ACME).json()["total"] == 2
+
+
+def test_a_scheduled_run_shows_the_firing_it_was_made_for(client: TestClient) -> None:
+    create(client, schedule=every(60), options={"queue": api.unused_queue()})
+    firing = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+    # what beat does for a firing (app.ledger.runtime.beat), twice: one job
+    made = definitions.run(
+        "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+    again = definitions.run(
+        "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+
+    assert made is not None
+    assert again is None
+    shown = client.get(f"/jobs/{made}", headers=ACME).json()
+    assert shown["definition"] == "nightly"
+    assert datetime.fromisoformat(shown["scheduled_for"]) == firing
+    assert shown["trigger"] == "beat"
+    runs = client.get("/definitions/nightly/runs", headers=ACME).json()
+    assert [item["id"] for item in runs["items"]] == [str(made)]
+    assert datetime.fromisoformat(runs["items"][0]["scheduled_for"]) == firing
+    assert client.get("/definitions/nightly", headers=ACME).json()["last_status"] == "queued"

@@ -2,7 +2,8 @@
 
 - :mod:`app.config` the settings of the ledger, Celery, the API and maintenance;
   :mod:`app.celery` the Celery application (``celery -A app worker`` finds it there);
-  :mod:`app.schedule` the beat schedule; :mod:`app.db` the database connections.
+  :mod:`app.schedule` what beat runs (the built-in definitions, the plain-task entries);
+  :mod:`app.db` the database connections.
 - :mod:`app.ledger` the state machine and every write to it, in layers (rules, engines,
   the transitions, runtime, operations, reads: see its docstring for where things go).
 - :mod:`app.api` the HTTP API and dashboard; :mod:`app.cli` the ``jobledger`` command.

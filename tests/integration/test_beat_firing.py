@@ -1,0 +1,115 @@
+"""What one tick of the ledger scheduler fires (``LedgerScheduler.fire_due``, no beat
+process): the catch-up rule for firings missed while no beat ran (``next_run_at``
+back-dated, no waiting for the clock), a firing already made by a beat that died before
+moving the definition on, and a definition that cannot run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import db
+from app.celery import app
+from app.ledger import definitions, engines
+from app.ledger.runtime.beat import LedgerScheduler
+from models.tables import definitions as definition_rows
+from models.tables import jobs
+
+
+@pytest.fixture
+def scheduler() -> LedgerScheduler:
+    return LedgerScheduler(app=app, lazy=True)  # lazy: no built-ins, no schedule file
+
+
+def every_second(name: str, catch_up: str = "skip") -> definitions.Definition:
+    return definitions.create(
+        tenant="default",
+        name=name,
+        type="example.echo",
+        payload={"value": 1},
+        schedule={"every": 1},
+        catch_up=catch_up,
+        actor="cli",
+        changed_by="test",
+    )
+
+
+def back_date(name: str, seconds: int) -> None:
+    """As if no beat ran for ``seconds``: the next firing lies that far in the past."""
+    with db.engine().begin() as connection:
+        now = engines.current().database_now(connection).replace(microsecond=0)
+        connection.execute(
+            update(definition_rows)
+            .where(definition_rows.c.name == name)
+            .values(next_run_at=now - timedelta(seconds=seconds))
+        )
+
+
+def runs(definition: definitions.Definition) -> int:
+    with db.engine().connect() as connection:
+        query = select(func.count()).where(jobs.c.definition_id == definition.id)
+        return int(connection.execute(query).scalar_one())
+
+
+def test_missed_firings_are_skipped_but_the_latest(scheduler: LedgerScheduler) -> None:
+    made = every_second("skipper", "skip")
+    back_date("skipper", 10)
+
+    assert scheduler.fire_due() == 1
+    assert runs(made) == 1
+    after = definitions.get("default", "skipper")
+    assert after is not None
+    assert after.next_run_at is not None
+    assert after.last_fired_for is not None
+    assert after.next_run_at > after.last_fired_for
+    assert scheduler.fire_due() == 0  # moved on: nothing due again at once
+
+
+def test_missed_firings_run_once_then_the_latest(scheduler: LedgerScheduler) -> None:
+    made = every_second("once", "once")
+    back_date("once", 10)
+
+    assert scheduler.fire_due() == 2  # one run for everything missed, then the latest
+    assert runs(made) == 2
+
+
+def test_a_firing_made_before_a_beat_died_is_not_made_again(scheduler: LedgerScheduler) -> None:
+    made = every_second("half-done")
+    back_date("half-done", 3)
+    ((_, firings),) = [(d, f) for d, f in definitions.due(_now()) if d.name == "half-done"]
+    # the dead beat made the job and died before advancing the definition
+    assert definitions.run(
+        "default", "half-done", scheduled_for=firings[-1], trigger="beat", created_by="beat"
+    )
+
+    assert scheduler.fire_due() == 0
+    assert runs(made) == 1
+    after = definitions.get("default", "half-done")
+    assert after is not None
+    assert after.last_fired_for == firings[-1]
+
+
+def test_a_definition_that_cannot_run_is_passed_and_the_others_fire(
+    scheduler: LedgerScheduler, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, fine = every_second("broken"), every_second("fine")
+    with db.engine().begin() as connection:  # the type's model changed since it was saved
+        connection.execute(
+            update(definition_rows)
+            .where(definition_rows.c.id == broken.id)
+            .values(payload={"value": "not a number"})
+        )
+    back_date("broken", 2)
+    back_date("fine", 2)
+
+    assert scheduler.fire_due() == 1
+    assert (runs(broken), runs(fine)) == (0, 1)
+    assert "broken could not run" in caplog.text
+    assert scheduler.fire_due() == 0  # passed, not retried every tick
+
+
+def _now() -> datetime:
+    with db.engine().connect() as connection:
+        return engines.current().database_now(connection)

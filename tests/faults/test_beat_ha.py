@@ -157,9 +157,9 @@ def test_two_beats_make_one_job_per_firing_and_the_standby_takes_over_a_killed_o
     standby = next(b for b in beats if b is not active)
     assert " -> job " in active.log()
     # the standby tried no firing while standing by (the lease; the unique index would
-    # refuse it a second job anyway, logged as "already made")
+    # refuse it a second job anyway, logged as "no job")
     assert " -> job " not in standby.log()
-    assert "already made" not in standby.log()
+    assert ": no job (" not in standby.log()
 
     active.process.send_signal(signal.SIGKILL)
     active.process.wait(5)

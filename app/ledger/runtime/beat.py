@@ -205,7 +205,7 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
                     continue
                 if job_id is None:
                     logger.info(
-                        "beat: %s/%s for %s already made",
+                        "beat: %s/%s for %s: no job (made already, or disabled meanwhile)",
                         definition.tenant,
                         definition.name,
                         scheduled_for.isoformat(),

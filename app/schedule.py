@@ -1,5 +1,5 @@
-"""What beat runs: the built-in definitions (jobs, in the ledger) and the plain-task entries
-of ``app.conf.beat_schedule``.
+"""What beat runs: the built-in definitions (jobs, in the ledger), and the entries an
+application adds to ``app.conf.beat_schedule`` itself (none built in).
 
 Beat takes its schedule from the ledger's definitions
 (:class:`app.ledger.runtime.beat.LedgerScheduler`). The maintenance jobs and the job types'
@@ -9,6 +9,8 @@ scheduled runs are **built-in definitions**, created if missing when beat starts
 
 - ``lifeline``: the lifeline job every ``JOBLEDGER_LIFELINE_INTERVAL`` seconds (60);
 - ``purge``: the retention purge job daily at ``JOBLEDGER_PURGE_AT`` (``HH:MM`` UTC, 03:30);
+- ``settle_counts``: settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
+  (60);
 - the definitions a job type declares with :func:`builtin` in its module (the
   ``sync_and_suggest:<budget_id>`` runs of ``JOBLEDGER_SCHEDULED_BUDGETS``:
   :mod:`tasks.sync_and_suggest`).
@@ -17,10 +19,8 @@ Those variables are only the values the definitions are created with: once a def
 exists, it is the definition that counts (edit it with the API or ``jobledger
 definitions``); an operator's edit is never overwritten.
 
-``settle_counts`` settles the status counts every ``JOBLEDGER_SETTLE_INTERVAL`` seconds
-(60) and stays a ``beat_schedule`` entry (:func:`build_schedule`): a plain Celery task,
-not a job (it changes no job, and a ledger row every minute would bury the jobs operators
-look for; :mod:`tasks.maintenance.settle_counts`). Only the beat holding the lease sends it.
+Entries an application adds to ``beat_schedule`` are sent by Celery's own heap, by the
+beat holding the lease only.
 """
 
 from __future__ import annotations
@@ -31,9 +31,6 @@ from typing import Any
 
 from app.config import Settings, settings
 
-#: Shortest expiry of a scheduled plain-task message, however short its period (a busy
-#: worker needs a moment to reach it).
-MIN_EXPIRES = 30.0
 #: Entry options that make the ledger record a job sent by a ``beat_schedule`` entry as
 #: started by beat (an application's own entries; the built-in ones are definitions).
 BEAT_OPTIONS: dict[str, Any] = {"trigger": "beat", "created_by": "beat"}
@@ -86,6 +83,7 @@ def builtin_definitions(config: Settings | None = None) -> list[BuiltinDefinitio
     found = [
         BuiltinDefinition("lifeline", "lifeline", every(config.lifeline_interval)),
         BuiltinDefinition("purge", "purge", {"cron": f"{minute} {hour} * * *", "timezone": "UTC"}),
+        BuiltinDefinition("settle_counts", "settle_counts", every(config.settle_interval)),
     ]
     for declare in _declared:
         found.extend(declare())
@@ -98,21 +96,10 @@ def every(seconds: float) -> dict[str, Any]:
     return {"every": max(1, round(seconds))}
 
 
-def expires(period: float) -> float:
-    """Seconds a plain-task message sent every ``period`` seconds may wait for a worker."""
-    return max(period, MIN_EXPIRES)
-
-
-def build_schedule(config: Settings | None = None) -> Schedule:
-    """The ``beat_schedule`` of the application: the plain-task entries (``settle_counts``)."""
-    config = config or settings()
-    return {
-        "settle_counts": {
-            "task": "settle_counts",
-            "schedule": config.settle_interval,
-            "options": {"expires": expires(config.settle_interval)},
-        },
-    }
+def build_schedule() -> Schedule:
+    """The ``beat_schedule`` the application starts with: empty, every built-in schedule
+    is a definition (:func:`builtin_definitions`)."""
+    return {}
 
 
 def _time_of_day(value: str) -> tuple[int, int]:

@@ -41,7 +41,7 @@ Caller = Annotated[ApiKey, Depends(require_key)]
 
 #: Job types that act on every tenant's jobs; no tenant key may start them (beat and the
 #: CLI do). ``JOBLEDGER_API_JOB_TYPES``, when set, is the exact list instead.
-MAINTENANCE_TYPES = frozenset({"purge", "lifeline"})
+MAINTENANCE_TYPES = frozenset({"purge", "lifeline", "settle_counts"})
 #: Largest page of ``GET /jobs`` (the reports module allows more, for the CLI).
 MAX_LIMIT = 200
 #: Log lines ``GET /jobs/{id}/logs`` returns at most (the newest ones).

@@ -1,19 +1,24 @@
-"""``settle_counts``: moves finished jobs into the settled status counts
-(:func:`app.ledger.reads.counts.settle`), run by beat every ``JOBLEDGER_SETTLE_INTERVAL`` seconds.
+"""The ``settle_counts`` job type: moves finished jobs into the settled status counts
+(:func:`app.ledger.reads.counts.settle`), run from its built-in definition every
+``JOBLEDGER_SETTLE_INTERVAL`` seconds (60), itself in the ledger like the lifeline.
 
-A plain Celery task, not a job task: it changes no job (only a cache of counts that
-``stats()`` reads), and a ledger row every minute would bury the jobs operators look
-for. Running it late, twice or concurrently is harmless: settles serialise on the
-watermark row and each starts where the last one ended.
+A job, so that it is scheduled, edited, disabled and seen like every other scheduled run.
+Running it late, twice or concurrently is harmless: settles serialise on the watermark
+row and each starts where the last one ended.
 """
 
 from __future__ import annotations
 
-from app.celery import app
 from app.ledger.reads import counts
+from app.ledger.runtime.context import JobContext
+from app.ledger.runtime.task import JobPayload, job_task
 
 
-@app.task(name="settle_counts", ignore_result=True)  # type: ignore[untyped-decorator]
-def settle_counts() -> int:
+class SettleCountsPayload(JobPayload):
+    """No options: a settle moves the watermark to one minute ago."""
+
+
+@job_task("settle_counts", SettleCountsPayload)
+def settle_counts(job: JobContext, payload: SettleCountsPayload) -> dict[str, int]:
     """How many finished jobs were settled."""
-    return counts.settle()
+    return {"settled": counts.settle()}

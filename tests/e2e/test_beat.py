@@ -23,15 +23,19 @@ from tests.support import ops as _ops  # noqa: F401  (registers lifeline in subp
 from tests.support.processes import ROOT, WorkerProcess
 
 
-def test_the_built_in_definitions_are_the_lifeline_the_daily_purge_and_the_budget_syncs() -> None:
-    config = Settings(lifeline_interval=60, purge_at="04:15")
+def test_the_built_in_definitions_are_the_maintenance_jobs_and_the_budget_syncs() -> None:
+    config = Settings(lifeline_interval=60, purge_at="04:15", settle_interval=45)
     budgets = BudgetSchedule(
         scheduled_budgets="b1=/data/b1.csv, b2=postgresql://u@db/src?x=1", sync_interval=900
     )
 
     made = {d.name: d for d in [*builtin_definitions(config), *budget_runs(budgets)]}
 
-    assert {"lifeline", "purge", "sync_and_suggest:b1", "sync_and_suggest:b2"} <= set(made)
+    assert {"lifeline", "purge", "settle_counts", "sync_and_suggest:b1"} <= set(made)
+    assert (made["settle_counts"].type, made["settle_counts"].schedule) == (
+        "settle_counts",
+        {"every": 45},
+    )
     assert (made["lifeline"].type, made["lifeline"].schedule) == ("lifeline", {"every": 60})
     assert made["purge"].type == "purge"
     assert made["purge"].schedule == {"cron": "15 4 * * *", "timezone": "UTC"}
@@ -44,11 +48,10 @@ def test_the_built_in_definitions_are_the_lifeline_the_daily_purge_and_the_budge
     assert sync.payload == {"budget_id": "b2", "source": "postgresql://u@db/src?x=1"}
 
 
-def test_the_application_runs_the_ledger_scheduler_and_settles_counts_as_a_plain_task() -> None:
+def test_the_application_runs_the_ledger_scheduler_with_no_static_entries() -> None:
     assert app.conf.beat_scheduler == "app.ledger.runtime.beat:LedgerScheduler"
-    # settle_counts is a plain task (it changes no job): the one static entry
-    assert set(app.conf.beat_schedule) == {"settle_counts"}
-    assert app.conf.beat_schedule["settle_counts"]["options"] == {"expires": 60}
+    # every built-in schedule is a definition, settle_counts included
+    assert app.conf.beat_schedule == {}
 
 
 def test_budgets_are_read_from_json_too() -> None:

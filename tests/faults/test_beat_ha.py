@@ -257,7 +257,12 @@ def test_one_beat_runs_definitions_on_an_sqlite_ledger(
         moments = [run["scheduled_for"] for run in runs]
         assert len(set(moments)) == len(moments)
         names = {d.name for d in definitions.list_("default")}
-        assert {"lifeline", "purge", "embedded"} <= names  # built-ins made at beat start
+        assert {
+            "lifeline",
+            "purge",
+            "settle_counts",
+            "embedded",
+        } <= names  # built-ins made at beat start
     finally:
         beats[0].stop() if beats else None
         db.reset()

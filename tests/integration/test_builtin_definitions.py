@@ -30,7 +30,7 @@ def budgets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_missing_built_ins_are_made_from_the_settings(budgets: None) -> None:
     made = {d.name: d for d in ensure_builtin_definitions()}
 
-    assert set(made) == {"lifeline", "purge", "sync_and_suggest:b1"}
+    assert set(made) == {"lifeline", "purge", "settle_counts", "sync_and_suggest:b1"}
     assert made["lifeline"].schedule == {"every": 45}
     assert made["purge"].schedule == {"cron": "15 4 * * *", "timezone": "UTC"}
     sync = made["sync_and_suggest:b1"]
@@ -78,8 +78,8 @@ def test_callers_racing_make_each_built_in_once(budgets: None) -> None:
     for thread in threads:
         thread.join(30)
 
-    assert sorted(made) == ["lifeline", "purge", "sync_and_suggest:b1"]
-    assert len(definitions.list_("default", include_archived=True)) == 3
+    assert sorted(made) == ["lifeline", "purge", "settle_counts", "sync_and_suggest:b1"]
+    assert len(definitions.list_("default", include_archived=True)) == 4
 
 
 def test_a_malformed_setting_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

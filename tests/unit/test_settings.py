@@ -68,6 +68,6 @@ def test_the_built_in_definitions_hold_those_job_types_declare() -> None:
 
     assert done.returncode == 0, done.stderr
     names, schedule, tenant = json.loads(done.stdout)
-    assert names == ["lifeline", "purge", "sync_and_suggest:b1"]
+    assert names == ["lifeline", "purge", "settle_counts", "sync_and_suggest:b1"]
     assert schedule == {"every": 900}
     assert tenant == "acme"

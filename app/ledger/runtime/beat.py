@@ -18,9 +18,8 @@ Each tick (every ``JOBLEDGER_BEAT_TICK_SECONDS``, 1 s by default):
    restart), makes each firing with :func:`~app.ledger.definitions.run` (trigger
    ``beat``) and then moves the definition on with
    :func:`~app.ledger.definitions.advance`.
-3. **The plain tasks** of ``app.conf.beat_schedule`` (tasks that are not jobs, such as
-   ``settle_counts``; :mod:`app.schedule`) are sent by Celery's own heap, by the active
-   beat only.
+3. **The entries an application adds** to ``app.conf.beat_schedule`` (none are built
+   in; :mod:`app.schedule`) are sent by Celery's own heap, by the active beat only.
 
 Never twice: the lease makes one beat active, but it is not what guarantees it. A firing
 is the pair ``(definition, scheduled_for)`` and the database refuses a second job for it

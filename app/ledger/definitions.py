@@ -53,6 +53,9 @@ from app.ledger.rules.actors import Actor, Trigger
 from app.ledger.rules.redaction import redact_data
 from models.tables import definition_changes, definitions
 
+#: Bounds of a scheduled run's message expiry (:func:`expiry`), in seconds.
+MIN_EXPIRY, MAX_EXPIRY = 30.0, 12 * 3600.0
+
 log = logging.getLogger(__name__)
 
 #: What :func:`update` may change.
@@ -359,6 +362,9 @@ def run(
     task = registered_task(definition.type)
     if task is None:
         raise InvalidPayload(definition.type, {"type": f"{definition.type!r} is not a job type"})
+    options = dict(definition.options)
+    if scheduled_for is not None and definition.schedule is not None:
+        options.setdefault("expires", expiry(definition.schedule, _utc(scheduled_for)))
     result = task.apply_async(
         kwargs=dict(definition.payload),
         tenant=tenant,
@@ -367,9 +373,19 @@ def run(
         definition_id=definition.id,
         definition_version=definition.version,
         scheduled_for=None if scheduled_for is None else _utc(scheduled_for),
-        **definition.options,
+        **options,
     )
     return None if result is None else uuid.UUID(str(result.id))
+
+
+def expiry(schedule: dict[str, Any], scheduled_for: datetime) -> float:
+    """Seconds a scheduled run's message may wait for a worker: one period of its
+    schedule (the next firing takes over then), at least :data:`MIN_EXPIRY` (a busy worker
+    needs a moment) and at most :data:`MAX_EXPIRY` (a daily purge nobody ran by then is
+    better left to the next day). A run that expires is ``canceled`` in the ledger
+    ("expired before a worker ran it") instead of piling up behind a stopped worker."""
+    period = (schedules.next_after(schedule, scheduled_for) - scheduled_for).total_seconds()
+    return min(max(period, MIN_EXPIRY), MAX_EXPIRY)
 
 
 def due(now: datetime) -> list[tuple[Definition, list[datetime]]]:

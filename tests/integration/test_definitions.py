@@ -4,6 +4,7 @@ names per tenant, archive, and never deleted while runs point at a definition.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -432,6 +433,22 @@ def test_a_firing_runs_once(redis_client: redis.Redis) -> None:
         definitions.run("acme", "nightly", scheduled_for=paris, trigger="beat", created_by="b")
         is None
     )
+
+
+def test_a_scheduled_runs_message_expires_after_one_period_and_a_manual_one_never(
+    redis_client: redis.Redis,
+) -> None:
+    make(options={"queue": QUEUE})  # every 60 s
+    firing = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+    definitions.run("acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat")
+    definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
+
+    sent = [json.loads(raw)["headers"] for raw in redis_client.lrange(QUEUE, 0, -1)]
+    by_trigger = {bool(h["expires"]): h["expires"] for h in sent}
+    assert set(by_trigger) == {True, False}  # the manual run's message carries none
+    expires_at = datetime.fromisoformat(by_trigger[True])
+    assert 50 <= (expires_at - datetime.now(UTC)).total_seconds() <= 60
 
 
 def test_racing_firings_make_one_job(redis_client: redis.Redis) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,21 @@ def test_bad_schedules_name_the_field(schedule: object, field: str) -> None:
         parse(schedule)
     assert raised.value.field == field
     assert str(raised.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "seconds"),
+    [
+        ({"every": 60}, 60.0),
+        ({"every": 5}, 30.0),  # at least 30 s: a busy worker needs a moment
+        ({"cron": "*/10 * * * *", "timezone": "UTC"}, 600.0),
+        ({"cron": "30 3 * * *", "timezone": "UTC"}, 12 * 3600.0),  # a daily run: at most 12 h
+    ],
+)
+def test_a_scheduled_run_expires_after_one_period_within_bounds(
+    schedule: dict[str, Any], seconds: float
+) -> None:
+    from app.ledger.definitions import expiry
+
+    firing = next_after(schedule, datetime(2026, 3, 1, tzinfo=UTC))
+    assert expiry(schedule, firing) == seconds

@@ -26,7 +26,6 @@ refused, naming the field, and secrets still never enter the ledger.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import uuid
@@ -221,10 +220,15 @@ def update(
     given = {key: value for key, value in changes.items() if key != "archived"}
     _checked(tenant, current.type, {**current.document(), **given})  # fail before the loop
 
-    for _ in range(UPDATE_TRIES):
-        current = get(tenant, name)
-        if current is None:
+    def attempt(connection: Connection) -> Definition | None:
+        # The row is locked (PostgreSQL) for the read, the check and the write: concurrent
+        # updates apply one after another, each on the version before it. SQLite takes
+        # one writer at a time; a writer that read an older version is refused by the
+        # version guard of _apply and tries again.
+        row = connection.execute(_select(tenant, name).with_for_update()).mappings().first()
+        if row is None:
             raise DefinitionNotFound(tenant, name)
+        current = _definition(row)
         merged = _checked(tenant, current.type, {**current.document(), **given})
         before = {**current.document(), "archived": current.archived}
         after = {**merged, "archived": archived}
@@ -235,18 +239,18 @@ def update(
         }
         if not diff:
             return current
-        outcome = in_transaction(
-            functools.partial(
-                _apply,
-                current=current,
-                merged=merged,
-                archived=archived,
-                diff=diff,
-                actor=actor,
-                changed_by=changed_by,
-            ),
-            f"definition {name!r} updated",
+        return _apply(
+            connection,
+            current=current,
+            merged=merged,
+            archived=archived,
+            diff=diff,
+            actor=actor,
+            changed_by=changed_by,
         )
+
+    for _ in range(UPDATE_TRIES):
+        outcome = in_transaction(attempt, f"definition {name!r} updated")
         if outcome is not None:
             return outcome
     raise RuntimeError(
@@ -588,9 +592,12 @@ def _next_run(
     return schedules.next_after(schedule, now)
 
 
+def _select(tenant: str, name: str) -> Any:
+    return select(definitions).where(definitions.c.tenant == tenant, definitions.c.name == name)
+
+
 def _row(connection: Connection, tenant: str, name: str) -> Any:
-    query = select(definitions).where(definitions.c.tenant == tenant, definitions.c.name == name)
-    return connection.execute(query).mappings().first()
+    return connection.execute(_select(tenant, name)).mappings().first()
 
 
 def _definition(row: Any) -> Definition:

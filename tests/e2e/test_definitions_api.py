@@ -335,3 +335,26 @@ def test_a_scheduled_run_shows_the_firing_it_was_made_for(client: TestClient) ->
     assert [item["id"] for item in runs["items"]] == [str(made)]
     assert datetime.fromisoformat(runs["items"][0]["scheduled_for"]) == firing
     assert client.get("/definitions/nightly", headers=ACME).json()["last_status"] == "queued"
+
+
+def test_job_lists_name_the_definition_of_each_run(client: TestClient) -> None:
+    """The runs page and ``GET /jobs`` show, like the job document, ``definition`` (its
+    name) on a job made from one, and null on a job that was not."""
+    create(client, schedule=every(60), options={"queue": api.unused_queue()})
+    firing = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    made = definitions.run(
+        "acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat"
+    )
+    plain = client.post(
+        "/jobs",
+        json={"type": "example.echo", "payload": {"value": 2}},
+        headers=ACME,
+    )
+    assert plain.status_code == 202, plain.text
+
+    runs = client.get("/definitions/nightly/runs", headers=ACME).json()
+    assert [(item["id"], item["definition"]) for item in runs["items"]] == [(str(made), "nightly")]
+    listed = {item["id"]: item for item in client.get("/jobs", headers=ACME).json()["items"]}
+    assert listed[str(made)]["definition"] == "nightly"
+    assert listed[plain.json()["id"]]["definition"] is None
+    assert listed[plain.json()["id"]]["scheduled_for"] is None

@@ -159,7 +159,9 @@ def list_jobs(filters: JobFilter | None = None, *, limit: int = 50, page: int = 
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     check_page(page)
-    query = _filtered(select(*(jobs.c[name] for name in SUMMARY_COLUMNS)), filters)
+    query = _filtered(
+        select(*(jobs.c[name] for name in SUMMARY_COLUMNS), _definition_name()), filters
+    )
     query = (
         query.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
         .limit(limit + 1)
@@ -331,6 +333,17 @@ def _filtered(query: Select[Any], filters: JobFilter | None) -> Select[Any]:
     if filters.definition_id is not None:
         query = query.where(jobs.c.definition_id == filters.definition_id)
     return query
+
+
+def _definition_name() -> Any:
+    """A job's ``definition``: the name of the definition it was made from, or None (as
+    the job document shows it)."""
+    return (
+        select(definitions.c.name)
+        .where(definitions.c.id == jobs.c.definition_id)
+        .scalar_subquery()
+        .label("definition")
+    )
 
 
 def _dicts(rows: Iterable[Any]) -> list[dict[str, Any]]:

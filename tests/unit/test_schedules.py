@@ -86,6 +86,10 @@ def test_describe() -> None:
     [
         ({"cron": "61 * * * *"}, "schedule.cron"),
         ({"cron": "* * *"}, "schedule.cron"),
+        # six fields: cronsim would read a leading seconds field ("0 3 * * * *" would
+        # fire at minute 3 of every hour, not at 03:00)
+        ({"cron": "0 3 * * * *"}, "schedule.cron"),
+        ({"cron": "*/10 * * * * *"}, "schedule.cron"),
         ({"cron": ""}, "schedule.cron"),
         ({"cron": 5}, "schedule.cron"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "schedule.timezone"),

@@ -76,6 +76,13 @@ def parse(schedule: Any) -> dict[str, Any]:
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidSchedule("schedule.cron", "must be a cron expression (5 fields)")
     expression = " ".join(expression.split())
+    if len(expression.split()) != 5:
+        # cronsim also reads six fields, the first one seconds: "0 3 * * * *" would fire
+        # at minute 3 of every hour, not at 03:00
+        raise InvalidSchedule(
+            "schedule.cron",
+            f"{expression!r}: give five fields (minute hour day-of-month month day-of-week)",
+        )
     zone_name = schedule.get("timezone", "UTC")
     zone = _zone(zone_name)
     try:

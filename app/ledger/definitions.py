@@ -392,13 +392,20 @@ def expiry(schedule: dict[str, Any], scheduled_for: datetime) -> float:
     return min(max(period, MIN_EXPIRY), MAX_EXPIRY)
 
 
-def due(now: datetime) -> list[tuple[Definition, list[datetime]]]:
+def due(
+    now: datetime, *, watched_since: datetime | None = None
+) -> list[tuple[Definition, list[datetime]]]:
     """The definitions to fire at ``now`` (enabled, scheduled, not archived, next firing
     at or before ``now``), each with the firings to make, oldest first:
 
     - ``skip``: only the latest firing due; those missed before it are skipped.
     - ``once``: when firings were missed (more than one is due), one run stands for all
       of them (the last missed firing), then the latest one.
+
+    ``watched_since``: a beat was active and looked at that moment (its previous tick).
+    The firings after it fell due while a beat ran, so none of them is missed: all are
+    made (a tick that came a little late, or a definition firing more often than the
+    beat ticks, loses none); the catch-up rule applies to the older ones only.
 
     After firing, the scheduler moves the definition on with :func:`advance`
     (``fired_for`` the last firing made, ``next_run_at`` = :func:`~app.ledger.rules.
@@ -425,6 +432,21 @@ def due(now: datetime) -> list[tuple[Definition, list[datetime]]]:
             continue  # a JSON null stored as such
         try:
             missed, latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)
+            watched = (
+                []
+                if watched_since is None
+                else _watched(definition.schedule, definition.next_run_at, _utc(watched_since), now)
+            )
+            if watched:
+                older = None
+                if definition.next_run_at < watched[0]:
+                    before = watched[0] - timedelta(microseconds=1)
+                    older = _missed_and_latest(definition.schedule, definition.next_run_at, before)[
+                        1
+                    ]
+                once = definition.catch_up == "once" and older is not None
+                found.append((definition, [older, *watched] if once and older else watched))
+                continue
         except schedules.InvalidSchedule as error:
             # valid when saved, not any more (a time zone gone from the system's tz data):
             # the others still fire; this one waits for an operator's edit
@@ -463,6 +485,15 @@ def advance(definition_id: uuid.UUID, fired_for: datetime, next_run_at: datetime
         f"definition {definition_id} advanced",
     )
     return bool(moved == 1)
+
+
+def _watched(
+    schedule: dict[str, Any], first: datetime, since: datetime, now: datetime
+) -> list[datetime]:
+    """The firings from ``first`` (a firing) on that are after ``since`` and at or before
+    ``now``, oldest first."""
+    start = first if first > since else schedules.next_after(schedule, since)
+    return schedules.firings_between(schedule, start, now) if start <= now else []
 
 
 def _missed_and_latest(

@@ -113,3 +113,38 @@ def test_a_definition_that_cannot_run_is_passed_and_the_others_fire(
 def _now() -> datetime:
     with db.engine().connect() as connection:
         return engines.current().database_now(connection)
+
+
+@pytest.mark.parametrize("catch_up", ["skip", "once"])
+def test_a_late_tick_of_a_running_beat_loses_no_firing(
+    scheduler: LedgerScheduler, catch_up: str
+) -> None:
+    """A beat's ticks drift (each one a little over a second apart): a tick may find two
+    firings of an every-second definition due. Both fell due while this beat was active
+    and looking, so neither is "missed": the catch-up rule is not theirs (with skip, one
+    in thirty was lost on a real beat)."""
+    made = every_second("drift", catch_up)
+    back_date("drift", 1)  # two firings due: now - 1 s and now (whole seconds)
+    due_from = definitions.get("default", "drift")
+    assert due_from is not None and due_from.next_run_at is not None
+    # the previous tick looked just before the first of them
+    scheduler.last_look = due_from.next_run_at - timedelta(milliseconds=30)
+
+    assert scheduler.fire_due() == 2
+    assert runs(made) == 2
+    after = definitions.get("default", "drift")
+    assert after is not None and after.last_fired_for is not None
+    assert after.last_fired_for - due_from.next_run_at == timedelta(seconds=1)
+
+
+def test_firings_before_an_active_beat_last_looked_follow_the_catch_up_rule(
+    scheduler: LedgerScheduler,
+) -> None:
+    """Only what fell due after the beat's last look is all made: a definition left
+    unfired for longer (the beat stalled, or the previous tick failed) keeps its rule."""
+    made = every_second("stalled", "skip")
+    back_date("stalled", 10)
+    scheduler.last_look = _now() - timedelta(milliseconds=500)
+
+    assert scheduler.fire_due() == 1
+    assert runs(made) == 1

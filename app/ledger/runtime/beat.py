@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 #: The name of the lease every beat of a ledger competes for.
 LEASE_NAME = "beat"
+#: Ticks back an active beat counts as watching: the firings of a tick that came late
+#: (by less than this) are all made, not left to the catch-up rule.
+WATCH_TICKS = 5
 
 
 class BeatSettings(JobledgerSettings):
@@ -130,6 +133,9 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
         self.tick_seconds = config.beat_tick_seconds
         self.lease = Lease(LEASE_NAME, holder_name(), config.beat_lease_seconds)
         self.active: bool | None = None  # not known before the first tick
+        #: When this beat, active, last looked at the due definitions (None: not active,
+        #: or not looked yet): the firings after it fell due while a beat ran.
+        self.last_look: datetime | None = None
         kwargs["max_interval"] = self.tick_seconds
         super().__init__(*args, **kwargs)
         self.max_interval: float = min(float(self.max_interval), self.tick_seconds)
@@ -165,6 +171,7 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
             else:
                 logger.warning("beat: %s does not hold the lease: standing by", self.lease.holder)
         if not holding:
+            self.last_look = None
             return self.tick_seconds
         try:
             self.fire_due()
@@ -179,7 +186,13 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
 
         made = 0
         now = _database_now()
-        for definition, firings in definitions.due(now):
+        watched_since = None
+        if self.last_look is not None:
+            # a late tick makes every firing since the last look; a beat stalled for
+            # longer than WATCH_TICKS ticks follows the catch-up rule for the older ones
+            window = timedelta(seconds=WATCH_TICKS * self.tick_seconds)
+            watched_since = max(self.last_look, now - window)
+        for definition, firings in definitions.due(now, watched_since=watched_since):
             for scheduled_for in firings:
                 try:
                     job_id = definitions.run(
@@ -222,6 +235,7 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
                 definitions.advance(
                     definition.id, firings[-1], _next_run(definition, firings[-1], now)
                 )
+        self.last_look = now
         return made
 
     def close(self) -> None:

@@ -126,14 +126,16 @@ def test_a_late_tick_of_a_running_beat_loses_no_firing(
     made = every_second("drift", catch_up)
     back_date("drift", 1)  # two firings due: now - 1 s and now (whole seconds)
     due_from = definitions.get("default", "drift")
-    assert due_from is not None and due_from.next_run_at is not None
+    assert due_from is not None
+    assert due_from.next_run_at is not None
     # the previous tick looked just before the first of them
     scheduler.last_look = due_from.next_run_at - timedelta(milliseconds=30)
 
     assert scheduler.fire_due() == 2
     assert runs(made) == 2
     after = definitions.get("default", "drift")
-    assert after is not None and after.last_fired_for is not None
+    assert after is not None
+    assert after.last_fired_for is not None
     assert after.last_fired_for - due_from.next_run_at == timedelta(seconds=1)
 
 

@@ -770,3 +770,24 @@ def test_payloads_holding_secrets_are_refused_not_stored(source: str) -> None:
             changed_by="k",
         )
     assert counts() == (1, 1)
+
+
+def test_the_last_run_shown_with_a_definition_has_utc_timestamps(
+    redis_client: redis.Redis,
+) -> None:
+    """The definition document's ``last_run`` says its times in UTC with their offset, as
+    the definition's own (SQLite reads timestamps back without one)."""
+    from app.ledger.reads import definitions as definition_reads
+
+    made = make(options={"queue": QUEUE})
+    firing = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert definitions.run("acme", "nightly", scheduled_for=firing, trigger="beat", created_by="b")
+    current = definitions.get("acme", "nightly")
+    assert current is not None
+
+    shown = definition_reads.documents([current])[0]["last_run"]
+
+    assert shown is not None
+    assert datetime.fromisoformat(shown["scheduled_for"]) == firing
+    assert datetime.fromisoformat(shown["created_at"]).utcoffset() == timedelta(0)
+    assert made.id == current.id

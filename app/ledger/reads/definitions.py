@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from app.db import engine
 from app.ledger.definitions import Definition
+from app.ledger.engines.base import aware
 from app.ledger.reads.reports import jsonable
 from models.tables import jobs
 
@@ -39,6 +40,10 @@ LAST_RUN_COLUMNS = (
     "created_at",
     "completed_at",
 )
+
+
+#: The timestamps among them, shown in UTC with their offset.
+TIMESTAMPS = ("scheduled_for", "created_at", "completed_at")
 
 
 def last_runs(definition_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
@@ -56,7 +61,11 @@ def last_runs(definition_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, 
                 .limit(1)
             ).first()
             if row is not None:
-                found[definition_id] = dict(row._mapping)
+                found[definition_id] = {
+                    # SQLite reads timestamps back naive: UTC, as the definition's own
+                    key: aware(value) if key in TIMESTAMPS and value is not None else value
+                    for key, value in row._mapping.items()
+                }
     return found
 
 

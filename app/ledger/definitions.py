@@ -398,9 +398,10 @@ def due(
     """The definitions to fire at ``now`` (enabled, scheduled, not archived, next firing
     at or before ``now``), each with the firings to make, oldest first:
 
-    - ``skip``: only the latest firing due; those missed before it are skipped.
-    - ``once``: when firings were missed (more than one is due), one run stands for all
-      of them (the last missed firing), then the latest one.
+    - ``skip``: firings missed while no beat was active are not made (an empty list:
+      move the definition past them with :func:`pass_over`).
+    - ``once``: one run stands for all the firings missed while no beat was active (made
+      for the latest of them).
 
     ``watched_since``: a beat was active and looked at that moment (its previous tick).
     The firings after it fell due while a beat ran, so none of them is missed: all are
@@ -431,7 +432,7 @@ def due(
         if definition.schedule is None or definition.next_run_at is None:
             continue  # a JSON null stored as such
         try:
-            missed, latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)
+            latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)[1]
             watched = (
                 []
                 if watched_since is None
@@ -452,9 +453,20 @@ def due(
             # the others still fire; this one waits for an operator's edit
             log.error("definition %r of tenant %r not fired: %s", row["name"], row["tenant"], error)
             continue
-        firings = [missed, latest] if definition.catch_up == "once" and missed else [latest]
-        found.append((definition, firings))
+        # Nothing watched these firings: all fell due while no beat was active.
+        found.append((definition, [latest] if definition.catch_up == "once" else []))
     return found
+
+
+def pass_over(definition: Definition, now: datetime) -> bool:
+    """Move a due definition past the firings it missed, making none of them (catch-up
+    ``skip`` when no beat was active as they fell due): the next run is the first firing
+    after ``now``. Guarded like :func:`advance`; returns whether it moved."""
+    if definition.schedule is None or definition.next_run_at is None:
+        return False
+    now = _utc(now)
+    latest = _missed_and_latest(definition.schedule, definition.next_run_at, now)[1]
+    return advance(definition.id, latest, schedules.next_after(definition.schedule, latest))
 
 
 def advance(definition_id: uuid.UUID, fired_for: datetime, next_run_at: datetime | None) -> bool:

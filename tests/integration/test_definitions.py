@@ -529,16 +529,15 @@ def test_due_lists_only_enabled_scheduled_live_definitions_whose_time_came() -> 
 
     found = definitions.due(now)
 
-    assert [(d.name, firings) for d, firings in found] == [
-        ("due", [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)])
-    ]
+    # listed with no firing to make: no beat watched it fall due (catch-up skip)
+    assert [(d.name, firings) for d, firings in found] == [("due", [])]
 
 
 @pytest.mark.parametrize(
     ("catch_up", "expected"),
     [
-        ("skip", [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]),
-        ("once", [datetime(2026, 3, 1, 11, 59, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC)]),
+        ("skip", []),  # none of the missed firings runs
+        ("once", [datetime(2026, 3, 1, 12, tzinfo=UTC)]),  # one run stands for all of them
     ],
 )
 def test_missed_interval_firings_follow_the_catch_up_rule(
@@ -555,8 +554,8 @@ def test_missed_interval_firings_follow_the_catch_up_rule(
 @pytest.mark.parametrize(
     ("catch_up", "expected"),
     [
-        ("skip", [datetime(2026, 3, 30, 7, tzinfo=UTC)]),
-        ("once", [datetime(2026, 3, 27, 8, tzinfo=UTC), datetime(2026, 3, 30, 7, tzinfo=UTC)]),
+        ("skip", []),
+        ("once", [datetime(2026, 3, 30, 7, tzinfo=UTC)]),
     ],
 )
 def test_missed_cron_firings_follow_the_catch_up_rule_in_their_zone(
@@ -570,6 +569,22 @@ def test_missed_cron_firings_follow_the_catch_up_rule_in_their_zone(
     ((_, firings),) = definitions.due(datetime(2026, 3, 30, 10, tzinfo=UTC))
 
     assert firings == expected
+
+
+def test_skip_passes_over_the_missed_firings_to_the_first_one_after_now() -> None:
+    made = make(schedule={"every": 60}, catch_up="skip")
+    back_date("nightly", datetime(2026, 3, 1, 10, 0, tzinfo=UTC))  # two hours unfired
+    now = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
+    ((definition, firings),) = definitions.due(now)
+    assert firings == []
+
+    assert definitions.pass_over(definition, now)
+
+    moved = definitions.get("acme", "nightly")
+    assert moved is not None
+    assert moved.next_run_at == datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
+    assert definitions.due(now) == []
+    assert jobs_of(made.id) == []
 
 
 def test_advance_moves_a_definition_past_a_firing_once() -> None:
@@ -593,7 +608,8 @@ def test_advance_leaves_an_edit_made_meanwhile() -> None:
     made = make(schedule={"every": 60})
     firing = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     back_date("nightly", firing)
-    ((_, firings),) = definitions.due(firing)
+    # an active beat that looked a second before the firing
+    ((_, firings),) = definitions.due(firing, watched_since=firing - timedelta(seconds=1))
     # an operator disables it while the beat fires
     definitions.update("acme", "nightly", {"enabled": False}, actor="api", changed_by="k")
 
@@ -616,8 +632,10 @@ def test_due_then_run_then_advance_fires_each_firing_once(redis_client: redis.Re
     back_date("nightly", firing)
     now = firing + timedelta(seconds=5)
 
-    def tick() -> None:
-        for definition, firings in definitions.due(now):
+    def tick() -> None:  # of an active beat that looked a second before the firing
+        for definition, firings in definitions.due(
+            now, watched_since=firing - timedelta(seconds=1)
+        ):
             for moment in firings:
                 definitions.run(
                     definition.tenant,

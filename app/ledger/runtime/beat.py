@@ -235,6 +235,8 @@ class LedgerScheduler(Scheduler):  # type: ignore[misc]
                 definitions.advance(
                     definition.id, firings[-1], _next_run(definition, firings[-1], now)
                 )
+            else:  # catch-up skip: what fell due while no beat was active is not made
+                definitions.pass_over(definition, now)
         self.last_look = now
         return made
 

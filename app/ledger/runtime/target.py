@@ -40,8 +40,40 @@ HEADER = "jobledger"
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+class _BodyWrites:
+    """What a body writes beside its transitions, the same for a job and a step: on the
+    job's row, marked with the step when there is one."""
+
+    job_id: uuid.UUID
+    step_id: uuid.UUID | None
+
+    def log(self, message: str, *, level: LogLevel = "info") -> None:
+        """Append a log line."""
+        ledger.append_log(self.job_id, message, level=level, step_id=self.step_id)
+
+    def record_file(
+        self,
+        *,
+        direction: Literal["in", "out"],
+        uri: str,
+        size: int | None = None,
+        sha256: str | None = None,
+        records: int | None = None,
+    ) -> None:
+        """Record a file the body read (``in``) or wrote (``out``)."""
+        ledger.record_file(
+            self.job_id,
+            direction=direction,
+            uri=uri,
+            size=size,
+            sha256=sha256,
+            records=records,
+            step_id=self.step_id,
+        )
+
+
 @dataclass(frozen=True)
-class JobTarget:
+class JobTarget(_BodyWrites):
     """A job that runs as one message: its transitions are :mod:`app.ledger.transitions`'."""
 
     job_id: uuid.UUID
@@ -156,30 +188,6 @@ class JobTarget:
             actor=actor,
         )
 
-    def log(self, message: str, *, level: LogLevel = "info") -> None:
-        """Append a log line."""
-        ledger.append_log(self.job_id, message, level=level, step_id=self.step_id)
-
-    def record_file(
-        self,
-        *,
-        direction: Literal["in", "out"],
-        uri: str,
-        size: int | None = None,
-        sha256: str | None = None,
-        records: int | None = None,
-    ) -> None:
-        """Record a file the body read (``in``) or wrote (``out``)."""
-        ledger.record_file(
-            self.job_id,
-            direction=direction,
-            uri=uri,
-            size=size,
-            sha256=sha256,
-            records=records,
-            step_id=self.step_id,
-        )
-
     def note_metadata(
         self, connection: Connection, *, execution_id: str, values: dict[str, Any]
     ) -> bool:
@@ -189,7 +197,7 @@ class JobTarget:
 
 
 @dataclass(frozen=True)
-class StepTarget:
+class StepTarget(_BodyWrites):
     """One step of a chained job: its transitions are :mod:`app.ledger.steps`', which
     move the parent job (and cancel the steps after a failed or canceled one)."""
 
@@ -323,30 +331,6 @@ class StepTarget:
             worker_pid=worker_pid,
             celery_task_id=celery_task_id,
             actor=actor,
-        )
-
-    def log(self, message: str, *, level: LogLevel = "info") -> None:
-        """Append a log line to the parent job, marked with this step."""
-        ledger.append_log(self.job_id, message, level=level, step_id=self.step_id)
-
-    def record_file(
-        self,
-        *,
-        direction: Literal["in", "out"],
-        uri: str,
-        size: int | None = None,
-        sha256: str | None = None,
-        records: int | None = None,
-    ) -> None:
-        """Record a file on the parent job, marked with this step."""
-        ledger.record_file(
-            self.job_id,
-            direction=direction,
-            uri=uri,
-            size=size,
-            sha256=sha256,
-            records=records,
-            step_id=self.step_id,
         )
 
     def note_metadata(

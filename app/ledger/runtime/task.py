@@ -192,9 +192,9 @@ class JobTask(Task):  # type: ignore[misc]
         job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         task_id = task_id or str(job_id)
         actor = actor_for(described.get("trigger", "producer"))
-        job = dataclasses.replace(
-            self._new_job(job_id, task_id, document, described, options), **link
-        )
+        job = self._new_job(job_id, task_id, document, described, options)
+        if link:  # made from a definition (most jobs are not: no copy for them)
+            job = dataclasses.replace(job, **link)
         if key is not None:
             job = self._with_key(job, idempotency.checked_key(key))
             replayed = self._replayed([job])

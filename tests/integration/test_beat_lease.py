@@ -13,33 +13,21 @@ import pytest
 from sqlalchemy import update
 
 from app import db
-from app.config import settings
 from app.ledger import engines
 from app.ledger.engines.lease_queries import beat_leases
 from app.ledger.runtime.beat import LEASE_NAME, Lease, holder_name
-from app.migrate import upgrade
+from tests.support.engines import KINDS, ledger_on
 
 
-@pytest.fixture(params=["postgresql", "sqlite"], autouse=True)
+@pytest.fixture(params=KINDS, autouse=True)
 def engine_kind(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Each test runs on the session's PostgreSQL ledger, then on a fresh SQLite ledger."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        monkeypatch.setenv("JOBLEDGER_DATABASE_URL", url)
-        settings.cache_clear()
-        db.reset()
-        upgrade(database_url=url)
-        assert engines.current().dialect == "sqlite"
-        yield "sqlite"
-        db.reset()
-        monkeypatch.undo()
-        settings.cache_clear()
-    else:
+    """Each test runs once per engine (tests/support/engines.py), with no lease held."""
+    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
         with db.engine().begin() as connection:
             connection.execute(beat_leases.delete())
-        yield "postgresql"
+        yield kind
 
 
 def back_date(seconds: float) -> None:

@@ -35,34 +35,21 @@ from app.ledger import definitions, engines
 from app.ledger import transitions as ledger
 from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
-from app.migrate import upgrade
 from models.tables import definition_changes, jobs
 from models.tables import definitions as definition_rows
 from models.tables import steps as step_rows
+from tests.support.engines import KINDS, ledger_on
 
 SUGGEST = {"budget_id": "household"}
 
 
-@pytest.fixture(params=["postgresql", "sqlite"], autouse=True)
+@pytest.fixture(params=KINDS, autouse=True)
 def engine_kind(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Each test runs once per engine: the session's PostgreSQL ledger, then a fresh SQLite
-    ledger migrated to head in ``tmp_path``."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        monkeypatch.setenv("JOBLEDGER_DATABASE_URL", url)
-        settings.cache_clear()
-        db.reset()
-        upgrade(database_url=url)
-        assert engines.current().dialect == "sqlite"
-        yield "sqlite"
-        db.reset()
-        monkeypatch.undo()
-        settings.cache_clear()
-    else:
-        assert engines.current().dialect == "postgresql"
-        yield "postgresql"
+    """Each test runs once per engine (tests/support/engines.py)."""
+    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
+        yield kind
 
 
 def make(name: str = "nightly", tenant: str = "acme", **fields: Any) -> definitions.Definition:

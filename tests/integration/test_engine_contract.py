@@ -23,16 +23,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app import db
-from app.config import settings
 from app.ledger import engines, steps
 from app.ledger import transitions as ledger
 from app.ledger.reads import counts
 from app.ledger.rules.naming import NAME_PATTERN
 from app.ledger.rules.sanitise import MAX_PROGRESS_MESSAGE, MAX_TEXT
 from app.ledger.rules.states import PREDECESSORS, JobStatus
-from app.migrate import upgrade
 from models.tables import events, files, jobs, logs
 from models.tables import steps as step_rows
+from tests.support.engines import KINDS, ledger_on
 from tests.support.secrets import GITHUB, TEXT, URL, leaked
 
 S = JobStatus
@@ -49,26 +48,13 @@ LOST_THREE_TIMES = [
 ]
 
 
-@pytest.fixture(params=["postgresql", "sqlite"], autouse=True)
+@pytest.fixture(params=KINDS, autouse=True)
 def engine_kind(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Each test runs once per engine: the session's PostgreSQL ledger, then a fresh SQLite
-    ledger migrated to head in ``tmp_path``."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-        monkeypatch.setenv("JOBLEDGER_DATABASE_URL", url)
-        settings.cache_clear()
-        db.reset()
-        upgrade(database_url=url)
-        assert engines.current().dialect == "sqlite"
-        yield "sqlite"
-        db.reset()
-        monkeypatch.undo()
-        settings.cache_clear()
-    else:
-        assert engines.current().dialect == "postgresql"
-        yield "postgresql"
+    """Each test runs once per engine (tests/support/engines.py)."""
+    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
+        yield kind
 
 
 # -- reading and shaping rows, the same on every engine (Core, not SQL text) -------------

@@ -16,6 +16,9 @@ and a redelivery with Redis decides them):
   process lost mid-job in the ledger before Celery puts its message back.
 - ``visibility_timeout`` (``JOBLEDGER_VISIBILITY_TIMEOUT``, default 3600 s, Redis): must be
   longer than the longest job, or Redis hands a still-running job to a second worker.
+- The broker's own settings (``JOBLEDGER_BROKER_URL``: ``redis://``, ``amqp://`` for
+  RabbitMQ, or the embedded ``filesystem://``) come from :mod:`app.brokers`: on RabbitMQ
+  durable classic queues with ``x-max-priority`` and publisher confirms.
 - ``worker_send_task_events`` + ``task_send_sent_event``: Flower sees every task from
   publish to finish without having to switch events on.
 - No result backend: the ledger is the record of results.
@@ -26,33 +29,24 @@ and a redelivery with Redis decides them):
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from celery import Celery
 
-from app.config import LOCAL_DIR, settings
+from app import brokers
+from app.config import settings
 from app.schedule import build_schedule
-
-
-def _transport_options() -> dict[str, Any]:
-    options: dict[str, Any] = {"visibility_timeout": settings().visibility_timeout}
-    if settings().broker().startswith("filesystem://"):
-        folder = LOCAL_DIR / "broker"
-        for name in ("queue", "control"):
-            Path(folder / name).mkdir(parents=True, exist_ok=True)
-        options.update(
-            data_folder_in=str(folder / "queue"),
-            data_folder_out=str(folder / "queue"),
-            control_folder=str(folder / "control"),
-        )
-    return options
-
 
 app = Celery("jobledger")
 app.conf.update(
     broker_url=settings().broker(),
-    broker_transport_options=_transport_options(),
+    broker_transport_options=brokers.transport_options(),
+    # Every queue this app declares (task_queues, and one a worker is told to consume)
+    # carries the broker's arguments: RabbitMQ refuses a queue declared twice with others.
+    task_queue_max_priority=brokers.queue_arguments().get("x-max-priority"),
+    # On a lost broker connection a running job keeps running: its message goes back to
+    # the queue (RabbitMQ) and the ledger fences this execution out if another delivery
+    # takes the job over (app/ledger/transitions.py, record_started). Cancelling it here
+    # would go through task_revoked and record the job canceled.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     broker_connection_retry_on_startup=True,
     imports=settings().task_modules(),
     task_acks_late=True,

@@ -79,6 +79,13 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     # writes its progress); writers still take turns, waiting up to SQLITE_BUSY_SECONDS.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+    # the duration arithmetic of the trend rollups, the same Python code as elsewhere
+    # (SQLite may be built without math functions; app.ledger.rules.durations says why)
+    from app.ledger.rules import durations
+
+    register = dbapi_connection.create_function  # type: ignore[attr-defined]
+    register("jobledger_duration_bucket", 1, durations.sql_duration_bucket, deterministic=True)
+    register("jobledger_seconds_between", 2, durations.sql_seconds_between, deterministic=True)
 
 
 @compiles(functions.now, "sqlite")

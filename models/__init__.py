@@ -9,6 +9,7 @@ from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transacti
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
+from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
 
 __all__ = [
     "Base",
@@ -20,10 +21,13 @@ __all__ = [
     "JobDefinitionChange",
     "JobEvent",
     "JobFile",
+    "JobHourlyRollup",
     "JobLog",
     "JobStatusCount",
     "JobStatusTotal",
     "JobStep",
+    "JobTrendTotal",
     "RunNameCounter",
     "StatusCountsWatermark",
+    "TrendWatermark",
 ]

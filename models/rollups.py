@@ -2,7 +2,7 @@
 
 One row per (UTC day of ``completed_at``, job type, tenant). The purge folds each batch
 into these rows in the same transaction that deletes the batch, so a job is counted
-exactly once. Durations are kept as a log-scale histogram (:mod:`app.ledger.operations.retention`)
+exactly once. Durations are kept as a log-scale histogram (:mod:`app.ledger.rules.durations`)
 because percentiles of several batches cannot be merged from percentiles alone; the
 p50/p95 columns are read from it (nearest rank, within about 5 %).
 """

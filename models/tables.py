@@ -16,6 +16,7 @@ from models.definitions import BeatLease, JobDefinition, JobDefinitionChange
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
+from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
 
 jobs = cast(Table, Job.__table__)
 steps = cast(Table, JobStep.__table__)
@@ -28,3 +29,6 @@ dashboard_sessions = cast(Table, DashboardSession.__table__)
 definitions = cast(Table, JobDefinition.__table__)
 definition_changes = cast(Table, JobDefinitionChange.__table__)
 beat_leases = cast(Table, BeatLease.__table__)
+hourly_rollups = cast(Table, JobHourlyRollup.__table__)
+trend_totals = cast(Table, JobTrendTotal.__table__)
+trend_watermark = cast(Table, TrendWatermark.__table__)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, text
 LEDGER_TABLES = (
     "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
     "job_status_counts, job_status_totals, dashboard_sessions, job_definitions, "
-    "job_definition_changes, beat_leases"
+    "job_definition_changes, beat_leases, job_hourly_rollups, job_trend_totals"
 )
 
 
@@ -43,12 +43,15 @@ def migrated_ledger(admin_url: str, name: str) -> str:
 
 
 def empty_ledger(engine: Engine) -> None:
-    """Delete every job and its records, and start the settled counts over."""
+    """Delete every job and its records, and start the settled counts and trends over."""
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY CASCADE"))
         # TRUNCATE fires no delete trigger: nothing is settled, the counts start over
         connection.execute(
             text("UPDATE job_status_counts_watermark SET settled_before = '1970-01-01 00:00Z'")
+        )
+        connection.execute(
+            text("UPDATE job_trend_watermark SET settled_before = NULL, version = 0")
         )
 
 

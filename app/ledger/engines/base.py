@@ -129,6 +129,20 @@ class Engine(ABC):
         (``document`` is stored as given: sanitise it first)."""
 
     @abstractmethod
+    def time_bucket(self, column: Any, unit: Literal["minute", "hour"]) -> ColumnElement[Any]:
+        """``column`` truncated to the UTC ``unit`` (a timestamp; text on SQLite, which
+        :func:`aware` reads)."""
+
+    @abstractmethod
+    def seconds_between(self, later: Any, earlier: Any) -> ColumnElement[float]:
+        """``later - earlier`` in seconds, as a float (durations of the trend rollups)."""
+
+    @abstractmethod
+    def duration_bucket(self, seconds: ColumnElement[float]) -> ColumnElement[int]:
+        """The histogram bucket of a duration, exactly as
+        :func:`app.ledger.rules.durations.duration_bucket` computes it."""
+
+    @abstractmethod
     def database_now(self, connection: Connection) -> datetime:
         """The database clock (UTC, aware)."""
 

@@ -17,9 +17,9 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, cast, func, literal, text
+from sqlalchemy import ColumnElement, Connection, Float, Integer, case, cast, func, literal, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -30,6 +30,7 @@ from app.ledger.engines.base import REDELIVERED, Execution, NewJob, NewStep
 from app.ledger.engines.core import CoreEngine
 from app.ledger.engines.prepared import Prepared
 from app.ledger.rules.actors import Actor
+from app.ledger.rules.durations import BUCKET_BASE
 from app.ledger.rules.states import PREDECESSORS, START_SOURCES, JobStatus
 
 S = JobStatus
@@ -181,6 +182,22 @@ class PostgreSQLEngine(CoreEngine):
     def json_merge(self, column: Any, document: dict[str, Any]) -> ColumnElement[Any]:
         merged: ColumnElement[Any] = column.op("||")(cast(literal(json.dumps(document)), JSONB()))
         return merged
+
+    def time_bucket(self, column: Any, unit: Literal["minute", "hour"]) -> ColumnElement[Any]:
+        return func.date_trunc(unit, column, "UTC")
+
+    def seconds_between(self, later: Any, earlier: Any) -> ColumnElement[float]:
+        # epoch of an interval is exact (numeric, microseconds); as float8 it is the same
+        # double Python's timedelta.total_seconds() gives
+        return cast(func.extract("epoch", later - earlier), Float)
+
+    def duration_bucket(self, seconds: ColumnElement[float]) -> ColumnElement[int]:
+        # floor(log(ms) / log(1.1)) + 1 in float8, as math.log(ms, 1.1) computes it
+        milliseconds = seconds * 1000
+        return case(
+            (milliseconds < 1, 0),
+            else_=cast(func.floor(func.ln(milliseconds) / func.ln(BUCKET_BASE)), Integer) + 1,
+        )
 
     def vacuum(self, tables: Sequence[str]) -> list[str]:
         # Plain VACUUM takes no lock that blocks reads or writes; it cannot run in a

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, Float, Integer, func
 from sqlalchemy.dialects import sqlite
 
 from app.db import engine
@@ -35,6 +35,19 @@ class SQLiteEngine(CoreEngine):
 
     def json_merge(self, column: Any, document: dict[str, Any]) -> ColumnElement[Any]:
         return func.json_patch(column, json.dumps(document))
+
+    def time_bucket(self, column: Any, unit: Literal["minute", "hour"]) -> ColumnElement[Any]:
+        # the text SQLAlchemy stores a datetime as, so it compares with the stored stamps
+        pattern = "%Y-%m-%d %H:%M:00.000000" if unit == "minute" else "%Y-%m-%d %H:00:00.000000"
+        return func.strftime(pattern, column)
+
+    def seconds_between(self, later: Any, earlier: Any) -> ColumnElement[float]:
+        # app.db registers it: Python's own subtraction of the stored stamps (julianday()
+        # would blur them: a day number as a double keeps about 50 microseconds)
+        return func.jobledger_seconds_between(later, earlier, type_=Float)
+
+    def duration_bucket(self, seconds: ColumnElement[float]) -> ColumnElement[int]:
+        return func.jobledger_duration_bucket(seconds, type_=Integer)
 
     def vacuum(self, tables: Sequence[str]) -> list[str]:
         return []

@@ -31,9 +31,11 @@ Rules, and why:
   at-least-once: a batch whose commit fails after its file was written is archived again
   by the next run (same file name within a run) — deduplicate by ``job.id`` when loading.
 - Rollups (``job_daily_rollups``): per UTC day of ``completed_at``, type and tenant, counts
-  per final status and a log-scale duration histogram (buckets 10 % wide) from which
+  per final status and a log-scale duration histogram (:mod:`app.ledger.rules.durations`) from which
   p50/p95 are read; merged in the same transaction as the delete, so each job is counted
-  exactly once and history reports (``report_daily_history``) survive the purge.
+  exactly once and history reports (``report_daily_history``) survive the purge. The
+  batch's jobs not yet in the hourly trend rollups are folded there too
+  (:func:`app.ledger.reads.trends.fold_purged`), so charts and ``/metrics`` survive it.
 - Run-name counters of seconds older than the cutoff are deleted too (they can no longer
   collide with a new job's name).
 - Then the tables it deleted from are vacuumed (``JOBLEDGER_PURGE_VACUUM``, on by default;
@@ -46,7 +48,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-import math
 import os
 import time
 import uuid
@@ -65,16 +66,15 @@ from app.ledger import engines
 from app.ledger.engines import queries as q
 from app.ledger.engines import retention_queries as rq
 from app.ledger.operations.purge_pacing import PurgePacing
+from app.ledger.reads import trends
 from app.ledger.reads.reports import database_now, jsonable
+from app.ledger.rules.durations import duration_bucket, histogram_percentile
 
 #: gzip level of the archive files, and the orjson options of their lines: sorted keys,
 #: one document per line, and keys that are ``str`` subclasses (SQLAlchemy's column names
 #: are ``quoted_name``; orjson takes only exact ``str`` keys without the option).
 ARCHIVE_GZIP_LEVEL = 6
 ARCHIVE_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-
-#: Width of a duration histogram bucket: bucket ``i`` (i >= 1) holds [1.1**(i-1), 1.1**i) ms.
-BUCKET_BASE = 1.1
 
 
 @dataclass
@@ -237,6 +237,7 @@ def _purge_batch(
         }
         write_archive(archive, batch, children)
     fold_into_rollups(connection, batch)
+    trends.fold_purged(connection, batch)
     deleted = {
         name: connection.execute(rq.delete_children(table, ids)).rowcount
         for name, table in rq.CHILDREN.items()
@@ -319,35 +320,6 @@ def fold_into_rollups(connection: Connection, batch: list[dict[str, Any]]) -> No
             "p95_seconds": histogram_percentile(histogram, 0.95),
         }
         connection.execute(rq.update_rollup(day, job_type, tenant, values))
-
-
-def duration_bucket(seconds: float) -> int:
-    """The histogram bucket of a duration: 0 below 1 ms, else ``floor(log_1.1(ms)) + 1``."""
-    milliseconds = seconds * 1000
-    if milliseconds < 1:
-        return 0
-    return math.floor(math.log(milliseconds, BUCKET_BASE)) + 1
-
-
-def bucket_seconds(bucket: int) -> float:
-    """The value a bucket stands for: the geometric middle of its range (within 5 %)."""
-    if bucket <= 0:
-        return 0.0
-    return float(BUCKET_BASE ** (bucket - 0.5)) / 1000
-
-
-def histogram_percentile(histogram: dict[str, int], fraction: float) -> float | None:
-    """Nearest-rank percentile of a duration histogram (None when it is empty)."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(fraction * total))
-    seen = 0
-    for bucket in sorted(histogram, key=int):
-        seen += histogram[bucket]
-        if seen >= rank:
-            return round(bucket_seconds(int(bucket)), 6)
-    return None  # unreachable: seen ends at total >= rank
 
 
 def _aware(moment: datetime | str) -> datetime:

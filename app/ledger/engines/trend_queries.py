@@ -1,0 +1,169 @@
+"""Every statement of the trend rollups (:mod:`app.ledger.reads.trends` says how they
+work), named, each with a one-line comment. The parts that differ by database (time
+buckets, durations, their histogram bucket) are the engine's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Insert, Select, Update, case, func, select, update
+
+from app.ledger.engines.base import Engine
+from app.ledger.rules.states import TERMINAL
+from models.tables import hourly_rollups, jobs, trend_totals, trend_watermark
+
+_TERMINAL = sorted(s.value for s in TERMINAL)
+Unit = Literal["minute", "hour"]
+
+
+def read_watermark() -> Select[Any]:
+    # Where the rollups end, and their version (raised by every write to them).
+    return select(trend_watermark.c.settled_before, trend_watermark.c.version).where(
+        trend_watermark.c.id == 1
+    )
+
+
+def claim_watermark(seen_version: int, settled_before: datetime | None) -> Update:
+    # Move the watermark and raise the version, only if nobody did since it was read:
+    # the first write of a rollup transaction (it takes the row's lock where there is one).
+    return (
+        update(trend_watermark)
+        .where(trend_watermark.c.id == 1, trend_watermark.c.version == seen_version)
+        .values(settled_before=settled_before, version=trend_watermark.c.version + 1)
+    )
+
+
+def oldest_finished() -> Select[Any]:
+    # Where a first settle starts: the oldest completion the ledger holds.
+    return select(func.min(jobs.c.completed_at)).where(jobs.c.status.in_(_TERMINAL))
+
+
+def _finished(
+    query: Select[Any], since: datetime | None, until: datetime | None, tenant: str | None
+) -> Select[Any]:
+    # Finished jobs completed in [since, until) of one tenant (each bound optional).
+    query = query.where(jobs.c.status.in_(_TERMINAL), jobs.c.completed_at.is_not(None))
+    if since is not None:
+        query = query.where(jobs.c.completed_at >= since)
+    if until is not None:
+        query = query.where(jobs.c.completed_at < until)
+    if tenant is not None:
+        query = query.where(jobs.c.tenant == tenant)
+    return query
+
+
+def finished_counts(
+    engine: Engine, unit: Unit, since: datetime | None, until: datetime | None, tenant: str | None
+) -> Select[Any]:
+    # Finished jobs per time bucket, tenant, type and status, with their retries and
+    # lost executions.
+    bucket = engine.time_bucket(jobs.c.completed_at, unit).label("bucket")
+    retries = case((jobs.c.attempts > 1, jobs.c.attempts - 1), else_=0)
+    query = select(
+        bucket,
+        jobs.c.tenant,
+        jobs.c.type,
+        jobs.c.status,
+        func.count().label("jobs"),
+        func.sum(retries).label("retries"),
+        func.sum(jobs.c.lost_executions).label("lost_executions"),
+    ).group_by(bucket, jobs.c.tenant, jobs.c.type, jobs.c.status)
+    return _finished(query, since, until, tenant)
+
+
+def duration_histogram(
+    engine: Engine,
+    unit: Unit,
+    kind: Literal["wait", "run"],
+    since: datetime | None,
+    until: datetime | None,
+    tenant: str | None,
+) -> Select[Any]:
+    # Finished jobs that started, per time bucket, tenant, type and histogram bucket of
+    # their queue wait (started - created) or run duration (completed - started).
+    if kind == "wait":
+        seconds = engine.seconds_between(jobs.c.started_at, jobs.c.created_at)
+    else:
+        seconds = engine.seconds_between(jobs.c.completed_at, jobs.c.started_at)
+    bucket = engine.time_bucket(jobs.c.completed_at, unit).label("bucket")
+    histogram_bucket = engine.duration_bucket(seconds).label("histogram_bucket")
+    query = (
+        select(
+            bucket,
+            jobs.c.tenant,
+            jobs.c.type,
+            histogram_bucket,
+            func.count().label("jobs"),
+            func.sum(seconds).label("seconds"),
+        )
+        .where(jobs.c.started_at.is_not(None))
+        .group_by(bucket, jobs.c.tenant, jobs.c.type, histogram_bucket)
+    )
+    return _finished(query, since, until, tenant)
+
+
+def ensure_hour(engine: Engine, hour: datetime, job_type: str, tenant: str) -> Insert:
+    # Create the rollup row of an hour, type and tenant unless it exists.
+    stmt = engine.insert(hourly_rollups).values(hour=hour, type=job_type, tenant=tenant)
+    return stmt.on_conflict_do_nothing(index_elements=["hour", "type", "tenant"])  # type: ignore[no-any-return]
+
+
+def read_hour(hour: datetime, job_type: str, tenant: str) -> Select[Any]:
+    # One hourly row (its writers hold the watermark: no other writer meanwhile).
+    return select(hourly_rollups).where(
+        hourly_rollups.c.hour == hour,
+        hourly_rollups.c.type == job_type,
+        hourly_rollups.c.tenant == tenant,
+    )
+
+
+def write_hour(hour: datetime, job_type: str, tenant: str, values: dict[str, Any]) -> Update:
+    # Store the merged counts and histograms of one hourly row.
+    return (
+        update(hourly_rollups)
+        .where(
+            hourly_rollups.c.hour == hour,
+            hourly_rollups.c.type == job_type,
+            hourly_rollups.c.tenant == tenant,
+        )
+        .values(**values)
+    )
+
+
+def ensure_total(engine: Engine, job_type: str, tenant: str) -> Insert:
+    # Create the all-time row of a type and tenant unless it exists.
+    stmt = engine.insert(trend_totals).values(type=job_type, tenant=tenant)
+    return stmt.on_conflict_do_nothing(index_elements=["type", "tenant"])  # type: ignore[no-any-return]
+
+
+def read_total(job_type: str, tenant: str) -> Select[Any]:
+    # One all-time row.
+    return select(trend_totals).where(
+        trend_totals.c.type == job_type, trend_totals.c.tenant == tenant
+    )
+
+
+def write_total(job_type: str, tenant: str, values: dict[str, Any]) -> Update:
+    # Store the merged counts and histograms of one all-time row.
+    return (
+        update(trend_totals)
+        .where(trend_totals.c.type == job_type, trend_totals.c.tenant == tenant)
+        .values(**values)
+    )
+
+
+def hours_from(since: datetime, tenant: str | None) -> Select[Any]:
+    # The hourly rows from ``since`` on (one tenant's, or every tenant's).
+    query = select(hourly_rollups).where(hourly_rollups.c.hour >= since)
+    if tenant is not None:
+        query = query.where(hourly_rollups.c.tenant == tenant)
+    return query
+
+
+def totals(tenant: str | None) -> Select[Any]:
+    # The all-time rows (one tenant's, or every tenant's).
+    query = select(trend_totals)
+    if tenant is not None:
+        query = query.where(trend_totals.c.tenant == tenant)
+    return query

@@ -3,11 +3,14 @@ commands against the real entry points: tests/e2e/test_compose_commands.py)."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from app.health import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +43,53 @@ def test_the_database_and_broker_point_at_the_compose_services(services: dict[st
     environment = services["worker"]["environment"]
     assert "@postgres:5432/" in environment["JOBLEDGER_DATABASE_URL"]
     assert environment["JOBLEDGER_BROKER_URL"].startswith("redis://redis:6379")
+
+
+#: Services that run for good (everything but the one-shot migrate).
+LONG_RUNNING = ("postgres", "redis", "worker", "beat", "flower", "api")
+
+
+def health_arguments(test: list[str]) -> list[str]:
+    """The arguments after ``python -m app.health`` of a healthcheck's test."""
+    if test[0] == "CMD-SHELL":
+        words = shlex.split(test[1].replace("$$HOSTNAME", "worker-host"))
+    else:
+        assert test[0] == "CMD"
+        words = test[1:]
+    assert words[:3] == ["python", "-m", "app.health"], words
+    return words[3:]
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_every_long_running_service_restarts_and_has_a_healthcheck(
+    services: dict[str, Any], name: str
+) -> None:
+    service = services[name]
+    assert service["restart"] in {"always", "unless-stopped", "on-failure"}
+    check = service["healthcheck"]
+    assert check["test"][0] in {"CMD", "CMD-SHELL"}
+    assert check.get("retries", 3) >= 1
+
+
+@pytest.mark.parametrize("name", ["worker", "beat", "flower", "api"])
+def test_the_application_healthchecks_are_commands_app_health_accepts(
+    services: dict[str, Any], name: str
+) -> None:
+    arguments = health_arguments(services[name]["healthcheck"]["test"])
+    parsed = build_parser().parse_args(arguments)
+    expected = {"worker": "worker", "beat": "beat", "flower": "http", "api": "http"}[name]
+    assert parsed.check == expected
+    if name == "api":
+        assert parsed.url == "http://127.0.0.1:8000/healthz"
+        assert "8000:8000" in services["api"]["ports"]
+    if name == "flower":
+        assert parsed.url == "http://127.0.0.1:5555/healthcheck"
+
+
+def test_the_worker_check_pings_the_node_name_the_worker_has(services: dict[str, Any]) -> None:
+    # started without -n/--hostname, a worker is celery@<hostname>: what the check pings
+    command = services["worker"]["command"]
+    assert not {"-n", "--hostname"} & set(command)
+    assert not any(part.startswith("--hostname=") for part in command)
+    parsed = build_parser().parse_args(health_arguments(services["worker"]["healthcheck"]["test"]))
+    assert parsed.node == "celery@worker-host"

@@ -33,6 +33,7 @@ from celery import Celery
 
 from app import brokers
 from app.config import settings
+from app.queues import DEFAULT_QUEUE, route_task, task_queues
 from app.schedule import build_schedule
 
 app = Celery("jobledger")
@@ -55,6 +56,10 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_ignore_result=True,
+    # a queue per job family (app.queues): a worker without -Q consumes them all
+    task_queues=task_queues(),
+    task_default_queue=DEFAULT_QUEUE,
+    task_routes=(route_task,),
     result_backend=None,
     task_serializer="json",
     accept_content=["json"],

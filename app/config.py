@@ -14,12 +14,15 @@ The defaults run with no server at all: an SQLite file for the ledger and Kombu'
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: What a queue name may look like (letters, digits, ``_ . : -``; up to 128 characters).
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 #: Where the embedded defaults keep their files (the SQLite ledger, the broker folder).
 LOCAL_DIR = Path("var")
 
@@ -128,6 +131,11 @@ class Settings(JobledgerSettings):
     #: soft_time_limit=…)`` overrides both for one job.
     time_limits: dict[str, TimeLimits] = Field(default_factory=dict)
 
+    #: Queue per job type, JSON: ``{"export": "bulk"}``. A type not listed goes to the
+    #: queue its module declares (``job_task(..., queue=…)``), else ``celery`` (see
+    #: :mod:`app.queues`). Workers started without ``-Q`` consume every queue.
+    queues: dict[str, str] = Field(default_factory=dict)
+
     @model_validator(mode="after")
     def _soft_before_hard(self) -> Settings:
         checked = [("the defaults", (self.soft_time_limit, self.time_limit))] + [
@@ -150,6 +158,17 @@ class Settings(JobledgerSettings):
             return own.soft, hard
         # A type given only a hard limit below the default soft one stops softly at 90 %.
         return (self.soft_time_limit if self.soft_time_limit < hard else hard * 0.9), hard
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, queues: dict[str, str]) -> dict[str, str]:
+        for job_type, queue in queues.items():
+            if not QUEUE_NAME.match(queue):
+                raise ValueError(
+                    f"JOBLEDGER_QUEUES[{job_type!r}]: {queue!r} is not a queue name "
+                    f"({QUEUE_NAME.pattern})"
+                )
+        return queues
 
     @field_validator("database_url")
     @classmethod

@@ -81,7 +81,7 @@ class ExportPayload(JobPayload):
     tenant: Tenant = "default"
 
 
-@job_task("export", ExportPayload, subject="dataset")
+@job_task("export", ExportPayload, subject="dataset", queue="export")
 def export_data(job: JobContext, payload: ExportPayload) -> dict[str, Any]:
     """Export ``payload.dataset`` (see the module docstring)."""
     tenant = job.tenant_of(payload.tenant)

@@ -128,7 +128,7 @@ class Batch:
         )
 
 
-@job_task("import", ImportPayload, subject="dataset")
+@job_task("import", ImportPayload, subject="dataset", queue="import")
 def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     """Import ``payload.source`` into ``payload.dataset`` (see the module docstring)."""
     assert payload.format is not None  # filled in by the payload model

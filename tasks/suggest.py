@@ -53,7 +53,7 @@ class SuggestPayload(JobPayload):
 Best = dict[str, tuple[str, float, int]]
 
 
-@job_task("suggest", SuggestPayload, subject="budget_id")
+@job_task("suggest", SuggestPayload, subject="budget_id", queue="sync")
 def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
     """Suggest categories for ``payload.budget_id`` (see the module docstring)."""
     tenant = job.tenant

@@ -189,7 +189,7 @@ class Counts:
     fraction: float = 0.0
 
 
-@job_task("sync", SyncPayload, subject="budget_id")
+@job_task("sync", SyncPayload, subject="budget_id", queue="sync")
 def sync(job: JobContext, payload: SyncPayload) -> dict[str, Any]:
     """Pull ``payload.budget_id``'s transactions (see the module docstring)."""
     source = payload.source

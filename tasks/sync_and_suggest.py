@@ -67,6 +67,7 @@ class SyncAndSuggestPayload(JobPayload):
         Step("suggest", lambda p: {"budget_id": p.budget_id}),
     ],
     subject="budget_id",
+    queue="sync",
 )
 def sync_and_suggest() -> None:
     """Pull a budget's transactions, then suggest categories for the uncategorized ones."""

@@ -116,6 +116,7 @@ def record_started(
     unknown_job: Callable[[], NewJob] | None = None,
     is_alive: Callable[[str], bool] | None = None,
     takeover: str | None = None,
+    queue: str | None = None,
 ) -> Start:
     """Move a job to ``running`` for a new execution (attempts += 1), or say why its body
     must not run: canceled (the durable cancel), already finished, a stale message,
@@ -138,6 +139,7 @@ def record_started(
         execution_id=execution_id,
         worker=worker,
         worker_pid=worker_pid,
+        queue=queue,
     )
     attempt = engine.start(job_id, execution, takeover=takeover)
     if attempt is not None:
@@ -153,6 +155,7 @@ def record_started(
         execution_id=execution_id,
         worker=worker,
         worker_pid=worker_pid,
+        queue=queue,
     )
     if verdict.reason == "unknown" and unknown_job is not None:
         record_queued(unknown_job(), actor="worker")

@@ -17,7 +17,8 @@ every worker it starts, which inherits the environment):
   at the start; by default ``jobledger_test_<random>``, dropped at the end (a name you
   give is kept, to look at after the run);
 - ``JOBLEDGER_TEST_REDIS_URL``: the broker (default ``redis://127.0.0.1:6379/15``); give
-  each concurrent run a Redis db of its own: the clean-up empties the default queue.
+  each concurrent run a Redis db of its own: the clean-up empties every queue of
+  :func:`app.queues.queue_names`.
 
 Fixtures: ``jobledger`` (per test: an emptied ledger and broker, a real worker, helpers
 to wait for a job and read the ledger with SQL), ``jobledger_worker`` (the session's
@@ -187,11 +188,12 @@ def jobledger(jobledger_worker: WorkerProcess) -> Ledger:
     import redis
 
     from app import db
+    from app.queues import redis_keys
 
     assert _target is not None
     client = redis.Redis.from_url(_target.broker_url)
     try:
-        client.delete("celery", "unacked", "unacked_index")
+        client.delete(*redis_keys(), "unacked", "unacked_index")
     finally:
         client.close()
     jobledger_worker.wait_until_idle()

@@ -29,7 +29,7 @@ class LifelinePayload(JobPayload):
     ping: bool = False
 
 
-@job_task("lifeline", LifelinePayload)
+@job_task("lifeline", LifelinePayload, queue="maintenance")
 def lifeline(job: JobContext, payload: LifelinePayload) -> dict[str, Any]:
     """Fail or re-queue orphaned running jobs, fail queued jobs whose message is gone."""
     result = rescue.run_once(timeout=payload.timeout, ping=payload.ping, exclude_job_id=job.job_id)

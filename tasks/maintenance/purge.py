@@ -27,7 +27,7 @@ class PurgePayload(JobPayload):
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
 
 
-@job_task("purge", PurgePayload)
+@job_task("purge", PurgePayload, queue="maintenance")
 def purge(job: JobContext, payload: PurgePayload) -> dict[str, Any]:
     """Purge in batches, reporting progress and honouring a cancel between batches."""
 

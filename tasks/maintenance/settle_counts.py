@@ -19,7 +19,7 @@ class SettleCountsPayload(JobPayload):
     """No options: a settle moves the watermark to one minute ago."""
 
 
-@job_task("settle_counts", SettleCountsPayload)
+@job_task("settle_counts", SettleCountsPayload, queue="maintenance")
 def settle_counts(job: JobContext, payload: SettleCountsPayload) -> dict[str, int]:
     """How many finished jobs were settled into the counts, and into the trend rollups."""
     return {"settled": counts.settle(), "trends": trends.settle()}

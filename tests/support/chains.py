@@ -9,20 +9,14 @@ types, as :mod:`tests.support.ops` does for its own.
 
 from __future__ import annotations
 
-import os
-
 from app.ledger.runtime.chain import Step, chain_job
 from tests.support.jobs import PairPayload
+from tests.support.processes import register_in_subprocesses
 
 MODULE = "tests.support.chains"
 
 
-def _register_in_subprocesses() -> None:
-    current = [n for n in os.environ.get("JOBLEDGER_EXTRA_TASK_MODULES", "").split(",") if n]
-    os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = ",".join(dict.fromkeys([*current, MODULE]))
-
-
-_register_in_subprocesses()
+register_in_subprocesses(MODULE)
 
 
 @chain_job(

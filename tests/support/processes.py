@@ -9,12 +9,20 @@ from pathlib import Path
 from app.testing.workers import WorkerProcess
 from app.testing.workers import start_worker as launch
 
-__all__ = ["ROOT", "STARTED", "WorkerProcess", "start_worker"]
+__all__ = ["ROOT", "STARTED", "WorkerProcess", "register_in_subprocesses", "start_worker"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Every worker these tests started; the per-test clean-up waits for the live ones.
 STARTED: list[WorkerProcess] = []
+
+
+def register_in_subprocesses(module: str) -> None:
+    """Add ``module`` to ``JOBLEDGER_EXTRA_TASK_MODULES``, so that every worker started
+    afterwards registers its job types (test modules that define some call it when
+    imported, at collection)."""
+    current = [n for n in os.environ.get("JOBLEDGER_EXTRA_TASK_MODULES", "").split(",") if n]
+    os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = ",".join(dict.fromkeys([*current, module]))
 
 
 def start_worker(

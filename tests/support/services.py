@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from app import db
+from app.queues import redis_keys
 from app.testing.databases import empty_ledger, migrated_ledger
 from app.testing.databases import recreate_database as recreate
 from tests.conftest import ADMIN_URL, DATABASE_URL, REDIS_URL, TEST_DB
@@ -45,7 +46,7 @@ def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
     with the TRUNCATE)."""
     # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
     # session worker, and with them every revoke broadcast.
-    stale = [*redis_client.keys("jobledger-test:*"), "celery", "unacked", "unacked_index"]
+    stale = [*redis_client.keys("jobledger-test:*"), *redis_keys(), "unacked", "unacked_index"]
     redis_client.delete(*stale)
     for worker in STARTED:
         if worker.process.poll() is None:

@@ -86,6 +86,8 @@ class Execution:
     execution_id: str
     worker: str
     worker_pid: int | None = None
+    #: The queue the delivery came from (None: keep the one recorded at ``queued``).
+    queue: str | None = None
 
 
 #: Event message of a start that finds the job running: its previous execution was lost.

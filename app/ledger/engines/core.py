@@ -135,6 +135,7 @@ class CoreEngine(Engine):
                         "lost_executions": lost_now,
                         "started_at": func.coalesce(jobs.c.started_at, func.now()),
                         "heartbeat_at": func.now(),
+                        **({"queue": execution.queue} if execution.queue else {}),
                     },
                     jobs.c.cancel_requested_at.is_(None),
                     jobs.c.celery_task_id.is_(None)

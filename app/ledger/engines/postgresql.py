@@ -103,17 +103,18 @@ RETURNING job_id
 #: trip and runs in the same implicit transaction, so it applies to this start only.
 #: $1 id, $2 execution_id, $3 celery_task_id, $4 worker, $5 redelivered message,
 #: $6 started message, $7 worker_pid, $8 heartbeat timeout, $9 lost execution taken
-#: over, $10 max lost executions.
+#: over, $10 max lost executions, $11 the delivery's queue (NULL keeps the recorded one).
 RECORD_STARTED = Prepared(
     "jobledger_record_started",
-    ("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4"),
+    ("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4", "text"),
     f"""
 WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = '{_RUNNING}', updated_at = now(),
         attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $4,
         worker_pid = $7, lost_executions = lost_executions + (status = '{_RUNNING}')::int,
-        started_at = coalesce(started_at, now()), heartbeat_at = now()
+        started_at = coalesce(started_at, now()), heartbeat_at = now(),
+        queue = coalesce($11, queue)
     WHERE id = $1
       AND status IN ({_in(START_SOURCES)})
       AND cancel_requested_at IS NULL
@@ -280,6 +281,7 @@ class PostgreSQLEngine(CoreEngine):
                 float(config.lifeline_timeout),
                 takeover,
                 config.max_lost_executions,
+                execution.queue,
             ),
             f"start of job {job_id}",
         )

@@ -71,6 +71,7 @@ from app.ledger.reads.reports import database_now, jsonable
 from app.ledger.rules.states import LIVE, JobStatus
 from app.ledger.runtime import liveness
 from app.ledger.runtime.target import JobTarget, target_of_message
+from app.queues import queue_names, redis_keys
 from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
@@ -308,12 +309,12 @@ def message_in_broker(task_id: str, queue: str | None = None) -> bool:
     if not _redis_broker():
         return True
     needle = task_id.encode()
+    # The recorded queue first, then every queue a worker consumes: a chain step is
+    # routed by its own type, and a job recorded before queues per type has none.
+    names = list(dict.fromkeys([*([queue] if queue else []), *queue_names()]))
     with app.connection_for_read() as connection:
         client = connection.default_channel.client
-        names = [queue or app.conf.task_default_queue]
-        # kombu keeps one list per priority level: "<queue>" and "<queue>\x06\x16<n>".
-        names += [key.decode() for key in client.scan_iter(match=f"{names[0]}\x06\x16*")]
-        for name in names:
+        for name in redis_keys(names):
             if _list_contains(client, name, needle):
                 return True
         return any(needle in value for value in _hash_values(client, "unacked"))

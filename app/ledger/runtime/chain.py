@@ -37,6 +37,7 @@ from celery import chain
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
+from app import queues
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
 from app.ledger.rules.actors import actor_for
@@ -106,7 +107,10 @@ class ChainJobTask(JobTask):
                 ((step, uuid.uuid4()) for step in self.steps), 1
             )
         ]
-        new_job = self._new_job(job_id, str(job_id), document, described, options)
+        # The parent is recorded with the chain's queue; each step's message is routed
+        # by its own type (app.queues.route_task) unless apply_async names a queue.
+        recorded = {**options, "queue": options.get("queue") or queues.queue_for(self.name)}
+        new_job = self._new_job(job_id, str(job_id), document, described, recorded)
         created = ledger.record_queued(
             ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None, **link}),
             steps=planned,
@@ -156,12 +160,21 @@ class ChainJobTask(JobTask):
 
 
 def chain_job(
-    name: str, payload: type[P], *, steps: Sequence[Step], subject: str | None = None
+    name: str,
+    payload: type[P],
+    *,
+    steps: Sequence[Step],
+    subject: str | None = None,
+    queue: str | None = None,
 ) -> Callable[[Callable[[], None]], ChainJobTask]:
-    """Make a chained job type named ``name`` from ordered ``steps``."""
+    """Make a chained job type named ``name`` from ordered ``steps``. ``queue`` is the
+    one its parent job is recorded with; its steps go to their own types' queues."""
 
     def decorate(function: Callable[[], None]) -> ChainJobTask:
         from app.celery import app  # late: app.celery imports the task modules
+
+        if queue is not None:
+            queues.declare(name, queue)
 
         task_class = type(
             function.__name__,

@@ -93,9 +93,11 @@ class JobTarget(_BodyWrites):
         worker_pid: int | None = None,
         is_alive: Callable[[str], bool] | None = None,
         unknown_job: Callable[[], ledger.NewJob] | None = None,
+        queue: str | None = None,
     ) -> ledger.Start:
         """``running``, or why not (:func:`app.ledger.transitions.record_started`).
-        ``unknown_job`` records a job the ledger never heard of (a producer without it)."""
+        ``unknown_job`` records a job the ledger never heard of (a producer without it);
+        ``queue``, the queue this delivery came from, is recorded on the job."""
         return ledger.record_started(
             self.job_id,
             celery_task_id=celery_task_id,
@@ -104,6 +106,7 @@ class JobTarget(_BodyWrites):
             worker_pid=worker_pid,
             unknown_job=unknown_job,
             is_alive=is_alive,
+            queue=queue,
         )
 
     def checkpoint(
@@ -222,6 +225,7 @@ class StepTarget(_BodyWrites):
         worker_pid: int | None = None,
         is_alive: Callable[[str], bool] | None = None,
         unknown_job: Callable[[], ledger.NewJob] | None = None,  # a step is always known
+        queue: str | None = None,  # the parent's queue stays the chain's
     ) -> ledger.Start:
         """``running`` (the parent too, on the first step), or why not
         (:func:`app.ledger.steps.record_step_started`). A step the ledger does not know

@@ -48,7 +48,8 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from app.config import settings
+from app import queues
+from app.config import QUEUE_NAME, settings
 from app.exceptions import (
     IdempotencyConflict,
     InvalidPayload,
@@ -185,6 +186,7 @@ class JobTask(Task):  # type: ignore[misc]
             options.update(payload_reprs(self.app, args or (), kwargs or {}, options))
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
         self.check_time_limits(options)
+        self.route(options)
         payload = self.validate_payload(
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
         )
@@ -231,6 +233,7 @@ class JobTask(Task):  # type: ignore[misc]
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         key = options.pop("idempotency_key", None)
         self.check_time_limits(options)
+        self.route(options)
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
@@ -436,8 +439,23 @@ class JobTask(Task):  # type: ignore[misc]
             worker_pid=os.getpid(),
             is_alive=alive,
             unknown_job=unknown,
+            queue=(request.delivery_info or {}).get("routing_key"),
         )
         return keep(request, Execution(target, execution_id, start))
+
+    def route(self, options: dict[str, Any]) -> None:
+        """Name the job's queue in ``options`` (the ledger records it at ``queued``):
+        ``apply_async(queue=…)``, else the type's (:func:`app.queues.queue_for`).
+
+        Raises:
+            InvalidPayload: ``queue`` is not a queue name (nothing is written or queued).
+        """
+        queue = options.get("queue") or queues.queue_for(self.name)
+        if not (isinstance(queue, str) and QUEUE_NAME.match(queue)):
+            raise InvalidPayload(
+                self.name, {"queue": f"{queue!r} is not a queue name ({QUEUE_NAME.pattern})"}
+            )
+        options["queue"] = queue
 
     def check_time_limits(self, options: dict[str, Any]) -> None:
         """Check (and complete) one job's ``time_limit``/``soft_time_limit`` options.
@@ -547,9 +565,17 @@ class JobTask(Task):  # type: ignore[misc]
 
 
 def job_task(
-    name: str, payload: type[P], *, subject: str | None = None, **task_options: Any
+    name: str,
+    payload: type[P],
+    *,
+    subject: str | None = None,
+    queue: str | None = None,
+    **task_options: Any,
 ) -> Callable[[Callable[[JobContext, P], Any]], JobTask]:
     """Make ``function(job, payload)`` a Celery job task named ``name``.
+
+    ``queue`` is the type's default queue (its family's: ``import``, ``export``…; none
+    means ``celery``); ``JOBLEDGER_QUEUES`` overrides it (:mod:`app.queues`).
 
     Its time limits are the type's from the settings (``JOBLEDGER_TIME_LIMIT``,
     ``JOBLEDGER_SOFT_TIME_LIMIT``, ``JOBLEDGER_TIME_LIMITS``) unless ``task_options``
@@ -561,6 +587,9 @@ def job_task(
 
     def decorate(function: Callable[[JobContext, P], Any]) -> JobTask:
         from app.celery import app  # late: app.celery imports the task modules
+
+        if queue is not None:
+            queues.declare(name, queue)
 
         @functools.wraps(function)
         def run(self: JobTask, **fields: Any) -> Any:

@@ -6,6 +6,8 @@ Time is moved with SQL (back-dated heartbeats), never waited for.
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +145,29 @@ def test_a_queued_job_waiting_in_the_broker_is_left_alone(
         assert ledger.job(job.id)["status"] == "queued"  # type: ignore[index]
     finally:
         redis_client.delete(queue)
+
+
+def test_a_queued_job_whose_message_a_worker_is_taking_is_left_alone(
+    redis_client: redis.Redis, queue: str
+) -> None:
+    """A worker takes a message in two round trips (BRPOP from the queue, then HSET into
+    ``unacked``): a pass that looks in between finds it nowhere, and looks again."""
+    job = gated.apply_async(kwargs={"gate": "never"}, queue=queue)
+    backdate(job.id, 600)  # waited longer than the timeout behind a backlog
+    message = redis_client.rpop(queue)  # the worker's BRPOP: in neither place now
+    assert message is not None
+    reservation = json.dumps([json.loads(message), "", queue])
+    # the worker's second round trip lands while the pass is running
+    reserve = threading.Timer(0.3, redis_client.hset, ("unacked", "in-transit", reservation))
+    reserve.start()
+    try:
+        result = lifeline.run_once(timeout=300)
+    finally:
+        reserve.join()
+        redis_client.hdel("unacked", "in-transit")
+
+    assert result.queued_failed == []
+    assert ledger.job(job.id)["status"] == "queued"  # type: ignore[index]
 
 
 def test_recent_queued_and_running_jobs_are_not_looked_at() -> None:

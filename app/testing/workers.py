@@ -104,6 +104,7 @@ def start_worker(
     prefix: str = "worker",
     ready: Literal["ping", "log"] = "ping",
     timeout: float = 60,
+    wrapper: Sequence[str] = (),
 ) -> WorkerProcess:
     """Start a prefork worker and wait until it is ready.
 
@@ -112,12 +113,15 @@ def start_worker(
     ``python`` before ``worker`` (default ``-m celery -A app``; a module that calls
     ``app.worker_main`` works too). ``ready="log"`` waits for the log's ``ready.`` line
     instead of a ping: for a worker on a broker this process's app does not use.
+    ``wrapper``: a command prefix that runs the worker elsewhere and then execs it (``ip
+    netns exec NS``: a worker "host" of its own, tests/support/netns.py).
     Raises ``RuntimeError`` with the worker's log if it exits or is not ready in time.
     """
     name = f"{prefix}-{uuid.uuid4().hex[:8]}@{os.uname().nodename}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name.split('@')[0]}.log"
-    command = [sys.executable, *program, "worker", "-P", "prefork", "-c", str(concurrency)]
+    command = [*wrapper, sys.executable, *program, "worker"]
+    command += ["-P", "prefork", "-c", str(concurrency)]
     command += ["-n", name, f"--loglevel={loglevel}", "--without-mingle", "--without-gossip"]
     if queues:
         command += ["-Q", ",".join(queues)]

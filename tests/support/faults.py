@@ -215,10 +215,13 @@ def start_fault_worker(
     concurrency: int = 2,
     env: dict[str, str] | None = None,
     transport_options: dict[str, Any] | None = None,
+    wrapper: tuple[str, ...] = (),
+    prefix: str = "fault",
 ) -> WorkerProcess:
     """Start a real prefork worker of ``app`` on ``queue`` with environment overrides
     (its own database or broker) and wait until its log says it is ready (its broker may
-    be a private one, and a broadcast always goes out through this process's broker)."""
+    be a private one, and a broadcast always goes out through this process's broker).
+    ``wrapper`` runs it on a host of its own (:meth:`tests.support.netns.Host.wrapper`)."""
     environment = {
         **os.environ,
         "JOBLEDGER_EXTRA_TASK_MODULES": TASK_MODULES,
@@ -232,6 +235,7 @@ def start_fault_worker(
         env=environment,
         cwd=ROOT,
         program=("-m", "tests.support.fault_worker"),
-        prefix="fault",
+        prefix=prefix,
         ready="log",
+        wrapper=wrapper,
     )

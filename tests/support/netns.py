@@ -50,6 +50,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 #: The services a host reaches through the bridge: PostgreSQL, Redis, RabbitMQ.
@@ -204,7 +205,10 @@ def _forward(address: str, port: int, log_dir: Path | None) -> subprocess.Popen[
     """A socat listener on the bridge forwarding each connection to the local service.
     ``keepalive`` on both sides: a forwarded connection whose host vanished for good is
     closed eventually instead of holding a server session forever."""
-    log = subprocess.DEVNULL if log_dir is None else (log_dir / f"socat-{port}.log").open("wb")
+    log: Any = subprocess.DEVNULL
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = (log_dir / f"socat-{port}.log").open("wb")
     return subprocess.Popen(
         [
             "socat",
@@ -255,6 +259,30 @@ def sweep_leftovers() -> None:
         match = re.search(r"^\d+: (jlb\w+):.*alias jobledger-hosts pid=(\d+)", line)
         if match and not Path(f"/proc/{match.group(2)}").exists():
             _ip("link", "delete", match.group(1), check=False)
+    addresses = _ip("-4", "-o", "addr", "show", check=False)
+    for pid, listening in _forwarders():
+        if f"inet {listening}/" not in addresses:  # its bridge is gone: so is its run
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _forwarders() -> list[tuple[int, str]]:
+    """``(pid, address)`` of the forwarders this module starts (a ``socat`` leading its own
+    session, listening on a bridge address of :func:`_free_subnet`'s range), whichever
+    run started them."""
+    pattern = re.compile(r"TCP-LISTEN:\d+,bind=(10\.20[0-7]\.\d+\.1),fork,.*")
+    found = []
+    for entry in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = entry.read_bytes().split(b"\0")
+            pid = int(entry.parent.name)
+            leader = os.getsid(pid) == pid
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+        match = pattern.fullmatch(words[1].decode(errors="replace")) if len(words) > 1 else None
+        if words[0] == b"socat" and match and leader:
+            found.append((pid, match.group(1)))
+    return found
 
 
 def _delete_namespace(namespace: str) -> None:

@@ -4,7 +4,8 @@ PostgreSQL's commit counter, and JSON-lines output.
 Import this module **before** anything from ``app``: settings are read from the
 environment once per process, so the benchmark's database and broker are put into the
 environment here, at import time (override with ``JOBLEDGER_BENCH_DATABASE``,
-``JOBLEDGER_BENCH_ADMIN_URL`` and ``JOBLEDGER_BENCH_REDIS_URL``).
+``JOBLEDGER_BENCH_ADMIN_URL``, ``JOBLEDGER_BENCH_REDIS_URL`` and, for benchmarks/hosts.py,
+``JOBLEDGER_BENCH_BROKER_URL``).
 
 Workers are real ``celery -A app worker`` processes started by the project's one
 launcher, :mod:`app.testing.workers`, as the tests' are (prefork, ``-c 2``, prefetch 16 by
@@ -39,12 +40,15 @@ ADMIN_URL = os.environ.get(
 DATABASE = os.environ.get("JOBLEDGER_BENCH_DATABASE", "jobledger_bench")
 DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"
 REDIS_URL = os.environ.get("JOBLEDGER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+#: The broker of the benchmark's processes: its Redis db, unless a benchmark that does not
+#: read Redis itself (benchmarks/hosts.py) is pointed at RabbitMQ.
+BROKER_URL = os.environ.get("JOBLEDGER_BENCH_BROKER_URL", REDIS_URL)
 #: Messages each pool process reserves ahead, for every variant alike.
 PREFETCH = int(os.environ.get("JOBLEDGER_BENCH_PREFETCH", "16"))
 CONCURRENCY = int(os.environ.get("JOBLEDGER_BENCH_CONCURRENCY", "2"))
 
 os.environ["JOBLEDGER_DATABASE_URL"] = DATABASE_URL
-os.environ["JOBLEDGER_BROKER_URL"] = REDIS_URL
+os.environ["JOBLEDGER_BROKER_URL"] = BROKER_URL
 os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "benchmarks._tasks"
 os.environ["JOBLEDGER_PREFETCH_MULTIPLIER"] = str(PREFETCH)
 

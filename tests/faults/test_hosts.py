@@ -78,7 +78,7 @@ def broker(request: pytest.FixtureRequest) -> str:
     any host is made): it runs in the pass on that broker, once per broker in ``.ci/run``."""
     kind = str(request.param)
     if broker_kind(SESSION_BROKER) != kind:
-        how = "JOBLEDGER_TEST_BROKER_URL=amqp://…" if kind == "rabbitmq" else "no broker URL"
+        how = "JOBLEDGER_TEST_BROKER_URL=amqp://…" if kind == "rabbitmq" else "Redis (the default)"
         pytest.skip(f"this run's broker is not {kind}: its case runs in the pass with {how}")
     return SESSION_BROKER
 

@@ -653,9 +653,17 @@ def timed_out(seconds: float | None, which: str) -> str:
 def _field_problems(error: ValidationError) -> dict[str, str]:
     problems: dict[str, str] = {}
     for entry in error.errors():
-        path = ".".join(str(part) for part in entry["loc"]) or "*"
-        problems.setdefault(path, entry["msg"])
+        problems.setdefault(field_path(entry["loc"]) or "*", entry["msg"])
     return problems
+
+
+def field_path(loc: Iterable[str | int]) -> str:
+    """A pydantic error location as a payload field: ``rules[2].pattern`` (list items
+    by index in brackets, as :meth:`JobTask.apply_many` names a payload's ``[3].value``)."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f"{'.' if path else ''}{part}"
+    return path
 
 
 def _user_safe(error: BaseException) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
 from tasks._sources import EXTENSIONS, FORMATS
 
@@ -63,3 +63,32 @@ def format_problem(location: str) -> str:
 
 #: Normalizer applied before a format field's ``Literal`` check.
 FormatName = BeforeValidator(_format_name)
+
+
+def fits_kind(
+    value: Any,
+    info: ValidationInfo,
+    tag: str,
+    uses: dict[str, frozenset[str]],
+    needs: dict[str, frozenset[str]],
+) -> str | None:
+    """For a field validator of an item whose field ``tag`` names its kind (a validation
+    rule's ``rule``, a test check's ``check``): the item's kind, after checking that this
+    field fits it — present when the kind needs it, absent when the kind does not use it
+    (a typo would otherwise be silently ignored). Checked per field, so the error names
+    that field (``rules[2].pattern``). None when the kind itself was refused (that error
+    says enough).
+
+    Raises:
+        ValueError: the field does not fit the kind.
+    """
+    kind = info.data.get(tag)
+    if kind is None:
+        return None
+    name = str(info.field_name)
+    item = f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} {tag}"
+    if value is None and name in needs.get(kind, ()):
+        raise ValueError(f"{item} needs {name}")
+    if value is not None and name not in uses[kind]:
+        raise ValueError(f"{item} does not use {name}; remove it")
+    return str(kind)

@@ -152,14 +152,36 @@ def write_rows(
 
 def dataset_rows(tenant: str, dataset_id: int) -> Iterator[dict[str, Any]]:
     """The rows of a dataset in import order, streamed (server-side cursor)."""
+    for _, data in keyed_dataset_rows(tenant, dataset_id):
+        yield data
+
+
+def keyed_dataset_rows(tenant: str, dataset_id: int) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """``(row_key, data)`` of each row of a dataset in import order, streamed (server-side
+    cursor: only a read is open while the caller writes its progress, as for export)."""
     with engine().connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=FETCH).execute(
-            sa.select(rows.c.data)
+            sa.select(rows.c.row_key, rows.c.data)
             .where(rows.c.tenant == tenant, rows.c.dataset_id == dataset_id)
             .order_by(rows.c.id)
         )
         for row in result:
-            yield row.data
+            yield row.row_key, row.data
+
+
+def dataset_row(
+    tenant: str, dataset_id: int, *, key: str | None = None, position: int | None = None
+) -> dict[str, Any] | None:
+    """One row's data: the row of ``key``, or the ``position``-th row in import order
+    (1 is the first); None when there is no such row."""
+    query = sa.select(rows.c.data).where(rows.c.tenant == tenant, rows.c.dataset_id == dataset_id)
+    if key is not None:
+        query = query.where(rows.c.row_key == key)
+    else:
+        query = query.order_by(rows.c.id).offset(max(0, (position or 1) - 1)).limit(1)
+    with engine().connect() as connection:
+        found = connection.execute(query).first()
+    return None if found is None else dict(found.data)
 
 
 # -- ledger relations (``export dataset="ledger:<view>"``) ----------------------------

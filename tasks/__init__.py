@@ -3,8 +3,10 @@
 ``from tasks import …`` gives the task objects; importing this package also loads the
 Celery application so producers get its broker settings. Job types: ``import``
 (:mod:`tasks.import_data`), ``export`` (:mod:`tasks.export_data`), ``sync``
-(:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`) and the chain
-``sync_and_suggest`` (:mod:`tasks.sync_and_suggest`); see ``docs/tasks.md``. Maintenance
+(:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`), the chain
+``sync_and_suggest`` (:mod:`tasks.sync_and_suggest`), ``validation``
+(:mod:`tasks.validation`), ``test_run`` (:mod:`tasks.test_run`) and ``interface_run``
+(:mod:`tasks.interface_run`); see ``docs/tasks.md``. Maintenance
 job types live apart, in :mod:`tasks.maintenance`: ``purge`` and ``lifeline`` (jobs,
 recorded like any other; see ``docs/operations.md``) and ``settle_counts``, a plain task
 that keeps the status counts (not a job).
@@ -20,22 +22,28 @@ import pkgutil
 import app.celery  # noqa: F401  (configure the Celery app before the tasks bind to it)
 from tasks.export_data import export_data
 from tasks.import_data import import_data
+from tasks.interface_run import interface_run
 from tasks.maintenance.lifeline import lifeline
 from tasks.maintenance.purge import purge
 from tasks.maintenance.settle_counts import settle_counts
 from tasks.suggest import suggest
 from tasks.sync import sync
 from tasks.sync_and_suggest import sync_and_suggest
+from tasks.test_run import test_run
+from tasks.validation import validation
 
 __all__ = [
     "export_data",
     "import_data",
+    "interface_run",
     "lifeline",
     "purge",
     "settle_counts",
     "suggest",
     "sync",
     "sync_and_suggest",
+    "test_run",
+    "validation",
 ]
 
 

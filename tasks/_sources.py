@@ -140,10 +140,10 @@ class OpenedSource:
 
 
 @contextlib.contextmanager
-def open_source(location: str) -> Iterator[OpenedSource]:
+def open_source(location: str, roots: tuple[Path, ...] | None = None) -> Iterator[OpenedSource]:
     """Open a local path, ``file://`` URL or http(s) URL for streaming, within what
-    :mod:`tasks._confine` allows (``JOBLEDGER_SOURCE_ROOTS``,
-    ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS``).
+    :mod:`tasks._confine` allows (``JOBLEDGER_SOURCE_ROOTS``, or the folders ``roots``
+    when given; ``JOBLEDGER_SOURCE_ALLOWED_NETWORKS``).
 
     Raises:
         SourceUnreadable: outside the allowed folders or networks, not found, not a
@@ -155,12 +155,12 @@ def open_source(location: str) -> Iterator[OpenedSource]:
         return
     path = local_path(location)
     try:
-        real = confined_path(path)  # before touching the file: no hint whether it exists
+        real = confined_path(path, roots)  # before touching the file: no hint it exists
         if not real.exists():
             raise SourceUnreadable(f"source file not found: {path}")
         if not real.is_file():
             raise SourceUnreadable(f"source is not a file: {path}")
-        handle = _open_confined(real, path)
+        handle = _open_confined(real, path, roots)
     except SourceRefused as error:
         raise SourceUnreadable(str(error)) from None
     with handle:
@@ -173,7 +173,7 @@ def open_source(location: str) -> Iterator[OpenedSource]:
         )
 
 
-def _open_confined(real: Path, given: Path) -> IO[bytes]:
+def _open_confined(real: Path, given: Path, roots: tuple[Path, ...] | None) -> IO[bytes]:
     """Open the checked real path without following a symlink put there since, without
     blocking on a FIFO, then check what was opened."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -186,7 +186,7 @@ def _open_confined(real: Path, given: Path) -> IO[bytes]:
             ) from None
         raise SourceUnreadable(f"cannot open source file {given}: {error.strerror}") from None
     try:
-        check_opened(descriptor, given)
+        check_opened(descriptor, given, roots)
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)

@@ -43,6 +43,7 @@ it wrote before, so it never doubles them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -92,15 +93,20 @@ class ImportPayload(JobPayload):
     @field_validator("format")
     @classmethod
     def _guess_format(cls, value: Format | None, info: ValidationInfo) -> Format:
-        if value is not None:
-            return value
-        source = info.data.get("source")
-        if source is None:  # the source itself was refused; that error says enough
-            return "csv"
-        guessed = format_from_name(source)
-        if guessed is None:
-            raise ValueError(format_problem(source))
-        return guessed
+        return guessed_format(value, info.data.get("source"))
+
+
+def guessed_format(value: Format | None, location: str | None) -> Format:
+    """``value``, else the format ``location``'s name ends with (for a payload validator;
+    ``ValueError`` when it cannot be told)."""
+    if value is not None:
+        return value
+    if location is None:  # the location itself was refused; that error says enough
+        return "csv"
+    guessed = format_from_name(location)
+    if guessed is None:
+        raise ValueError(format_problem(location))
+    return guessed
 
 
 @dataclass
@@ -131,13 +137,22 @@ class Batch:
 @job_task("import", ImportPayload, subject="dataset", queue="import")
 def import_data(job: JobContext, payload: ImportPayload) -> dict[str, int]:
     """Import ``payload.source`` into ``payload.dataset`` (see the module docstring)."""
+    return import_records(job, payload)
+
+
+def import_records(
+    job: JobContext, payload: ImportPayload, roots: tuple[Path, ...] | None = None
+) -> dict[str, int]:
+    """The body of an import, for every job type that imports a file (``interface_run``
+    too): ``roots`` are the folders the file may be in (default
+    ``JOBLEDGER_SOURCE_ROOTS``). Returns the import's result."""
     assert payload.format is not None  # filled in by the payload model
     counts = Batch()
     writer = _DatasetWriter(job, payload)
     max_cells = settings.of(RecordLimits).import_max_batch_cells
     job.log(f"importing {payload.format} from {payload.source} into {payload.dataset}")
     try:
-        with open_source(payload.source) as source:
+        with open_source(payload.source, roots) as source:
             stream = read_records(source, payload.format, tick=job.tick)
             for record in stream:
                 counts.read += 1

@@ -35,6 +35,9 @@ os.environ["JOBLEDGER_TIME_LIMITS"] = '{"example.stubborn": {"soft": 1, "hard": 
 # tests/e2e/test_source_confinement.py shows the defaults (var/data, public addresses only).
 os.environ["JOBLEDGER_SOURCE_ROOTS"] = tempfile.gettempdir()
 os.environ["JOBLEDGER_SOURCE_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+#: The tenants' interface areas of ``interface_run`` (inbox/, archive/ per tenant).
+INTERFACE_DIR = Path(tempfile.gettempdir()) / f"{TEST_DB}-interfaces"
+os.environ["JOBLEDGER_INTERFACE_DIR"] = str(INTERFACE_DIR)
 
 #: Where the database sources of the tests live: a SQLite file the tests write, and a
 #: PostgreSQL database beside the ledger (tests/support/sources.py makes their tables).

@@ -316,6 +316,8 @@ def purge(
     )
     if result.vacuumed:
         typer.echo(f"vacuumed {', '.join(result.vacuumed)} in {result.vacuum_seconds:.1f} s")
+    if result.kept_unarchived:
+        typer.echo(retention.kept_message(result.kept_unarchived))
     for path in result.archive_files:
         typer.echo(f"archive: {path}")
 

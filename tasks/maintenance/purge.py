@@ -47,4 +47,6 @@ def purge(job: JobContext, payload: PurgePayload) -> dict[str, Any]:
         f"{verb} {result.deleted} jobs finished before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC "
         f"in {result.batches} batches; archived {result.archived}, rolled up {result.rolled_up}"
     )
+    if result.kept_unarchived:
+        job.log(retention.kept_message(result.kept_unarchived), "warning")
     return result.as_dict()

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from app.ledger.engines.base import Engine
+from app.ledger.rules.archive_only import ARCHIVE_ONLY_TYPES
 from app.ledger.rules.states import TERMINAL
 from models.tables import events, files, jobs, logs, rollups, steps
 
@@ -32,47 +33,67 @@ from models.tables import events, files, jobs, logs, rollups, steps
 CHILDREN = {"events": events, "logs": logs, "files": files, "steps": steps}
 
 _TERMINAL = sorted(s.value for s in TERMINAL)
+_ARCHIVE_ONLY = sorted(ARCHIVE_ONLY_TYPES)
 
 
-def _purgeable(cutoff: datetime, exclude: uuid.UUID | None) -> list[Any]:
+def _purgeable(cutoff: datetime, exclude: uuid.UUID | None, archiving: bool) -> list[Any]:
     # Terminal, finished before the cutoff, not the purge job itself, and without a child
-    # job that must stay (deleting a parent cascades to its child jobs).
+    # job that must stay (deleting a parent cascades to its child jobs). Without an
+    # archive, the archive-only types stay (and so do their parents).
     child = jobs.alias("child")
+    gone = [child.c.status.in_(_TERMINAL), child.c.completed_at < cutoff]
+    if not archiving:
+        gone.append(child.c.type.not_in(_ARCHIVE_ONLY))
     keeps_child = (
-        select(child.c.id)
-        .where(
-            child.c.parent_job_id == jobs.c.id,
-            ~and_(child.c.status.in_(_TERMINAL), child.c.completed_at < cutoff),
-        )
-        .exists()
+        select(child.c.id).where(child.c.parent_job_id == jobs.c.id, ~and_(*gone)).exists()
     )
     conditions = [
         jobs.c.status.in_(_TERMINAL),
         jobs.c.completed_at < cutoff,
         ~keeps_child,
     ]
+    if not archiving:
+        conditions.append(jobs.c.type.not_in(_ARCHIVE_ONLY))
     if exclude is not None:
         conditions.append(jobs.c.id != exclude)
     return conditions
 
 
-def count_purgeable(cutoff: datetime, exclude: uuid.UUID | None) -> Select[Any]:
+def count_purgeable(cutoff: datetime, exclude: uuid.UUID | None, archiving: bool) -> Select[Any]:
     # How many jobs the purge would delete now.
-    return select(func.count()).select_from(jobs).where(*_purgeable(cutoff, exclude))
+    return select(func.count()).select_from(jobs).where(*_purgeable(cutoff, exclude, archiving))
 
 
-def count_children(table: Any, cutoff: datetime, exclude: uuid.UUID | None) -> Select[Any]:
+def count_kept_unarchived(cutoff: datetime) -> Select[Any]:
+    # How many jobs of the archive-only types are old enough to go but stay, for want
+    # of an archive to write them to.
+    return (
+        select(func.count())
+        .select_from(jobs)
+        .where(
+            jobs.c.status.in_(_TERMINAL),
+            jobs.c.completed_at < cutoff,
+            jobs.c.type.in_(_ARCHIVE_ONLY),
+        )
+    )
+
+
+def count_children(
+    table: Any, cutoff: datetime, exclude: uuid.UUID | None, archiving: bool
+) -> Select[Any]:
     # How many rows of one child table belong to purgeable jobs (for a dry run).
-    ids = select(jobs.c.id).where(*_purgeable(cutoff, exclude))
+    ids = select(jobs.c.id).where(*_purgeable(cutoff, exclude, archiving))
     return select(func.count()).select_from(table).where(table.c.job_id.in_(ids))
 
 
-def lock_batch(cutoff: datetime, exclude: uuid.UUID | None, size: int) -> Select[Any]:
+def lock_batch(
+    cutoff: datetime, exclude: uuid.UUID | None, size: int, archiving: bool
+) -> Select[Any]:
     # The next batch of purgeable jobs, oldest first, locked; rows another purge holds
     # are skipped rather than waited for.
     return (
         select(jobs)
-        .where(*_purgeable(cutoff, exclude))
+        .where(*_purgeable(cutoff, exclude, archiving))
         .order_by(jobs.c.completed_at, jobs.c.id)
         .limit(size)
         .with_for_update(skip_locked=True)

@@ -16,6 +16,9 @@ Rules, and why:
   than the cutoff, measured on the database clock. A live job is never touched whatever
   its age (the lifeline is what ends stuck ones), nor the purge job itself, nor a job with
   a child job that must stay (the foreign key would cascade to it).
+- Jobs of the archive-only types (``interface_run``: :mod:`app.ledger.rules.archive_only`)
+  go only into an archive: with no archive directory they are kept, counted in
+  ``kept_unarchived``; with one they are written to it with their batch, like any job.
 - One transaction per batch (at most ``JOBLEDGER_PURGE_BATCH_SIZE`` jobs, fewer when
   batches run longer than ``JOBLEDGER_PURGE_BATCH_SECONDS``), and a pause after each one
   (``JOBLEDGER_PURGE_PAUSE_FACTOR`` times its duration) so ingest keeps the machine: see
@@ -68,6 +71,7 @@ from app.ledger.engines import retention_queries as rq
 from app.ledger.operations.purge_pacing import PurgePacing
 from app.ledger.reads import trends
 from app.ledger.reads.reports import database_now, jsonable
+from app.ledger.rules.archive_only import ARCHIVE_ONLY_TYPES
 from app.ledger.rules.durations import duration_bucket, histogram_percentile
 
 #: gzip level of the archive files, and the orjson options of their lines: sorted keys,
@@ -91,6 +95,9 @@ class PurgeResult:
     #: Child rows deleted (or that would be), per table: steps, events, logs, files.
     children: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rq.CHILDREN, 0))
     counters_deleted: int = 0
+    #: Jobs of the archive-only types (``interface_run``) old enough to go, kept because
+    #: no archive is configured (:mod:`app.ledger.rules.archive_only`).
+    kept_unarchived: int = 0
     #: Tables vacuumed after the deletes (``JOBLEDGER_PURGE_VACUUM``).
     vacuumed: list[str] = field(default_factory=list)
     batches: int = 0
@@ -140,16 +147,21 @@ def purge(
         pause_factor=config.purge_pause_factor if pause_factor is None else pause_factor,
     )
     folder = archive_dir if archive_dir is not None else config.archive_dir
+    archiving = folder is not None
     with engine().connect() as connection:
         cutoff = database_now(connection) - timedelta(days=days)
         result = PurgeResult(cutoff=cutoff, dry_run=dry_run)
         result.candidates = connection.execute(
-            rq.count_purgeable(cutoff, exclude_job_id)
+            rq.count_purgeable(cutoff, exclude_job_id, archiving)
         ).scalar_one()
+        if not archiving:
+            result.kept_unarchived = connection.execute(
+                rq.count_kept_unarchived(cutoff)
+            ).scalar_one()
         if dry_run:
             for name, table in rq.CHILDREN.items():
                 result.children[name] = connection.execute(
-                    rq.count_children(table, cutoff, exclude_job_id)
+                    rq.count_children(table, cutoff, exclude_job_id, archiving)
                 ).scalar_one()
             result.deleted = result.candidates
             return result
@@ -199,6 +211,15 @@ def purge(
     return result
 
 
+def kept_message(kept: int) -> str:
+    """What a purge says of the archive-only jobs it kept (its log, the CLI)."""
+    return (
+        f"kept {kept} old jobs of types that are deleted only into an archive "
+        f"({', '.join(sorted(ARCHIVE_ONLY_TYPES))}): set JOBLEDGER_ARCHIVE_DIR to archive "
+        "and purge them"
+    )
+
+
 #: The tables a purge deletes from, vacuumed after it (see :func:`vacuum_purged_tables`).
 PURGED_TABLES = ("jobs", *sorted(table.name for table in rq.CHILDREN.values()))
 
@@ -226,7 +247,8 @@ def _purge_batch(
     size: int,
     archive: Path | None,
 ) -> _Batch:
-    batch = [dict(row._mapping) for row in connection.execute(rq.lock_batch(cutoff, exclude, size))]
+    query = rq.lock_batch(cutoff, exclude, size, archiving=archive is not None)
+    batch = [dict(row._mapping) for row in connection.execute(query)]
     if not batch:
         return _Batch(0, {})
     ids = [row["id"] for row in batch]

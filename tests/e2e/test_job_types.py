@@ -452,6 +452,62 @@ def case_settle_counts(backend: Backend) -> None:
         assert settled == []
 
 
+def case_validation(backend: Backend) -> None:
+    source = sales(backend)
+    dataset = f"orders-{uuid.uuid4().hex[:8]}"
+    imported = backend.produce(f"out = import_data.delay({str(source)!r}, {dataset!r}).id")
+    assert_recorded(backend, imported, "succeeded")
+    job_id = backend.produce(f"""
+        out = validation.delay({dataset!r}, [
+            {{"rule": "required", "field": "customer"}},
+            {{"rule": "type", "field": "amount", "type": "decimal"}},
+            {{"rule": "unique", "field": "order_id"}},
+        ]).id
+    """)
+    row = assert_recorded(backend, job_id, "partial")
+    assert sorted((e["row"], e["rule"]) for e in row["errors"]) == [(7, "type"), (31, "type")]
+    assert row["result"]["failed_by_rule"] == {"required": 0, "type": 2, "unique": 0}
+
+
+def case_test_run(backend: Backend) -> None:
+    source = sales(backend)
+    dataset = f"orders-{uuid.uuid4().hex[:8]}"
+    imported = backend.produce(
+        f"out = import_data.delay({str(source)!r}, {dataset!r}, key='order_id').id"
+    )
+    assert_recorded(backend, imported, "succeeded")
+    job_id = backend.produce(f"""
+        out = test_run.delay("smoke", [
+            {{"check": "job_succeeded", "job": {imported!r}}},
+            {{"check": "row_count", "dataset": {dataset!r}, "equals": 50}},
+            {{"check": "field_value", "dataset": {dataset!r}, "key": "7", "field": "amount",
+              "equals": "n/a"}},
+            {{"check": "row_count", "dataset": {dataset!r}, "max": 10}},
+        ]).id
+    """)
+    row = assert_recorded(backend, job_id, "partial")
+    assert [case["passed"] for case in row["result"]["cases"]] == [True, True, True, False]
+
+
+def case_interface_run(backend: Backend) -> None:
+    inbox = Path(
+        backend.produce(
+            "from tasks.interface_run import tenant_area\n"
+            "out = str(tenant_area('default') / 'inbox')"
+        )
+    )
+    name = f"ts-{uuid.uuid4().hex[:8]}.csv"
+    write_csv(inbox / name, ["entry_id", "hours"], [[n, f"{n}.5"] for n in range(1, 31)])
+    job_id = backend.produce(
+        f"out = interface_run.delay({name!r}, 'timesheets', key='entry_id', interface='ta-in').id"
+    )
+    row = assert_recorded(backend, job_id, "succeeded")
+    assert row["metadata"]["files_processed"] == 1
+    assert row["metadata"]["records_imported"] == 30
+    assert not (inbox / name).exists()
+    assert (inbox.parent / "archive" / f"{job_id}-{name}").exists()
+
+
 CASES: dict[str, Callable[[Backend], None]] = {
     "import": case_import,
     "export": case_export,
@@ -462,6 +518,9 @@ CASES: dict[str, Callable[[Backend], None]] = {
     "purge": case_purge,
     "lifeline": case_lifeline,
     "settle_counts": case_settle_counts,
+    "validation": case_validation,
+    "test_run": case_test_run,
+    "interface_run": case_interface_run,
 }
 
 

@@ -85,7 +85,7 @@ class InterfaceRunPayload(ImportPayload):
     interface: str = Field(pattern=NAME_PATTERN)
 
 
-@job_task("interface_run", InterfaceRunPayload, subject="interface")
+@job_task("interface_run", InterfaceRunPayload, subject="interface", queue="interfaces")
 def interface_run(job: JobContext, payload: InterfaceRunPayload) -> dict[str, Any]:
     """Import, archive, record (see the module docstring)."""
     began = time.monotonic()

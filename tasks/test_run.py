@@ -74,7 +74,7 @@ class CaseError(Exception):
         self.field = field
 
 
-@job_task("test_run", TestRunPayload, subject="scenario")
+@job_task("test_run", TestRunPayload, subject="scenario", queue="tests")
 def test_run(job: JobContext, payload: TestRunPayload) -> dict[str, Any]:
     """Run ``payload.checks`` in order (see the module docstring)."""
     tenant = job.tenant_of(payload.tenant)

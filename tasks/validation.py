@@ -63,7 +63,7 @@ class ValidationPayload(JobPayload):
     batch_size: int = Field(default=500, ge=1, le=10_000)
 
 
-@job_task("validation", ValidationPayload, subject="dataset")
+@job_task("validation", ValidationPayload, subject="dataset", queue="validation")
 def validation(job: JobContext, payload: ValidationPayload) -> dict[str, Any]:
     """Validate ``payload.dataset`` against ``payload.rules`` (see the module docstring)."""
     tenant = job.tenant_of(payload.tenant)

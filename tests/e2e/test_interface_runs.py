@@ -91,6 +91,7 @@ def test_a_run_imports_archives_and_records_its_metadata() -> None:
     assert metadata["archived_as"] == f"archive/{job_id}-ts-2025-02.csv"
     assert job["result"]["records_imported"] == 150
     assert job["subject"] == "ta-in"
+    assert job["queue"] == "interfaces"
     (recorded,) = domain.files(job_id)
     assert (recorded["direction"], recorded["sha256"], recorded["records"]) == ("in", digest, 150)
     assert ledger.transitions(job_id) == [

@@ -84,6 +84,7 @@ def test_every_case_passing_succeeds_with_a_verdict_per_case(tags: tuple[str, st
     ]
     assert all(c["passed"] and c["reason"] == "passed" for c in result["cases"])
     assert job["subject"] == "fat-1"
+    assert job["queue"] == "tests"
 
 
 def test_a_failing_case_makes_the_job_partial_and_the_others_still_run(

@@ -93,6 +93,7 @@ def test_each_failing_row_and_rule_is_an_item_error_and_counted_per_rule(tmp_pat
         "reference": 1,
     }
     assert job["subject"] == tags
+    assert job["queue"] == "validation"
     assert job["progress"] == 100
     assert ledger.transitions(job_id) == [
         (None, "queued"),

@@ -29,8 +29,7 @@ from pydantic import Field, JsonValue, ValidationInfo, field_validator
 
 from app.exceptions import InvalidJobId
 from app.ledger.reads.reports import parse_job_ref
-from app.ledger.runtime.task import JobPayload
-from tasks._fields import DatasetName, fits_kind
+from tasks._fields import DatasetName, KindItem, fits_kind
 from tasks._values import excerpt, parse_decimal
 
 CheckKind = Literal["row_count", "field_value", "job_succeeded", "job_result"]
@@ -53,7 +52,7 @@ COMPARING = frozenset({"row_count", "field_value", "job_result"})
 ResultPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$", max_length=256)]
 
 
-class Check(JobPayload):
+class Check(KindItem):
     """One case of a scenario (see the module docstring for each kind)."""
 
     check: CheckKind

@@ -17,8 +17,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    model_serializer,
+)
 
+from app.ledger.runtime.task import JobPayload
 from tasks._sources import EXTENSIONS, FORMATS
 
 #: ``[A-Za-z0-9]`` then letters, digits, ``_ . -``: safe in file names and URLs.
@@ -92,3 +100,13 @@ def fits_kind(
     if value is not None and name not in uses[kind]:
         raise ValueError(f"{item} does not use {name}; remove it")
     return str(kind)
+
+
+class KindItem(JobPayload):
+    """Base of an item whose kind decides its fields (a validation rule, a test check):
+    stored and shown with the fields it was given only (``{"rule": "required", "field":
+    "tag"}``, not every other kind's fields as nulls)."""
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {name: value for name, value in handler(self).items() if value is not None}

@@ -43,8 +43,7 @@ from typing import Annotated, Any, Literal
 import re2
 from pydantic import Field, ValidationInfo, field_validator
 
-from app.ledger.runtime.task import JobPayload
-from tasks._fields import DatasetName, fits_kind
+from tasks._fields import DatasetName, KindItem, fits_kind
 from tasks._values import ColumnType, excerpt, is_empty, parse, parse_decimal
 
 RuleKind = Literal["required", "type", "range", "pattern", "unique", "reference"]
@@ -91,7 +90,7 @@ def compile_pattern(pattern: str) -> Any:
         ) from None
 
 
-class Rule(JobPayload):
+class Rule(KindItem):
     """One validation rule (see the module docstring for each kind)."""
 
     rule: RuleKind

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,16 +18,9 @@ from app.ledger import engines
 from app.ledger import transitions as ledger
 from app.ledger.operations.retention import purge
 from models.tables import jobs
-from tests.support.engines import KINDS, ledger_on
+from tests.support.engines import each_engine  # noqa: F401  (the fixture)
 
-
-@pytest.fixture(params=KINDS, autouse=True)
-def engine_kind(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """Each test runs once per engine (tests/support/engines.py)."""
-    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
-        yield kind
+pytestmark = pytest.mark.usefixtures("each_engine")
 
 
 def old_job(job_type: str, parent: uuid.UUID | None = None, days: int = 40) -> uuid.UUID:

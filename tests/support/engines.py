@@ -37,3 +37,13 @@ def ledger_on(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     else:
         assert engines.current().dialect == "postgresql"
         yield kind
+
+
+@pytest.fixture(params=KINDS)
+def each_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Run the test once per engine: import it into a test module and use it
+    (``pytestmark = pytest.mark.usefixtures("each_engine")``)."""
+    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
+        yield kind

@@ -102,7 +102,8 @@ class Settings(JobledgerSettings):
     purge_pause_factor: float = Field(default=3.0, ge=0)
     #: VACUUM (ANALYZE) the purged tables after a purge that deleted jobs (PostgreSQL).
     purge_vacuum: bool = True
-    #: HTTP API keys, a JSON object: SHA-256 (hex) of each key -> ``{"name", "tenant"}``.
+    #: HTTP API keys, a JSON object: SHA-256 (hex) of each key -> ``{"name", "tenant",
+    #: "role"}`` (role ``viewer``, ``operator`` or ``admin``; ``admin`` when left out).
     #: Parsed by :mod:`app.api.auth` (a mistake there stops the API, not the workers);
     #: empty means the API refuses every request. See docs/api.md.
     api_keys: str = ""
@@ -116,6 +117,11 @@ class Settings(JobledgerSettings):
     dashboard_session_seconds: int = Field(default=8 * 3600, ge=60)
     #: Dashboard login attempts one client address may make per minute, per API process.
     dashboard_logins_per_minute: int = Field(default=10, ge=1)
+    #: Most jobs one bulk operation (cancel or retry over a filter) may act on; a filter
+    #: matching more is refused (narrow it, run it in parts).
+    bulk_max_jobs: int = Field(default=10_000, ge=1)
+    #: Jobs a bulk operation acts on between two progress writes (``done`` of ``matched``).
+    bulk_batch_size: int = Field(default=200, ge=1)
 
     #: Hard time limit of every job, in seconds (Celery's ``time_limit``): the worker
     #: kills the process running a job this long and the job ends ``failed`` ("timed out

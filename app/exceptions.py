@@ -164,3 +164,35 @@ class DefinitionArchived(JobledgerError):
             f"definition {name!r} (tenant {tenant!r}) is archived: set archived to false "
             "to run it again"
         )
+
+
+class OperationTooLarge(JobledgerError, ValueError):
+    """A bulk operation would act on more jobs than one request may; nothing was done."""
+
+    def __init__(self, matched: int, limit: int) -> None:
+        self.matched = matched
+        self.limit = limit
+        super().__init__(
+            f"filter: {matched} jobs match, more than one bulk operation may act on "
+            f"(JOBLEDGER_BULK_MAX_JOBS={limit}); narrow the filter (created_before, type, "
+            "queue…) and run it in parts under different names"
+        )
+
+
+class OperationConflict(JobledgerError):
+    """An operation of that name exists with another action or filter; nothing was done."""
+
+    def __init__(self, tenant: str, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"operation {name!r} (tenant {tenant!r}) exists with another action or filter: "
+            "running the same operation again needs the same action and filter; choose "
+            "another name for a new one"
+        )
+
+
+class OperationNotFound(JobledgerError, LookupError):
+    """No bulk operation with that id (or name) in the tenant."""
+
+    def __init__(self, ref: object) -> None:
+        super().__init__(f"no operation {ref!r}: list them with `jobledger operations list`")

@@ -7,6 +7,7 @@ from models.counts import JobStatusCount, JobStatusTotal, StatusCountsWatermark
 from models.definitions import BeatLease, JobDefinition, JobDefinitionChange
 from models.domain import Dataset, DatasetRow, Suggestion, SyncCursor, Transaction  # noqa: F401
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+from models.operations import JobOperation
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
 from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
@@ -23,6 +24,7 @@ __all__ = [
     "JobFile",
     "JobHourlyRollup",
     "JobLog",
+    "JobOperation",
     "JobStatusCount",
     "JobStatusTotal",
     "JobStep",

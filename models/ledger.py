@@ -96,6 +96,9 @@ class Job(Base):
     )
     definition_version: Mapped[int | None]
     scheduled_for: Mapped[datetime | None] = mapped_column(Timestamp)
+    #: The last bulk operation (``job_operations.id``) that canceled or retried this job:
+    #: a retried job keeps its link to the operation that queued it again.
+    operation_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (
         CheckConstraint(_in("status", STATUS_VALUES), name="status"),
@@ -126,6 +129,10 @@ class Job(Base):
             sqlite_where=text("scheduled_for IS NOT NULL"),
         ),
         Index("ix_jobs_definition_id_created_at", "definition_id", "created_at"),
+        # a tenant's jobs in some statuses, newest first: the console's lists, its
+        # counts and the jobs a bulk operation selects
+        Index("ix_jobs_tenant_status_created_at", "tenant", "status", "created_at"),
+        Index("ix_jobs_operation_id", "operation_id"),
         # Dashboards and the lifeline only look at live jobs: a small partial index keeps
         # them fast however many finished jobs the table holds.
         Index(
@@ -192,6 +199,11 @@ class JobEvent(Base):
     attempt: Mapped[int] = mapped_column(server_default=text("0"))
     worker: Mapped[str | None] = mapped_column(String(256))
     actor: Mapped[str] = mapped_column(String(16))
+    #: Who exactly, when ``actor`` is a person's tool: the API key's name (``api``) or
+    #: the operator's login (``cli``).
+    actor_name: Mapped[str | None] = mapped_column(String(128))
+    #: The bulk operation (``job_operations.id``) this event is part of.
+    operation_id: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
     __table_args__ = (

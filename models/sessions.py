@@ -26,6 +26,9 @@ class DashboardSession(Base):
     key_digest: Mapped[str] = mapped_column(String(64))
     key_name: Mapped[str] = mapped_column(String(128))
     tenant: Mapped[str] = mapped_column(String(128))
+    #: The key's role when it logged in (``viewer``, ``operator``, ``admin``); each request
+    #: acts with the key's role as configured now, so a demoted key is demoted at once.
+    role: Mapped[str] = mapped_column(String(16), server_default="admin")
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -14,6 +14,7 @@ from sqlalchemy import Table
 
 from models.definitions import BeatLease, JobDefinition, JobDefinitionChange
 from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounter
+from models.operations import JobOperation
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
 from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
@@ -32,3 +33,4 @@ beat_leases = cast(Table, BeatLease.__table__)
 hourly_rollups = cast(Table, JobHourlyRollup.__table__)
 trend_totals = cast(Table, JobTrendTotal.__table__)
 trend_watermark = cast(Table, TrendWatermark.__table__)
+operations = cast(Table, JobOperation.__table__)

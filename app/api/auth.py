@@ -1,14 +1,25 @@
 """Tenant-scoped API keys: who is calling, and which tenant's jobs they may see.
 
 Keys live in the environment (``JOBLEDGER_API_KEYS``) as a JSON object that maps the
-SHA-256 of each key (hex) to the key's name and tenant::
+SHA-256 of each key (hex) to the key's name, tenant and role::
 
-    JOBLEDGER_API_KEYS='{"9f86d0…": {"name": "ci", "tenant": "acme"}}'
+    JOBLEDGER_API_KEYS='{"9f86d0…": {"name": "ci", "tenant": "acme", "role": "operator"}}'
 
 Only digests are configured, so the environment, ``docker inspect`` and process listings
 never show a usable key. Make a key and its entry with::
 
-    python -m app.api.auth --name ci --tenant acme
+    python -m app.api.auth --name ci --tenant acme --role operator
+
+Roles, each allowed what the one before it is and more (:data:`ROLES`):
+
+- ``viewer``: reads only (jobs, events, logs, stats, definitions, operations, the dashboard);
+- ``operator``: also acts: creates jobs, cancels, retries, runs bulk operations;
+- ``admin``: also manages definitions (create, update, enable, disable, archive, run).
+
+A key configured without a role may do what every key could before roles existed:
+``admin``. ``python -m app.api.auth`` always writes a role (``viewer`` unless told), so
+new keys start with the least they need. An action a key's role does not allow is a 403
+naming the role it needs (:func:`require_role`).
 
 A request presents its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
 The presented key is hashed and compared with every configured digest using
@@ -25,8 +36,9 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from fastapi import HTTPException, Request, status
 from starlette.datastructures import Headers
@@ -36,6 +48,13 @@ from app.exceptions import JobledgerError
 #: Tenants and key names: the same shape the job types accept for a payload tenant.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
+#: What a key may do; each role may do everything the roles before it may.
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = get_args(Role)
+#: The role of a key configured without one: what any key could do before roles existed.
+DEFAULT_ROLE: Role = "admin"
+#: The role ``python -m app.api.auth`` writes unless told otherwise: the least one.
+NEW_KEY_ROLE: Role = "viewer"
 #: The 401 answer's detail, wherever the key is found missing.
 UNAUTHORIZED = (
     "missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
@@ -48,8 +67,9 @@ class ApiKeysMisconfigured(JobledgerError):
     def __init__(self, problem: str) -> None:
         super().__init__(
             f"JOBLEDGER_API_KEYS: {problem}. Expected a JSON object "
-            '{"<sha256 hex of the key>": {"name": "...", "tenant": "..."}}; '
-            "make an entry with `python -m app.api.auth --name NAME --tenant TENANT`"
+            '{"<sha256 hex of the key>": {"name": "...", "tenant": "...", "role": "viewer"}} '
+            f"(role one of {', '.join(ROLES)}; {DEFAULT_ROLE} when left out); make an entry "
+            "with `python -m app.api.auth --name NAME --tenant TENANT --role ROLE`"
         )
 
 
@@ -59,6 +79,11 @@ class ApiKey:
 
     name: str
     tenant: str
+    role: Role = DEFAULT_ROLE
+
+    def may(self, role: Role) -> bool:
+        """Whether this key may do what ``role`` may (roles are ordered: :data:`ROLES`)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
 
 
 class KeyRing:
@@ -97,7 +122,12 @@ class KeyRing:
             for field, value in (("name", name), ("tenant", tenant)):
                 if not isinstance(value, str) or not NAME.match(value):
                     raise ApiKeysMisconfigured(f"entry {digest[:8]}… has no valid {field!r}")
-            keys[digest] = ApiKey(name=str(name), tenant=str(tenant))
+            role = entry.get("role", DEFAULT_ROLE)
+            if role not in ROLES:
+                raise ApiKeysMisconfigured(
+                    f"entry {digest[:8]}… has role {role!r}; use one of {', '.join(ROLES)}"
+                )
+            keys[digest] = ApiKey(name=str(name), tenant=str(tenant), role=role)
         return cls(keys)
 
     def by_digest(self, digest: str) -> ApiKey | None:
@@ -162,13 +192,47 @@ def require_key(request: Request) -> ApiKey:
     return identity
 
 
-def new_key(name: str, tenant: str) -> tuple[str, dict[str, dict[str, str]]]:
-    """A fresh random key and its ``JOBLEDGER_API_KEYS`` entry."""
+def require_role(request: Request, role: Role) -> ApiKey:
+    """The caller's key if its role allows what ``role`` may do: 401 without a valid
+    key, 403 naming the role needed when the key's role is less."""
+    identity = require_key(request)
+    if not identity.may(role):
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=forbidden(identity, role, f"{request.method} {request.url.path}"),
+        )
+    return identity
+
+
+def forbidden(identity: ApiKey, role: Role, action: str) -> str:
+    """The 403 detail: who was refused, what they tried, which role it needs."""
+    return (
+        f"API key {identity.name!r} has role {identity.role!r}: {action} needs role "
+        f"{role!r} or higher; ask for a key with that role"
+    )
+
+
+def role_required(role: Role) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency that answers with the caller's key if it has ``role``
+    (``Depends(role_required("operator"))``)."""
+
+    def dependency(request: Request) -> ApiKey:
+        return require_role(request, role)
+
+    return dependency
+
+
+def new_key(
+    name: str, tenant: str, role: str = NEW_KEY_ROLE
+) -> tuple[str, dict[str, dict[str, str]]]:
+    """A fresh random key and its ``JOBLEDGER_API_KEYS`` entry (with an explicit role)."""
     for field, value in (("name", name), ("tenant", tenant)):
         if not NAME.match(value):
             raise ValueError(f"{field} {value!r} must match {NAME.pattern}")
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} must be one of {', '.join(ROLES)}")
     key = secrets.token_urlsafe(32)
-    return key, {digest_of(key): {"name": name, "tenant": tenant}}
+    return key, {digest_of(key): {"name": name, "tenant": tenant, "role": role}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,8 +240,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Make a jobledger API key.")
     parser.add_argument("--name", required=True, help="who uses the key (becomes created_by)")
     parser.add_argument("--tenant", required=True, help="the only tenant the key may see")
+    parser.add_argument(
+        "--role",
+        choices=ROLES,
+        default=NEW_KEY_ROLE,
+        help=f"viewer reads, operator also acts, admin also manages definitions "
+        f"(default {NEW_KEY_ROLE})",
+    )
     arguments = parser.parse_args(argv)
-    key, entry = new_key(arguments.name, arguments.tenant)
+    key, entry = new_key(arguments.name, arguments.tenant, arguments.role)
     print(f"key (give to the client, shown once): {key}")
     print(f"JOBLEDGER_API_KEYS entry: {json.dumps(entry)}")
 

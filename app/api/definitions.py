@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.api.auth import ApiKey, require_key
+from app.api.auth import ApiKey, require_key, role_required
 from app.api.jobs import (
     MAX_LIMIT,
     creatable_task,
@@ -41,10 +41,15 @@ from app.ledger import definitions
 from app.ledger.definitions import Definition
 from app.ledger.reads import definitions as definition_reads
 from app.ledger.reads import reports
+from app.ledger.rules.attribution import attributed
 from app.ledger.runtime.task import JobTask
 
 router = APIRouter(tags=["definitions"], dependencies=[Depends(without_nul)])
 Caller = Annotated[ApiKey, Depends(require_key)]
+#: Creating and changing definitions (enable, disable, archive…) needs an ``admin`` key.
+Admin = Annotated[ApiKey, Depends(role_required("admin"))]
+#: Running one by hand makes a job, as ``POST /jobs`` does: an ``operator`` may.
+Operator = Annotated[ApiKey, Depends(role_required("operator"))]
 
 #: A definition's name: it is a path segment of its URL.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"
@@ -93,7 +98,7 @@ class UpdateDefinition(BaseModel):
 
 @router.post("/definitions", status_code=status.HTTP_201_CREATED)
 def create_definition(
-    body: CreateDefinition, caller: Caller, request: Request, response: Response
+    body: CreateDefinition, caller: Admin, request: Request, response: Response
 ) -> Any:
     """Validate and record a definition; 201 with it (``next_run_at`` when scheduled)."""
     task = creatable_task(body.type)
@@ -122,7 +127,7 @@ def create_definition(
 
 
 @router.patch("/definitions/{name}")
-def update_definition(name: str, body: UpdateDefinition, caller: Caller, request: Request) -> Any:
+def update_definition(name: str, body: UpdateDefinition, caller: Admin, request: Request) -> Any:
     """Change a definition: one new version, one change row naming the key."""
     current = own_definition(name, caller)
     task = _runnable_task(current)
@@ -159,7 +164,7 @@ def update_definition(name: str, body: UpdateDefinition, caller: Caller, request
 
 
 @router.post("/definitions/{name}/run", status_code=status.HTTP_202_ACCEPTED)
-def run_definition(name: str, caller: Caller, request: Request, response: Response) -> Any:
+def run_definition(name: str, caller: Operator, request: Request, response: Response) -> Any:
     """Run the definition now (trigger ``manual``): 202 with the job, as ``POST /jobs``."""
     current = own_definition(name, caller)
     if current.archived_at is not None:
@@ -170,13 +175,14 @@ def run_definition(name: str, caller: Caller, request: Request, response: Respon
     _runnable_task(current)
     with _answers():
         try:
-            job_id = definitions.run(
-                caller.tenant,
-                current.name,
-                scheduled_for=None,
-                trigger="manual",
-                created_by=caller.name,
-            )
+            with attributed(caller.name):
+                job_id = definitions.run(
+                    caller.tenant,
+                    current.name,
+                    scheduled_for=None,
+                    trigger="manual",
+                    created_by=caller.name,
+                )
         except LookupError:
             raise _not_found(name) from None
     if job_id is None:  # cannot happen for a run by hand (no scheduled time to collide on)

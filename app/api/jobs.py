@@ -4,7 +4,11 @@ The API never writes the ledger itself. A job is created through its task's
 ``apply_async`` (validated, recorded ``queued``, then published, exactly as a producer's
 ``delay()``), with ``trigger="api"``, ``created_by`` = the key's name and ``tenant`` = the
 key's tenant; cancel and retry go through :mod:`app.ledger.operations.actions` with actor
-``api``. Reads go through :mod:`app.ledger.reads.reports`.
+``api``, every event they write naming the key (``actor_name``). Reads go through
+:mod:`app.ledger.reads.reports` and :mod:`app.ledger.reads.job_search`.
+
+Reads need any key; creating, canceling and retrying need an ``operator`` (or ``admin``)
+key: a ``viewer`` gets 403 naming the role it lacks (:mod:`app.api.auth`).
 
 Every route is scoped to the key's tenant, and a job of another tenant is answered
 exactly like a job that does not exist (404): a key cannot learn that it exists.
@@ -23,7 +27,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
-from app.api.auth import ApiKey, require_key
+from app.api.auth import ApiKey, require_key, role_required
 from app.api.parameters import utc_parameter, without_nul
 from app.api.schemas import CreateJob, detail_document, field_error, links, page_document
 from app.celery import app as celery_app
@@ -32,12 +36,16 @@ from app.exceptions import InvalidIdempotencyKey, JobNotFound, LedgerUnavailable
 from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger import idempotency
 from app.ledger.operations import actions as operations
-from app.ledger.reads import reports
+from app.ledger.reads import job_search, reports
+from app.ledger.reads.job_search import DEFAULT_SORT, MAX_TEXT, Sort
+from app.ledger.rules.attribution import attributed
 from app.ledger.rules.states import normalize
 from app.ledger.runtime.task import JobTask
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(without_nul)])
 Caller = Annotated[ApiKey, Depends(require_key)]
+#: A caller whose key may act (create, cancel, retry): ``operator`` or ``admin``.
+Operator = Annotated[ApiKey, Depends(role_required("operator"))]
 
 #: Job types that act on every tenant's jobs; no tenant key may start them (beat and the
 #: CLI do). ``JOBLEDGER_API_JOB_TYPES``, when set, is the exact list instead.
@@ -65,7 +73,7 @@ class CancelJob(BaseModel):
 @router.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
 def create_job(
     body: CreateJob,
-    caller: Caller,
+    caller: Operator,
     request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -89,14 +97,15 @@ def create_job(
             [field_error("type", f"unknown job type {body.type!r}; known: {known}")],
         )
     payload = payload_of_tenant(task, body.payload, caller)
-    result = task.apply_async(
-        kwargs=payload,
-        trigger="api",
-        created_by=caller.name,
-        tenant=caller.tenant,
-        subject=body.subject,
-        idempotency_key=_key_of(idempotency_key),
-    )
+    with attributed(caller.name):
+        result = task.apply_async(
+            kwargs=payload,
+            trigger="api",
+            created_by=caller.name,
+            tenant=caller.tenant,
+            subject=body.subject,
+            idempotency_key=_key_of(idempotency_key),
+        )
     root = root_of(request)
     response.headers["Location"] = f"{root}/jobs/{result.id}"
     if getattr(result, "replayed", False):
@@ -190,23 +199,62 @@ def payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) ->
 def list_jobs(
     caller: Caller,
     request: Request,
+    q: Annotated[str | None, Query(max_length=MAX_TEXT)] = None,
     status_: Annotated[list[str] | None, Query(alias="status")] = None,
-    type_: Annotated[str | None, Query(alias="type", max_length=64)] = None,
+    type_: Annotated[list[str] | None, Query(alias="type", max_length=64)] = None,
+    queue: Annotated[list[str] | None, Query(max_length=128)] = None,
+    definition: Annotated[str | None, Query(max_length=128)] = None,
+    worker: Annotated[str | None, Query(max_length=256)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    dead: bool = False,
+    sort: Sort = DEFAULT_SORT,
     subject: Annotated[str | None, Query(max_length=256)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Any:
-    """The tenant's jobs, newest first; ``status`` may repeat or be comma separated and
-    accepts other job systems' words (``Completed``, ``Cancelled``…); ``since`` is ISO 8601."""
-    filters = reports.JobFilter(
-        status=statuses(status_),
-        type=type_,
-        tenant=caller.tenant,
+    """Search the tenant's jobs (newest first unless ``sort``): ``q`` matches an id, a
+    run name prefix, or a piece of the subject or failure reason; ``status``, ``type``
+    and ``queue`` may repeat (or be comma separated) and match any; ``status`` accepts
+    other job systems' words (``Completed``, ``Cancelled``…); ``created_after``/
+    ``created_before`` are ISO 8601 (``since`` is an older name of ``created_after``);
+    ``sort`` is ``created``, ``finished`` or ``duration``, ``-`` first for descending."""
+    filters = search_filter(
+        caller,
+        q=q,
+        statuses=statuses(status_),
+        types=words(type_),
+        queues=words(queue),
+        definition=definition,
+        worker=worker,
+        created_after=utc_parameter("created_after", created_after)
+        or utc_parameter("since", since),
+        created_before=utc_parameter("created_before", created_before),
+        dead=dead,
+        sort=sort,
         subject=subject,
-        since=utc_parameter("since", since),
     )
-    return _page(filters, limit, page, request)
+    listed = job_search.search(filters, limit=limit, page=page)
+    return page_document(listed, job_search.count(filters), root_of(request))
+
+
+def search_filter(caller: ApiKey, **fields: Any) -> job_search.JobFilter:
+    """The caller's tenant's search; 422 naming the parameter a value is refused for."""
+    try:
+        return job_search.JobFilter(tenant=caller.tenant, text=fields.pop("q") or None, **fields)
+    except ValueError as error:
+        name, _, problem = str(error).partition(": ")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error(name, problem)]
+        ) from None
+
+
+def words(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated values of one parameter."""
+    return tuple(
+        word.strip() for value in values or () for word in value.split(",") if word.strip()
+    )
 
 
 @router.get("/subjects/{subject}/jobs")
@@ -284,7 +332,7 @@ def own_job(ref: str, caller: ApiKey, *, log_limit: int = 0) -> reports.JobDetai
 @router.post("/jobs/{ref}/cancel")
 def cancel_job(
     ref: str,
-    caller: Caller,
+    caller: Operator,
     request: Request,
     response: Response,
     body: CancelJob | None = None,
@@ -293,7 +341,8 @@ def cancel_job(
     job was asked to stop at its next checkpoint; 409 once it has finished."""
     job_id = own_job(ref, caller).job["id"]
     reason = body.reason if body is not None and body.reason else f"canceled by {caller.name}"
-    result = operations.cancel(job_id, actor="api", reason=reason)
+    with attributed(caller.name):
+        result = operations.cancel(job_id, actor="api", reason=reason)
     response.status_code = (
         status.HTTP_200_OK if result.outcome == "canceled" else status.HTTP_202_ACCEPTED
     )
@@ -303,10 +352,11 @@ def cancel_job(
 
 
 @router.post("/jobs/{ref}/retry", status_code=status.HTTP_202_ACCEPTED)
-def retry_job(ref: str, caller: Caller, request: Request) -> Any:
+def retry_job(ref: str, caller: Operator, request: Request) -> Any:
     """Queue a failed or canceled job again (same id, new message); 409 otherwise."""
     job_id = own_job(ref, caller).job["id"]
-    operations.retry(job_id, actor="api")
+    with attributed(caller.name):
+        operations.retry(job_id, actor="api")
     return detail_document(reports.job_detail(job_id), root_of(request))
 
 

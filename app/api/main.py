@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from app.api import dashboard, definitions, health, jobs
+from app.api import dashboard, definitions, health, jobs, operations
 from app.api.auth import KeyRing
 from app.api.body_guard import KeyBeforeBody
 from app.api.login_limiter import LoginLimiter
@@ -79,6 +79,7 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
         log.warning("no API keys configured (JOBLEDGER_API_KEYS): every request gets 401")
     api.include_router(jobs.router)
     api.include_router(definitions.router)
+    api.include_router(operations.router)
     api.include_router(dashboard.router)
     api.include_router(health.router)
     _answer_errors(api)

@@ -35,6 +35,53 @@ class CreateJob(BaseModel):
     )
 
 
+class OperationDocument(BaseModel):
+    """A bulk operation (``POST /operations``, ``GET /operations/{id}``)."""
+
+    id: int
+    tenant: str
+    name: str
+    #: ``cancel`` or ``retry``.
+    action: str
+    #: The filter as query names (``q``, ``status``, ``type``…), empty ones left out.
+    filter: dict[str, Any]
+    #: Jobs the filter matched (that the action could move) when it started.
+    matched: int
+    #: Jobs acted on so far.
+    done: int
+    #: Matched jobs that had moved on by their turn (left alone, never forced).
+    skipped: int
+    #: ``running``, ``done`` or ``failed`` (``error`` says why; post it again to resume).
+    status: str
+    error: str | None
+    #: The API key's name (or the CLI's operator) that ran it.
+    created_by: str
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+class OperationPage(BaseModel):
+    """``GET /operations``: one page, newest first."""
+
+    items: list[OperationDocument]
+    page: int
+    limit: int
+    total: int
+    has_more: bool
+
+
+class Preview(BaseModel):
+    """A dry run of ``POST /operations``: how many jobs it would act on now."""
+
+    action: str
+    name: str
+    filter: dict[str, Any]
+    matched: int
+    #: ``JOBLEDGER_BULK_MAX_JOBS``: a real run matching more is refused (422).
+    max_jobs: int
+
+
 def field_error(field: str, message: str) -> dict[str, str]:
     """One entry of a 4xx ``detail`` list."""
     return {"field": field, "message": message}

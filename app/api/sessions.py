@@ -2,7 +2,7 @@
 
 A login opens a server-side session: a random token (256 bits) goes into the cookie, and
 the ledger's ``dashboard_sessions`` keeps only its SHA-256, with the digest of the key
-that logged in, its name and tenant, when it was created and when it expires
+that logged in, its name, tenant and role, when it was created and when it expires
 (``JOBLEDGER_DASHBOARD_SESSION_SECONDS``). So:
 
 - a stolen cookie is not a key: it opens the read-only pages of one tenant, until the
@@ -11,6 +11,9 @@ that logged in, its name and tenant, when it was created and when it expires
   before is refused from then on, in every API process;
 - a key removed from ``JOBLEDGER_API_KEYS`` ends its sessions: every request looks the
   session's key digest up in the key ring the process was started with;
+- a session acts with its key's role as configured now (:attr:`Session.role`): a key
+  demoted from ``operator`` to ``viewer`` loses its buttons at its next request; the
+  row's ``role`` keeps what it was at login, for the audit;
 - a copy of the table opens nothing (digests only).
 
 Logout is a ``POST`` carrying a CSRF token, the HMAC of the session token (nothing more
@@ -27,7 +30,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
-from app.api.auth import ApiKey, KeyRing
+from app.api.auth import ApiKey, KeyRing, Role
 from app.db import engine, in_transaction
 from models.tables import dashboard_sessions as sessions
 
@@ -43,6 +46,16 @@ class Session:
 
     token: str
     identity: ApiKey
+
+    @property
+    def role(self) -> Role:
+        """What the session may do: its key's role (``viewer`` sees, ``operator`` acts,
+        ``admin`` also manages definitions)."""
+        return self.identity.role
+
+    def may(self, role: Role) -> bool:
+        """Whether the session's key may do what ``role`` may."""
+        return self.identity.may(role)
 
     @property
     def csrf(self) -> str:
@@ -76,6 +89,7 @@ def open_session(key_digest: str, identity: ApiKey, lifetime_seconds: int) -> Se
                 key_digest=key_digest,
                 key_name=identity.name,
                 tenant=identity.tenant,
+                role=identity.role,
                 expires_at=now + timedelta(seconds=lifetime_seconds),
             )
         )

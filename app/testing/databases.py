@@ -10,7 +10,8 @@ from sqlalchemy import Engine, create_engine, text
 LEDGER_TABLES = (
     "jobs, job_steps, job_events, job_logs, job_files, run_name_counters, job_daily_rollups, "
     "job_status_counts, job_status_totals, dashboard_sessions, job_definitions, "
-    "job_definition_changes, beat_leases, job_hourly_rollups, job_trend_totals"
+    "job_definition_changes, beat_leases, job_hourly_rollups, job_trend_totals, "
+    "job_operations"
 )
 
 

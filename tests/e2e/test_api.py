@@ -72,7 +72,9 @@ def test_a_generated_key_is_recognised_by_its_entry() -> None:
     key, entry = new_key("ci", "acme")
 
     ring = KeyRing.from_json(json.dumps(entry))
-    assert ring.identify(key) == ApiKey(name="ci", tenant="acme")
+    # a new key starts with the least role (docs/security.md); it is written explicitly
+    assert entry[digest_of(key)]["role"] == "viewer"
+    assert ring.identify(key) == ApiKey(name="ci", tenant="acme", role="viewer")
     assert key not in json.dumps(entry)  # only the digest is configured
 
 

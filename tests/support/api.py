@@ -17,17 +17,24 @@ from models.tables import jobs
 #: Keys as a client holds them; the app only knows their digests.
 ACME_KEY = "acme-" + uuid.uuid4().hex
 OTHER_KEY = "other-" + uuid.uuid4().hex
+#: Keys of tenant acme with an explicit role (ACME_KEY has none: it is an admin).
+VIEWER_KEY = "viewer-" + uuid.uuid4().hex
+OPERATOR_KEY = "operator-" + uuid.uuid4().hex
 ACME = {"Authorization": f"Bearer {ACME_KEY}"}
 OTHER = {"X-API-Key": OTHER_KEY}
+VIEWER = {"Authorization": f"Bearer {VIEWER_KEY}"}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+#: Each test key's ``JOBLEDGER_API_KEYS`` entry (the role left out where a key has none).
+KEY_ENTRIES: dict[str, dict[str, str]] = {
+    ACME_KEY: {"name": "ci-bot", "tenant": "acme"},
+    OTHER_KEY: {"name": "intruder", "tenant": "other"},
+    VIEWER_KEY: {"name": "watcher", "tenant": "acme", "role": "viewer"},
+    OPERATOR_KEY: {"name": "on-call", "tenant": "acme", "role": "operator"},
+}
 
 
 def keyring() -> KeyRing:
-    return KeyRing(
-        {
-            digest_of(ACME_KEY): ApiKey(name="ci-bot", tenant="acme"),
-            digest_of(OTHER_KEY): ApiKey(name="intruder", tenant="other"),
-        }
-    )
+    return KeyRing({digest_of(key): ApiKey(**entry) for key, entry in KEY_ENTRIES.items()})  # type: ignore[arg-type]
 
 
 def client() -> Iterator[TestClient]:

@@ -19,7 +19,7 @@ import httpx
 import psutil
 
 from app.api.auth import digest_of
-from tests.support.api import ACME_KEY, OTHER_KEY
+from tests.support.api import KEY_ENTRIES
 from tests.support.processes import ROOT
 
 
@@ -61,13 +61,8 @@ def free_port() -> int:
 
 
 def api_keys_json() -> str:
-    """``JOBLEDGER_API_KEYS`` for the two test keys (:mod:`tests.support.api`)."""
-    return json.dumps(
-        {
-            digest_of(ACME_KEY): {"name": "ci-bot", "tenant": "acme"},
-            digest_of(OTHER_KEY): {"name": "intruder", "tenant": "other"},
-        }
-    )
+    """``JOBLEDGER_API_KEYS`` for the test keys (:mod:`tests.support.api`)."""
+    return json.dumps({digest_of(key): entry for key, entry in KEY_ENTRIES.items()})
 
 
 def start_api_server(log_dir: Path, **environment: str) -> ApiServer:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app import db
+from app.ledger.rules.states import JobStatus, is_valid_walk
 
 
 def job(job_id: uuid.UUID | str) -> dict[str, Any] | None:
@@ -53,3 +54,10 @@ def wait_for_status(job_id: uuid.UUID | str, *statuses: str, timeout: float = 30
             return row
         time.sleep(0.05)  # polling interval of the check, not a stand-in for work
     raise AssertionError(f"job {job_id} not {statuses} after {timeout}s: {row}")
+
+
+def has_valid_history(job_id: uuid.UUID | str) -> bool:
+    """Whether the job's own events are a walk of the state machine (every edge one of
+    :data:`~app.ledger.rules.states.PREDECESSORS`)."""
+    walk = [(None if a is None else JobStatus(a), JobStatus(b)) for a, b in transitions(job_id)]
+    return is_valid_walk(walk)

@@ -29,6 +29,7 @@ from app.ledger.engines.base import (
     Ref,
     aware,
 )
+from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.naming import run_name
 from app.ledger.rules.sanitise import clean
@@ -373,7 +374,7 @@ class CoreEngine(Engine):
             "progress_message": None,
             "lost_executions": 0,
         }
-        message = f"retry requested by {actor}"
+        message = f"retry requested by {_who(actor)}"
         return self._move(connection, Ref(job_id), S.QUEUED, values, actor=actor, message=message)
 
     def request_cancel(
@@ -381,7 +382,7 @@ class CoreEngine(Engine):
     ) -> bool:
         if connection.execute(q.request_cancel(job_id, reason)).first() is None:
             return False
-        message = f"cancel requested by {actor}: {reason}"
+        message = f"cancel requested by {_who(actor)}: {reason}"
         self.append_log(connection, Ref(job_id), message=message, level="warning")
         return True
 
@@ -624,6 +625,12 @@ class CoreEngine(Engine):
         return aware(connection.execute(select(func.now())).scalar_one())
 
 
+def _who(actor: Actor) -> str:
+    """``api (ci-key)``: the tool and, when known, the key or operator using it."""
+    name = attribution.current().name
+    return f"{actor} ({name})" if name else actor
+
+
 def _table(ref: Ref) -> Any:
     return jobs if ref.step_id is None else steps
 
@@ -670,7 +677,9 @@ def event(
     attempt: int = 0,
     worker: str | None = None,
 ) -> dict[str, Any]:
-    """One ``job_events`` row (sanitised by :func:`~app.ledger.engines.queries.insert_events`)."""
+    """One ``job_events`` row (sanitised by :func:`~app.ledger.engines.queries.insert_events`),
+    attributed to the key and bulk operation acting now (:mod:`app.ledger.rules.attribution`)."""
+    by = attribution.current()
     return {
         "job_id": ref.job_id,
         "step_id": ref.step_id,
@@ -680,4 +689,6 @@ def event(
         "attempt": attempt,
         "worker": worker,
         "actor": actor,
+        "actor_name": by.name,
+        "operation_id": by.operation_id,
     }

@@ -29,6 +29,7 @@ from app.ledger.engines import counts_queries as cq
 from app.ledger.engines.base import REDELIVERED, Execution, NewJob, NewStep
 from app.ledger.engines.core import CoreEngine
 from app.ledger.engines.prepared import Prepared
+from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.durations import BUCKET_BASE
 from app.ledger.rules.states import PREDECESSORS, START_SOURCES, JobStatus
@@ -244,8 +245,14 @@ class PostgreSQLEngine(CoreEngine):
     # -- the fast path ---------------------------------------------------------------
 
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
-        if steps or job.idempotency_key is not None or job.definition_id is not None:
-            # a chain's steps, a key or a firing that may conflict: the shared statements
+        if (
+            steps
+            or job.idempotency_key is not None
+            or job.definition_id is not None
+            or attribution.current() != attribution.NOBODY
+        ):
+            # a chain's steps, a key or a firing that may conflict, or a job an API key
+            # creates (its event names the key): the shared statements
             return super().record_queued(job, actor=actor, steps=steps)
         created = RECORD_QUEUED.first_row(
             (

@@ -17,7 +17,7 @@ The six rules (``rule`` names the kind, ``field`` the column it checks):
 - ``range``: the value is a number within ``min`` and/or ``max`` (inclusive).
 - ``pattern``: the value, as text, contains a match of ``pattern`` (anchor it with ``^…$``
   to match the whole value, as JSON Schema's ``pattern`` does).
-- ``unique``: no two rows have the same value.
+- ``unique`` (or ``uniqueness``): no two rows have the same value.
 - ``reference``: the value is one of the values of ``column`` (default: the same name)
   in another dataset of the tenant, ``dataset``.
 
@@ -41,7 +41,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from tasks._fields import DatasetName, KindItem, fits_kind
 from tasks._values import ColumnType, excerpt, is_empty, parse, parse_decimal
@@ -90,10 +90,15 @@ def compile_pattern(pattern: str) -> Any:
         ) from None
 
 
+def _kind_name(value: Any) -> Any:
+    """``uniqueness`` (the word the commissioning tool uses) is the ``unique`` rule."""
+    return "unique" if value == "uniqueness" else value
+
+
 class Rule(KindItem):
     """One validation rule (see the module docstring for each kind)."""
 
-    rule: RuleKind
+    rule: Annotated[RuleKind, BeforeValidator(_kind_name)]
     field: FieldName
     type: ColumnType | None = Field(default=None, validate_default=True)
     min: Decimal | None = Field(default=None, validate_default=True, allow_inf_nan=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.exceptions import InvalidPayload
 from app.ledger.operations import actions as operations
@@ -24,6 +25,7 @@ from tasks.interface_run import tenant_area
 from tasks.maintenance.purge import purge
 from tests.conftest import INTERFACE_DIR
 from tests.support import api, domain, ledger
+from tests.support.api import ACME
 from tests.support.jobs import echo
 from tests.support.ledger import wait_for_status
 from tests.support.ops import clean_rollups
@@ -265,3 +267,35 @@ def test_the_purge_keeps_old_runs_without_an_archive_and_archives_them_with_one(
     assert [line["job"]["id"] for line in lines] == [run_id]
     assert lines[0]["job"]["metadata"]["files_processed"] == 1
     assert [e["to_status"] for e in lines[0]["events"]] == ["queued", "running", "succeeded"]
+
+
+def test_through_the_api_a_run_reads_the_keys_tenants_inbox_only() -> None:
+    timesheet("api.csv", 12)
+    timesheet("api.csv", 3, tenant="other")
+    dataset = domain.unique("timesheets")
+    payload = {"interface": "ta-in", "source": "api.csv", "dataset": dataset}
+    with TestClient(api.create_app(api.keyring())) as client:
+        refused = client.post(
+            "/jobs",
+            json={"type": "interface_run", "payload": {**payload, "tenant": "other"}},
+            headers=ACME,
+        )
+        bad = client.post(
+            "/jobs",
+            json={"type": "interface_run", "payload": {**payload, "source": "../x.csv"}},
+            headers=ACME,
+        )
+        made = client.post(
+            "/jobs", json={"type": "interface_run", "payload": payload}, headers=ACME
+        )
+
+    assert refused.status_code == 403
+    assert bad.status_code == 422
+    assert [e["field"] for e in bad.json()["detail"]] == ["payload.source"]
+    assert made.status_code == 202, made.text
+    job = wait_for_status(made.json()["id"], *DONE)
+    assert (job["tenant"], job["status"]) == ("acme", "succeeded")
+    assert job["metadata"]["records_imported"] == 12
+    assert domain.count_rows(dataset, tenant="acme") == 12
+    assert domain.count_rows(dataset, tenant="other") == 0
+    assert (inbox("other") / "api.csv").exists()  # the other tenant's file untouched

@@ -112,6 +112,10 @@ def test_uniqueness_names_the_first_row_and_counts_numbers_by_value() -> None:
     assert verdicts[4:] == [None, None]  # empty values are not duplicates
 
 
+def test_uniqueness_is_the_unique_rule() -> None:
+    assert Rule(rule="uniqueness", field="id").rule == "unique"
+
+
 def test_reference_compares_canonical_values() -> None:
     rule = Rule(rule="reference", field="area", dataset="areas", column="code")
     known = {canonical(v) for v in ["A1", 7, "8.0"]}

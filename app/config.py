@@ -113,6 +113,11 @@ class Settings(JobledgerSettings):
     #: Largest request body the HTTP API reads, in bytes; a larger one is answered 413
     #: before it is read (or as soon as a chunked upload passes it).
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    #: SHA-256 (hex) of the key Prometheus presents to ``GET /metrics`` (``Authorization:
+    #: Bearer <key>``); see :mod:`app.api.metrics` for who may read it.
+    metrics_key: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+    #: Serve ``GET /metrics`` to anyone (a private network): off by default.
+    metrics_open: bool = False
     #: Seconds a dashboard login lasts (its server-side session), unless logged out.
     dashboard_session_seconds: int = Field(default=8 * 3600, ge=60)
     #: Dashboard login attempts one client address may make per minute, per API process.

@@ -184,17 +184,46 @@ def _in_transaction(work: Callable[[Connection], T]) -> T:
 def _retrying(attempt: Callable[[], T], what: str) -> T:
     deadline = time.monotonic() + settings().write_retry_seconds
     delay = 0.05
+    retries = 0
     while True:
         try:
-            return attempt()
+            done = attempt()
         except (OperationalError, DBAPIError) as error:
             if not _is_transient(error):
                 raise
             if time.monotonic() + delay > deadline:
+                _pending_retries.append(retries)  # counted with the next retried write
                 raise LedgerUnavailable(what, error) from error
             log.warning("ledger write of %s failed (%s); trying again in %.2fs", what, error, delay)
             time.sleep(delay)  # back-off before reconnecting, not a stand-in for work
             delay = min(delay * 2, 2.0)
+            retries += 1
+            continue
+        if retries:
+            _count_retries(retries)
+        return done
+
+
+#: Retries of writes that gave up: the ledger was unreachable, so they are added to the
+#: count by the next write that needed retries and went through.
+_pending_retries: list[int] = []
+
+
+def _count_retries(retries: int) -> None:
+    """Add a write's retries (and those of writes that gave up before it) to the ledger's
+    ``write_retries`` counter, which ``/metrics`` reads: kept in the ledger, it survives
+    restarts. Best effort and off the normal path (only after a retry): a failure here
+    is logged, never raised into the write that succeeded."""
+    from app.ledger.engines.counter_queries import WRITE_RETRIES, add_to_counter
+
+    amount = retries + sum(_pending_retries)
+    try:
+        with engine().begin() as connection:
+            connection.execute(add_to_counter(WRITE_RETRIES, amount))
+    except (OperationalError, DBAPIError) as error:
+        log.warning("could not count %d ledger write retries: %s", amount, error)
+        return
+    _pending_retries.clear()
 
 
 def _is_transient(error: DBAPIError) -> bool:

@@ -10,7 +10,7 @@ from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounte
 from models.operations import JobOperation
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
-from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
+from models.trends import JobHourlyRollup, JobTrendTotal, LedgerCounter, TrendWatermark
 
 __all__ = [
     "Base",
@@ -29,6 +29,7 @@ __all__ = [
     "JobStatusTotal",
     "JobStep",
     "JobTrendTotal",
+    "LedgerCounter",
     "RunNameCounter",
     "StatusCountsWatermark",
     "TrendWatermark",

@@ -17,7 +17,7 @@ from models.ledger import Job, JobEvent, JobFile, JobLog, JobStep, RunNameCounte
 from models.operations import JobOperation
 from models.rollups import JobDailyRollup
 from models.sessions import DashboardSession
-from models.trends import JobHourlyRollup, JobTrendTotal, TrendWatermark
+from models.trends import JobHourlyRollup, JobTrendTotal, LedgerCounter, TrendWatermark
 
 jobs = cast(Table, Job.__table__)
 steps = cast(Table, JobStep.__table__)
@@ -34,3 +34,4 @@ hourly_rollups = cast(Table, JobHourlyRollup.__table__)
 trend_totals = cast(Table, JobTrendTotal.__table__)
 trend_watermark = cast(Table, TrendWatermark.__table__)
 operations = cast(Table, JobOperation.__table__)
+ledger_counters = cast(Table, LedgerCounter.__table__)

@@ -12,7 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Float, SmallInteger, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    SmallInteger,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -29,6 +38,9 @@ class _TrendCounts:
     retries: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: Executions that ended without an outcome (``jobs.lost_executions``).
     lost_executions: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: What the lifeline did to these jobs: their events with actor ``lifeline`` (an
+    #: orphan failed or re-queued, a lost execution recorded, a message-less job failed).
+    lifeline_rescues: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: Jobs that started (have a queue wait and a run duration), and the sums of both.
     timed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     wait_sum_seconds: Mapped[float] = mapped_column(Float, server_default=text("0"))
@@ -72,3 +84,15 @@ class TrendWatermark(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
     __table_args__ = (CheckConstraint(text("id = 1"), name="single_row"),)
+
+
+class LedgerCounter(Base):
+    """A count that only grows, kept in the ledger so it survives every restart: today
+    ``write_retries``, ledger writes tried again after a lost connection or a locked
+    database (:func:`app.db.in_transaction`), read by ``/metrics``."""
+
+    __tablename__ = "ledger_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -54,6 +54,7 @@ def empty_ledger(engine: Engine) -> None:
         connection.execute(
             text("UPDATE job_trend_watermark SET settled_before = NULL, version = 0")
         )
+        connection.execute(text("UPDATE ledger_counters SET value = 0"))
 
 
 def _administer(admin_url: str, *statements: str) -> None:

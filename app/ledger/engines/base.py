@@ -166,6 +166,11 @@ class Engine(ABC):
     def status_counts(self, *, tenant: str | None, since: datetime | None) -> list[Any]:
         """``(type, status, jobs)`` rows of the jobs of ``tenant`` created since ``since``."""
 
+    @abstractmethod
+    def status_counts_per_tenant(self) -> list[Any]:
+        """``(tenant, type, status, jobs)`` rows of every job the ledger holds (the
+        operator's ``/metrics``)."""
+
     # -- publish, start, finish: their own round trips --------------------------------
 
     @abstractmethod

@@ -72,6 +72,17 @@ SELECT type, status, sum(jobs) AS jobs FROM (
     UNION ALL {_REST}
 ) AS parts GROUP BY type, status HAVING sum(jobs) > 0
 """)
+COUNTS_PER_TENANT = text(f"""
+SELECT tenant, type, status, sum(jobs) AS jobs FROM (
+    SELECT tenant, type, status, jobs FROM job_status_totals
+    UNION ALL
+    SELECT tenant, type, status, 1 AS jobs FROM jobs
+    WHERE status IN ({_LIVE}) OR completed_at IS NULL OR completed_at >= :settled
+) AS parts GROUP BY tenant, type, status HAVING sum(jobs) > 0
+""")
+NAIVE_COUNTS_PER_TENANT = text(
+    "SELECT tenant, type, status, count(*) AS jobs FROM jobs GROUP BY tenant, type, status"
+)
 NAIVE_COUNTS = text("""
 SELECT type, status, count(*) AS jobs FROM jobs
 WHERE (:tenant IS NULL OR tenant = :tenant) AND (:since IS NULL OR created_at >= :since)

@@ -242,6 +242,12 @@ class PostgreSQLEngine(CoreEngine):
             }
             return list(connection.execute(cq.COUNTS_SINCE, params))
 
+    def status_counts_per_tenant(self) -> list[Any]:
+        read = engine().execution_options(isolation_level="REPEATABLE READ")
+        with read.connect() as connection, connection.begin():  # one snapshot for both parts
+            settled = connection.execute(cq.READ_WATERMARK).scalar_one()
+            return list(connection.execute(cq.COUNTS_PER_TENANT, {"settled": settled}))
+
     # -- the fast path ---------------------------------------------------------------
 
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:

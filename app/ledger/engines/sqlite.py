@@ -61,3 +61,7 @@ class SQLiteEngine(CoreEngine):
     def status_counts(self, *, tenant: str | None, since: datetime | None) -> list[Any]:
         with engine().connect() as connection:
             return list(connection.execute(cq.NAIVE_COUNTS, {"tenant": tenant, "since": since}))
+
+    def status_counts_per_tenant(self) -> list[Any]:
+        with engine().connect() as connection:
+            return list(connection.execute(cq.NAIVE_COUNTS_PER_TENANT))

@@ -4,14 +4,16 @@ buckets, durations, their histogram bucket) are the engine's."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Insert, Select, Update, case, func, select, update
 
 from app.ledger.engines.base import Engine
-from app.ledger.rules.states import TERMINAL
-from models.tables import hourly_rollups, jobs, trend_totals, trend_watermark
+from app.ledger.rules.states import LIVE, TERMINAL
+from models.tables import events, hourly_rollups, jobs, trend_totals, trend_watermark
 
 _TERMINAL = sorted(s.value for s in TERMINAL)
 Unit = Literal["minute", "hour"]
@@ -53,23 +55,57 @@ def _finished(
     return query
 
 
-def finished_counts(
-    engine: Engine, unit: Unit, since: datetime | None, until: datetime | None, tenant: str | None
-) -> Select[Any]:
-    # Finished jobs per time bucket, tenant, type and status, with their retries and
-    # lost executions.
-    bucket = engine.time_bucket(jobs.c.completed_at, unit).label("bucket")
+def _lifeline_events() -> Any:
+    # How many events of the job (its own, not its steps') the lifeline wrote.
+    return (
+        select(func.count())
+        .select_from(events)
+        .where(events.c.job_id == jobs.c.id, events.c.step_id.is_(None))
+        .where(events.c.actor == "lifeline")
+        .scalar_subquery()
+    )
+
+
+def lifeline_events_of(job_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    # Per job of a purge batch, how many events the lifeline wrote (before they go).
+    return (
+        select(events.c.job_id, func.count().label("rescues"))
+        .where(events.c.job_id.in_(job_ids), events.c.step_id.is_(None))
+        .where(events.c.actor == "lifeline")
+        .group_by(events.c.job_id)
+    )
+
+
+def _job_counts(*grouping: Any) -> Select[Any]:
+    # Jobs per ``grouping``, tenant, type and status, with their retries (starts beyond
+    # the first), lost executions and lifeline rescues.
     retries = case((jobs.c.attempts > 1, jobs.c.attempts - 1), else_=0)
-    query = select(
-        bucket,
-        jobs.c.tenant,
-        jobs.c.type,
-        jobs.c.status,
+    keys = (*grouping, jobs.c.tenant, jobs.c.type, jobs.c.status)
+    return select(
+        *keys,
         func.count().label("jobs"),
         func.sum(retries).label("retries"),
         func.sum(jobs.c.lost_executions).label("lost_executions"),
-    ).group_by(bucket, jobs.c.tenant, jobs.c.type, jobs.c.status)
-    return _finished(query, since, until, tenant)
+        func.sum(_lifeline_events()).label("lifeline_rescues"),
+    ).group_by(*keys)
+
+
+def live_jobs(tenant: str | None) -> Select[Any]:
+    # Live jobs per tenant, type and status with what happened to them so far (through
+    # the small partial index of live jobs).
+    query = _job_counts().where(jobs.c.status.in_(sorted(s.value for s in LIVE)))
+    if tenant is not None:
+        query = query.where(jobs.c.tenant == tenant)
+    return query
+
+
+def finished_counts(
+    engine: Engine, unit: Unit, since: datetime | None, until: datetime | None, tenant: str | None
+) -> Select[Any]:
+    # Finished jobs per time bucket, tenant, type and status, with their retries, lost
+    # executions and lifeline rescues.
+    bucket = engine.time_bucket(jobs.c.completed_at, unit).label("bucket")
+    return _finished(_job_counts(bucket), since, until, tenant)
 
 
 def duration_histogram(

@@ -58,3 +58,9 @@ def status_counts(*, tenant: str | None = None, since: datetime | None = None) -
     """``(type, status, jobs)`` rows of the jobs of ``tenant`` created at or after
     ``since`` (both optional), exactly, however many jobs the ledger holds."""
     return engines.current().status_counts(tenant=tenant, since=since)
+
+
+def status_counts_per_tenant() -> list[Any]:
+    """``(tenant, type, status, jobs)`` rows of every job the ledger holds, exactly (the
+    same settled counts plus live remainder, per tenant: the operator's ``/metrics``)."""
+    return engines.current().status_counts_per_tenant()

@@ -38,6 +38,9 @@ How, and why:
   the retention is at least a day (``JOBLEDGER_RETENTION_DAYS >= 1``), so those jobs are
   all there. Only a purge run by hand with ``--older-than-days`` below an hour removes
   jobs from this view (the day and week views keep them).
+- Per tenant and type, all time (:func:`totals`, :func:`live`): retries (starts beyond
+  a job's first), lost executions, and lifeline rescues (events the lifeline wrote:
+  counted from each job's events when it is rolled up, so they survive the purge too).
 - **A finish is counted when it happens.** A job retried by hand after it was rolled up
   and finished again is counted at each finish (as a throughput chart should); a job
   that never started (canceled while queued) has no wait and no duration. The failure
@@ -95,6 +98,8 @@ class Tally:
     #: Starts beyond each job's first (Celery retries and lost executions alike).
     retries: int = 0
     lost_executions: int = 0
+    #: Events the lifeline wrote about these jobs (each one a job it rescued once).
+    lifeline_rescues: int = 0
     #: Jobs that started: they have a queue wait and a run duration.
     timed: int = 0
     wait_sum_seconds: float = 0.0
@@ -172,13 +177,18 @@ def fold_purged(connection: Connection, batch: Iterable[Mapping[str, Any]]) -> i
         if connection.execute(claim).rowcount == 1:
             break  # the watermark row is ours until this batch commits
     settled = None if mark.settled_before is None else aware(mark.settled_before)
+    unsettled = [job for job in batch if settled is None or aware(job["completed_at"]) >= settled]
+    rescues = {
+        str(row.job_id): int(row.rescues)
+        for row in connection.execute(tq.lifeline_events_of([job["id"] for job in unsettled]))
+    }
     tallies: dict[Key, Tally] = {}
-    for job in batch:
+    for job in unsettled:
         completed = aware(job["completed_at"])
-        if settled is not None and completed < settled:
-            continue
         key = (_floor(completed, "hour"), job["type"], job["tenant"])
-        tallies.setdefault(key, Tally()).add(_tally_of_job(job, completed))
+        tally = _tally_of_job(job, completed)
+        tally.lifeline_rescues = rescues.get(str(job["id"]), 0)
+        tallies.setdefault(key, Tally()).add(tally)
     _merge(connection, tallies)
     return sum(t.finished for t in tallies.values())
 
@@ -321,6 +331,30 @@ def totals(*, tenant: str | None = None) -> dict[tuple[str, str], Tally]:
         return _consistent(connection, read)
 
 
+@dataclass(frozen=True)
+class LiveJobs:
+    """Live jobs of one tenant, type and status, with what happened to them so far."""
+
+    jobs: int
+    retries: int
+    lost_executions: int
+    lifeline_rescues: int
+
+
+def live(*, tenant: str | None = None) -> dict[tuple[str, str, str], LiveJobs]:
+    """Live jobs (queued, running, retrying) per ``(tenant, type, status)``."""
+    with engine().connect() as connection:
+        return {
+            (row.tenant, row.type, row.status): LiveJobs(
+                jobs=int(row.jobs),
+                retries=int(row.retries or 0),
+                lost_executions=int(row.lost_executions or 0),
+                lifeline_rescues=int(row.lifeline_rescues or 0),
+            )
+            for row in connection.execute(tq.live_jobs(tenant))
+        }
+
+
 def _hours(
     connection: Connection, start: datetime, settled: datetime | None, tenant: str | None
 ) -> dict[Key, Tally]:
@@ -366,6 +400,7 @@ def _aggregate(
         setattr(tally, row.status, getattr(tally, row.status) + int(row.jobs))
         tally.retries += int(row.retries or 0)
         tally.lost_executions += int(row.lost_executions or 0)
+        tally.lifeline_rescues += int(row.lifeline_rescues or 0)
     for kind in ("wait", "run"):
         query = tq.duration_histogram(engine_, unit, kind, since, until, tenant)
         for row in connection.execute(query):

@@ -193,6 +193,9 @@ def test_a_file_no_row_of_which_imports_fails_and_stays_in_the_inbox() -> None:
 
 
 def test_cancel_mid_run_keeps_the_file_in_the_inbox_and_a_retry_finishes() -> None:
+    """Once a first batch is in, the test locks ``dataset_rows``: the run waits at its next
+    batch's write (after that batch's cancel check), so it is mid-run, and cannot finish,
+    when the cancel comes; the batch after it sees the cancel."""
     timesheet("big.csv", 10_000)
     dataset = domain.unique("timesheets")
     job_id = start("big.csv", dataset, batch_size=100)
@@ -200,8 +203,8 @@ def test_cancel_mid_run_keeps_the_file_in_the_inbox_and_a_retry_finishes() -> No
         lambda: ((ledger.job(job_id) or {}).get("metadata") or {}).get("rows_committed", 0) > 0,
         "a first batch committed",
     )
-
-    assert request_cancel(uuid.UUID(job_id), actor="api", reason="test cancel") == "requested"
+    with domain.table_locked("dataset_rows"):
+        assert request_cancel(uuid.UUID(job_id), actor="api", reason="test cancel") == "requested"
     job = wait_for_status(job_id, *DONE, timeout=60)
 
     assert job["status"] == "canceled"

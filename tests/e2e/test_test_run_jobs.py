@@ -5,15 +5,11 @@ pass/fail per case in the ledger, a failing case ``partial``, a case that cannot
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
-from app import db
 from app.exceptions import InvalidPayload
 from app.ledger.transitions import request_cancel
 from tasks import import_data
@@ -199,14 +195,6 @@ def test_bad_checks_are_refused_at_delay_and_write_nothing() -> None:
     assert api.job_count() == before
 
 
-@contextmanager
-def table_locked(table: str) -> Iterator[None]:
-    """Hold an exclusive lock on a domain table: a job that reads it waits right there."""
-    with db.engine().begin() as connection:
-        connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
-        yield
-
-
 def test_cancel_mid_run_stops_before_the_next_case(tags: tuple[str, str]) -> None:
     """Case 1 reads only the ledger; case 2 reads ``datasets``, which the test holds
     locked, so the job is mid-run, between its cases, when the cancel comes: case 2
@@ -217,7 +205,7 @@ def test_cancel_mid_run_stops_before_the_next_case(tags: tuple[str, str]) -> Non
         {"check": "row_count", "dataset": dataset, "equals": 3},
         {"check": "row_count", "dataset": dataset, "equals": 3},
     ]
-    with table_locked("datasets"):
+    with domain.table_locked("datasets"):
         job_id = scenario.apply_async(
             kwargs={"scenario": "fat-2", "checks": checks}, tenant="acme"
         ).id

@@ -87,6 +87,16 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) 
     return path
 
 
+@contextmanager
+def table_locked(table: str) -> Iterator[None]:
+    """Hold an exclusive lock on a domain table for the ``with`` block: a job that reads
+    or writes it waits right there, so a test knows where the job is (mid-run) without
+    sleeping."""
+    with db.engine().begin() as connection:
+        connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        yield
+
+
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
     """Poll ``condition`` until it holds (or fail saying ``what`` did not happen)."""
     deadline = time.monotonic() + timeout

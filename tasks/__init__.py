@@ -3,10 +3,11 @@
 ``from tasks import …`` gives the task objects; importing this package also loads the
 Celery application so producers get its broker settings. Job types: ``import``
 (:mod:`tasks.import_data`), ``export`` (:mod:`tasks.export_data`), ``sync``
-(:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`), the chain
-``sync_and_suggest`` (:mod:`tasks.sync_and_suggest`), ``validation``
-(:mod:`tasks.validation`), ``test_run`` (:mod:`tasks.test_run`) and ``interface_run``
-(:mod:`tasks.interface_run`); see ``docs/tasks.md``. Maintenance
+(:mod:`tasks.sync`), ``suggest`` (:mod:`tasks.suggest`), the chain ``sync_and_suggest``
+(:mod:`tasks.sync_and_suggest`) and its scheduled form ``scheduled_sync_and_suggest``,
+``suggestions_apply``, ``suggestions_retry_payee``, ``snapshot_create``,
+``snapshot_redownload``, ``validation``, ``test_run`` and ``interface_run`` (each in the
+module of its name); see ``docs/tasks.md``. Maintenance
 job types live apart, in :mod:`tasks.maintenance`: ``purge`` and ``lifeline`` (jobs,
 recorded like any other; see ``docs/operations.md``) and ``settle_counts``, a plain task
 that keeps the status counts (not a job).
@@ -26,7 +27,12 @@ from tasks.interface_run import interface_run
 from tasks.maintenance.lifeline import lifeline
 from tasks.maintenance.purge import purge
 from tasks.maintenance.settle_counts import settle_counts
+from tasks.scheduled_sync_and_suggest import scheduled_sync_and_suggest
+from tasks.snapshot_create import snapshot_create
+from tasks.snapshot_redownload import snapshot_redownload
 from tasks.suggest import suggest
+from tasks.suggestions_apply import suggestions_apply
+from tasks.suggestions_retry_payee import suggestions_retry_payee
 from tasks.sync import sync
 from tasks.sync_and_suggest import sync_and_suggest
 from tasks.test_run import test_run
@@ -38,8 +44,13 @@ __all__ = [
     "interface_run",
     "lifeline",
     "purge",
+    "scheduled_sync_and_suggest",
     "settle_counts",
+    "snapshot_create",
+    "snapshot_redownload",
     "suggest",
+    "suggestions_apply",
+    "suggestions_retry_payee",
     "sync",
     "sync_and_suggest",
     "test_run",

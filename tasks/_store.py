@@ -20,7 +20,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, func, inspect
@@ -317,14 +317,23 @@ def upsert_transactions(
 # -- suggestions ------------------------------------------------------------------------
 
 
-def category_history(tenant: str, budget_id: str) -> list[tuple[str, str, int]]:
-    """``(payee_normalized, category, count)`` over the budget's categorized transactions."""
+def _of_payee(payee: str | None) -> sa.ColumnElement[bool]:
+    """Transactions of one normalised payee (``payee``), or all of them (None)."""
+    return sa.true() if payee is None else transactions.c.payee_normalized == payee
+
+
+def category_history(
+    tenant: str, budget_id: str, payee: str | None = None
+) -> list[tuple[str, str, int]]:
+    """``(payee_normalized, category, count)`` over the budget's categorized transactions
+    (of one normalised ``payee`` only, when given)."""
     query = (
         sa.select(transactions.c.payee_normalized, transactions.c.category, func.count())
         .where(
             transactions.c.tenant == tenant,
             transactions.c.budget_id == budget_id,
             transactions.c.category.is_not(None),
+            _of_payee(payee),
         )
         .group_by(transactions.c.payee_normalized, transactions.c.category)
     )
@@ -332,15 +341,19 @@ def category_history(tenant: str, budget_id: str) -> list[tuple[str, str, int]]:
         return [(row[0], row[1], int(row[2])) for row in connection.execute(query)]
 
 
-def count_uncategorized(tenant: str, budget_id: str) -> int:
-    """How many of the budget's transactions have no category."""
+def count_transactions(
+    tenant: str, budget_id: str, payee: str | None = None, *, uncategorized: bool = False
+) -> int:
+    """How many of the budget's transactions (of one normalised ``payee``; only those
+    with no category) there are."""
     query = (
         sa.select(func.count())
         .select_from(transactions)
         .where(
             transactions.c.tenant == tenant,
             transactions.c.budget_id == budget_id,
-            transactions.c.category.is_(None),
+            transactions.c.category.is_(None) if uncategorized else sa.true(),
+            _of_payee(payee),
         )
     )
     with engine().connect() as connection:
@@ -359,7 +372,7 @@ def _undecided(tenant: str) -> sa.ColumnElement[bool]:
 
 
 def suggestion_candidates(
-    tenant: str, budget_id: str, batch_size: int
+    tenant: str, budget_id: str, batch_size: int, payee: str | None = None
 ) -> Iterator[list[tuple[int, str]]]:
     """``(transaction_id, payee_normalized)`` of the budget's uncategorized, undecided
     transactions, in id order, ``batch_size`` at a time, streamed by one read.
@@ -374,6 +387,7 @@ def suggestion_candidates(
             transactions.c.tenant == tenant,
             transactions.c.budget_id == budget_id,
             transactions.c.category.is_(None),
+            _of_payee(payee),
             _undecided(tenant),
         )
         .order_by(transactions.c.id)
@@ -399,10 +413,16 @@ class Proposal:
 
 
 def replace_pending_suggestions(
-    tenant: str, budget_id: str, job_id: uuid.UUID, proposals: Sequence[Proposal]
+    tenant: str,
+    budget_id: str,
+    job_id: uuid.UUID,
+    proposals: Sequence[Proposal],
+    payee: str | None = None,
 ) -> int:
     """Replace the budget's ``pending`` suggestions by ``proposals``, in one transaction
     (the old ones go and the new ones arrive together); returns how many were replaced.
+    With ``payee`` (normalised), only the pending suggestions of that payee's
+    transactions are replaced: the other payees' stay as they are.
 
     Only ``tenant``'s: another tenant's budget of the same name is not touched. A proposal
     for a transaction the user decided on meanwhile (applied or rejected a suggestion for
@@ -419,6 +439,15 @@ def replace_pending_suggestions(
                 suggestions.c.tenant == tenant,
                 suggestions.c.budget_id == budget_id,
                 suggestions.c.status == "pending",
+                suggestions.c.transaction_id.in_(
+                    sa.select(transactions.c.id).where(
+                        transactions.c.tenant == tenant,
+                        transactions.c.budget_id == budget_id,
+                        _of_payee(payee),
+                    )
+                )
+                if payee is not None
+                else sa.true(),
             )
         ).rowcount
         decided = set(
@@ -445,6 +474,125 @@ def replace_pending_suggestions(
         for start in range(0, len(values), FETCH):
             connection.execute(sa.insert(suggestions), values[start : start + FETCH])
         return int(replaced)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of one suggestion :func:`apply_suggestions` was asked to apply."""
+
+    suggestion_id: int
+    #: ``applied`` now, ``again`` (applied by an earlier delivery of the same job: bodies
+    #: may run twice), or ``refused``.
+    outcome: Literal["applied", "again", "refused"]
+    #: Why it was refused (user-safe), else None.
+    problem: str | None = None
+    transaction_id: int | None = None
+
+
+def apply_suggestions(
+    tenant: str, budget_id: str, job_id: uuid.UUID, ids: Sequence[int]
+) -> list[Applied]:
+    """Apply the suggestions ``ids`` of the budget to their transactions, in one
+    transaction: each one either sets its transaction's category and becomes ``applied``
+    (both rows, together) or is refused with the reason and left as it was.
+
+    Refused: an id that is not a suggestion of this tenant's budget; a suggestion whose
+    transaction is gone, that is not ``pending`` (rejected; applied by another job), whose
+    transaction has another category already, or whose category no transaction of the
+    budget carries any more (unknown to the budget). A suggestion this very job applied
+    (an earlier delivery of it: bodies may run twice) comes back as ``again``.
+
+    The suggestions are locked (``FOR UPDATE`` on PostgreSQL) and the category is only
+    set on a transaction that still has none, so a concurrent sync or apply is never
+    overwritten.
+    """
+    with engine().begin() as connection:
+        rows = connection.execute(
+            sa.select(
+                suggestions.c.id,
+                suggestions.c.transaction_id,
+                suggestions.c.category,
+                suggestions.c.status,
+                suggestions.c.job_id,
+                transactions.c.id.label("found"),
+                transactions.c.category.label("current"),
+            )
+            .select_from(
+                suggestions.outerjoin(
+                    transactions,
+                    sa.and_(
+                        transactions.c.id == suggestions.c.transaction_id,
+                        transactions.c.tenant == tenant,
+                        transactions.c.budget_id == budget_id,
+                    ),
+                )
+            )
+            .where(
+                suggestions.c.tenant == tenant,
+                suggestions.c.budget_id == budget_id,
+                suggestions.c.id.in_(list(ids)),
+            )
+            .order_by(suggestions.c.id)
+            .with_for_update(of=suggestions)
+        ).all()
+        found = {int(row.id): row for row in rows}
+        known = set(
+            connection.execute(
+                sa.select(transactions.c.category)
+                .distinct()
+                .where(
+                    transactions.c.tenant == tenant,
+                    transactions.c.budget_id == budget_id,
+                    transactions.c.category.in_(sorted({row.category for row in rows})),
+                )
+            ).scalars()
+        )
+        return [_apply_one(connection, found.get(i), i, job_id, known) for i in ids]
+
+
+def _apply_one(
+    connection: Connection, row: Any, suggestion_id: int, job_id: uuid.UUID, known: set[str]
+) -> Applied:
+    """One suggestion of :func:`apply_suggestions`, inside its transaction."""
+
+    def refused(problem: str) -> Applied:
+        return Applied(suggestion_id, "refused", problem, None if row is None else row.found)
+
+    if row is None:
+        return refused(
+            "no such suggestion in this budget (unknown id, or gone with its transaction)"
+        )
+    if row.found is None:
+        return refused(f"its transaction {row.transaction_id} is gone")
+    if row.status == "applied":
+        if row.job_id == job_id:
+            return Applied(suggestion_id, "again", None, row.found)
+        return refused("is applied already (by another job): only pending suggestions are applied")
+    if row.status != "pending":
+        return refused(f"is {row.status}: only pending suggestions are applied")
+    if row.current is not None and row.current != row.category:
+        return refused(
+            f"its transaction is categorised as {row.current!r} already, not {row.category!r}"
+        )
+    if row.current is None and row.category not in known:
+        return refused(
+            f"category {row.category!r} is unknown to the budget (no transaction carries it)"
+        )
+    now = {"job_id": job_id, "updated_at": func.now()}
+    if row.current is None:
+        set_category = connection.execute(
+            sa.update(transactions)
+            .where(transactions.c.id == row.found, transactions.c.category.is_(None))
+            .values(category=row.category, **now)
+        )
+        if set_category.rowcount != 1:
+            return refused("its transaction was categorised meanwhile")
+    connection.execute(
+        sa.update(suggestions)
+        .where(suggestions.c.id == suggestion_id)
+        .values(status="applied", **now)
+    )
+    return Applied(suggestion_id, "applied", None, row.found)
 
 
 def normalize_payee(payee: str) -> str:

@@ -101,7 +101,7 @@ def export_data(job: JobContext, payload: ExportPayload) -> dict[str, Any]:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-    size, digest = _size_and_sha256(target)
+    size, digest = size_and_sha256(target)
     job.result_url = target.resolve().as_uri()
     job.record_file("out", job.result_url, size=size, sha256=digest, records=written)
     job.log(f"wrote {written} rows ({size} bytes) to {target}")
@@ -226,7 +226,7 @@ def _cell(value: Any) -> Any:
     return _text(value)
 
 
-def _size_and_sha256(path: Path) -> tuple[int, str]:
+def size_and_sha256(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):

@@ -58,20 +58,9 @@ def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
     """Suggest categories for ``payload.budget_id`` (see the module docstring)."""
     tenant = job.tenant
     best = best_categories(_store.category_history(tenant, payload.budget_id))
-    total = _store.count_uncategorized(tenant, payload.budget_id)
+    total = _store.count_transactions(tenant, payload.budget_id, uncategorized=True)
     job.log(f"{len(best)} payees with categorized history; {total} transactions to look at")
-    considered = 0
-    proposals: list[_store.Proposal] = []
-    for batch in _store.suggestion_candidates(tenant, payload.budget_id, payload.batch_size):
-        job.check_canceled()
-        proposals.extend(
-            _store.Proposal(transaction_id, *best[payee])
-            for transaction_id, payee in batch
-            if payee in best
-        )
-        considered += len(batch)
-        job.progress(95 * considered / max(total, 1), f"{considered} of {total} looked at")
-    job.check_canceled()
+    considered, proposals = propose(job, payload.budget_id, best, total, payload.batch_size)
     job.progress(95, f"writing {len(proposals)} suggestions")
     replaced = _store.replace_pending_suggestions(tenant, payload.budget_id, job.job_id, proposals)
     job.log(
@@ -84,6 +73,32 @@ def suggest(job: JobContext, payload: SuggestPayload) -> dict[str, Any]:
         "without_history": considered - len(proposals),
         "replaced_pending": replaced,
     }
+
+
+def propose(
+    job: JobContext,
+    budget_id: str,
+    best: Best,
+    total: int,
+    batch_size: int,
+    payee: str | None = None,
+) -> tuple[int, list[_store.Proposal]]:
+    """``(transactions looked at, proposals)`` for the budget's candidates (of one
+    normalised ``payee`` only, when given), read in batches with a checkpoint and a
+    progress write after each, and a last checkpoint before the caller writes."""
+    considered = 0
+    proposals: list[_store.Proposal] = []
+    for batch in _store.suggestion_candidates(job.tenant, budget_id, batch_size, payee):
+        job.check_canceled()
+        proposals.extend(
+            _store.Proposal(transaction_id, *best[name])
+            for transaction_id, name in batch
+            if name in best
+        )
+        considered += len(batch)
+        job.progress(95 * considered / max(total, 1), f"{considered} of {total} looked at")
+    job.check_canceled()
+    return considered, proposals
 
 
 def best_categories(history: list[tuple[str, str, int]]) -> Best:

@@ -15,10 +15,12 @@ parent fails and ``suggest`` becomes ``canceled`` without running. Canceling the
 stops the step in flight at its next batch and cancels the rest. ``source`` takes every
 form :mod:`tasks.sync` accepts.
 
-Beat runs it for each budget of ``JOBLEDGER_SCHEDULED_BUDGETS`` every
-``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the built-in definition
-``sync_and_suggest:<budget_id>`` (:func:`budget_runs`; created if missing when beat starts,
-then edited like any definition: :mod:`app.schedule`). Accepted forms::
+Beat runs its scheduled form, ``scheduled_sync_and_suggest``
+(:mod:`tasks.scheduled_sync_and_suggest`), for each budget of
+``JOBLEDGER_SCHEDULED_BUDGETS`` every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the
+built-in definition ``sync_and_suggest:<budget_id>`` (:func:`budget_runs`; created if
+missing when beat starts, then edited like any definition: :mod:`app.schedule`; one made
+by an earlier release keeps its type ``sync_and_suggest``). Accepted forms::
 
     JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
     JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
@@ -52,22 +54,22 @@ class SyncAndSuggestPayload(JobPayload):
     full_resync: bool = False
 
 
+#: The steps, shared with the scheduled form (:mod:`tasks.scheduled_sync_and_suggest`).
+STEPS = (
+    Step(
+        "sync",
+        lambda p: {
+            "budget_id": p.budget_id,
+            "source": p.source.model_dump(mode="json"),
+            "full_resync": p.full_resync,
+        },
+    ),
+    Step("suggest", lambda p: {"budget_id": p.budget_id}),
+)
+
+
 @chain_job(
-    "sync_and_suggest",
-    SyncAndSuggestPayload,
-    steps=[
-        Step(
-            "sync",
-            lambda p: {
-                "budget_id": p.budget_id,
-                "source": p.source.model_dump(mode="json"),
-                "full_resync": p.full_resync,
-            },
-        ),
-        Step("suggest", lambda p: {"budget_id": p.budget_id}),
-    ],
-    subject="budget_id",
-    queue="sync",
+    "sync_and_suggest", SyncAndSuggestPayload, steps=STEPS, subject="budget_id", queue="sync"
 )
 def sync_and_suggest() -> None:
     """Pull a budget's transactions, then suggest categories for the uncategorized ones."""
@@ -150,7 +152,7 @@ def budget_runs(config: BudgetSchedule | None = None) -> list[BuiltinDefinition]
         found.append(
             BuiltinDefinition(
                 name=f"sync_and_suggest:{budget.budget_id}",
-                type="sync_and_suggest",
+                type="scheduled_sync_and_suggest",
                 schedule=every(config.sync_interval),
                 payload=payload,
                 tenant=budget.tenant or "default",

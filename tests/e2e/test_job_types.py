@@ -22,6 +22,7 @@ Maintenance cases set their scene with back-dated rows, never by waiting for the
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -374,6 +375,106 @@ def case_sync_and_suggest(backend: Backend) -> None:
     assert suggestions_of(backend, household) == SUGGESTED
 
 
+def case_scheduled_sync_and_suggest(backend: Backend) -> None:
+    source = write_csv(backend.inputs / "bank.csv", HEADER, BANK)
+    household = budget()
+    job_id = backend.produce(
+        f"out = scheduled_sync_and_suggest.delay({household!r}, {str(source)!r}).id"
+    )
+    row = assert_recorded(backend, job_id, "succeeded")
+    assert row["type"] == "scheduled_sync_and_suggest"
+    assert row["result"]["suggest"]["suggestions"] == 3
+    assert suggestions_of(backend, household) == SUGGESTED
+
+
+def _suggested_budget(backend: Backend) -> str:
+    """A budget synced from :data:`BANK` with its suggestions made (:data:`SUGGESTED`)."""
+    source = write_csv(backend.inputs / "bank.csv", HEADER, BANK)
+    household = budget()
+    job_id = backend.produce(f"out = sync_and_suggest.delay({household!r}, {str(source)!r}).id")
+    assert_recorded(backend, job_id, "succeeded")
+    return household
+
+
+def case_suggestions_apply(backend: Backend) -> None:
+    household = _suggested_budget(backend)
+    ids = [
+        r["id"]
+        for r in backend.rows(
+            sa.select(suggestions.c.id)
+            .where(suggestions.c.budget_id == household)
+            .order_by(suggestions.c.id)
+        )
+    ]
+    job_id = backend.produce(
+        f"out = suggestions_apply.delay({household!r}, {[*ids, 999_999]!r}, batch_size=2).id"
+    )
+    row = assert_recorded(backend, job_id, "partial")
+    assert row["result"] == {"requested": 4, "applied": 3, "already_applied": 0, "failed": 1}
+    assert [error["suggestion_id"] for error in row["errors"]] == [999_999]
+    categorized = backend.rows(
+        sa.select(transactions.c.external_id, transactions.c.category).where(
+            transactions.c.budget_id == household, transactions.c.external_id.like("u%")
+        )
+    )
+    assert {r["external_id"]: r["category"] for r in categorized} == {
+        **{external_id: category for external_id, (category, _, _) in SUGGESTED.items()},
+        "u4": None,
+    }
+    assert suggestions_of(backend, household) == {}  # none pending: all applied
+
+
+def case_suggestions_retry_payee(backend: Backend) -> None:
+    household = _suggested_budget(backend)
+    job_id = backend.produce(
+        f"out = suggestions_retry_payee.delay({household!r}, 'Coffee Shop #99').id"
+    )
+    row = assert_recorded(backend, job_id, "succeeded")
+    assert row["result"]["payee"] == "coffee shop"
+    assert row["result"]["replaced_pending"] == 1
+    assert suggestions_of(backend, household) == SUGGESTED  # the same history, the same
+
+
+def _snapshot(backend: Backend, household: str) -> dict[str, Any]:
+    job_id = backend.produce(f"out = snapshot_create.delay({household!r}).id")
+    return assert_recorded(backend, job_id, "succeeded")
+
+
+def case_snapshot_create(backend: Backend) -> None:
+    household = _suggested_budget(backend)
+    row = _snapshot(backend, household)
+    path = Path(row["result"]["path"])
+    (recorded,) = backend.rows(sa.select(files).where(files.c.job_id == row["id"]))
+    assert (recorded["direction"], recorded["uri"]) == ("out", path.as_uri())
+    assert recorded["bytes"] == path.stat().st_size
+    assert recorded["records"] == 5 + 12 + 3  # categories, transactions, suggestions
+    assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def case_snapshot_redownload(backend: Backend) -> None:
+    household = _suggested_budget(backend)
+    snapshot = _snapshot(backend, household)
+    backend.write(sa.delete(suggestions).where(suggestions.c.budget_id == household))
+    backend.write(
+        sa.update(transactions).where(transactions.c.budget_id == household).values(category=None)
+    )
+    job_id = backend.produce(
+        f"out = snapshot_redownload.delay({household!r}, snapshot_job={str(snapshot['id'])!r}).id"
+    )
+    row = assert_recorded(backend, job_id, "succeeded")
+    assert row["result"]["transactions_restored"] == 12
+    assert suggestions_of(backend, household) == SUGGESTED
+    assert (
+        count(
+            backend,
+            transactions,
+            transactions.c.budget_id == household,
+            transactions.c.category.is_not(None),
+        )
+        == 8
+    )
+
+
 def _canceled_while_queued(backend: Backend) -> str:
     """A job that ended (canceled before any worker took it): ready to be back-dated."""
     source = sales(backend)
@@ -515,6 +616,11 @@ CASES: dict[str, Callable[[Backend], None]] = {
     "sync (database source)": case_sync_from_a_database_source,
     "suggest": case_suggest,
     "sync_and_suggest": case_sync_and_suggest,
+    "scheduled_sync_and_suggest": case_scheduled_sync_and_suggest,
+    "suggestions_apply": case_suggestions_apply,
+    "suggestions_retry_payee": case_suggestions_retry_payee,
+    "snapshot_create": case_snapshot_create,
+    "snapshot_redownload": case_snapshot_redownload,
     "purge": case_purge,
     "lifeline": case_lifeline,
     "settle_counts": case_settle_counts,

@@ -11,7 +11,7 @@ import pytest
 
 from app.ledger.transitions import request_cancel
 from tasks import suggest, sync, sync_and_suggest
-from tests.support import domain, sources
+from tests.support import budgets, domain, sources
 from tests.support.ledger import events, wait_for_status
 from tests.support.ledger import transitions as parent_transitions
 
@@ -122,13 +122,7 @@ def test_failing_source_fails_step_one_cancels_step_two_and_fails_the_parent(
 
 
 def test_canceling_the_parent_stops_the_sync_at_its_next_batch() -> None:
-    rows = [
-        f"c{i},2024-01-01,Payee {chr(65 + i % 26)},-1.00,,2024-01-01T00:00:{i % 60:02d}\n".encode()
-        for i in range(800)
-    ]
-    slow = domain.Release(
-        [(",".join(HEADER) + "\n").encode() + b"".join(rows[:500]), b"".join(rows[500:])]
-    )
+    slow = budgets.slow_bank()
     budget = domain.unique("slow")
     with domain.http_server({"/bank.csv": slow}) as base:
         parent_id = sync_and_suggest.delay(budget, f"{base}/bank.csv").id

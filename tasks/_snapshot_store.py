@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, func
 
 from app.db import engine
+from app.ledger import engines
 from models.tables import files, jobs
 from tasks._snapshots import (
     CategoryRecord,
@@ -32,17 +33,11 @@ from tasks._store import FETCH, cursors, suggestions, transactions
 SNAPSHOT_TYPE = "snapshot_create"
 
 
-@contextlib.contextmanager
-def consistent_read() -> Iterator[Connection]:
-    """A read-only connection whose statements all see one state of the database: a
-    ``REPEATABLE READ`` transaction on PostgreSQL (a sync committing meanwhile is not
-    half in a snapshot). SQLite's driver opens no transaction for reads, so there each
-    statement sees the latest commit (the embedded ledger has one writer at a time)."""
-    with engine().connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="REPEATABLE READ")
-        with connection.begin():
-            yield connection
+def consistent_read() -> contextlib.AbstractContextManager[Connection]:
+    """A connection whose statements all see one state of the database (a ``REPEATABLE
+    READ`` transaction on PostgreSQL, one WAL snapshot on SQLite: the ledger engine's):
+    a sync committing meanwhile is not half in a snapshot."""
+    return engines.current().consistent_read()
 
 
 def _budget(table: sa.Table, tenant: str, budget_id: str) -> sa.ColumnElement[bool]:

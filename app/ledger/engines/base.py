@@ -23,6 +23,7 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -147,6 +148,12 @@ class Engine(ABC):
     @abstractmethod
     def database_now(self, connection: Connection) -> datetime:
         """The database clock (UTC, aware)."""
+
+    @abstractmethod
+    def consistent_read(self) -> AbstractContextManager[Connection]:
+        """A connection in one read transaction whose statements all see one state of the
+        database (a snapshot of a whole budget must not be half before, half after a
+        concurrent write)."""
 
     @abstractmethod
     def vacuum(self, tables: Sequence[str]) -> list[str]:

@@ -13,9 +13,10 @@ Everything else (the rarer transitions, the steps) is the shared Core statements
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -223,6 +224,12 @@ class PostgreSQLEngine(CoreEngine):
             return _settle(connection, margin)
 
         return in_transaction(work, "rebuilding status counts")
+
+    @contextlib.contextmanager
+    def consistent_read(self) -> Iterator[Connection]:
+        read = engine().execution_options(isolation_level="REPEATABLE READ")
+        with read.connect() as connection, connection.begin():
+            yield connection
 
     def status_counts(self, *, tenant: str | None, since: datetime | None) -> list[Any]:
         read = engine().execution_options(isolation_level="REPEATABLE READ")

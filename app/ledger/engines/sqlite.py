@@ -5,12 +5,13 @@ and nothing is vacuumed after a purge (SQLite reuses freed pages itself)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Float, Integer, func
+from sqlalchemy import ColumnElement, Connection, Float, Integer, func
 from sqlalchemy.dialects import sqlite
 
 from app.db import engine
@@ -48,6 +49,17 @@ class SQLiteEngine(CoreEngine):
 
     def duration_bucket(self, seconds: ColumnElement[float]) -> ColumnElement[int]:
         return func.jobledger_duration_bucket(seconds, type_=Integer)
+
+    @contextlib.contextmanager
+    def consistent_read(self) -> Iterator[Connection]:
+        # pysqlite opens no transaction for reads, so each statement sees the latest
+        # commit; an explicit BEGIN holds one WAL snapshot for all of them.
+        with engine().connect() as connection:
+            connection.exec_driver_sql("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.exec_driver_sql("ROLLBACK")
 
     def vacuum(self, tables: Sequence[str]) -> list[str]:
         return []

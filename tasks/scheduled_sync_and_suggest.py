@@ -22,6 +22,12 @@ from app.ledger.runtime.chain import chain_job
 from tasks.sync_and_suggest import STEPS, SyncAndSuggestPayload
 
 
-@chain_job("scheduled_sync_and_suggest", SyncAndSuggestPayload, steps=STEPS, subject="budget_id")
+@chain_job(
+    "scheduled_sync_and_suggest",
+    SyncAndSuggestPayload,
+    steps=STEPS,
+    subject="budget_id",
+    queue="sync",
+)
 def scheduled_sync_and_suggest() -> None:
     """Pull a budget's transactions, then suggest categories: a scheduled run."""

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from app.api import dashboard, definitions, health, jobs, metrics, operations
+from app.api import dashboard, definitions, files, health, jobs, metrics, operations
 from app.api.auth import KeyRing
 from app.api.body_guard import KeyBeforeBody
 from app.api.login_limiter import LoginLimiter
@@ -83,6 +83,7 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
     api.include_router(dashboard.router)
     api.include_router(health.router)
     api.include_router(metrics.router)
+    api.include_router(files.router)
     _answer_errors(api)
     return api
 

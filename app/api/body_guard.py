@@ -5,9 +5,9 @@ FastAPI reads and parses a route's body before its dependencies run, so
 body first (a 100 MB unauthenticated POST grew the process by 450 MB). This ASGI
 middleware runs before any route: a request that carries a body (``Content-Length`` above
 0, or ``Transfer-Encoding``) without a valid key in its headers is answered 401 at once,
-and its body is never received. The dashboard's login and logout forms are the exception
-(a browser has no key header there); their routes accept at most
-:data:`FORM_MAX_BYTES`.
+and its body is never received. The dashboard's forms (login, logout, and the console's
+actions, each checking the session's CSRF token) are the exception (a browser has no key
+header there); their routes accept at most :data:`FORM_MAX_BYTES`.
 
 How big a body may be is Starlette's own ``RequestBodyLimitMiddleware``
 (``JOBLEDGER_API_MAX_BODY_BYTES``, installed inside this one by :mod:`app.api.main`, so an
@@ -25,10 +25,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.auth import UNAUTHORIZED, KeyRing, key_in_headers
 
-#: Largest body of the dashboard's login and logout forms (a key and a CSRF token).
+#: Largest body of a dashboard form (a key, a CSRF token, a bulk operation's filter).
 FORM_MAX_BYTES = 4096
-#: Paths (below the app's root path) that take a body from a browser without a key.
-FORM_PATHS = frozenset({"/dashboard/login", "/dashboard/logout"})
+#: Paths (below the app's root path) that take a body from a browser without a key: the
+#: dashboard's forms, each route limited to :data:`FORM_MAX_BYTES`.
+FORM_PREFIX = "/dashboard/"
 
 
 class KeyBeforeBody:
@@ -42,7 +43,7 @@ class KeyBeforeBody:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in FORM_PATHS:
+        if scope["type"] != "http" or _route_path(scope).startswith(FORM_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -1,0 +1,7 @@
+"""Charts of the ledger's trends (placeholder until trends land)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

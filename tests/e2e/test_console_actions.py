@@ -1,0 +1,148 @@
+"""The console's actions and live documents: CSRF on every POST, tenants kept apart, log
+lines tailed from a cursor, the console's own files served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.e2e.test_dashboard import csrf_of, log_in
+from tests.support import api, ledger
+from tests.support.api import ACME, OTHER
+from tests.support.jobs import echo, noisy
+from tests.support.processes import WorkerProcess
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    yield from api.client()
+
+
+def waiting_job(tenant: str = "acme") -> str:
+    """A queued job no worker will take (its queue has no consumer)."""
+    return str(echo.apply_async(kwargs={"value": 1}, queue=api.unused_queue(), tenant=tenant).id)
+
+
+def test_a_cancel_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
+    client: TestClient,
+) -> None:
+    job = waiting_job()
+    log_in(client)
+    token = csrf_of(client.get(f"/dashboard/jobs/{job}").text)
+
+    missing = client.post(f"/dashboard/jobs/{job}/cancel", data={}, follow_redirects=False)
+    wrong = client.post(
+        f"/dashboard/jobs/{job}/cancel", data={"csrf": "0" * 64}, follow_redirects=False
+    )
+
+    assert missing.status_code == 403
+    assert wrong.status_code == 403
+    assert "CSRF" in missing.text
+    assert ledger.transitions(job) == [(None, "queued")]  # nothing happened
+    accepted = client.post(
+        f"/dashboard/jobs/{job}/cancel",
+        data={"csrf": token, "reason": "by hand"},
+        follow_redirects=False,
+    )
+    assert accepted.status_code == 303
+    assert accepted.headers["location"] == f"/dashboard/jobs/{job}?done=canceled"
+    row = ledger.job(job)
+    assert row is not None
+    assert row["status"] == "canceled"
+    assert row["failure_reason"] == "by hand"
+    assert client.get(accepted.headers["location"]).text.count("Canceled: the job will not run.")
+
+
+def test_a_retry_goes_back_to_the_list_it_came_from_but_never_to_another_site(
+    client: TestClient,
+) -> None:
+    job = waiting_job()
+    log_in(client)
+    token = csrf_of(client.get("/dashboard").text)
+    client.post(f"/dashboard/jobs/{job}/cancel", data={"csrf": token})
+
+    retried = client.post(
+        f"/dashboard/jobs/{job}/retry",
+        data={"csrf": token, "back": "//evil.example/dashboard"},
+        follow_redirects=False,
+    )
+    again = client.post(
+        f"/dashboard/jobs/{job}/retry",
+        data={"csrf": token, "back": "/dashboard?status=queued"},
+        follow_redirects=False,
+    )
+
+    assert retried.status_code == 303
+    assert retried.headers["location"] == f"/dashboard/jobs/{job}?done=retried"
+    assert again.status_code == 409  # queued now: nothing to retry
+    assert ledger.transitions(job)[-2:] == [("queued", "canceled"), ("canceled", "queued")]
+
+
+def test_another_tenants_job_cannot_be_canceled_from_the_console(client: TestClient) -> None:
+    theirs = waiting_job(tenant="other")
+    log_in(client)
+    token = csrf_of(client.get("/dashboard").text)
+
+    answer = client.post(f"/dashboard/jobs/{theirs}/cancel", data={"csrf": token})
+
+    assert answer.status_code == 404
+    assert ledger.transitions(theirs) == [(None, "queued")]
+
+
+def test_a_script_acts_with_its_key_in_a_header_and_needs_no_csrf_token(
+    client: TestClient,
+) -> None:
+    job = waiting_job()
+
+    answer = client.post(f"/dashboard/jobs/{job}/cancel", headers=ACME, follow_redirects=False)
+
+    assert answer.status_code == 303
+    assert ledger.wait_for_status(job, "canceled")
+
+
+def test_the_live_document_shows_the_tenants_jobs_only(client: TestClient) -> None:
+    ours, theirs = waiting_job(), waiting_job(tenant="other")
+
+    answer = client.get(f"/dashboard/live?id={ours}&id={theirs}", headers=ACME)
+    as_them = client.get(f"/dashboard/live?id={ours}", headers=OTHER)
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert [job["id"] for job in body["jobs"]] == [ours]
+    assert body["counts"]["queued"] == 1  # acme's count, not both tenants'
+    assert body["jobs"][0]["live"] is True
+    assert as_them.json()["jobs"] == []
+    assert client.get("/dashboard/live").status_code == 401  # no key, no session
+
+
+def test_log_lines_are_tailed_from_a_cursor(client: TestClient, worker: WorkerProcess) -> None:
+    job = str(noisy.apply_async(kwargs={"size": 12}, tenant="acme").id)
+    ledger.wait_for_status(job, "succeeded")
+
+    first = client.get(f"/dashboard/jobs/{job}/live", headers=ACME).json()
+    after = client.get(f"/dashboard/jobs/{job}/live?after={first['cursor']}", headers=ACME).json()
+
+    assert [line["message"] for line in first["logs"]] == ["x" * 12]
+    assert first["cursor"] == first["logs"][-1]["id"]
+    assert after["logs"] == []  # nothing new: nothing sent again
+    assert after["cursor"] == first["cursor"]
+    assert first["live"] is False
+    assert first["summary"] == "done"
+    assert client.get(f"/dashboard/jobs/{job}/live", headers=OTHER).status_code == 404
+
+
+def test_the_consoles_files_are_served_by_the_app_with_an_etag(client: TestClient) -> None:
+    script = client.get("/dashboard/static/console.js")
+    again = client.get(
+        "/dashboard/static/console.js", headers={"If-None-Match": script.headers["etag"]}
+    )
+
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "fetch(" in script.text
+    assert again.status_code == 304
+    assert client.get("/dashboard/static/console.css").status_code == 200
+    assert client.get("/dashboard/static/..%2Fdashboard.py").status_code == 404
+    assert client.get("/dashboard/static/nothing.js").status_code == 404

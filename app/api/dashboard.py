@@ -31,7 +31,7 @@ import math
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -41,7 +41,8 @@ from app.api.body_guard import FORM_MAX_BYTES
 from app.api.jobs import MAX_LIMIT, own_job
 from app.api.login_limiter import LoginLimiter
 from app.api.parameters import without_nul
-from app.api.web import actions, assets, charts, fleet, live, search
+from app.api.schemas import field_error
+from app.api.web import actions, assets, charts, fleet, live, operations, search
 from app.api.web.filters import BadFilter, ListView
 from app.api.web.kit import (
     Viewer,
@@ -65,7 +66,7 @@ from app.ledger.rules.states import LIVE, JobStatus
 router = APIRouter(
     prefix="/dashboard", include_in_schema=False, dependencies=[Depends(without_nul)]
 )
-for part in (assets, live, actions, charts, fleet):
+for part in (assets, live, actions, operations, charts, fleet):
     router.include_router(part.router)
 
 STATUSES = [s.value for s in JobStatus]
@@ -164,9 +165,18 @@ def jobs_page(request: Request) -> Response:
             request.query_params.multi_items(), max_limit=MAX_LIMIT, max_page=MAX_PAGE
         )
     except BadFilter as error:
-        return refused(request, viewer, "Bad filter", str(error), 422)
+        # the same answer as any other bad parameter of the API: 422 naming it
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error(error.name, error.problem)]
+        ) from None
     tenant = viewer.identity.tenant
-    found = search.search(view, tenant)
+    try:
+        found = search.search(view, tenant)
+    except ValueError as error:  # a value the search refuses ("q: at most 200 characters")
+        name, _, problem = str(error).partition(": ")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error(name, problem)]
+        ) from None
     total = search.count(view, tenant)
     counts = reports.stats(tenant=tenant)
     base = dashboard_url(request)
@@ -191,6 +201,10 @@ def jobs_page(request: Request) -> Response:
             "link": link,
             "sorts": search.SORT_LABELS,
             "filter_pairs": view.filter_pairs(),
+            "notice": actions.NOTICES.get(request.query_params.get("done", "")),
+            # suggestions for the filter fields (a datalist each)
+            "queue_names": fleet.queue_names(),
+            "definition_names": [d.name for d in definitions.list_(tenant)],
         },
         viewer=viewer,
     )

@@ -203,7 +203,7 @@ def test_an_operator_runs_a_bulk_retry_over_a_filter_after_its_dry_run_count(
     page.screenshot(path=artifacts / "operator-bulk-preview.png", full_page=True)
     page.get_by_role("button", name=re.compile("^Confirm")).click()
 
-    page.locator("[data-op-status]", has_text="finished").wait_for()
+    page.locator("[data-op-status]", has_text="done").wait_for()
     assert page.locator("[data-op-done]").inner_text() == "3"
     for job in failed:
         assert ledger.wait_for_status(job.id, "failed")["attempts"] == 2  # ran again
@@ -227,3 +227,7 @@ def test_an_operator_searches_by_run_name_at_phone_width(
     # usable at 390 px: nothing wider than the screen
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=artifacts / "operator-search-390px.png", full_page=True)
+    page.get_by_role("link", name=wanted["name"]).click()  # its page, at phone width too
+    page.get_by_role("button", name="Retry job").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=artifacts / "operator-job-390px.png", full_page=True)

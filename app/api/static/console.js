@@ -25,6 +25,14 @@
     if (pct && pct.classList.contains("pct")) pct.textContent = value + "%";
   }
 
+  // Action forms follow the status: cancel while live, retry once failed or canceled.
+  function showActions(scope, status) {
+    scope.querySelectorAll("[data-when]").forEach(function (form) {
+      form.hidden = form.dataset.when === "live" ? FINAL.has(status)
+        : !(status === "failed" || status === "canceled");
+    });
+  }
+
   function setLiveDot(on) {
     const dot = document.querySelector("[data-live-dot]");
     if (!dot) return;
@@ -76,7 +84,7 @@
         if (!row) continue;
         setBadge(row.querySelector("[data-status]"), job.status);
         setBar(row.querySelector(".bar"), job.status, job.progress);
-        row.dataset.state = job.status;
+        showActions(row, job.status);
       }
     });
   }
@@ -121,10 +129,7 @@
         item.className = "s-" + step.status;
         setBadge(item.querySelector("[data-status]"), step.status);
       }
-      document.querySelectorAll("[data-when]").forEach(function (element) {
-        const when = element.dataset.when;
-        element.hidden = when === "live" ? !job.live : !(job.status === "failed" || job.status === "canceled");
-      });
+      showActions(document, job.status);
       if (logs) appendLogs(logs, job.logs, positions);
       cursor = job.cursor;
       // a finished job changes no more: one last answer (its final lines), then stop
@@ -141,14 +146,41 @@
       if (done) done.textContent = String(op.done);
       const status = document.querySelector("[data-op-status]");
       if (status) status.textContent = op.status;
-      const matched = Math.max(1, op.matched || 0);
-      setBar(document.querySelector("[data-op-bar] .bar"), op.finished ? "succeeded" : "running",
-        op.matched ? (100 * op.done) / matched : (op.finished ? 100 : 0));
+      const finished = document.querySelector("[data-op-finished]");
+      if (finished && op.finished_at) finished.textContent = op.finished_at.replace("T", " ").slice(0, 19);
+      const skipped = document.querySelector("[data-op-skipped]");
+      if (skipped) skipped.textContent = String(op.skipped);
+      const acted = op.done + op.skipped;
+      setBar(document.querySelector("[data-op-bar] .bar"), op.status === "done" ? "succeeded" : (op.status === "failed" ? "failed" : "running"),
+        op.matched ? (100 * acted) / op.matched : (op.finished ? 100 : 0));
       return !op.finished;
     });
   }
 
+  // -- sections redrawn by the server (workers, charts) -----------------------------
+  // The page is fetched again and the section's new HTML (rendered and escaped by the
+  // server, as on first load) replaces the old: nothing is built from data here.
+  function refreshSection(section) {
+    const every = Number(section.dataset.refreshMs || "10000");
+    const name = section.dataset.refreshSection;
+    async function tick() {
+      if (!document.hidden) {
+        try {
+          const response = await fetch(window.location.href, { credentials: "same-origin" });
+          if (response.ok && response.url === window.location.href) {
+            const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
+              .querySelector('[data-refresh-section="' + name + '"]');
+            if (fresh) section.replaceChildren(...fresh.childNodes);
+          }
+        } catch (error) { /* offline: keep what is shown, try again later */ }
+      }
+      setTimeout(tick, every);
+    }
+    setTimeout(tick, every);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-refresh-section]").forEach(refreshSection);
     const root = document.body.dataset.root || "/dashboard";
     const table = document.querySelector("table[data-live-list]");
     if (table) liveList(root, table);

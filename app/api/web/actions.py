@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.api.auth import forbidden
 from app.api.body_guard import FORM_MAX_BYTES
 from app.api.jobs import own_job
 from app.api.web.kit import (
@@ -66,8 +67,7 @@ async def acting_viewer(request: Request) -> tuple[Viewer, dict[str, list[str]]]
             request,
             viewer,
             "Action refused",
-            f"key {viewer.identity.name!r} has role {viewer.role!r}: "
-            "canceling and retrying need role 'operator' or higher",
+            forbidden(viewer.identity, "operator", f"{request.method} {request.url.path}"),
             status.HTTP_403_FORBIDDEN,
         )
     return viewer, form

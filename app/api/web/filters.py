@@ -42,6 +42,7 @@ class BadFilter(ValueError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"{name}: {problem}")
         self.name = name
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class ListView:
         if sort not in SORTS:
             raise BadFilter("sort", f"one of {', '.join(SORTS)}")
         return cls(
-            q=one("q")[:256],
+            q=one("q"),
             status=tuple(dict.fromkeys(statuses)),
             type=tuple(dict.fromkeys(values.get("type", []))),
             queue=one("queue"),

@@ -43,8 +43,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-#: Roles that may cancel, retry and run bulk operations.
-ACTING_ROLES = frozenset({"operator", "admin"})
 
 _environment = Environment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
@@ -82,13 +80,13 @@ class Viewer:
 
     @property
     def role(self) -> str:
-        """The key's role (a key configured before roles existed acts as ``admin``)."""
-        return str(getattr(self.identity, "role", "admin"))
+        """The key's role (``viewer``, ``operator``, ``admin``; see :mod:`app.api.auth`)."""
+        return self.identity.role
 
     @property
     def may_act(self) -> bool:
         """Whether this key may cancel, retry and run bulk operations."""
-        return self.role in ACTING_ROLES
+        return self.identity.may("operator")
 
 
 def viewer_of(request: Request) -> Viewer | None:

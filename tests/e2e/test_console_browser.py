@@ -52,6 +52,17 @@ playwright = pytest.importorskip("playwright.sync_api", reason="pip install play
 expect = playwright.expect
 
 
+#: Requests a page made to another origin (none allowed).
+FOREIGN: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_from_elsewhere() -> Iterator[None]:
+    FOREIGN.clear()
+    yield
+    assert FOREIGN == [], "the console must work offline: no CDN, no remote asset"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, ledger_database: str) -> Iterator[ApiServer]:
     """The API and console with a viewer's, an operator's and another tenant's key."""
@@ -85,8 +96,18 @@ def browser() -> Iterator[Any]:
 
 
 def logged_in(browser: Any, server: ApiServer, key: str, width: int = 1280) -> Any:
-    """A fresh browser page logged in with ``key`` through the login form."""
+    """A fresh browser page logged in with ``key`` through the login form. Any request
+    to another origin fails the test: the console works offline (no CDN, no font)."""
     context = browser.new_context(viewport={"width": width, "height": 900})
+
+    def offline(route: Any) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            FOREIGN.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(f"{server.url}/dashboard")

@@ -52,6 +52,8 @@ def test_a_cancel_without_the_sessions_csrf_token_is_refused_and_changes_nothing
     assert row is not None
     assert row["status"] == "canceled"
     assert row["failure_reason"] == "by hand"
+    canceled = ledger.events(job)[-1]
+    assert (canceled["actor"], canceled["actor_name"]) == ("api", "ci-bot")  # the key's name
     assert client.get(accepted.headers["location"]).text.count("Canceled: the job will not run.")
 
 

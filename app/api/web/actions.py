@@ -33,6 +33,7 @@ from app.api.web.kit import (
 )
 from app.exceptions import InvalidJobId, JobNotFound, PayloadNotKept, TransitionRefused
 from app.ledger.operations import actions as operations
+from app.ledger.rules.attribution import attributed
 
 router = APIRouter()
 
@@ -107,9 +108,7 @@ async def _on_job(request: Request, ref: str, work: JobAction) -> Response:
         return checked
     viewer, form = checked
     try:
-        outcome = await run_in_threadpool(
-            lambda: work(viewer, form, own_job(ref, viewer.identity).job["id"])
-        )
+        outcome = await run_in_threadpool(_attributed, viewer, form, ref, work)
     except (InvalidJobId, JobNotFound) as error:
         return refused(request, viewer, "No such job", str(error), status.HTTP_404_NOT_FOUND)
     except (TransitionRefused, PayloadNotKept) as error:
@@ -117,6 +116,12 @@ async def _on_job(request: Request, ref: str, work: JobAction) -> Response:
     back = _back(request, field(form, "back")) or f"{dashboard_url(request)}/jobs/{ref}"
     joiner = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{joiner}done={outcome}", status_code=303)
+
+
+def _attributed(viewer: Viewer, form: dict[str, list[str]], ref: str, work: JobAction) -> str:
+    """``work`` on the tenant's job ``ref``, every event it writes naming the key."""
+    with attributed(viewer.identity.name):
+        return work(viewer, form, own_job(ref, viewer.identity).job["id"])
 
 
 def _back(request: Request, wanted: str) -> str | None:

@@ -35,6 +35,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from app import queues
 from app.api import sessions
 from app.api.auth import digest_of, identify
 from app.api.body_guard import FORM_MAX_BYTES
@@ -203,7 +204,7 @@ def jobs_page(request: Request) -> Response:
             "filter_pairs": view.filter_pairs(),
             "notice": actions.NOTICES.get(request.query_params.get("done", "")),
             # suggestions for the filter fields (a datalist each)
-            "queue_names": fleet.queue_names(),
+            "queue_names": queues.queue_names(),
             "definition_names": [d.name for d in definitions.list_(tenant)],
         },
         viewer=viewer,

@@ -7,7 +7,8 @@
   queues it consumes. The tasks it runs are joined with the ledger by Celery task id and
   shown when they are this tenant's jobs; other tenants' jobs are not shown, not even
   counted (a tenant learns nothing of another's work).
-- **Queues**: every queue a default worker consumes, with the messages waiting in it:
+- **Queues**: every queue a default worker consumes (:func:`app.queues.queue_names`),
+  with the messages waiting in it:
   ``queue_declare(passive=True)`` answers ``message_count`` on Redis and RabbitMQ alike
   (a passive declare creates nothing; a queue never used is reported as empty).
 """
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Request, Response
 from kombu.exceptions import ChannelError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from app import queues
 from app.api.web.kit import page, to_login, viewer_of
 from app.celery import app as celery_app
 from app.config import settings
@@ -50,12 +52,6 @@ class QueueLength:
     consumers: int | None
 
 
-def queue_names() -> list[str]:
-    """Every queue a default worker consumes."""
-    configured = [queue.name for queue in celery_app.conf.task_queues or ()]
-    return sorted({celery_app.conf.task_default_queue, *configured})
-
-
 def queue_lengths(names: list[str]) -> list[QueueLength]:
     """How many messages wait in each queue (one connection, a passive declare each)."""
     found: list[QueueLength] = []
@@ -82,7 +78,7 @@ def workers(tenant: str) -> list[Worker]:
     inspect = celery_app.control.inspect(destination=names, timeout=timeout, limit=len(names))
     active = inspect.active() or {}
     stats = inspect.stats() or {}
-    queues = inspect.active_queues() or {}
+    consumed = inspect.active_queues() or {}
     task_ids = [task["id"] for tasks in active.values() for task in tasks or []]
     jobs = {row["celery_task_id"]: row for row in console.jobs_by_task_ids(tenant, task_ids)}
     found = []
@@ -94,7 +90,7 @@ def workers(tenant: str) -> list[Worker]:
             Worker(
                 name=name,
                 concurrency=pool.get("max-concurrency"),
-                queues=sorted(queue["name"] for queue in queues.get(name) or []),
+                queues=sorted(queue["name"] for queue in consumed.get(name) or []),
                 jobs=[jobs[task["id"]] for task in tasks if task["id"] in jobs],
                 processed=sum(total.values()) if total else None,
             )
@@ -110,7 +106,7 @@ async def workers_page(request: Request) -> Response:
         return to_login(request)
     found = await run_in_threadpool(workers, viewer.identity.tenant)
     try:
-        lengths = await run_in_threadpool(queue_lengths, queue_names())
+        lengths = await run_in_threadpool(queue_lengths, queues.queue_names())
         broker_error = None
     except (OperationalError, OSError) as error:  # the page says so
         lengths, broker_error = [], str(error)

@@ -36,7 +36,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import queues
-from app.api import sessions
+from app.api import files, sessions
 from app.api.auth import digest_of, identify
 from app.api.body_guard import FORM_MAX_BYTES
 from app.api.jobs import MAX_LIMIT, own_job
@@ -257,6 +257,17 @@ def job_page(
         },
         viewer=viewer,
     )
+
+
+@router.get("/jobs/{ref}/files/{file_id}")
+def job_file(ref: str, file_id: int, request: Request) -> Response:
+    """A file the job recorded, for the browser: the API's download
+    (:func:`app.api.files.download_file`: tenant-scoped, path-contained) with the
+    session's key, since a browser cannot send the key's header."""
+    viewer = viewer_of(request)
+    if viewer is None:
+        return to_login(request)
+    return files.download_file(ref, file_id, viewer.identity)
 
 
 @router.get("/definitions", response_class=HTMLResponse)

@@ -5,7 +5,7 @@ the ledger's ``dashboard_sessions`` keeps only its SHA-256, with the digest of t
 that logged in, its name, tenant and role, when it was created and when it expires
 (``JOBLEDGER_DASHBOARD_SESSION_SECONDS``). So:
 
-- a stolen cookie is not a key: it opens the read-only pages of one tenant, until the
+- a stolen cookie is not a key: it opens the console of one tenant, until the
   session ends, and nothing else (the JSON API never accepts it);
 - logout revokes the session in the ledger (``revoked_at``): a copy of the cookie taken
   before is refused from then on, in every API process;

@@ -3,6 +3,7 @@ job's summary, workers and queues joined with the ledger, a view's filters in it
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from fastapi.testclient import TestClient
 from app.api.web import fleet
 from app.celery import app as celery_app
 from tasks import import_data
+from tests.e2e.test_dashboard import log_in
+from tests.e2e.test_file_download import exported, file_row
 from tests.support import api, domain, ledger
 from tests.support.api import ACME, OTHER
 from tests.support.jobs import gate_key, gated
@@ -84,3 +87,18 @@ def test_the_workers_page_shows_a_running_job_of_the_tenant_and_queue_lengths(
         redis_client.rpush(key, 1)
     for job in (ours, theirs):
         ledger.wait_for_status(job.id, "succeeded")
+
+
+def test_a_jobs_file_downloads_from_its_page_with_the_session(client: TestClient) -> None:
+    job = exported()
+    recorded = file_row(job["id"])
+    log_in(client)
+    link = f"/dashboard/jobs/{job['id']}/files/{recorded['id']}"
+
+    page = client.get(f"/dashboard/jobs/{job['id']}").text
+    answer = client.get(link)
+
+    assert f'href="{link}" download' in page
+    assert answer.status_code == 200
+    assert hashlib.sha256(answer.content).hexdigest() == recorded["sha256"]
+    assert client.get(link, headers=OTHER).status_code == 404  # another tenant's key

@@ -2,7 +2,7 @@
 
 The environment is set before ``app`` is imported (settings are read once per process)
 and is inherited by the worker subprocesses. The layers below need, in turn: nothing
-(``tests/unit``), the ledger database and the broker's Redis (``tests/integration``),
+(``tests/unit``), the ledger database, the broker and the tests' Redis (``tests/integration``),
 real workers (``tests/e2e``), workers they kill and servers they stop (``tests/faults``).
 The fixtures that connect live in ``tests/support/services.py`` (a plugin loaded here,
 nothing of it autouse); each layer that needs them turns the per-test clean-up on in
@@ -21,11 +21,17 @@ ADMIN_URL = os.environ.get(
     "JOBLEDGER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 TEST_DB = os.environ.get("JOBLEDGER_TEST_DATABASE", "jobledger_test")
+#: The tests' Redis: the broker by default, and always where the test jobs' gates live
+#: (lists a test and a job body meet on, whatever the broker).
 REDIS_URL = os.environ.get("JOBLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+#: The broker of the run: the tests' Redis unless ``JOBLEDGER_TEST_BROKER_URL`` names
+#: another (``amqp://guest:guest@127.0.0.1:5672/<vhost>`` runs them on RabbitMQ).
+BROKER_URL = os.environ.get("JOBLEDGER_TEST_BROKER_URL") or REDIS_URL
 DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{TEST_DB}"
 
 os.environ["JOBLEDGER_DATABASE_URL"] = DATABASE_URL
-os.environ["JOBLEDGER_BROKER_URL"] = REDIS_URL
+os.environ["JOBLEDGER_BROKER_URL"] = BROKER_URL
+os.environ["JOBLEDGER_TEST_REDIS_URL"] = REDIS_URL  # the workers' test jobs read their gates
 os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "tests.support.jobs"
 os.environ["JOBLEDGER_PROGRESS_INTERVAL"] = "0"
 os.environ["JOBLEDGER_WRITE_RETRY_SECONDS"] = "30"

@@ -32,7 +32,7 @@ from app.config import settings
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from app.testing.workers import WorkerProcess, start_worker
-from tests.support.jobs import gate_key
+from tests.support.jobs import gate_key, gate_redis
 from tests.support.processes import ROOT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -48,7 +48,7 @@ class HoldPayload(JobPayload):
 def hold(job: JobContext, payload: HoldPayload) -> dict[str, int]:
     """Announce ``"<attempt>:<pid>"`` on ``<gate>:at``, then wait for one token on the
     gate: the test knows exactly which pool process runs the job, and when."""
-    client = redis.Redis.from_url(settings().broker())
+    client = gate_redis()
     client.rpush(gate_key(payload.gate) + ":at", f"{job.attempt}:{os.getpid()}")
     while client.blpop([gate_key(payload.gate)], timeout=1) is None:
         job.check_canceled()

@@ -14,7 +14,6 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app.config import settings
 from app.exceptions import JobCanceled, JobFailed
 from app.ledger.runtime.chain import Step, chain_job
 from app.ledger.runtime.context import JobContext
@@ -81,11 +80,17 @@ def gate_key(gate: str) -> str:
     return f"jobledger-test:gate:{gate}"
 
 
+def gate_redis() -> redis.Redis:
+    """The tests' Redis, where a test job and its test meet (its gates), whichever broker
+    carries the messages (``JOBLEDGER_TEST_REDIS_URL``, set by tests/conftest.py)."""
+    return redis.Redis.from_url(os.environ["JOBLEDGER_TEST_REDIS_URL"])
+
+
 @job_task("example.gated", GatedPayload)
 def gated(job: JobContext, payload: GatedPayload) -> dict[str, int]:
     """Take one token from the Redis list ``gate`` per step, reporting progress and
     checking for a cancel between steps; announces each step on ``<gate>:at``."""
-    client = redis.Redis.from_url(settings().broker())
+    client = gate_redis()
     for step in range(1, payload.steps + 1):
         client.rpush(gate_key(payload.gate) + ":at", step)
         while client.blpop([gate_key(payload.gate)], timeout=1) is None:
@@ -101,7 +106,7 @@ def stubborn(job: JobContext, payload: GatedPayload) -> dict[str, int]:
     """Wait for one token on ``gate``, ignoring the soft time limit: only the hard one
     (or the token) stops it. Its type's limits are set by the test session's
     ``JOBLEDGER_TIME_LIMITS`` (tests/conftest.py)."""
-    client = redis.Redis.from_url(settings().broker())
+    client = gate_redis()
     client.rpush(gate_key(payload.gate) + ":at", 1)
     while True:
         try:

@@ -17,10 +17,9 @@ import redis
 from sqlalchemy import text
 
 from app import db
-from app.config import settings
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
-from tests.support.jobs import gate_key
+from tests.support.jobs import gate_key, gate_redis
 
 MODULES = ("tasks.maintenance.purge", "tasks.maintenance.lifeline", "tests.support.ops")
 
@@ -44,7 +43,7 @@ class SafeGatedPayload(JobPayload):
 def safe_gated(job: JobContext, payload: SafeGatedPayload) -> dict[str, Any]:
     """Announce the start on ``<gate>:at``, then wait for one token (heartbeating):
     idempotent, so the lifeline may deliver it again after its worker is lost."""
-    client = redis.Redis.from_url(settings().broker())
+    client = gate_redis()
     client.rpush(gate_key(payload.gate) + ":at", job.attempt)
     while client.blpop([gate_key(payload.gate)], timeout=1) is None:
         job.check_canceled()

@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from app import db
-from app.queues import redis_keys
 from app.testing.databases import empty_ledger, migrated_ledger
 from app.testing.databases import recreate_database as recreate
 from tests.conftest import ADMIN_URL, DATABASE_URL, REDIS_URL, TEST_DB
+from tests.support.brokers import empty_queues
 from tests.support.processes import STARTED, WorkerProcess, start_worker
 
 
@@ -33,6 +33,7 @@ def ledger_database() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
+    """The tests' Redis: the broker's on a Redis run, the gates' on every run."""
     return redis.Redis.from_url(REDIS_URL)
 
 
@@ -46,8 +47,10 @@ def clean_ledger(ledger_database: str, redis_client: redis.Redis) -> None:
     with the TRUNCATE)."""
     # Not FLUSHDB: that would also drop kombu's exchange bindings of the running
     # session worker, and with them every revoke broadcast.
-    stale = [*redis_client.keys("jobledger-test:*"), *redis_keys(), "unacked", "unacked_index"]
-    redis_client.delete(*stale)
+    gates = redis_client.keys("jobledger-test:*")  # the test jobs' gates, and test queues
+    if gates:
+        redis_client.delete(*gates)
+    empty_queues()
     for worker in STARTED:
         if worker.process.poll() is None:
             worker.wait_until_idle()

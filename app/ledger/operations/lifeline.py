@@ -27,11 +27,14 @@ One pass does two things:
    its next delivery) unchanged for longer than the timeout, whose task id is neither
    waiting in its Redis queue nor reserved by a worker (the ``unacked`` hash), never
    reached the broker (a publish that failed after the row was written) or lost its
-   message; it is failed with a reason that says so. Limits: only the Redis broker is
-   inspected (with any other broker this check is skipped and such jobs are left alone);
-   the queue is scanned in chunks, which costs O(queue length) but only runs when a queued
-   job is older than the timeout; a message published with a countdown/ETA sits in a
-   worker's memory and the ``unacked`` hash, so it is found.
+   message; it is failed with a reason that says so. On Redis the queue is scanned in
+   chunks, which costs O(queue length) but only runs when a queued job is older than the
+   timeout; a message published with a countdown/ETA sits in a worker's memory and the
+   ``unacked`` hash, so it is found. RabbitMQ cannot be searched for one message without
+   taking it: there the message is gone when its queue holds no message at all (a
+   passive declare counts them) and no live worker holds its task id (``query_task``);
+   a queue with messages in it may hold this one, so the job is left alone (never fail on
+   doubt). With any other broker this check is skipped.
 
 3. **Reservations of dead workers** (Redis broker). A worker holds the messages it runs
    and those it prefetched in Redis's ``unacked`` hash until it acknowledges them; if the
@@ -44,6 +47,15 @@ One pass does two things:
    execution (``running -> retrying``), so its next delivery runs at once. With beat's
    default interval (60 s), a dead worker's reservations are back in their queues within
    about two minutes of its death.
+
+   **RabbitMQ** gives a consumer's unacknowledged messages back itself, the moment its
+   connection closes (a killed worker's socket closes at once; a cut-off one is closed
+   after the missed AMQP heartbeats, ``broker_heartbeat``, 120 s). The pass then only
+   keeps the ledger honest: a job ``running`` past the timeout on a worker that does not
+   answer and holds none of its message is recorded as a lost execution
+   (``running -> retrying``) rather than failed, since its message waits in the queue
+   and its next delivery runs it; a job whose message is really gone is then failed by
+   (2) once it has waited ``retrying`` for the timeout.
 
 Every change goes through :mod:`app.ledger.transitions` with a ``heartbeat_before`` guard:
 a job that shows a sign of life between this pass's read and its write is left alone.
@@ -59,8 +71,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from amqp.exceptions import NotFound
 from sqlalchemy import func, or_, select
 
+from app import brokers
 from app.celery import app
 from app.config import settings
 from app.db import engine
@@ -121,9 +135,14 @@ def run_once(
         replies = app.control.ping(timeout=1.0) or []
         alive = {name for reply in replies for name in reply}
     _give_back_dead_reservations(result)
-    for job in _stale_running(before, now, alive, exclude_job_id):
+    stale = _stale_running(before, now, alive, exclude_job_id)
+    requeued_by_broker = _requeued_by_rabbitmq(stale)
+    for job in stale:
         if _next_step_waits_in_broker(job.id):
             continue  # a chain between two steps: its next step is queued behind others
+        if job.id in requeued_by_broker and _record_requeued(job, before, seconds):
+            result.lost.append(str(job.id))
+            continue
         if alive is not None and job.worker and job.worker not in alive:
             result.silent_workers.append(job.worker)
         quiet_since = before if job.heartbeat < before else now - _grace(seconds)
@@ -188,6 +207,33 @@ def _give_back_dead_reservations(result: LifelineResult) -> None:
             result.restored.append(reservation.task_id)
 
 
+def _requeued_by_rabbitmq(stale: list[_Stale]) -> set[uuid.UUID]:
+    """The stale running jobs (not chains) whose message RabbitMQ has given back: no
+    live worker holds their task id, so the connection that held it is closed."""
+    candidates = {job.celery_task_id: job.id for job in stale if job.celery_task_id}
+    if brokers.kind(str(app.conf.broker_url)) != "rabbitmq" or not candidates:
+        return set()
+    holdings = liveness.held_by_live_workers(candidates)
+    return {job_id for task_id, job_id in candidates.items() if task_id not in holdings.task_ids}
+
+
+def _record_requeued(job: _Stale, before: datetime, seconds: float) -> bool:
+    """``running -> retrying`` for a job whose worker is gone and whose message waits in
+    its queue again (RabbitMQ); False when the job showed a sign of life meanwhile."""
+    if job.heartbeat >= before:
+        return False  # its worker only did not answer: leave it to the timeout
+    return JobTarget(job.id).lost(
+        reason=f"worker lost: no heartbeat from {job.worker or 'its worker'} since "
+        f"{job.heartbeat:%Y-%m-%d %H:%M:%S} UTC (lifeline timeout {seconds:g} s) and no "
+        "live worker holds its message: RabbitMQ put it back in the queue when the "
+        "worker's connection closed; its next delivery runs it",
+        worker=job.worker or "",
+        actor="lifeline",
+        execution_id=job.execution_id,
+        celery_task_id=job.celery_task_id,
+    )
+
+
 @dataclass(frozen=True)
 class _Running:
     id: uuid.UUID
@@ -215,7 +261,7 @@ def _job_of(reservation: reservations.Reservation) -> uuid.UUID:
 
 
 def _redis_broker() -> bool:
-    return str(app.conf.broker_url).startswith(("redis://", "rediss://"))
+    return brokers.kind(str(app.conf.broker_url)) == "redis"
 
 
 @dataclass(frozen=True)
@@ -226,6 +272,8 @@ class _Stale:
     worker: str | None
     queue: str | None
     heartbeat: datetime
+    execution_id: str | None = None
+    celery_task_id: str | None = None
 
 
 def _stale_running(
@@ -244,13 +292,24 @@ def _stale_running(
         jobs.c.worker,
         jobs.c.queue,
         heartbeat.label("heartbeat"),
+        jobs.c.execution_id,
+        jobs.c.celery_task_id,
     ).where(jobs.c.status == JobStatus.RUNNING.value, quiet)
     if exclude is not None:
         query = query.where(jobs.c.id != exclude)
     with engine().connect() as connection:
         rows = connection.execute(query).all()
     return [
-        _Stale(r.id, r.type, dict(r.payload or {}), r.worker, r.queue, _aware(r.heartbeat))
+        _Stale(
+            r.id,
+            r.type,
+            dict(r.payload or {}),
+            r.worker,
+            r.queue,
+            _aware(r.heartbeat),
+            r.execution_id,
+            r.celery_task_id,
+        )
         for r in rows
     ]
 
@@ -318,9 +377,13 @@ def _message_somewhere(task_id: str, queue: str | None) -> bool:
 
 
 def message_in_broker(task_id: str, queue: str | None = None) -> bool:
-    """Whether a message with ``task_id`` waits in its Redis queue or is reserved by a
-    worker. True (assume it exists) when the broker is not Redis: never fail on doubt."""
-    if not _redis_broker():
+    """Whether a message with ``task_id`` may still be in the broker: waiting in its
+    queue or held by a worker. True (assume it exists) when the broker cannot tell:
+    never fail on doubt."""
+    broker = brokers.kind(str(app.conf.broker_url))
+    if broker == "rabbitmq":
+        return _maybe_in_rabbitmq(task_id, queue or app.conf.task_default_queue)
+    if broker != "redis":
         return True
     needle = task_id.encode()
     # The recorded queue first, then every queue a worker consumes: a chain step is
@@ -332,6 +395,31 @@ def message_in_broker(task_id: str, queue: str | None = None) -> bool:
             if _list_contains(client, name, needle):
                 return True
         return any(needle in value for value in _hash_values(client, "unacked"))
+
+
+def _maybe_in_rabbitmq(task_id: str, queue: str) -> bool:
+    """False only when ``queue`` is empty (or gone) and no live worker holds ``task_id``.
+    Counted, asked, counted again: a message moving from the queue to a worker between
+    the two looks is seen by one of them (a worker holds it until it is acknowledged, and
+    an unacknowledged message only goes back to a queue)."""
+    if _rabbitmq_waiting(queue):
+        return True
+    if task_id in liveness.held_by_live_workers([task_id]).task_ids:
+        return True
+    return _rabbitmq_waiting(queue)
+
+
+def _rabbitmq_waiting(queue: str) -> bool:
+    """Whether ``queue`` holds any ready message (a passive declare: creates nothing)."""
+    with app.connection_for_read() as connection:
+        channel = connection.channel()
+        try:
+            declared = channel.queue_declare(queue, passive=True)
+        except NotFound:
+            return False  # no queue, no message (RabbitMQ closed the channel)
+        if channel.is_open:
+            channel.close()
+    return bool(declared.message_count)
 
 
 def _list_contains(client: Any, name: str, needle: bytes) -> bool:

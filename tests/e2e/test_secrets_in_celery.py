@@ -4,7 +4,6 @@ exception all carry them (tests/support/secrets.py)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from celery.beat import ScheduleEntry, Scheduler
 
 from app.celery import app
@@ -25,6 +23,7 @@ from app.schedule import BEAT_OPTIONS
 from tests.e2e.test_flower import AUTH
 from tests.e2e.test_flower import flower as flower  # the fixture
 from tests.support import ledger as read
+from tests.support.brokers import delete_queue, waiting_messages
 from tests.support.jobs import leaky, leaky_pair, leaky_retry
 from tests.support.processes import WorkerProcess, start_worker
 from tests.support.secrets import TEXT, URL, leaked
@@ -33,8 +32,10 @@ PAYLOAD = {"text": TEXT, "uri": URL, "label": "budget"}
 
 
 @pytest.fixture
-def queue() -> str:
-    return f"secrets-{uuid.uuid4().hex[:8]}"
+def queue() -> Iterator[str]:
+    name = f"secrets-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_queue(name)  # with the messages the test published and left there
 
 
 @pytest.fixture
@@ -151,20 +152,18 @@ def flower_task(base: str, task_id: str) -> dict[str, Any]:
     return {}
 
 
-def published_headers(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The headers of every message waiting in ``queue`` (kombu's Redis format)."""
-    return [json.loads(raw)["headers"] for raw in client.lrange(queue, 0, -1)]
+def published_headers(queue: str) -> list[dict[str, Any]]:
+    """The headers of every message waiting in ``queue`` (on either broker)."""
+    return [headers for headers, _ in waiting_messages(queue)]
 
 
-def published_bodies(client: redis.Redis, queue: str) -> list[Any]:
-    return [
-        json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in client.lrange(queue, 0, -1)
-    ]
+def published_bodies(queue: str) -> list[Any]:
+    return [body for _, body in waiting_messages(queue)]
 
 
 @pytest.mark.parametrize("path", ["delay", "apply_many", "chain", "beat", "republish"])
 def test_every_publish_path_sends_redacted_reprs_and_the_real_payload(
-    redis_client: redis.Redis, queue: str, path: str
+    queue: str, path: str
 ) -> None:
     if path == "delay":
         leaky.apply_async(kwargs=PAYLOAD, queue=queue)
@@ -182,10 +181,10 @@ def test_every_publish_path_sends_redacted_reprs_and_the_real_payload(
         )  # fmt: skip
         Scheduler(app, lazy=True).apply_async(entry, advance=False)
 
-    headers = published_headers(redis_client, queue)
+    headers = published_headers(queue)
     assert headers
     for header in headers:
         assert "***" in header["kwargsrepr"]
         assert leaked([header["argsrepr"], header["kwargsrepr"]]) == []
     # the body keeps what the job needs to run
-    assert all(body[1]["text"] == TEXT for body in published_bodies(redis_client, queue))
+    assert all(body[1]["text"] == TEXT for body in published_bodies(queue))

@@ -37,6 +37,7 @@ from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
 from app.ledger.runtime.task import JobTask
 from app.migrate import upgrade
 from tests.support import ledger
+from tests.support.brokers import delete_queue, redis_only
 from tests.support.faults import (
     PrivatePostgres,
     PrivateRedis,
@@ -55,11 +56,11 @@ pytestmark = pytest.mark.fault
 
 
 @pytest.fixture
-def queue(redis_client: redis.Redis) -> Iterator[str]:
+def queue() -> Iterator[str]:
     """A queue of this test's own: only the workers the test starts consume it."""
     name = f"jobledger-test-fault-{uuid.uuid4().hex[:8]}"
     yield name
-    redis_client.delete(name)
+    delete_queue(name)
 
 
 def all_jobs() -> list[dict[str, Any]]:
@@ -149,6 +150,7 @@ def test_twenty_sigkilled_pool_processes_lose_no_job(
 # -- redelivery ------------------------------------------------------------------------
 
 
+@redis_only
 def test_a_message_redelivered_after_the_visibility_timeout_is_one_job_one_history(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -187,6 +189,7 @@ def test_a_message_redelivered_after_the_visibility_timeout_is_one_job_one_histo
     ]
 
 
+@redis_only
 def test_a_finished_job_s_message_delivered_again_does_not_run_nor_write(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -303,6 +306,7 @@ def durable_redis() -> Iterator[PrivateRedis]:
         server.destroy()
 
 
+@redis_only
 def test_queued_jobs_lost_with_a_volatile_redis_are_failed_truthfully_by_the_lifeline(
     volatile_redis: PrivateRedis, queue: str
 ) -> None:
@@ -341,6 +345,7 @@ def test_queued_jobs_lost_with_a_volatile_redis_are_failed_truthfully_by_the_lif
         assert ledger.events(row["id"])[-1]["actor"] == "lifeline"
 
 
+@redis_only
 def test_queued_jobs_survive_a_restart_of_a_redis_with_an_fsynced_aof(
     durable_redis: PrivateRedis, worker_logs: Path, queue: str
 ) -> None:

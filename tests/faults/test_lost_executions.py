@@ -29,6 +29,7 @@ from app.ledger.operations import lifeline
 from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
 from tests.faults.test_faults import assert_sound_ledger, stop_worker
 from tests.support import ledger
+from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length, redis_only
 from tests.support.faults import (
     hold,
     release,
@@ -51,11 +52,11 @@ REDELIVERED_ONCE = [
 
 
 @pytest.fixture
-def queue(redis_client: redis.Redis) -> Iterator[str]:
+def queue() -> Iterator[str]:
     """A queue of this test's own: only the workers the test starts consume it."""
     name = f"jobledger-test-lost-{uuid.uuid4().hex[:8]}"
     yield name
-    redis_client.delete(name)
+    delete_queue(name)
 
 
 def unacked_of(client: redis.Redis, job_ids: set[str]) -> dict[bytes, str]:
@@ -66,6 +67,15 @@ def unacked_of(client: redis.Redis, job_ids: set[str]) -> dict[bytes, str]:
         if task_id in job_ids:
             found[tag] = task_id
     return found
+
+
+def acknowledged(client: redis.Redis, queue: str, job_ids: set[str], worker: WorkerProcess) -> bool:
+    """Whether every message of ``job_ids`` in ``queue`` was acknowledged. Redis: none is
+    reserved (``unacked``) or waiting. RabbitMQ: the queue is empty and the worker holds
+    nothing (an unacknowledged message is held by its consumer or back in its queue)."""
+    if ON_RABBITMQ:
+        return queue_length(queue) == 0 and worker.is_idle()
+    return not unacked_of(client, job_ids) and not client.llen(queue)
 
 
 def steps_of(job_id: str) -> list[dict[str, Any]]:
@@ -93,7 +103,7 @@ def test_a_job_that_kills_its_process_every_time_fails_after_three_lost_executio
         job = suicide.apply_async(queue=queue)
         row = ledger.wait_for_status(job.id, "failed", timeout=120)
         wait_until(
-            lambda: not unacked_of(redis_client, {job.id}) and not redis_client.llen(queue),
+            lambda: acknowledged(redis_client, queue, worker, {job.id}),
             30,
             "the poison message acknowledged",
         )
@@ -131,7 +141,7 @@ def test_a_chain_step_that_kills_its_process_every_time_fails_the_chain(
         job = pair_suicide.apply_async(kwargs={"value": 1}, queue=queue)
         row = ledger.wait_for_status(job.id, "failed", timeout=120)
         wait_until(
-            lambda: not redis_client.hlen("unacked") and not redis_client.llen(queue),
+            lambda: acknowledged(redis_client, queue, worker),
             30,
             "the poison step's message acknowledged",
         )
@@ -185,6 +195,7 @@ def test_a_celery_retry_is_not_taken_for_a_second_copy(worker: WorkerProcess) ->
 # -- item 11: a dead worker's reservations -----------------------------------------------
 
 
+@redis_only
 def test_a_sigkilled_worker_s_reservations_go_back_to_the_queue_in_one_lifeline_pass(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -229,6 +240,7 @@ def test_a_sigkilled_worker_s_reservations_go_back_to_the_queue_in_one_lifeline_
     assert all(rows[j]["attempts"] == 1 for j in echoes)
 
 
+@redis_only
 def test_a_live_worker_s_reservations_are_left_alone_by_the_lifeline(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -274,6 +286,7 @@ def _duplicate_while_running(
     return job.id, pid
 
 
+@redis_only
 def test_a_second_delivery_does_not_run_while_the_first_execution_lives(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:
@@ -301,6 +314,7 @@ def test_a_second_delivery_does_not_run_while_the_first_execution_lives(
     assert redis_client.llen(gate_key(gate) + ":at") == 0
 
 
+@redis_only
 def test_a_deferred_copy_leaves_the_job_finished_when_the_first_execution_dies(
     worker_logs: Path, queue: str, redis_client: redis.Redis
 ) -> None:

@@ -9,6 +9,8 @@ nothing to do with where the messages travel.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -64,6 +66,25 @@ def queue_length(name: str) -> int:
         return int(found.message_count) if found else 0
     with app.connection_for_read() as connection:
         return int(connection.default_channel.client.llen(name))
+
+
+def waiting_messages(name: str) -> list[tuple[dict[str, Any], Any]]:
+    """``(headers, decoded body)`` of every message waiting in queue ``name``, left there.
+    Redis: the queue's list, read. RabbitMQ: each message taken unacknowledged and given
+    back when the channel closes (a queue cannot be read otherwise)."""
+    if not ON_RABBITMQ:
+        with app.connection_for_read() as connection:
+            client = connection.default_channel.client
+            raw = [json.loads(item) for item in client.lrange(name, 0, -1)]
+        return [(m["headers"], json.loads(base64.b64decode(m["body"]))) for m in raw]
+
+    def read(channel: Any) -> list[tuple[dict[str, Any], Any]]:
+        found = []
+        while (message := channel.basic_get(name, no_ack=False)) is not None:
+            found.append((dict(message.headers), json.loads(message.body)))
+        return found
+
+    return _on_rabbitmq(read) or []
 
 
 def _on_rabbitmq(operation: Callable[[Any], Any]) -> Any:

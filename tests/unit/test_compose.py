@@ -42,7 +42,7 @@ def test_flower_api_is_protected_by_basic_auth(services: dict[str, Any]) -> None
 def test_the_database_and_broker_point_at_the_compose_services(services: dict[str, Any]) -> None:
     environment = services["worker"]["environment"]
     assert "@postgres:5432/" in environment["JOBLEDGER_DATABASE_URL"]
-    assert environment["JOBLEDGER_BROKER_URL"].startswith("redis://redis:6379")
+    assert "redis://redis:6379" in environment["JOBLEDGER_BROKER_URL"]
 
 
 #: Services that run for good (everything but the one-shot migrate).
@@ -93,3 +93,23 @@ def test_the_worker_check_pings_the_node_name_the_worker_has(services: dict[str,
     assert not any(part.startswith("--hostname=") for part in command)
     parsed = build_parser().parse_args(health_arguments(services["worker"]["healthcheck"]["test"]))
     assert parsed.node == "celery@worker-host"
+
+
+def test_rabbitmq_is_a_profile_the_broker_url_can_point_at(services: dict[str, Any]) -> None:
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["profiles"] == ["rabbitmq"]  # not started by a plain `docker compose up`
+    assert rabbitmq["image"].startswith("rabbitmq:")
+    assert "rabbitmqdata:/var/lib/rabbitmq" in rabbitmq["volumes"]  # durable queues survive
+    for name in ("worker", "beat", "flower", "api", "migrate"):
+        url = services[name]["environment"]["JOBLEDGER_BROKER_URL"]
+        assert url == "${JOBLEDGER_BROKER_URL:-redis://redis:6379/0}", name
+
+
+def test_rabbitmq_lets_a_job_run_as_long_as_its_time_limit(services: dict[str, Any]) -> None:
+    """RabbitMQ closes the channel of a delivery unacknowledged past consumer_timeout:
+    it must outlast the default hard time limit (app/config.py, 3300 s)."""
+    from app.config import Settings
+
+    arguments = services["rabbitmq"]["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    milliseconds = int(arguments.split("consumer_timeout", 1)[1].split()[0])
+    assert milliseconds / 1000 > Settings.model_fields["time_limit"].default

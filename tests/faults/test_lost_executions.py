@@ -69,13 +69,17 @@ def unacked_of(client: redis.Redis, job_ids: set[str]) -> dict[bytes, str]:
     return found
 
 
-def acknowledged(client: redis.Redis, queue: str, job_ids: set[str], worker: WorkerProcess) -> bool:
-    """Whether every message of ``job_ids`` in ``queue`` was acknowledged. Redis: none is
-    reserved (``unacked``) or waiting. RabbitMQ: the queue is empty and the worker holds
-    nothing (an unacknowledged message is held by its consumer or back in its queue)."""
+def acknowledged(
+    client: redis.Redis, queue: str, worker: WorkerProcess, job_ids: set[str] | None = None
+) -> bool:
+    """Whether every message in ``queue`` (of ``job_ids``, or any) was acknowledged.
+    Redis: none is reserved (``unacked``) or waiting. RabbitMQ: the queue is empty and
+    the worker holds nothing (an unacknowledged message is held by its consumer or back
+    in its queue)."""
     if ON_RABBITMQ:
         return queue_length(queue) == 0 and worker.is_idle()
-    return not unacked_of(client, job_ids) and not client.llen(queue)
+    reserved = client.hlen("unacked") if job_ids is None else unacked_of(client, job_ids)
+    return not reserved and not client.llen(queue)
 
 
 def steps_of(job_id: str) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from app.ledger.operations import lifeline
 from app.ledger.runtime import liveness
 from tests.faults.test_faults import assert_sound_ledger, stop_worker
 from tests.support import ledger
-from tests.support.brokers import ON_RABBITMQ, delete_queue, empty_queues, queue_length
+from tests.support.brokers import ON_RABBITMQ, delete_queue, purge_queue, queue_length
 from tests.support.faults import hold, release, start_fault_worker, wait_announced, wait_until
 from tests.support.jobs import echo
 from tests.support.ops import backdate
@@ -175,7 +175,7 @@ def test_the_lifeline_fails_a_queued_job_whose_message_is_gone_and_keeps_one_tha
     gone_queue = f"{queue}-gone"
     waiting = echo.apply_async(kwargs={"value": 1}, queue=queue)  # no consumer: it waits
     gone = echo.apply_async(kwargs={"value": 2}, queue=gone_queue)
-    empty_queues([gone_queue])  # the message is lost (an operator purged the queue)
+    purge_queue(gone_queue)  # the message is lost (an operator purged the queue)
     try:
         for job in (waiting, gone):
             backdate(job.id, 600)

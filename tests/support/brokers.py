@@ -50,6 +50,15 @@ def empty_queues(names: Iterable[str] = ()) -> None:
         connection.default_channel.client.delete(*redis_keys(sorted(queues)), *_REDIS_STALE)
 
 
+def purge_queue(name: str) -> None:
+    """Drop every waiting message of queue ``name`` only."""
+    if ON_RABBITMQ:
+        _on_rabbitmq(lambda channel: channel.queue_purge(name))
+        return
+    with app.connection_for_write() as connection:
+        connection.default_channel.client.delete(name)
+
+
 def delete_queue(name: str) -> None:
     """Delete the queue ``name`` (a test's own), with its messages."""
     if ON_RABBITMQ:

@@ -31,10 +31,11 @@ One pass does two things:
    chunks, which costs O(queue length) but only runs when a queued job is older than the
    timeout; a message published with a countdown/ETA sits in a worker's memory and the
    ``unacked`` hash, so it is found. RabbitMQ cannot be searched for one message without
-   taking it: there the message is gone when its queue holds no message at all (a
-   passive declare counts them) and no live worker holds its task id (``query_task``);
-   a queue with messages in it may hold this one, so the job is left alone (never fail on
-   doubt). With any other broker this check is skipped.
+   taking it: there the message is gone when its queue and every queue the workers
+   consume hold no message at all (passive declares count them) and no live worker holds
+   its task id (``query_task``); a queue with messages in it may hold this one, so the
+   job is left alone (never fail on doubt: on a busy broker such a job is failed only once
+   the queues drain). With any other broker this check is skipped.
 
 3. **Reservations of dead workers** (Redis broker). A worker holds the messages it runs
    and those it prefetched in Redis's ``unacked`` hash until it acknowledges them; if the
@@ -381,14 +382,14 @@ def message_in_broker(task_id: str, queue: str | None = None) -> bool:
     queue or held by a worker. True (assume it exists) when the broker cannot tell:
     never fail on doubt."""
     broker = brokers.kind(str(app.conf.broker_url))
-    if broker == "rabbitmq":
-        return _maybe_in_rabbitmq(task_id, queue or app.conf.task_default_queue)
-    if broker != "redis":
+    if broker not in ("redis", "rabbitmq"):
         return True
-    needle = task_id.encode()
     # The recorded queue first, then every queue a worker consumes: a chain step is
     # routed by its own type, and a job recorded before queues per type has none.
     names = list(dict.fromkeys([*([queue] if queue else []), *queue_names()]))
+    if broker == "rabbitmq":
+        return _maybe_in_rabbitmq(task_id, names)
+    needle = task_id.encode()
     with app.connection_for_read() as connection:
         client = connection.default_channel.client
         for name in redis_keys(names):
@@ -397,29 +398,31 @@ def message_in_broker(task_id: str, queue: str | None = None) -> bool:
         return any(needle in value for value in _hash_values(client, "unacked"))
 
 
-def _maybe_in_rabbitmq(task_id: str, queue: str) -> bool:
-    """False only when ``queue`` is empty (or gone) and no live worker holds ``task_id``.
-    Counted, asked, counted again: a message moving from the queue to a worker between
-    the two looks is seen by one of them (a worker holds it until it is acknowledged, and
-    an unacknowledged message only goes back to a queue)."""
-    if _rabbitmq_waiting(queue):
+def _maybe_in_rabbitmq(task_id: str, queues: list[str]) -> bool:
+    """False only when every one of ``queues`` is empty (or gone) and no live worker
+    holds ``task_id``. Counted, asked, counted again: a message moving from a queue to a
+    worker between the two looks is seen by one of them (a worker holds it until it is
+    acknowledged, and an unacknowledged message only goes back to a queue)."""
+    if _rabbitmq_waiting(queues):
         return True
     if task_id in liveness.held_by_live_workers([task_id]).task_ids:
         return True
-    return _rabbitmq_waiting(queue)
+    return _rabbitmq_waiting(queues)
 
 
-def _rabbitmq_waiting(queue: str) -> bool:
-    """Whether ``queue`` holds any ready message (a passive declare: creates nothing)."""
+def _rabbitmq_waiting(queues: list[str]) -> bool:
+    """Whether any of ``queues`` holds a ready message (passive declares: create nothing)."""
     with app.connection_for_read() as connection:
-        channel = connection.channel()
-        try:
-            declared = channel.queue_declare(queue, passive=True)
-        except NotFound:
-            return False  # no queue, no message (RabbitMQ closed the channel)
-        if channel.is_open:
+        for queue in queues:
+            channel = connection.channel()
+            try:
+                declared = channel.queue_declare(queue, passive=True)
+            except NotFound:
+                continue  # no queue, no message (RabbitMQ closed the channel)
             channel.close()
-    return bool(declared.message_count)
+            if declared.message_count:
+                return True
+    return False
 
 
 def _list_contains(client: Any, name: str, needle: bytes) -> bool:

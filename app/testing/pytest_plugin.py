@@ -18,7 +18,9 @@ every worker it starts, which inherits the environment):
   give is kept, to look at after the run);
 - ``JOBLEDGER_TEST_REDIS_URL``: the broker (default ``redis://127.0.0.1:6379/15``); give
   each concurrent run a Redis db of its own: the clean-up empties every queue of
-  :func:`app.queues.queue_names`.
+  :func:`app.queues.queue_names`;
+- ``JOBLEDGER_TEST_BROKER_URL``: another broker instead, e.g. RabbitMQ
+  (``amqp://guest:guest@127.0.0.1:5672/<vhost>``; a vhost of its own per concurrent run).
 
 Fixtures: ``jobledger`` (per test: an emptied ledger and broker, a real worker, helpers
 to wait for a job and read the ledger with SQL), ``jobledger_worker`` (the session's
@@ -99,7 +101,8 @@ def _point_at_throwaway_ledger(config: pytest.Config) -> None:
     _target = Target(
         admin_url=os.environ.get("JOBLEDGER_TEST_ADMIN_URL", DEFAULT_ADMIN_URL),
         database=named or f"jobledger_test_{uuid.uuid4().hex[:8]}",
-        broker_url=os.environ.get("JOBLEDGER_TEST_REDIS_URL", DEFAULT_REDIS_URL),
+        broker_url=os.environ.get("JOBLEDGER_TEST_BROKER_URL")
+        or os.environ.get("JOBLEDGER_TEST_REDIS_URL", DEFAULT_REDIS_URL),
         generated=not named,
     )
     os.environ["JOBLEDGER_DATABASE_URL"] = _target.database_url
@@ -185,17 +188,12 @@ class Ledger:
 @pytest.fixture
 def jobledger(jobledger_worker: WorkerProcess) -> Ledger:
     """An empty ledger and broker queue, and the session's real worker idle on them."""
-    import redis
-
     from app import db
-    from app.queues import redis_keys
+    from app.queues import queue_names
+    from app.testing import broker_queues
 
     assert _target is not None
-    client = redis.Redis.from_url(_target.broker_url)
-    try:
-        client.delete(*redis_keys(), "unacked", "unacked_index")
-    finally:
-        client.close()
+    broker_queues.empty(queue_names())
     jobledger_worker.wait_until_idle()
     empty_ledger(db.engine())
     return Ledger(jobledger_worker)

@@ -19,7 +19,7 @@ from amqp.exceptions import NotFound
 
 from app import brokers
 from app.celery import app
-from app.queues import redis_keys
+from app.testing import broker_queues
 from tests.conftest import BROKER_URL
 
 #: Whether this run's broker is RabbitMQ.
@@ -34,20 +34,10 @@ redis_only = pytest.mark.skipif(
     "tests/faults/test_rabbitmq.py",
 )
 
-#: The keys of kombu's Redis transport that outlive a test beside the queues: the
-#: reservations.
-_REDIS_STALE = ("unacked", "unacked_index")
-
 
 def empty_queues(names: Iterable[str] = ()) -> None:
     """Drop every waiting message of the default queue, the app's queues and ``names``."""
-    queues = {app.conf.task_default_queue, *app.amqp.queues, *names}
-    if ON_RABBITMQ:
-        for name in sorted(queues):
-            _on_rabbitmq(lambda channel, queue=name: channel.queue_purge(queue))
-        return
-    with app.connection_for_write() as connection:  # each priority level is a list
-        connection.default_channel.client.delete(*redis_keys(sorted(queues)), *_REDIS_STALE)
+    broker_queues.empty([app.conf.task_default_queue, *app.amqp.queues, *names])
 
 
 def purge_queue(name: str) -> None:

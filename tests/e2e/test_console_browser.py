@@ -24,13 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from app.api.auth import digest_of
-from app.config import settings
 from tests.support import ledger
 from tests.support.api_server import ApiServer, start_api_server
-from tests.support.jobs import fail, gate_key, gated
+from tests.support.jobs import fail, gate_key, gate_redis, gated
 from tests.support.processes import ROOT, WorkerProcess
 
 CHROMIUM = os.environ.get("JOBLEDGER_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -126,7 +124,7 @@ def running_gated(gate: str, steps: int) -> Any:
 
 
 def open_gate(gate: str) -> None:
-    redis.Redis.from_url(settings().broker()).rpush(gate_key(gate), 1)
+    gate_redis().rpush(gate_key(gate), 1)  # the tests' Redis, whichever the broker
 
 
 def test_a_viewer_sees_no_action_buttons(

@@ -21,7 +21,7 @@ from app.celery import app
 from app.ledger import transitions as ledger_writes
 from app.ledger.operations import lifeline
 from tests.support import ledger
-from tests.support.brokers import ON_RABBITMQ, delete_queue
+from tests.support.brokers import ON_RABBITMQ, delete_queue, redis_only
 from tests.support.jobs import gated
 from tests.support.ops import backdate, safe_gated, wait_at
 from tests.support.processes import WorkerProcess, start_worker
@@ -157,6 +157,7 @@ def test_a_queued_job_waiting_in_the_broker_is_left_alone(
         delete_queue(queue)
 
 
+@redis_only
 def test_a_queued_job_whose_message_a_worker_is_taking_is_left_alone(
     redis_client: redis.Redis, queue: str
 ) -> None:

@@ -31,11 +31,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
 
+from app import cli_options as opt
 from app.exceptions import (
     InvalidJobId,
     JobledgerError,
@@ -68,6 +69,29 @@ def main() -> None:
     cli()
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from app.version import version
+
+        typer.echo(f"jobledger {version()}")
+        raise typer.Exit(0)
+
+
+@cli.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Operate the jobledger job ledger: jobs, cancel, retry, purge, reports."""
+
+
 # -- commands ----------------------------------------------------------------------------
 
 
@@ -85,45 +109,241 @@ def migrate(
 
 @cli.command()
 def jobs(
-    status: Annotated[
-        list[str] | None, typer.Option("--status", "-s", help="Repeat for several.")
-    ] = None,
-    job_type: Annotated[str | None, typer.Option("--type", "-t", help="Job type.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant.")] = None,
+    q: opt.Q = None,
+    status: opt.Statuses = None,
+    job_type: opt.Types = None,
+    queue: opt.Queues = None,
+    definition: opt.Definition = None,
+    worker: opt.Worker = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (default: every tenant).")] = None,
     subject: Annotated[str | None, typer.Option(help="Subject (budget, dataset…).")] = None,
+    created_after: opt.CreatedAfter = None,
     since: Annotated[
-        str | None, typer.Option(help="Created since: ISO date/time or 30m, 12h, 7d.")
+        str | None, typer.Option("--since", help="The older name of --created-after.")
     ] = None,
+    created_before: opt.CreatedBefore = None,
+    dead: opt.Dead = False,
+    sort: opt.Sort = "-created",
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 20,
     page: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Page number, from 1.")] = 1,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh the table until interrupted.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="Seconds between two --watch refreshes.")
+    ] = 2.0,
+    watch_count: Annotated[
+        int | None, typer.Option(min=1, help="Stop --watch after this many refreshes.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List jobs, newest first."""
-    from app.ledger.reads import reports
-
-    filters = reports.JobFilter(
-        status=tuple(status or ()),
-        type=job_type,
-        tenant=tenant,
+    """Search jobs (newest first unless --sort); the options are the API's query names."""
+    wanted = _job_filter(
+        tenant,
+        q=q,
+        status=status,
+        job_type=job_type,
+        queue=queue,
+        definition=definition,
+        worker=worker,
         subject=subject,
-        since=_since(since),
+        created_after=created_after,
+        since=since,
+        created_before=created_before,
+        dead=dead,
+        sort=sort,
     )
+    if not watch:
+        _print_jobs(wanted, limit, page, as_json)
+        return
+    refreshes = 0
+    try:
+        while watch_count is None or refreshes < watch_count:
+            if refreshes and not as_json:
+                typer.echo("\x1b[2J\x1b[H" if sys.stdout.isatty() else "", nl=False)
+            _print_jobs(wanted, limit, page, as_json)
+            refreshes += 1
+            if watch_count is not None and refreshes >= watch_count:
+                break
+            time.sleep(interval)  # the refresh period the operator asked for
+    except KeyboardInterrupt:
+        typer.echo("")
+
+
+def _job_filter(
+    tenant: str | None,
+    *,
+    q: str | None,
+    status: list[str] | None,
+    job_type: list[str] | None,
+    queue: list[str] | None,
+    definition: str | None,
+    worker: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    dead: bool,
+    sort: str = "-created",
+    subject: str | None = None,
+    since: str | None = None,
+) -> Any:
+    """The search of the options (:mod:`app.cli_options`); a refused value exits 2
+    naming it."""
+    from app.ledger.reads import job_search
+
     with _errors():
-        result = reports.list_jobs(filters, limit=limit, page=page)
+        return job_search.JobFilter(
+            tenant=tenant,
+            text=q,
+            statuses=tuple(status or ()),
+            types=tuple(job_type or ()),
+            queues=tuple(queue or ()),
+            definition=definition,
+            worker=worker,
+            subject=subject,
+            created_after=_since(created_after, "--created-after") or _since(since),
+            created_before=_since(created_before, "--created-before"),
+            dead=dead,
+            # checked by JobFilter: an unknown sort is a usage error naming it
+            sort=sort,  # type: ignore[arg-type]
+        )
+
+
+def _print_jobs(wanted: Any, limit: int, page: int, as_json: bool) -> None:
+    """One page of a search, as a table with its totals or as JSON."""
+    from app.ledger.reads import job_search
+
+    with _errors():
+        result = job_search.search(wanted, limit=limit, page=page)
+        total = job_search.count(wanted)
     if as_json:
         _print_json(
             {
                 "items": result.items,
                 "page": result.page,
                 "limit": result.limit,
+                "total": total,
                 "has_more": result.has_more,
             }
         )
         return
-    columns = ("name", "id", "type", "status", "progress", "tenant", "attempts", "created_at")
-    _print_table(result.items, columns)
+    columns = (
+        "name",
+        "id",
+        "type",
+        "status",
+        "progress",
+        "tenant",
+        "queue",
+        "attempts",
+        "created_at",
+        "duration",
+    )
+    rows = [{**row, "duration": _seconds(row.get("duration"))} for row in result.items]
+    by_status: dict[str, int] = {}
+    for row in result.items:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    shown = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items()))
     more = f"; next: --page {page + 1}" if result.has_more else ""
-    typer.echo(f"page {page}, {len(result.items)} jobs{more}")
+    caption = f"page {page}, {len(result.items)} jobs of {total} in all ({shown}){more}"
+    _print_table(rows, columns, caption=caption if result.items else f"page {page}, 0 jobs")
+
+
+def _seconds(value: Any) -> str | None:
+    return None if value is None else f"{float(value):.1f}s"
+
+
+@cli.command()
+def submit(
+    job_type: Annotated[str, typer.Argument(help="The job type (see `jobledger job-types`).")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="The payload as a JSON object.")
+    ] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field", "-f", help="key=value (JSON value or text); repeat. Over --payload."
+        ),
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="The job's tenant (default: default).")] = None,
+    subject: Annotated[str | None, typer.Option(help="What the job works on.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(min=0, max=9, help="0..9 (docs/tasks.md).")
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Route to this queue instead.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a job: validated, recorded queued, then published (as a producer's delay())."""
+    from app.ledger.operations import actions as operations
+    from app.ledger.reads import reports
+    from app.ledger.runtime.task import JobTask
+
+    document = _payload_of(payload, field or [])
+    with _definition_errors():
+        task = operations.registered_task(job_type)
+        if not isinstance(task, JobTask):
+            _fail(EXIT_USAGE, f"unknown job type {job_type!r}; known: {', '.join(_job_types())}")
+        options: dict[str, Any] = {"created_by": _operator(), "tenant": tenant or "default"}
+        options.update({k: v for k, v in (("subject", subject), ("queue", queue)) if v})
+        if priority is not None:
+            options["priority"] = priority
+        with _attributed():
+            result = task.apply_async(kwargs=document, **options)
+        job = reports.job_detail(str(result.id), log_limit=0).job
+    if as_json:
+        _print_json({key: job[key] for key in ("id", "name", "type", "status", "tenant", "queue")})
+        return
+    queued_on = f" on queue {job['queue']}" if job["queue"] else ""
+    typer.echo(f"job {job['id']} ({job['name']}) {job['status']}: {job_type}{queued_on}")
+
+
+def _payload_of(payload: str | None, fields: list[str]) -> dict[str, Any]:
+    """The payload of ``--payload`` with each ``--field key=value`` set over it (a value
+    that is not JSON is text: ``--field name=x`` and ``--field count=3`` both work)."""
+    document: Any = {}
+    if payload is not None:
+        try:
+            document = json.loads(payload)
+        except json.JSONDecodeError as error:
+            _fail(EXIT_USAGE, f"--payload: not JSON ({error.msg})")
+        if not isinstance(document, dict):
+            _fail(EXIT_USAGE, '--payload: give a JSON object ({"key": value})')
+    for item in fields:
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip():
+            _fail(EXIT_USAGE, f"--field {item!r}: use key=value")
+        try:
+            document[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            document[key.strip()] = text
+    return dict(document)
+
+
+def _job_types() -> list[str]:
+    from app.celery import app as celery_app
+    from app.ledger.runtime.task import JobTask
+
+    celery_app.loader.import_default_modules()
+    return sorted(name for name, task in celery_app.tasks.items() if isinstance(task, JobTask))
+
+
+def _operator() -> str:
+    """Who runs this command, for ``created_by`` and the events it writes
+    (``actor_name``): the operating system's login."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's anonymous uid)
+        return "cli"
+
+
+@contextmanager
+def _attributed(operation_id: int | None = None) -> Iterator[None]:
+    """Record this command's operator on every event written inside the block."""
+    from app.ledger.rules.attribution import attributed
+
+    with attributed(_operator(), operation_id=operation_id):
+        yield
 
 
 @cli.command()
@@ -201,8 +421,8 @@ def stats(
         return
     statuses = list(result["by_status"])
     rows = [{"type": t, **{s: c.get(s, 0) for s in statuses}} for t, c in result["by_type"].items()]
-    rows.append({"type": "TOTAL", **result["by_status"]})
-    _print_table(rows, ("type", *statuses))
+    totals = {"type": "TOTAL", **result["by_status"]}
+    _print_table(rows, ("type", *statuses), totals=totals)
     oldest = result["oldest_live_created_at"]
     typer.echo(
         f"{result['live']} live jobs" + (f", oldest created {_cell(oldest)}" if oldest else "")
@@ -224,7 +444,7 @@ def cancel(
     """Cancel a queued or running job (a running job stops at its next checkpoint)."""
     from app.ledger.operations import actions as operations
 
-    with _errors():
+    with _errors(), _attributed():
         result = operations.cancel(ref, actor="cli", reason=reason, terminate=terminate)
     if as_json:
         _print_json({"job_id": result.job_id, "outcome": result.outcome, "revoked": result.revoked})
@@ -242,7 +462,7 @@ def retry(ref: JobRef, as_json: JsonFlag = False) -> None:
     """Queue a failed or canceled job again (same job id, history kept, new message)."""
     from app.ledger.operations import actions as operations
 
-    with _errors():
+    with _errors(), _attributed():
         result = operations.retry(ref, actor="cli")
     if as_json:
         _print_json({"job_id": result.job_id, "celery_task_id": result.celery_task_id})
@@ -848,7 +1068,7 @@ _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def _since(value: str | None) -> datetime | None:
+def _since(value: str | None, option: str = "--since") -> datetime | None:
     if value is None:
         return None
     match = _RELATIVE.match(value.strip())
@@ -856,15 +1076,15 @@ def _since(value: str | None) -> datetime | None:
         try:
             return ago(int(match.group(1)), _UNITS[match.group(2)])
         except ValueError:
-            _fail(EXIT_USAGE, f"--since {value!r}: out of range, give a smaller amount")
+            _fail(EXIT_USAGE, f"{option} {value!r}: out of range, give a smaller amount")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        _fail(EXIT_USAGE, f"--since {value!r}: use an ISO date/time (2026-11-24) or 30m, 12h, 7d")
+        _fail(EXIT_USAGE, f"{option} {value!r}: use an ISO date/time (2026-11-24) or 30m, 12h, 7d")
     try:
         return utc_moment(moment)
     except ValueError as error:
-        _fail(EXIT_USAGE, f"--since {value!r}: {error}")
+        _fail(EXIT_USAGE, f"{option} {value!r}: {error}")
 
 
 def _print_json(document: Any) -> None:
@@ -874,37 +1094,33 @@ def _print_json(document: Any) -> None:
 
 
 def _cell(value: Any, width: int = 60) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    elif isinstance(value, dict | list):
-        text = json.dumps(value, default=str)
-    else:
-        text = str(value)
-    text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+    from app.cli_tables import cell
+
+    return cell(value, width)
 
 
-def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        typer.echo("(none)")
-        return
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+def _print_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    totals: dict[str, Any] | None = None,
+    caption: str | None = None,
+) -> None:
+    from app.cli_tables import print_table
 
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-    typer.echo(line(columns))
-    for row in cells:
-        typer.echo(line(row))
+    print_table(rows, columns, totals=totals, caption=caption)
 
 
 def _exec_celery(command: str, extra: list[str]) -> NoReturn:
     argv = [sys.executable, "-m", "celery", "-A", "app", command, *extra]
     os.execv(sys.executable, argv)  # noqa: S606  (become celery: signals reach it directly)
 
+
+# the bulk and operations commands use the helpers above
+from app.cli_bulk import bulk_cli, operations_cli  # noqa: E402
+
+cli.add_typer(bulk_cli, name="bulk")
+cli.add_typer(operations_cli, name="operations")
 
 if __name__ == "__main__":
     main()

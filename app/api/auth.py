@@ -38,9 +38,10 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 
 from app.exceptions import JobledgerError
@@ -167,6 +168,26 @@ def key_in_headers(headers: Headers) -> str | None:
     return api_key or None
 
 
+#: The two ways a key is presented, as the OpenAPI document declares them (its
+#: ``components.securitySchemes``, and each route's ``security``): Swagger UI's
+#: Authorize button then sends the key. ``auto_error=False``: the answer to a missing
+#: key is :func:`require_key`'s 401, the same for both.
+BEARER = HTTPBearer(
+    scheme_name="bearerKey",
+    description="`Authorization: Bearer <key>`: a key made by `python -m app.api.auth`.",
+    auto_error=False,
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKeyHeader",
+    description="`X-API-Key: <key>`: the same key, in its own header.",
+    auto_error=False,
+)
+
+BearerScheme = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+HeaderScheme = Annotated[str | None, Security(API_KEY_HEADER)]
+
+
 def identify(request: Request, presented: str | None) -> ApiKey | None:
     """Who ``presented`` belongs to, by the key ring of the running app."""
     if not presented:
@@ -175,8 +196,14 @@ def identify(request: Request, presented: str | None) -> ApiKey | None:
     return keyring.identify(presented)
 
 
-def require_key(request: Request) -> ApiKey:
-    """FastAPI dependency of every JSON endpoint: the caller's key, or 401.
+def require_key(
+    request: Request,
+    _bearer: BearerScheme = None,
+    _header: HeaderScheme = None,
+) -> ApiKey:
+    """FastAPI dependency of every JSON endpoint: the caller's key, or 401 (the two
+    ``Security`` parameters declare the schemes in the OpenAPI document; the key is read
+    by :func:`presented_key`, which accepts either).
 
     Only headers count here, never the dashboard's cookie: a browser sends cookies on
     its own, so a cookie accepted by ``POST /jobs`` would let any page a logged-in
@@ -216,7 +243,11 @@ def role_required(role: Role) -> Callable[[Request], ApiKey]:
     """A FastAPI dependency that answers with the caller's key if it has ``role``
     (``Depends(role_required("operator"))``)."""
 
-    def dependency(request: Request) -> ApiKey:
+    def dependency(
+        request: Request,
+        _bearer: BearerScheme = None,
+        _header: HeaderScheme = None,
+    ) -> ApiKey:
         return require_role(request, role)
 
     return dependency

@@ -34,7 +34,7 @@ from app.api.jobs import (
     statuses,
 )
 from app.api.parameters import without_nul
-from app.api.schemas import detail_document, field_error, page_document
+from app.api.schemas import ERRORS, detail_document, field_error, page_document
 from app.exceptions import DefinitionArchived, DefinitionExists, InvalidPayload
 from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger import definitions
@@ -44,7 +44,7 @@ from app.ledger.reads import reports
 from app.ledger.rules.attribution import attributed
 from app.ledger.runtime.task import JobTask
 
-router = APIRouter(tags=["definitions"], dependencies=[Depends(without_nul)])
+router = APIRouter(tags=["definitions"], dependencies=[Depends(without_nul)], responses=ERRORS)
 Caller = Annotated[ApiKey, Depends(require_key)]
 #: Creating and changing definitions (enable, disable, archive…) needs an ``admin`` key.
 Admin = Annotated[ApiKey, Depends(role_required("admin"))]

@@ -29,7 +29,19 @@ from sqlalchemy.exc import OperationalError
 
 from app.api.auth import ApiKey, require_key, role_required
 from app.api.parameters import utc_parameter, without_nul
-from app.api.schemas import CreateJob, detail_document, field_error, links, page_document
+from app.api.schemas import (
+    ERRORS,
+    CreateJob,
+    HistoryPage,
+    JobDocument,
+    JobPage,
+    JobType,
+    Stats,
+    detail_document,
+    field_error,
+    links,
+    page_document,
+)
 from app.celery import app as celery_app
 from app.config import settings
 from app.exceptions import InvalidIdempotencyKey, JobNotFound, LedgerUnavailable
@@ -42,7 +54,7 @@ from app.ledger.rules.attribution import attributed
 from app.ledger.rules.states import normalize
 from app.ledger.runtime.task import JobTask
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(without_nul)])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(without_nul)], responses=ERRORS)
 Caller = Annotated[ApiKey, Depends(require_key)]
 #: A caller whose key may act (create, cancel, retry): ``operator`` or ``admin``.
 Operator = Annotated[ApiKey, Depends(role_required("operator"))]
@@ -70,7 +82,12 @@ class CancelJob(BaseModel):
 # -- create ------------------------------------------------------------------------------
 
 
-@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobDocument,
+    response_model_exclude_unset=True,
+)
 def create_job(
     body: CreateJob,
     caller: Operator,
@@ -195,7 +212,7 @@ def payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) ->
 # -- read --------------------------------------------------------------------------------
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=JobPage, response_model_exclude_unset=True)
 def list_jobs(
     caller: Caller,
     request: Request,
@@ -257,7 +274,7 @@ def words(values: list[str] | None) -> tuple[str, ...]:
     )
 
 
-@router.get("/subjects/{subject}/jobs")
+@router.get("/subjects/{subject}/jobs", response_model=JobPage, response_model_exclude_unset=True)
 def list_subject_jobs(
     subject: str,
     caller: Caller,
@@ -271,7 +288,7 @@ def list_subject_jobs(
     return _page(filters, limit, page, request)
 
 
-@router.get("/jobs/stats")
+@router.get("/jobs/stats", response_model=Stats)
 def job_stats(caller: Caller, since: datetime | None = None) -> Any:
     """Counts per status and per type and status, live jobs and the oldest live one."""
     return reports.jsonable(
@@ -279,7 +296,7 @@ def job_stats(caller: Caller, since: datetime | None = None) -> Any:
     )
 
 
-@router.get("/job-types")
+@router.get("/job-types", response_model=list[JobType])
 def job_types(caller: Caller) -> Any:
     """The job types this API creates, each with the JSON schema of its payload."""
     return [
@@ -289,20 +306,20 @@ def job_types(caller: Caller) -> Any:
     ]
 
 
-@router.get("/jobs/{ref}")
+@router.get("/jobs/{ref}", response_model=JobDocument, response_model_exclude_unset=True)
 def get_job(ref: str, caller: Caller, request: Request) -> Any:
     """One job by UUID or run name, with its steps and files."""
     return detail_document(own_job(ref, caller), root_of(request))
 
 
-@router.get("/jobs/{ref}/events")
+@router.get("/jobs/{ref}/events", response_model=HistoryPage)
 def get_job_events(ref: str, caller: Caller) -> Any:
     """The job's history: one event per status change of the job or a step, in order."""
     detail = own_job(ref, caller)
     return {"job_id": str(detail.job["id"]), "items": reports.jsonable(detail.events)}
 
 
-@router.get("/jobs/{ref}/logs")
+@router.get("/jobs/{ref}/logs", response_model=HistoryPage)
 def get_job_logs(
     ref: str,
     caller: Caller,
@@ -329,7 +346,7 @@ def own_job(ref: str, caller: ApiKey, *, log_limit: int = 0) -> reports.JobDetai
 # -- operate -----------------------------------------------------------------------------
 
 
-@router.post("/jobs/{ref}/cancel")
+@router.post("/jobs/{ref}/cancel", response_model=JobDocument, response_model_exclude_unset=True)
 def cancel_job(
     ref: str,
     caller: Operator,
@@ -351,7 +368,12 @@ def cancel_job(
     return document
 
 
-@router.post("/jobs/{ref}/retry", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/jobs/{ref}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobDocument,
+    response_model_exclude_unset=True,
+)
 def retry_job(ref: str, caller: Operator, request: Request) -> Any:
     """Queue a failed or canceled job again (same id, new message); 409 otherwise."""
     job_id = own_job(ref, caller).job["id"]

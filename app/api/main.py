@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -45,6 +46,7 @@ from app.exceptions import (
     TransitionRefused,
 )
 from app.ledger.runtime.time_limit_types import check_time_limit_types
+from app.version import version
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,14 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
         check_time_limit_types(celery_app)
         yield
 
-    api = FastAPI(
+    # FastAPIOffline is FastAPI with /docs and /redoc served from the Swagger UI and
+    # ReDoc files its package ships (Swagger UI 5, which renders OpenAPI 3.1 as FastAPI
+    # writes it), under /static-offline-docs: the pages work with no CDN reachable.
+    # (swagger-ui-bundle ships Swagger UI 4, which cannot read a 3.1 document.)
+    api = FastAPIOffline(
         title="jobledger",
-        summary="Jobs of the caller's tenant: create, follow, cancel, retry.",
-        version="0.1.0",
+        summary="Jobs of the caller's tenant: create, follow, cancel, retry, bulk operations.",
+        version=version(),
         lifespan=lifespan,
     )
     api.state.keyring = keyring if keyring is not None else KeyRing.from_json(settings().api_keys)

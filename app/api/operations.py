@@ -23,14 +23,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.api.auth import NAME, ApiKey, require_key, role_required
 from app.api.parameters import without_nul
-from app.api.schemas import OperationDocument, OperationPage, Preview, field_error
+from app.api.schemas import ERRORS, OperationDocument, OperationPage, Preview, field_error
 from app.config import settings
 from app.exceptions import OperationConflict, OperationNotFound, OperationTooLarge
 from app.inputs import MAX_PAGE, refuse_unstorable
 from app.ledger.operations import bulk
 from app.ledger.reads.job_search import MAX_TEXT, JobFilter, Sort
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(without_nul)])
+router = APIRouter(tags=["operations"], dependencies=[Depends(without_nul)], responses=ERRORS)
 Caller = Annotated[ApiKey, Depends(require_key)]
 Operator = Annotated[ApiKey, Depends(role_required("operator"))]
 Text = Annotated[str, AfterValidator(refuse_unstorable)]

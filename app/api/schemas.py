@@ -35,6 +35,106 @@ class CreateJob(BaseModel):
     )
 
 
+class FieldError(BaseModel):
+    """One refused field of a 4xx answer."""
+
+    #: Dotted path in the body or query (``payload.value``, ``filter.status``, ``limit``).
+    field: str
+    message: str
+
+
+class ErrorDocument(BaseModel):
+    """Every error answer: a message, or the refused fields."""
+
+    detail: str | list[FieldError]
+
+
+#: The error answers every JSON route may give (their shape in the OpenAPI document).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorDocument, "description": description}
+    for code, description in (
+        (401, "no key, or an unknown one"),
+        (403, "the key's role does not allow this (or another tenant's data in a payload)"),
+        (404, "no such job, definition or operation in the key's tenant"),
+        (409, "a refused transition, or a name or key used for something else"),
+        (422, "refused fields, each named"),
+        (503, "the ledger or the broker is unreachable"),
+    )
+}
+
+
+class JobDocument(BaseModel):
+    """A job as the ledger holds it (lists carry the summary columns; ``GET /jobs/{id}``
+    also ``payload``, ``result``, ``errors``, ``metadata``, ``steps``, ``files``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    #: Run name, ``YYYYMMDDhhmmss[_N]``.
+    name: str | None = None
+    type: str | None = None
+    #: queued, running, retrying, succeeded, partial, failed, canceled.
+    status: str
+    progress: int | None = None
+    tenant: str | None = None
+    subject: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    attempts: int | None = None
+    trigger: str | None = None
+    created_by: str | None = None
+    failure_reason: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    #: Run time in seconds, once finished (lists).
+    duration: float | None = None
+    #: The definition it was made from, by name.
+    definition: str | None = None
+    #: The last bulk operation that canceled or retried it.
+    operation_id: int | None = None
+    links: dict[str, str]
+    steps: list[dict[str, Any]] | None = None
+    files: list[dict[str, Any]] | None = None
+    #: ``POST /jobs/{id}/cancel`` only: canceled, requested, already_requested.
+    outcome: str | None = None
+
+
+class JobPage(BaseModel):
+    """One page of jobs."""
+
+    items: list[JobDocument]
+    page: int
+    limit: int
+    #: Jobs matching, every page together.
+    total: int
+    has_more: bool
+
+
+class HistoryPage(BaseModel):
+    """``GET /jobs/{id}/events`` and ``/logs``: the job's rows, in order."""
+
+    job_id: str
+    items: list[dict[str, Any]]
+
+
+class Stats(BaseModel):
+    """``GET /jobs/stats``: counts of the tenant's jobs."""
+
+    total: int
+    live: int
+    by_status: dict[str, int]
+    by_type: dict[str, dict[str, int]]
+    oldest_live_created_at: str | None
+
+
+class JobType(BaseModel):
+    """A job type the API creates, with its payload's JSON schema."""
+
+    type: str
+    payload_schema: dict[str, Any]
+
+
 class OperationDocument(BaseModel):
     """A bulk operation (``POST /operations``, ``GET /operations/{id}``)."""
 

@@ -75,10 +75,12 @@ def test_jobs_lists_newest_first_with_filters_and_pages(idle_queue: str) -> None
         "status",
         "progress",
         "tenant",
+        "queue",
         "attempts",
         "created_at",
+        "duration",
     ]
-    assert "page 1, 3 jobs" in out
+    assert "page 1, 3 jobs of 3 in all (3 queued)" in out
 
 
 def test_show_by_name_or_id_gives_the_job_its_events_and_logs(worker: WorkerProcess) -> None:

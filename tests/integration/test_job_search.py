@@ -14,6 +14,7 @@ import pytest
 from app.db import engine
 from app.ledger import definitions
 from app.ledger import transitions as ledger
+from app.ledger.operations import bulk
 from app.ledger.reads import job_search
 from app.ledger.reads.job_search import JobFilter
 from app.ledger.reads.reports import database_now
@@ -101,7 +102,7 @@ def made() -> Jobs:
 
 
 def found(**fields: object) -> set[uuid.UUID]:
-    wanted = JobFilter(tenant=str(fields.pop("tenant", "acme")), **fields)  # type: ignore[arg-type]
+    wanted = JobFilter(**{"tenant": "acme", **fields})  # type: ignore[arg-type]
     ids = {uuid.UUID(str(row["id"])) for row in job_search.search(wanted, limit=500).items}
     assert job_search.count(wanted) == len(ids)
     return ids
@@ -127,6 +128,7 @@ def test_each_filter_finds_exactly_its_jobs_of_the_tenant(made: Jobs) -> None:
     assert found(dead=True) == {made.failed}
     assert found(subject="budget-7") == {made.queued}
     assert found(tenant="other") == {made.other_tenant}
+    assert found(tenant=None) == every | {made.other_tenant}  # the CLI's every-tenant view
 
 
 def test_q_matches_id_run_name_subject_and_failure_text(made: Jobs) -> None:
@@ -186,6 +188,8 @@ def test_a_bad_filter_is_refused_naming_the_field() -> None:
         JobFilter(tenant="acme", sort="size")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^tenant: "):
         JobFilter(tenant="")
+    with pytest.raises(ValueError, match=r"^tenant: a bulk operation acts on one tenant"):
+        bulk.run("cancel", JobFilter(tenant=None), "all", "me")
     with pytest.raises(ValueError, match=r"^created_after: "):
         JobFilter.from_query("acme", {"created_after": "yesterday"})
     with pytest.raises(ValueError, match=r"^colour: unknown filter"):

@@ -153,8 +153,11 @@ def start(action: Action, job_filter: JobFilter, name: str, actor: str) -> tuple
     """
     if action not in ACTIONS:
         raise ValueError(f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+    tenant = job_filter.tenant
+    if tenant is None:
+        raise ValueError("tenant: a bulk operation acts on one tenant's jobs; name it")
     query = job_filter.as_query()
-    existing = find(job_filter.tenant, name)
+    existing = find(tenant, name)
     if existing is not None:
         return _again(existing, action, query)
     matched = preview(action, job_filter)
@@ -162,7 +165,7 @@ def start(action: Action, job_filter: JobFilter, name: str, actor: str) -> tuple
     if matched > limit:
         raise OperationTooLarge(matched, limit)
     row = {
-        "tenant": job_filter.tenant,
+        "tenant": tenant,
         "name": name,
         "action": action,
         "filter": query,
@@ -176,11 +179,11 @@ def start(action: Action, job_filter: JobFilter, name: str, actor: str) -> tuple
             f"bulk operation {name!r}",
         )
     except IntegrityError:  # the same name started by a concurrent request: that one runs
-        raced = find(job_filter.tenant, name)
+        raced = find(tenant, name)
         if raced is None:
             raise
         return _again(raced, action, query)[0], False
-    return get(job_filter.tenant, int(new_id)), True
+    return get(tenant, int(new_id)), True
 
 
 def proceed(

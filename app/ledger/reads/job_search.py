@@ -16,8 +16,9 @@ The filter's fields are named after the query parameters every client uses (``q`
 from_query`), so a dashboard URL, an API call, a CLI command and a bulk operation's
 stored filter say the same thing the same way.
 
-A filter always has a tenant: there is no "every tenant" search (the CLI, which may see
-every tenant, passes the tenant it was given or searches ``default``).
+Every API and dashboard search is of the key's tenant (the routes fill it in); only the
+CLI, which reads the database directly as its operator, may search every tenant at once
+(``tenant=None``). A bulk operation always has a tenant.
 
 ``q`` (``text``) matches a job's id (a whole UUID), its run name (a prefix, so ``20261130``
 finds that day's runs), or a case-insensitive substring of its subject or failure reason.
@@ -83,7 +84,8 @@ class JobFilter:
     ``queues`` match any of them.
     """
 
-    tenant: str
+    #: The one tenant searched; None (every tenant) only for the CLI.
+    tenant: str | None
     statuses: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
@@ -105,8 +107,8 @@ class JobFilter:
 
     def __post_init__(self) -> None:
         """Refuse what would fail later as a 500 or match nothing silently."""
-        if not self.tenant:
-            raise ValueError("tenant: a search is always of one tenant")
+        if self.tenant == "":
+            raise ValueError("tenant: empty; give a tenant (or None for every tenant)")
         for status in self.statuses:
             try:
                 normalize(status)
@@ -225,8 +227,10 @@ def filtered(query: Select[Any], wanted: JobFilter) -> Select[Any]:
 
 
 def conditions(wanted: JobFilter) -> list[ColumnElement[bool]]:
-    """The WHERE conditions of a filter; the tenant's always first."""
-    where: list[ColumnElement[bool]] = [jobs.c.tenant == wanted.tenant]
+    """The WHERE conditions of a filter; the tenant's first."""
+    where: list[ColumnElement[bool]] = []
+    if wanted.tenant is not None:
+        where.append(jobs.c.tenant == wanted.tenant)
     if wanted.statuses:
         where.append(jobs.c.status.in_(sorted({normalize(s).value for s in wanted.statuses})))
     if wanted.types:
@@ -237,7 +241,8 @@ def conditions(wanted: JobFilter) -> list[ColumnElement[bool]]:
         where.append(
             jobs.c.definition_id.in_(
                 select(definitions.c.id).where(
-                    definitions.c.tenant == wanted.tenant, definitions.c.name == wanted.definition
+                    definitions.c.name == wanted.definition,
+                    *([] if wanted.tenant is None else [definitions.c.tenant == wanted.tenant]),
                 )
             )
         )

@@ -4,10 +4,8 @@ the sorts, and a tenant's search never showing another tenant's jobs."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +16,9 @@ from app.ledger.operations import bulk
 from app.ledger.reads import job_search
 from app.ledger.reads.job_search import JobFilter
 from app.ledger.reads.reports import database_now
-from tests.support.engines import KINDS, ledger_on
+from tests.support.engines import each_engine  # noqa: F401  (the fixture, by name)
 
-
-@pytest.fixture(params=KINDS, autouse=True)
-def engine_kind(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    with ledger_on(request.param, tmp_path, monkeypatch) as kind:
-        yield kind
+pytestmark = pytest.mark.usefixtures("each_engine")
 
 
 @dataclass

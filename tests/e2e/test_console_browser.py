@@ -152,7 +152,10 @@ def test_an_operator_sees_a_running_jobs_bar_move_without_a_reload(
 ) -> None:
     job = running_gated(gate, 4)
     page = logged_in(browser, server, OPERATOR_KEY)
-    row_bar = page.locator(f'tr[data-job="{job.id}"] [role=progressbar]')
+    row = page.locator(f'tr[data-job="{job.id}"]')
+    assert row.get_by_role("button", name=re.compile("^Cancel")).is_visible()
+    assert row.get_by_role("button", name=re.compile("^Retry")).count() == 0  # not while live
+    row_bar = row.locator("[role=progressbar]")
     assert row_bar.get_attribute("aria-valuenow") == "0"
     page.evaluate("window.__notReloaded = true")
 
@@ -160,6 +163,8 @@ def test_an_operator_sees_a_running_jobs_bar_move_without_a_reload(
 
     expect(row_bar).to_have_attribute("aria-valuenow", "25", timeout=WAIT_MS)
     assert page.evaluate("window.__notReloaded") is True  # updated in place
+    fail.apply_async(kwargs={"message": "arrived later"}, tenant="acme")
+    page.get_by_text("1 new job since this page loaded").wait_for()  # counted, not slipped in
     page.screenshot(path=artifacts / "operator-list-bar-moved.png", full_page=True)
 
     page.goto(f"{server.url}/dashboard/jobs/{job.id}")

@@ -69,6 +69,8 @@
   function liveList(root, table) {
     const rows = Array.from(table.querySelectorAll("tr[data-job]"));
     const ids = rows.map(function (row) { return row.dataset.job; });
+    const fresh = document.querySelector("[data-new-jobs]");
+    let firstTotal = null;
     poll(function () {
       const query = ids.map(function (id) { return "id=" + encodeURIComponent(id); }).join("&");
       return root + "/live" + (query ? "?" + query : "");
@@ -79,6 +81,13 @@
       }
       const all = document.querySelector('[data-count-for="all"]');
       if (all) all.textContent = String(data.total);
+      // new jobs are not slipped into the rows under the reader's eyes: say so, one click
+      if (firstTotal === null) firstTotal = data.total;
+      if (fresh && data.total > firstTotal) {
+        const count = data.total - firstTotal;
+        fresh.textContent = count + " new job" + (count === 1 ? "" : "s") + " since this page loaded: show them";
+        fresh.hidden = false;
+      }
       for (const job of data.jobs) {
         const row = table.querySelector('tr[data-job="' + job.id + '"]');
         if (!row) continue;

@@ -280,3 +280,42 @@ def test_reads_while_settles_and_purges_write_count_every_job_once() -> None:
     assert errors == []
     assert seen  # the reader read while the writer wrote
     assert set(seen) == {job_count}
+
+
+def test_the_metrics_collector_reads_the_same_numbers_on_each_engine() -> None:
+    """``GET /metrics``' collector on this engine: held and finished jobs per tenant, the
+    histogram counts, live jobs, the write-retry counter."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app.api.metrics import REGISTRY
+
+    now = database_now()
+    finished_job("failed", completed=now, wait=0.2, run=0.4, tenant="acme")
+    finished_job("succeeded", completed=now, wait=0.2, run=0.4, tenant="other", starts=2)
+    live = uuid.uuid4()
+    ledger.record_queued(ledger.NewJob(id=live, type=TYPES[1], payload={}, tenant="acme"))
+    samples: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(REGISTRY).decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
+
+    def key(**labels: str) -> frozenset[tuple[str, str]]:
+        return frozenset(labels.items())
+
+    assert samples["jobledger_jobs"] == {
+        key(tenant="acme", type=TYPES[0], status="failed"): 1.0,
+        key(tenant="other", type=TYPES[0], status="succeeded"): 1.0,
+        key(tenant="acme", type=TYPES[1], status="queued"): 1.0,
+    }
+    assert samples["jobledger_live_jobs"] == {
+        key(tenant="acme", type=TYPES[1], status="queued"): 1.0
+    }
+    finished = samples["jobledger_jobs_finished_total"]
+    assert finished[key(tenant="acme", type=TYPES[0], status="failed")] == 1.0
+    assert finished[key(tenant="other", type=TYPES[0], status="succeeded")] == 1.0
+    assert sum(finished.values()) == 2.0
+    assert samples["jobledger_job_run_seconds_count"][key(tenant="acme", type=TYPES[0])] == 1.0
+    assert samples["jobledger_job_retries_total"][key(tenant="other", type=TYPES[0])] == 1.0
+    assert samples["jobledger_ledger_write_retries_total"] == {frozenset(): 0.0}
+    assert samples["jobledger_purge_running"] == {frozenset(): 0.0}

@@ -289,7 +289,7 @@ def trends(window: str = "hour", *, tenant: str | None = None) -> Trends:
         now = engines.current().database_now(connection)
         start = _floor(now, unit) - (count - 1) * _STEP[unit]
         if unit == "minute":
-            tallies = _aggregate(connection, unit, start, None, tenant)
+            tallies = _aggregate(connection, unit, start, None, tenant, rescues=False)
         else:
             tallies = _consistent(
                 connection, lambda settled: _hours(connection, start, settled, tenant)
@@ -363,7 +363,7 @@ def _hours(
     for row in connection.execute(tq.hours_from(start, tenant)):
         tallies.setdefault((aware(row.hour), row.type, row.tenant), Tally()).add(Tally.of_row(row))
     since = start if settled is None else max(settled, start)
-    for key, tally in _aggregate(connection, "hour", since, None, tenant).items():
+    for key, tally in _aggregate(connection, "hour", since, None, tenant, rescues=False).items():
         tallies.setdefault(key, Tally()).add(tally)
     return tallies
 
@@ -387,15 +387,19 @@ def _aggregate(
     since: datetime | None,
     until: datetime | None,
     tenant: str | None,
+    *,
+    rescues: bool = True,
 ) -> dict[Key, Tally]:
-    """Finished jobs of ``jobs`` completed in [since, until), per bucket, type, tenant."""
+    """Finished jobs of ``jobs`` completed in [since, until), per bucket, type, tenant
+    (``rescues=False``: without their lifeline rescues, which charts do not show)."""
     engine_ = engines.current()
     tallies: dict[Key, Tally] = {}
 
     def tally_of(row: Any) -> Tally:
         return tallies.setdefault((aware(row.bucket), row.type, row.tenant), Tally())
 
-    for row in connection.execute(tq.finished_counts(engine_, unit, since, until, tenant)):
+    query = tq.finished_counts(engine_, unit, since, until, tenant, rescues=rescues)
+    for row in connection.execute(query):
         tally = tally_of(row)
         setattr(tally, row.status, getattr(tally, row.status) + int(row.jobs))
         tally.retries += int(row.retries or 0)

@@ -65,7 +65,7 @@ from app.ledger.reads.reports import jsonable
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.attribution import attributed
 from app.ledger.rules.states import PREDECESSORS, JobStatus
-from models.tables import jobs
+from models.tables import events, jobs
 from models.tables import operations as table
 
 Action = Literal["cancel", "retry"]
@@ -276,7 +276,10 @@ def _again(existing: Operation, action: str, query: dict[str, Any]) -> tuple[Ope
 
 def _claim(connection: Connection, operation: Operation) -> bool:
     """Take over a stopped operation: failed, or running without progress for a while.
-    The guard on ``updated_at`` makes two resumers race for one row: one wins."""
+    The guard on ``updated_at`` makes two resumers race for one row: one wins. The run
+    that stopped may have acted on jobs of its last batch without counting or linking
+    them (it died between a job's transition and the batch's progress): the events say
+    which, so they are linked and counted here, and the resumed run leaves them out."""
     now = connection.execute(select(func.now())).scalar_one()
     stopped = or_(table.c.status == "failed", table.c.updated_at < now - STALE_AFTER)
     claimed = connection.execute(
@@ -289,7 +292,21 @@ def _claim(connection: Connection, operation: Operation) -> bool:
         )
         .values(status="running", error=None, updated_at=func.now())
     ).rowcount
+    if claimed:
+        _recount(connection, operation)
     return bool(claimed)
+
+
+def _recount(connection: Connection, operation: Operation) -> None:
+    """``done`` from the operation's events, and its unlinked jobs linked."""
+    acted = select(events.c.job_id).where(events.c.operation_id == operation.id).distinct()
+    connection.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(acted), jobs.c.operation_id.is_(None))
+        .values(operation_id=operation.id)
+    )
+    done = select(func.count()).select_from(acted.subquery()).scalar_subquery()
+    connection.execute(update(table).where(table.c.id == operation.id).values(done=done))
 
 
 def _within(wanted: JobFilter, operation: Operation) -> JobFilter:

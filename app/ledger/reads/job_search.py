@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select
 
 from app.db import engine
 from app.inputs import check_page, utc_moment
@@ -51,7 +51,7 @@ from app.ledger.reads.reports import (
     _dicts,
 )
 from app.ledger.rules.states import JobStatus, normalize
-from models.tables import definitions, jobs
+from models.tables import definitions, events, jobs
 
 Sort = Literal["created", "-created", "finished", "-finished", "duration", "-duration"]
 SORTS: tuple[str, ...] = get_args(Sort)
@@ -102,7 +102,8 @@ class JobFilter:
     #: Only dead jobs: failed with no attempt left (docs/api.md, "Dead jobs").
     dead: bool = False
     sort: Sort = DEFAULT_SORT
-    #: Leave out jobs this bulk operation already acted on (a rerun resumes, not repeats).
+    #: Leave out jobs this bulk operation already acted on (a rerun resumes, not repeats):
+    #: any job with an event of that operation.
     not_in_operation: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -259,9 +260,13 @@ def conditions(wanted: JobFilter) -> list[ColumnElement[bool]]:
     if wanted.dead:
         where.append(dead())
     if wanted.not_in_operation is not None:
-        where.append(
-            or_(jobs.c.operation_id.is_(None), jobs.c.operation_id != wanted.not_in_operation)
+        # by the events (written in the job's own transition), not jobs.operation_id
+        # (linked after each batch): a run that died mid-batch left its acted-on jobs
+        # unlinked, and a resumed run must still leave them out
+        acted = select(events.c.id).where(
+            events.c.job_id == jobs.c.id, events.c.operation_id == wanted.not_in_operation
         )
+        where.append(~exists(acted))
     return where
 
 

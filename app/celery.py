@@ -33,13 +33,14 @@ from celery import Celery
 
 from app import brokers
 from app.config import settings
-from app.queues import DEFAULT_QUEUE, route_task, task_queues
+from app.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, broker_priority, route_task, task_queues
+from app.queues import transport_options as priority_transport_options
 from app.schedule import build_schedule
 
 app = Celery("jobledger")
 app.conf.update(
     broker_url=settings().broker(),
-    broker_transport_options=brokers.transport_options(),
+    broker_transport_options={**brokers.transport_options(), **priority_transport_options()},
     # Every queue this app declares (task_queues, and one a worker is told to consume)
     # carries the broker's arguments: RabbitMQ refuses a queue declared twice with others.
     task_queue_max_priority=brokers.queue_arguments().get("x-max-priority"),
@@ -60,6 +61,8 @@ app.conf.update(
     task_queues=task_queues(),
     task_default_queue=DEFAULT_QUEUE,
     task_routes=(route_task,),
+    # a message without a priority is a middling one, not the most urgent (Redis: 0)
+    task_default_priority=broker_priority(DEFAULT_PRIORITY),
     result_backend=None,
     task_serializer="json",
     accept_content=["json"],

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Annotated, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.ledger.rules.retries import RetryPolicy
+
 #: What a queue name may look like (letters, digits, ``_ . : -``; up to 128 characters).
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+#: A Celery rate limit: jobs per second, minute or hour (``10/m``, ``0.5/s``).
+RATE = re.compile(r"^\d+(\.\d+)?/[smh]$")
 #: Where the embedded defaults keep their files (the SQLite ledger, the broker folder).
 LOCAL_DIR = Path("var")
 
@@ -38,7 +42,8 @@ class TimeLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: The job gets ``SoftTimeLimitExceeded`` in its body and ends ``failed``.
+    #: The job gets ``SoftTimeLimitExceeded`` in its body and ends ``failed``, unless the
+    #: body catches it (``SoftTimeLimit``, :mod:`app.ledger.runtime.context`).
     soft: float | None = Field(default=None, gt=0)
     #: The worker kills the process running the job; it ends ``failed``.
     hard: float | None = Field(default=None, gt=0)
@@ -134,7 +139,8 @@ class Settings(JobledgerSettings):
     #: still running to a second worker first.
     time_limit: float = Field(default=3300, gt=0)
     #: Soft time limit of every job, in seconds (``soft_time_limit``): the body gets
-    #: ``SoftTimeLimitExceeded`` and the job ends ``failed``; below ``time_limit``.
+    #: ``SoftTimeLimitExceeded`` and the job ends ``failed`` unless the body catches it;
+    #: below ``time_limit``.
     soft_time_limit: float = Field(default=3000, gt=0)
     #: Per job type, JSON: ``{"export": {"soft": 600, "hard": 660}}``. A type not listed,
     #: or a limit not given, takes the defaults above (a soft limit not given and not
@@ -146,6 +152,20 @@ class Settings(JobledgerSettings):
     #: queue its module declares (``job_task(..., queue=…)``), else ``celery`` (see
     #: :mod:`app.queues`). Workers started without ``-Q`` consume every queue.
     queues: dict[str, str] = Field(default_factory=dict)
+    #: Default priority per job type, JSON: ``{"export": 2, "import": 7}``; 0 (least
+    #: urgent) to 9 (most urgent); a type not listed gets 5. ``apply_async(priority=…)``
+    #: (the API's ``priority``) overrides it for one job (:mod:`app.queues`).
+    priorities: dict[str, Annotated[int, Field(ge=0, le=9, strict=True)]] = Field(
+        default_factory=dict
+    )
+    #: Retry policy per job type, JSON: ``{"sync": {"retry_on": ["ConnectionError"],
+    #: "max_attempts": 5, "backoff": 2, "backoff_max": 300, "jitter": true}}``; replaces
+    #: the policy the type's module gives (:mod:`app.ledger.rules.retries`).
+    retry_policies: dict[str, RetryPolicy] = Field(default_factory=dict)
+    #: Celery rate limit per job type, JSON: ``{"export": "10/m"}`` (``N/s``, ``N/m``,
+    #: ``N/h``). Per worker process group: each worker starts at most that many jobs of
+    #: the type (Celery's ``rate_limit``), so N workers may start N times as many.
+    rate_limits: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _soft_before_hard(self) -> Settings:
@@ -180,6 +200,17 @@ class Settings(JobledgerSettings):
                     f"({QUEUE_NAME.pattern})"
                 )
         return queues
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_strings(cls, limits: dict[str, str]) -> dict[str, str]:
+        for job_type, rate in limits.items():
+            if not RATE.match(rate):
+                raise ValueError(
+                    f"JOBLEDGER_RATE_LIMITS[{job_type!r}]: {rate!r} is not a rate such as "
+                    "'10/m' (a number of jobs per s, m or h)"
+                )
+        return limits
 
     @field_validator("database_url")
     @classmethod

@@ -129,7 +129,13 @@ class InvalidIdempotencyKey(JobledgerError, ValueError):
         )
 
 
-class TimeLimitsMisconfigured(JobledgerError, ValueError):
+class JobTypeSettingsMisconfigured(JobledgerError, ValueError):
+    """A per-type setting (``JOBLEDGER_QUEUES``, ``…_PRIORITIES``, ``…_RETRY_POLICIES``,
+    ``…_RATE_LIMITS``) names a job type that does not exist (a misspelling would leave
+    the real type on its defaults); the message names the setting and lists the types."""
+
+
+class TimeLimitsMisconfigured(JobTypeSettingsMisconfigured):
     """``JOBLEDGER_TIME_LIMITS`` names a job type that does not exist (a misspelling
     would leave the real type on the default limits); the message lists the types."""
 

@@ -18,6 +18,13 @@ queues are known before any task module is imported (Celery builds a worker's qu
 from ``task_queues`` once); a module that declares a queue outside them adds it to the
 app's queues when it is imported (before a worker sets up its consumers).
 
+**Priorities.** One scale for users: ``0`` (least urgent) to ``9`` (most urgent), default
+:data:`DEFAULT_PRIORITY`; per type in ``JOBLEDGER_PRIORITIES``, per job with
+``apply_async(priority=…)``. Brokers disagree on the direction: RabbitMQ delivers the
+highest number first, kombu's Redis emulation the lowest first (one Redis list per level,
+``priority_steps``; BRPOP reads the levels in order). :func:`broker_priority` is the one
+place that maps the user's value onto the broker's; the ledger records the user's.
+
 Routing is done twice, on purpose and with one answer: :class:`~app.ledger.runtime.task.
 JobTask` names the queue in ``apply_async`` so that the ledger records it at ``queued``,
 and :func:`route_task` (Celery's ``task_routes``) routes every other publish of a job
@@ -30,7 +37,7 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
-from app.brokers import queue_arguments
+from app.brokers import kind, queue_arguments
 from app.config import QUEUE_NAME, settings
 
 #: Queue of job types that declare none, and of plain tasks (Celery's default name).
@@ -48,6 +55,12 @@ FAMILIES = (
     "interfaces",
     "maintenance",
 )
+
+#: The user-facing priority scale (most urgent is the highest number) and its default.
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5
+#: kombu's Redis priority levels: all ten, so that every user priority is its own level
+#: (kombu's default, [0, 3, 6, 9], would fold 7 and 8 into one).
+PRIORITY_STEPS = list(range(MIN_PRIORITY, MAX_PRIORITY + 1))
 
 #: Job type -> the queue its module declared (``job_task(…, queue=…)``).
 _declared: dict[str, str] = {}
@@ -91,6 +104,34 @@ def task_queues() -> list[Queue]:
     return [make_queue(name) for name in queue_names()]
 
 
+def priority_for(job_type: str) -> int:
+    """``job_type``'s default priority (``JOBLEDGER_PRIORITIES``, else 5)."""
+    return settings().priorities.get(job_type, DEFAULT_PRIORITY)
+
+
+def broker_priority(priority: int, broker_url: str | None = None) -> int:
+    """The message priority the broker of ``broker_url`` (default: this process's) needs
+    for the user's ``priority`` (0 least .. 9 most urgent). RabbitMQ (``amqp``) delivers
+    higher numbers first: the value as is (queues declared with ``x-max-priority``, see
+    :mod:`app.brokers`). Redis (and the other kombu virtual transports) deliver lower
+    numbers first: ``9 - priority``."""
+    if kind(broker_url) == "rabbitmq":
+        return priority
+    return MAX_PRIORITY - priority
+
+
+def transport_options(broker_url: str | None = None) -> dict[str, Any]:
+    """What the broker's transport needs for priorities (Celery's
+    ``broker_transport_options``): on Redis, one list per level (:data:`PRIORITY_STEPS`).
+    ``queue_order_strategy`` stays kombu's ``round_robin``: the levels come first in the
+    BRPOP kombu sends (every queue at level 0, then every queue at level 1…), so a more
+    urgent job is taken first whatever its queue, and at one level the queues take turns
+    (``priority`` would always drain the first queue of ``-Q`` before the next)."""
+    if kind(broker_url) == "redis":
+        return {"priority_steps": PRIORITY_STEPS}
+    return {}
+
+
 def redis_keys(names: list[str] | None = None) -> list[str]:
     """The Redis lists that hold the messages of queues ``names`` (default: every queue
     of :func:`queue_names`): kombu keeps one list per priority level, ``<queue>`` and
@@ -99,6 +140,13 @@ def redis_keys(names: list[str] | None = None) -> list[str]:
     for name in queue_names() if names is None else names:
         keys += [name, *(f"{name}{PRIORITY_SEPARATOR}{level}" for level in range(1, 10))]
     return keys
+
+
+def waiting(client: Any, queue: str) -> int:
+    """Messages waiting in Redis queue ``queue``, every priority level counted (a job at
+    the default priority waits in ``<queue>\\x06\\x164``, not in ``<queue>``).
+    ``client``: a redis-py client of the broker's database."""
+    return sum(int(client.llen(key)) for key in redis_keys([queue]))
 
 
 def route_task(

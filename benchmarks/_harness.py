@@ -56,6 +56,7 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app import db  # noqa: E402
+from app.queues import redis_keys, waiting  # noqa: E402
 from app.testing import databases, workers  # noqa: E402
 from app.testing.databases import migrated_ledger  # noqa: E402
 from app.testing.workers import WorkerProcess  # noqa: E402
@@ -84,7 +85,7 @@ def drop_database() -> None:
 def clear_broker() -> None:
     """Empty the benchmark's Redis db of queues and reserved messages (db 11 only)."""
     client = redis_client()
-    keys = [*client.keys("bench-*"), "unacked", "unacked_index", "celery"]
+    keys = [*client.keys("bench-*"), "unacked", "unacked_index", *redis_keys()]
     client.delete(*keys)
 
 
@@ -148,7 +149,7 @@ def running_worker(
 
 def drained(client: redis.Redis, queue: str) -> bool:
     """No message of ``queue`` waits or is reserved: every task ran and was acknowledged."""
-    return client.llen(queue) == 0 and client.hlen("unacked") == 0
+    return waiting(client, queue) == 0 and client.hlen("unacked") == 0
 
 
 def wait_drained(queue: str, timeout: float = 900, poll: float = 0.01) -> float:

@@ -72,6 +72,12 @@ class Job(Base):
     #: ``JOBLEDGER_MAX_LOST_EXECUTIONS`` the next delivery fails the job instead.
     lost_executions: Mapped[int] = mapped_column(server_default=text("0"))
     queue: Mapped[str | None] = mapped_column(String(128))
+    #: The job's priority, 0 (least urgent) to 9 (most urgent): the job's own, else its
+    #: type's (``JOBLEDGER_PRIORITIES``), else 5 (:mod:`app.queues`).
+    priority: Mapped[int | None] = mapped_column(SmallInteger)
+    #: Failed after its retry policy's last attempt: the job is dead (view ``dead_jobs``).
+    #: A manual retry clears it.
+    retries_exhausted: Mapped[bool] = mapped_column(server_default=text("false"))
     worker: Mapped[str | None] = mapped_column(String(256))
     #: Pool process of the current execution on ``worker`` (names the one a loss is about).
     worker_pid: Mapped[int | None]

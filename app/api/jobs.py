@@ -121,6 +121,7 @@ def create_job(
             created_by=caller.name,
             tenant=caller.tenant,
             subject=body.subject,
+            priority=body.priority,
             idempotency_key=_key_of(idempotency_key),
         )
     root = root_of(request)

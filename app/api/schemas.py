@@ -33,6 +33,9 @@ class CreateJob(BaseModel):
     subject: Annotated[str, AfterValidator(refuse_unstorable)] | None = Field(
         default=None, min_length=1, max_length=256
     )
+    #: 0 (least urgent) to 9 (most urgent); default: the job type's
+    #: (``JOBLEDGER_PRIORITIES``, else 5). See docs/operations.md, "Priorities".
+    priority: int | None = Field(default=None, ge=0, le=9, strict=True)
 
 
 class FieldError(BaseModel):

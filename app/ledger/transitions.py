@@ -23,7 +23,7 @@ import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection
@@ -333,9 +333,11 @@ def record_failed(
     execution_id: str | None = None,
     worker: str | None = None,
     heartbeat_before: datetime | None = None,
+    retries_exhausted: bool = False,
 ) -> bool:
     """Fail a live job with a user-safe ``reason`` and structured ``errors`` (both stored
-    sanitised).
+    sanitised). ``retries_exhausted``: its retry policy has no attempt left, the job is
+    dead (``jobs.retries_exhausted``, the ``dead_jobs`` view).
 
     ``heartbeat_before`` (the lifeline) fails it only if it has not shown a sign of life
     since then, so a job that reports progress while the lifeline looks is left alone.
@@ -353,6 +355,7 @@ def record_failed(
             execution_id=execution_id,
             worker=worker,
             quiet_since=heartbeat_before,
+            retries_exhausted=retries_exhausted,
         )
         if moved:  # a chained job: its steps will never run (or finish) now
             engine.finish_steps(
@@ -363,14 +366,24 @@ def record_failed(
     return in_transaction(work, f"job {job_id} failed")
 
 
-def record_retrying(job_id: uuid.UUID, *, execution_id: str, reason: str) -> bool:
-    """The current execution ended and Celery will deliver the job again."""
+def record_retrying(
+    job_id: uuid.UUID, *, execution_id: str, reason: str, next_attempt_at: datetime | None = None
+) -> bool:
+    """The current execution ended and Celery will deliver the job again; with
+    ``next_attempt_at``, the job's ``metadata.next_attempt_at`` says when (ISO 8601, UTC),
+    written in the same transaction."""
     job_id = as_job_id(job_id)
     engine = engines.current()
-    return in_transaction(
-        lambda c: engine.retrying(c, Ref(job_id), execution_id=execution_id, reason=reason),
-        f"job {job_id} {S.RETRYING}",
-    )
+
+    def work(connection: Connection) -> bool:
+        if next_attempt_at is not None:
+            when = next_attempt_at.astimezone(UTC).isoformat(timespec="milliseconds")
+            engine.merge_metadata(
+                connection, job_id, execution_id=execution_id, values={"next_attempt_at": when}
+            )
+        return engine.retrying(connection, Ref(job_id), execution_id=execution_id, reason=reason)
+
+    return in_transaction(work, f"job {job_id} {S.RETRYING}")
 
 
 def record_canceled(

@@ -36,6 +36,7 @@ from app.ledger.reads import reports
 from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
 from app.ledger.runtime.task import JobTask
 from app.migrate import upgrade
+from app.queues import waiting
 from tests.support import ledger
 from tests.support.brokers import delete_queue, redis_only
 from tests.support.faults import (
@@ -318,7 +319,7 @@ def test_queued_jobs_lost_with_a_volatile_redis_are_failed_truthfully_by_the_lif
 
     volatile_redis.stop()
     volatile_redis.start()
-    assert redis.Redis.from_url(volatile_redis.url).llen(queue) == 0  # the messages are gone
+    assert waiting(redis.Redis.from_url(volatile_redis.url), queue) == 0  # the messages are gone
     with db.engine().begin() as connection:  # time passes: older than the lifeline timeout
         connection.execute(
             text(
@@ -358,7 +359,7 @@ def test_queued_jobs_survive_a_restart_of_a_redis_with_an_fsynced_aof(
         queued = publish_to(durable_redis.url, queue, 10)  # nobody consumes it yet
         durable_redis.stop()
         durable_redis.start()
-        assert redis.Redis.from_url(durable_redis.url).llen(queue) == 10
+        assert waiting(redis.Redis.from_url(durable_redis.url), queue) == 10
         later = publish_to(durable_redis.url, f"{queue}-live", 10)
         late = start_fault_worker(worker_logs, queue, concurrency=1, env=env)
         try:

@@ -27,6 +27,7 @@ from app import db
 from app.config import settings
 from app.ledger.operations import lifeline
 from app.ledger.rules.states import TERMINAL, JobStatus, is_valid_walk
+from app.queues import waiting
 from tests.faults.test_faults import assert_sound_ledger, stop_worker
 from tests.support import ledger
 from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length, redis_only
@@ -79,7 +80,7 @@ def acknowledged(
     if ON_RABBITMQ:
         return queue_length(queue) == 0 and worker.is_idle()
     reserved = client.hlen("unacked") if job_ids is None else unacked_of(client, job_ids)
-    return not reserved and not client.llen(queue)
+    return not reserved and not waiting(client, queue)
 
 
 def steps_of(job_id: str) -> list[dict[str, Any]]:
@@ -262,7 +263,7 @@ def test_a_live_worker_s_reservations_are_left_alone_by_the_lifeline(
 
         assert result.restored == result.lost == []
         assert len(unacked_of(redis_client, published)) == 4
-        assert redis_client.llen(queue) == 0
+        assert waiting(redis_client, queue) == 0
         release(redis_client, gate)
         for job_id in published:
             ledger.wait_for_status(job_id, "succeeded")
@@ -337,7 +338,7 @@ def test_a_deferred_copy_leaves_the_job_finished_when_the_first_execution_dies(
         release(redis_client, gate)
         ledger.wait_for_status(job_id, "succeeded")
         wait_until(  # the first message and the deferred copy: one ran, the other dropped
-            lambda: not unacked_of(redis_client, {job_id}) and not redis_client.llen(queue),
+            lambda: not unacked_of(redis_client, {job_id}) and not waiting(redis_client, queue),
             60,
             "no message of the job left",
         )

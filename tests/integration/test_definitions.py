@@ -35,6 +35,7 @@ from app.ledger import definitions, engines
 from app.ledger import transitions as ledger
 from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
+from app.queues import waiting
 from models.tables import definition_changes, jobs
 from models.tables import definitions as definition_rows
 from models.tables import steps as step_rows
@@ -368,7 +369,7 @@ def jobs_of(definition_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 def messages(redis_client: redis.Redis) -> int:
-    return int(redis_client.llen(QUEUE))
+    return waiting(redis_client, QUEUE)
 
 
 def test_a_manual_run_makes_a_linked_job(redis_client: redis.Redis) -> None:

@@ -14,6 +14,7 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from app.exceptions import IdempotencyConflict, InvalidIdempotencyKey
+from app.queues import waiting
 from tests.support import api
 from tests.support import ledger as read
 from tests.support.api import ACME, OTHER
@@ -48,7 +49,7 @@ def test_the_same_key_and_payload_give_the_same_job_and_one_message(
     assert getattr(again, "replayed", False) is True
     assert not getattr(first, "replayed", False)
     assert api.job_count() == 1
-    assert redis_client.llen(queue) == 1  # published once
+    assert waiting(redis_client, queue) == 1  # published once
     assert read.transitions(first.id) == [(None, "queued")]
 
 
@@ -110,7 +111,7 @@ def test_a_batch_with_a_key_is_made_once(queue: str, redis_client: redis.Redis) 
     assert [r.id for r in again] == [r.id for r in first]
     assert all(getattr(r, "replayed", False) for r in again)
     assert api.job_count() == 3
-    assert redis_client.llen(queue) == 3
+    assert waiting(redis_client, queue) == 3
     with pytest.raises(IdempotencyConflict):
         echo.apply_many(payloads[:2], queue=queue, idempotency_key="batch-1")
     with pytest.raises(IdempotencyConflict):

@@ -19,6 +19,7 @@ from amqp.exceptions import NotFound
 
 from app import brokers
 from app.celery import app
+from app.queues import redis_keys, waiting
 from app.testing import broker_queues
 from tests.conftest import BROKER_URL
 
@@ -63,18 +64,20 @@ def queue_length(name: str) -> int:
     if ON_RABBITMQ:
         found = _on_rabbitmq(lambda channel: channel.queue_declare(name, passive=True))
         return int(found.message_count) if found else 0
-    with app.connection_for_read() as connection:
-        return int(connection.default_channel.client.llen(name))
+    with app.connection_for_read() as connection:  # every priority level's list
+        return waiting(connection.default_channel.client, name)
 
 
 def waiting_messages(name: str) -> list[tuple[dict[str, Any], Any]]:
     """``(headers, decoded body)`` of every message waiting in queue ``name``, left there.
-    Redis: the queue's list, read. RabbitMQ: each message taken unacknowledged and given
+    Redis: the queue's lists (one per priority level), read. RabbitMQ: each message taken unacknowledged and given
     back when the channel closes (a queue cannot be read otherwise)."""
     if not ON_RABBITMQ:
         with app.connection_for_read() as connection:
             client = connection.default_channel.client
-            raw = [json.loads(item) for item in client.lrange(name, 0, -1)]
+            raw = [
+                json.loads(item) for key in redis_keys([name]) for item in client.lrange(key, 0, -1)
+            ]
         return [(m["headers"], json.loads(base64.b64decode(m["body"]))) for m in raw]
 
     def read(channel: Any) -> list[tuple[dict[str, Any], Any]]:

@@ -47,6 +47,8 @@ class NewJob:
     created_by: str | None = None
     celery_task_id: str | None = None
     queue: str | None = None
+    #: 0 (least urgent) to 9 (most urgent), as the user gave it (not the broker's value).
+    priority: int | None = None
     parent_job_id: uuid.UUID | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The producer's "this request, once" key (unique per tenant) and its request's digest.
@@ -238,6 +240,7 @@ class Engine(ABC):
         execution_id: str | None = None,
         worker: str | None = None,
         quiet_since: datetime | None = None,
+        retries_exhausted: bool = False,
     ) -> bool:
         """Fail a live job or step with ``reason`` (and, for a job, ``errors``); only if it
         showed no sign of life since ``quiet_since`` when given."""

@@ -250,10 +250,12 @@ class CoreEngine(Engine):
         execution_id: str | None = None,
         worker: str | None = None,
         quiet_since: datetime | None = None,
+        retries_exhausted: bool = False,
     ) -> bool:
         values: dict[str, Any] = {"failure_reason": reason, "completed_at": func.now()}
         if ref.step_id is None:  # a step's errors are its parent's
             values["errors"] = errors or []
+            values["retries_exhausted"] = retries_exhausted
         return self._move(
             connection,
             ref,
@@ -373,6 +375,7 @@ class CoreEngine(Engine):
             "progress": 0,
             "progress_message": None,
             "lost_executions": 0,
+            "retries_exhausted": False,
         }
         message = f"retry requested by {_who(actor)}"
         return self._move(connection, Ref(job_id), S.QUEUED, values, actor=actor, message=message)
@@ -657,6 +660,7 @@ def job_row(job: NewJob, name: str) -> dict[str, Any]:
         "created_by": job.created_by,
         "celery_task_id": job.celery_task_id,
         "queue": job.queue,
+        "priority": job.priority,
         "parent_job_id": job.parent_job_id,
         "metadata": job.metadata,
         "idempotency_key": job.idempotency_key,

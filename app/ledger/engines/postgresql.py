@@ -65,12 +65,13 @@ _QUEUED, _RUNNING, _RETRYING = S.QUEUED.value, S.RUNNING.value, S.RETRYING.value
 
 #: Publish: bump the second's name counter, insert the job, write its creation event.
 #: $1 id, $2 type, $3 tenant, $4 subject, $5 payload, $6 trigger, $7 created_by,
-#: $8 celery_task_id, $9 queue, $10 parent_job_id, $11 metadata, $12 message, $13 actor.
+#: $8 celery_task_id, $9 queue, $10 parent_job_id, $11 metadata, $12 message, $13 actor,
+#: $14 priority.
 RECORD_QUEUED = Prepared(
     "jobledger_record_queued",
     (
         *("uuid", "text", "text", "text", "jsonb", "text", "text", "text", "text", "uuid"),
-        *("jsonb", "text", "text"),
+        *("jsonb", "text", "text", "int2"),
     ),
     f"""
 WITH seq AS (
@@ -80,9 +81,9 @@ WITH seq AS (
     RETURNING stamp, last
 ), job AS (
     INSERT INTO jobs (id, name, type, status, tenant, subject, payload, trigger, created_by,
-                      celery_task_id, queue, parent_job_id, metadata)
+                      celery_task_id, queue, parent_job_id, metadata, priority)
     SELECT $1, CASE WHEN seq.last = 0 THEN seq.stamp ELSE seq.stamp || '_' || seq.last END,
-           $2, '{_QUEUED}', $3, $4, $5, $6, $7, $8, $9, $10, $11
+           $2, '{_QUEUED}', $3, $4, $5, $6, $7, $8, $9, $10, $11, $14
     FROM seq
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -282,6 +283,7 @@ class PostgreSQLEngine(CoreEngine):
                 job.metadata,
                 f"queued by {actor}",
                 actor,
+                job.priority,
             ),
             f"job {job.id} queued",
         )

@@ -43,6 +43,7 @@ from app.ledger.rules.states import JobStatus
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.target import JobTarget
 from app.ledger.runtime.task import JobTask
+from app.queues import broker_priority
 from models.tables import jobs, steps
 
 CANCELABLE = "queued, retrying or running"
@@ -107,7 +108,7 @@ def retry(ref: str | uuid.UUID, *, actor: ledger.Actor) -> RetryResult:
     job_id = resolve_job_id(ref)
     with engine().connect() as connection:
         job = connection.execute(
-            select(jobs.c.type, jobs.c.status, jobs.c.payload, jobs.c.queue).where(
+            select(jobs.c.type, jobs.c.status, jobs.c.payload, jobs.c.queue, jobs.c.priority).where(
                 jobs.c.id == job_id
             )
         ).first()
@@ -126,7 +127,7 @@ def retry(ref: str | uuid.UUID, *, actor: ledger.Actor) -> RetryResult:
     if not ledger.record_requeued(job_id, celery_task_id=task_id, actor=actor):
         raise TransitionRefused(job_id, _status(job_id) or job.status, "retry", RETRYABLE)
     try:
-        _publish(job.type, dict(job.payload or {}), job_id, task_id, job.queue)
+        _publish(job.type, dict(job.payload or {}), job_id, task_id, job.queue, job.priority)
     except Exception as error:
         ledger.record_failed(
             job_id, reason=f"could not publish the retry to the broker: {error}", actor=actor
@@ -141,18 +142,27 @@ def publish_existing(
     job_id: uuid.UUID,
     task_id: str,
     queue: str | None = None,
+    priority: int | None = None,
 ) -> None:
     """Publish a new message for a job the ledger already holds (manual retry, lifeline
-    requeue): the ``jobledger`` header makes the worker use the existing row."""
-    _publish(job_type, payload, job_id, task_id, queue)
+    requeue): the ``jobledger`` header makes the worker use the existing row. The job's
+    recorded queue and priority (0..9) are kept."""
+    _publish(job_type, payload, job_id, task_id, queue, priority)
 
 
 def _publish(
-    job_type: str, payload: dict[str, Any], job_id: uuid.UUID, task_id: str, queue: str | None
+    job_type: str,
+    payload: dict[str, Any],
+    job_id: uuid.UUID,
+    task_id: str,
+    queue: str | None,
+    priority: int | None,
 ) -> None:
     options: dict[str, Any] = {"headers": JobTarget(job_id).header()}
     if queue:
         options["queue"] = queue
+    if priority is not None:  # a message with the header is published as is: map it here
+        options["priority"] = broker_priority(priority)
     task = registered_task(job_type)
     if isinstance(task, JobTask):
         task.apply_async((), payload, task_id=task_id, **options)

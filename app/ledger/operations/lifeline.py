@@ -272,6 +272,7 @@ class _Stale:
     payload: dict[str, Any]
     worker: str | None
     queue: str | None
+    priority: int | None
     heartbeat: datetime
     execution_id: str | None = None
     celery_task_id: str | None = None
@@ -292,6 +293,7 @@ def _stale_running(
         jobs.c.payload,
         jobs.c.worker,
         jobs.c.queue,
+        jobs.c.priority,
         heartbeat.label("heartbeat"),
         jobs.c.execution_id,
         jobs.c.celery_task_id,
@@ -307,6 +309,7 @@ def _stale_running(
             dict(r.payload or {}),
             r.worker,
             r.queue,
+            r.priority,
             _aware(r.heartbeat),
             r.execution_id,
             r.celery_task_id,
@@ -363,7 +366,7 @@ def _orphan(job: _Stale, quiet_since: datetime) -> bool:
     task_id = str(uuid.uuid4())
     if not ledger.record_orphaned(job.id, celery_task_id=task_id, heartbeat_before=quiet_since):
         return False
-    publish_existing(job.type, job.payload, job.id, task_id, job.queue)
+    publish_existing(job.type, job.payload, job.id, task_id, job.queue, job.priority)
     return True
 
 

@@ -271,9 +271,11 @@ def conditions(wanted: JobFilter) -> list[ColumnElement[bool]]:
 
 
 def dead() -> ColumnElement[bool]:
-    """Dead jobs: failed, and nothing will run them again (a failed job has used its
-    attempts: retries happen while it is ``retrying``, never after ``failed``)."""
-    return jobs.c.status == JobStatus.FAILED.value
+    """Dead jobs: failed after their retry policy's last attempt (``jobs.retries_exhausted``,
+    :mod:`app.ledger.rules.retries`): the rows of the ``dead_jobs`` view. A job that
+    failed at once (no policy, or an error its policy does not retry) is failed, not
+    dead; a manual retry clears the mark."""
+    return (jobs.c.status == JobStatus.FAILED.value) & jobs.c.retries_exhausted
 
 
 def duration() -> ColumnElement[Any]:

@@ -110,7 +110,9 @@ class ChainJobTask(JobTask):
         # The parent is recorded with the chain's queue; each step's message is routed
         # by its own type (app.queues.route_task) unless apply_async names a queue.
         recorded = {**options, "queue": options.get("queue") or queues.queue_for(self.name)}
-        new_job = self._new_job(job_id, str(job_id), document, described, recorded)
+        # every step's message carries the chain's priority (the broker's value of it)
+        priority = self.prioritize(options)
+        new_job = self._new_job(job_id, str(job_id), document, described, recorded, priority)
         created = ledger.record_queued(
             ledger.NewJob(**{**new_job.__dict__, "celery_task_id": None, **link}),
             steps=planned,

@@ -17,6 +17,21 @@ the lifeline takes a job with no heartbeat for its worker being gone.
 The same class records the execution's outcome (``finish``, ``fail``…) on its target
 (:mod:`app.ledger.runtime.target`): the job, or the step of a chain it runs as.
 
+**Time limits.** At its soft time limit (``JOBLEDGER_TIME_LIMITS``, ``apply_async(
+soft_time_limit=…)``; :attr:`JobContext.soft_time_limit` says how many seconds) the body
+gets :class:`SoftTimeLimit` (Celery's ``SoftTimeLimitExceeded``) wherever it is. Not
+caught, the job ends ``failed`` ("timed out after N s (soft time limit …)"). Caught, the
+body decides how the job ends, with its own words, before the hard limit kills it::
+
+    try:
+        for number, row in enumerate(rows):
+            ...
+            job.tick()
+    except SoftTimeLimit:
+        job.add_error(f"not processed: the soft time limit came first", first=number)
+        return {"done": number}          # ends `partial`, what was done is kept
+        # or: raise JobFailed(f"stopped at the soft time limit after {number} rows")
+
 ``job.tenant`` is the tenant the body reads and writes data for: the ``tenant`` of the
 job's ledger row (for a chain step, of its parent job), read once when first asked. It
 is never taken from the payload: the row is what the API or producer recorded, and a
@@ -28,8 +43,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection
 
 from app.config import settings
@@ -38,6 +55,8 @@ from app.exceptions import JobCanceled, JobFailed
 from app.ledger.engines import queries as q
 from app.ledger.runtime.target import JobTarget, Target
 
+#: What a job body catches to end cleanly at its soft time limit (see the module docstring).
+SoftTimeLimit = SoftTimeLimitExceeded
 #: Item errors kept in ``jobs.errors``; past this only the count grows.
 MAX_ITEM_ERRORS = 1000
 #: Seconds between two checkpoints of :meth:`JobContext.tick` (at most; half the
@@ -54,6 +73,7 @@ class JobContext:
         execution_id: str,
         attempt: int,
         worker: str | None = None,
+        soft_time_limit: float | None = None,
     ) -> None:
         #: What this execution runs: a job, or a step of a chained job (a bare job id
         #: is a job).
@@ -61,6 +81,8 @@ class JobContext:
         self.execution_id = execution_id
         self.attempt = attempt
         self.worker = worker
+        #: Seconds after its start at which this execution gets :class:`SoftTimeLimit`.
+        self.soft_time_limit = soft_time_limit
         #: Structured item errors (``row``, ``field``, ``message``…); any ⇒ ``partial``.
         self.errors: list[dict[str, Any]] = []
         #: Where the job's output can be fetched, if it has one.
@@ -184,15 +206,25 @@ class JobContext:
             worker=self.worker,
         )
 
-    def fail(self, reason: str, errors: list[dict[str, Any]]) -> None:
-        """Record ``failed`` with a user-safe reason."""
+    def fail(
+        self, reason: str, errors: list[dict[str, Any]], *, retries_exhausted: bool = False
+    ) -> None:
+        """Record ``failed`` with a user-safe reason (``retries_exhausted``: its retry
+        policy retried it as often as it may; the job is dead)."""
         self.target.fail(
-            reason=reason, errors=errors, execution_id=self.execution_id, worker=self.worker
+            reason=reason,
+            errors=errors,
+            execution_id=self.execution_id,
+            worker=self.worker,
+            retries_exhausted=retries_exhausted,
         )
 
-    def retrying(self, reason: str) -> None:
-        """Record ``retrying``: this execution ends and Celery delivers the job again."""
-        self.target.retrying(execution_id=self.execution_id, reason=reason)
+    def retrying(self, reason: str, *, next_attempt_at: datetime | None = None) -> None:
+        """Record ``retrying``: this execution ends and Celery delivers the job again
+        (at ``next_attempt_at``, noted in the job's metadata)."""
+        self.target.retrying(
+            execution_id=self.execution_id, reason=reason, next_attempt_at=next_attempt_at
+        )
 
     def cancel(self, reason: str) -> None:
         """Record ``canceled`` (stopped at a checkpoint)."""

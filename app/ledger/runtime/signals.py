@@ -20,7 +20,7 @@ from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import signals
 
 from app import db
-from app.exceptions import TimeLimitsMisconfigured
+from app.exceptions import JobTypeSettingsMisconfigured
 from app.ledger.runtime.celery_redaction import redact_log_handlers
 from app.ledger.runtime.execution import execution_of
 from app.ledger.runtime.target import target_for_task, target_of
@@ -98,12 +98,13 @@ def record_job_lost(
 
 
 def refuse_unknown_time_limit_types(sender: Any = None, **_: Any) -> None:
-    """Stop a worker or beat at start whose ``JOBLEDGER_TIME_LIMITS`` names a job type
-    that does not exist. ``SystemExit``: Celery logs and ignores any ``Exception`` a
-    signal handler raises, which would let the process run on the wrong limits."""
+    """Stop a worker or beat at start whose ``JOBLEDGER_TIME_LIMITS`` (or another per-type
+    setting) names a job type that does not exist. ``SystemExit``: Celery logs and
+    ignores any ``Exception`` a signal handler raises, which would let the process run on
+    the wrong limits."""
     try:
         check_time_limit_types(sender.app)
-    except TimeLimitsMisconfigured as error:
+    except JobTypeSettingsMisconfigured as error:
         raise SystemExit(f"jobledger: {error}") from None
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection
@@ -141,8 +142,10 @@ class JobTarget(_BodyWrites):
         execution_id: str | None = None,
         actor: ledger.Actor = "worker",
         worker: str | None = None,
+        retries_exhausted: bool = False,
     ) -> bool:
-        """``failed`` with a user-safe reason (a chained job's steps are canceled)."""
+        """``failed`` with a user-safe reason (a chained job's steps are canceled);
+        ``retries_exhausted`` marks it dead (its retry policy has no attempt left)."""
         return ledger.record_failed(
             self.job_id,
             reason=reason,
@@ -150,6 +153,7 @@ class JobTarget(_BodyWrites):
             execution_id=execution_id,
             actor=actor,
             worker=worker,
+            retries_exhausted=retries_exhausted,
         )
 
     def cancel(
@@ -165,9 +169,14 @@ class JobTarget(_BodyWrites):
             self.job_id, reason=reason, actor=actor, execution_id=execution_id, worker=worker
         )
 
-    def retrying(self, *, execution_id: str, reason: str) -> bool:
-        """``retrying``: this execution ended and Celery delivers the message again."""
-        return ledger.record_retrying(self.job_id, execution_id=execution_id, reason=reason)
+    def retrying(
+        self, *, execution_id: str, reason: str, next_attempt_at: datetime | None = None
+    ) -> bool:
+        """``retrying``: this execution ended and Celery delivers the message again (at
+        ``next_attempt_at``, noted in the job's ``metadata``)."""
+        return ledger.record_retrying(
+            self.job_id, execution_id=execution_id, reason=reason, next_attempt_at=next_attempt_at
+        )
 
     def lost(
         self,
@@ -275,6 +284,7 @@ class StepTarget(_BodyWrites):
         execution_id: str | None = None,
         actor: ledger.Actor = "worker",
         worker: str | None = None,
+        retries_exhausted: bool = False,  # a chain is not marked dead by its step (docs)
     ) -> bool:
         """Fail the step and its parent (naming the step); the steps after it are canceled."""
         return steps.record_step_failed(
@@ -305,8 +315,11 @@ class StepTarget(_BodyWrites):
             worker=worker,
         )
 
-    def retrying(self, *, execution_id: str, reason: str) -> bool:
-        """``retrying`` for the step; the parent stays ``running``."""
+    def retrying(
+        self, *, execution_id: str, reason: str, next_attempt_at: datetime | None = None
+    ) -> bool:
+        """``retrying`` for the step; the parent stays ``running`` (the event's message
+        says when the next attempt is; the parent's metadata is not touched)."""
         return steps.record_step_retrying(
             self.job_id, self.step_id, execution_id=execution_id, reason=reason
         )

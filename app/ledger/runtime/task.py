@@ -41,6 +41,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from celery import Task
@@ -61,6 +62,7 @@ from app.inputs import unstorable_fields
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
 from app.ledger.rules.actors import actor_for
+from app.ledger.rules.retries import RetryPolicy, next_delay, retries
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.execution import (
@@ -110,6 +112,8 @@ class JobTask(Task):  # type: ignore[misc]
     #: Safe to run again from the start when its worker is lost (idempotent body): the
     #: lifeline then re-queues an orphaned run instead of failing it.
     retry_when_orphaned: ClassVar[bool] = False
+    #: Which failures retry, how often, how long apart (:mod:`app.ledger.rules.retries`).
+    retry_policy: ClassVar[RetryPolicy | None] = None
     typing = False  # the payload model validates, not the run() signature
 
     # -- producer side --------------------------------------------------------------
@@ -187,6 +191,7 @@ class JobTask(Task):  # type: ignore[misc]
             return super().apply_async(args, kwargs, task_id=task_id, headers=headers, **options)
         self.check_time_limits(options)
         self.route(options)
+        priority = self.prioritize(options)
         payload = self.validate_payload(
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
         )
@@ -194,7 +199,7 @@ class JobTask(Task):  # type: ignore[misc]
         job_id = uuid.uuid4() if task_id is None else uuid_of_task_id(task_id)
         task_id = task_id or str(job_id)
         actor = actor_for(described.get("trigger", "producer"))
-        job = self._new_job(job_id, task_id, document, described, options)
+        job = self._new_job(job_id, task_id, document, described, options, priority)
         if link:  # made from a definition (most jobs are not: no copy for them)
             job = dataclasses.replace(job, **link)
         if key is not None:
@@ -234,6 +239,7 @@ class JobTask(Task):  # type: ignore[misc]
         key = options.pop("idempotency_key", None)
         self.check_time_limits(options)
         self.route(options)
+        priority = self.prioritize(options)
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
@@ -249,7 +255,7 @@ class JobTask(Task):  # type: ignore[misc]
         ids = [uuid.uuid4() for _ in documents]
         actor = actor_for(described.get("trigger", "producer"))
         new_jobs = [
-            self._new_job(i, str(i), d, described, options)
+            self._new_job(i, str(i), d, described, options, priority)
             for i, d in zip(ids, documents, strict=True)
         ]
         if key is not None and new_jobs:
@@ -358,6 +364,7 @@ class JobTask(Task):  # type: ignore[misc]
         document: dict[str, Any],
         described: dict[str, Any],
         options: dict[str, Any],
+        priority: int | None = None,
     ) -> ledger.NewJob:
         texts = {name: described[name] for name in TEXT_OPTIONS if name in described}
         refused = dict(unstorable_fields(texts))
@@ -376,6 +383,7 @@ class JobTask(Task):  # type: ignore[misc]
             created_by=described.get("created_by"),
             celery_task_id=task_id,
             queue=options.get("queue"),
+            priority=priority,
             metadata=dict(described.get("metadata") or {}),
         )
 
@@ -404,13 +412,20 @@ class JobTask(Task):  # type: ignore[misc]
         limit = self.max_retries if max_retries is None else max_retries
         if context is not None and (limit is None or self.request.retries + 1 <= limit):
             when = eta or (self.default_retry_delay if countdown is None else countdown)
-            _durably(context.retrying, f"retry: {Retry(exc=exc, when=when)}")
+            next_at = _moment(when)
+            reason = retry_reason(exc, context.attempt, next_at)
+            _durably(context.retrying, reason, next_attempt_at=next_at)
         try:
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         except Reject as refused:
             if context is not None:
                 _durably(context.fail, f"could not publish the retry: {refused.reason}", [])
             raise
+
+    def policy(self) -> RetryPolicy | None:
+        """This type's retry policy: ``JOBLEDGER_RETRY_POLICIES``'s, else the one given
+        to ``job_task(retry_policy=…)``, else None (a failure fails the job)."""
+        return settings().retry_policies.get(self.name) or self.retry_policy
 
     def start_execution(self) -> Execution:
         """Record the start of this delivery as a new execution of the message's target,
@@ -456,6 +471,33 @@ class JobTask(Task):  # type: ignore[misc]
                 self.name, {"queue": f"{queue!r} is not a queue name ({QUEUE_NAME.pattern})"}
             )
         options["queue"] = queue
+
+    def prioritize(self, options: dict[str, Any]) -> int:
+        """The job's priority, 0 (least urgent) to 9 (most urgent): ``apply_async(
+        priority=…)``, else the type's (:func:`app.queues.priority_for`). ``options`` gets
+        the broker's value for it (:func:`app.queues.broker_priority`); the ledger
+        records the one returned.
+
+        Raises:
+            InvalidPayload: ``priority`` is not a whole number from 0 to 9.
+        """
+        priority = options.get("priority")
+        if priority is None:
+            priority = queues.priority_for(self.name)
+        elif (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or not (queues.MIN_PRIORITY <= priority <= queues.MAX_PRIORITY)
+        ):
+            raise InvalidPayload(
+                self.name,
+                {
+                    "priority": "must be a whole number from 0 (least urgent) to 9 (most "
+                    f"urgent), got {priority!r}"
+                },
+            )
+        options["priority"] = queues.broker_priority(priority)
+        return int(priority)
 
     def check_time_limits(self, options: dict[str, Any]) -> None:
         """Check (and complete) one job's ``time_limit``/``soft_time_limit`` options.
@@ -527,7 +569,11 @@ class JobTask(Task):  # type: ignore[misc]
                 log.info("job %s not run: %s", request.id, start.reason)
             raise Ignore()
         execution.context = context = JobContext(
-            execution.target, execution.execution_id, start.attempt, request.hostname
+            execution.target,
+            execution.execution_id,
+            start.attempt,
+            request.hostname,
+            soft_time_limit=self.limits_of(request)[0],
         )
         try:
             result = super().__call__(*args, **kwargs)
@@ -544,10 +590,22 @@ class JobTask(Task):  # type: ignore[misc]
             _durably(context.fail, reason, [*context.errors, _error_entry(error, start.attempt)])
             raise
         except Exception as error:
+            policy = self.policy()
+            delay = None if policy is None else next_delay(policy, error, start.attempt)
+            if policy is not None and delay is not None:
+                # recorded `retrying` with the next attempt's time by retry(), then Retry
+                raise self.retry(
+                    exc=error, countdown=delay, max_retries=policy.max_attempts
+                ) from error
+            exhausted = policy is not None and retries(policy, error)
+            reason = _user_safe(error)
+            if exhausted:
+                reason += f" (attempt {start.attempt}; no attempts left: retries exhausted)"
             _durably(
                 context.fail,
-                _user_safe(error),
+                reason,
                 [*context.errors, _error_entry(error, start.attempt)],
+                retries_exhausted=exhausted,
             )
             raise
         try:
@@ -570,12 +628,16 @@ def job_task(
     *,
     subject: str | None = None,
     queue: str | None = None,
+    retry_policy: RetryPolicy | None = None,
     **task_options: Any,
 ) -> Callable[[Callable[[JobContext, P], Any]], JobTask]:
     """Make ``function(job, payload)`` a Celery job task named ``name``.
 
     ``queue`` is the type's default queue (its family's: ``import``, ``export``…; none
     means ``celery``); ``JOBLEDGER_QUEUES`` overrides it (:mod:`app.queues`).
+    ``retry_policy`` says which failures retry (:mod:`app.ledger.rules.retries`);
+    ``JOBLEDGER_RETRY_POLICIES`` overrides it. ``JOBLEDGER_RATE_LIMITS`` gives the type
+    Celery's ``rate_limit`` (per worker).
 
     Its time limits are the type's from the settings (``JOBLEDGER_TIME_LIMIT``,
     ``JOBLEDGER_SOFT_TIME_LIMIT``, ``JOBLEDGER_TIME_LIMITS``) unless ``task_options``
@@ -584,6 +646,9 @@ def job_task(
     soft, hard = settings().time_limits_of(name)
     task_options.setdefault("soft_time_limit", soft)
     task_options.setdefault("time_limit", hard)
+    rate = settings().rate_limits.get(name)
+    if rate is not None:
+        task_options["rate_limit"] = rate
 
     def decorate(function: Callable[[JobContext, P], Any]) -> JobTask:
         from app.celery import app  # late: app.celery imports the task modules
@@ -601,6 +666,7 @@ def job_task(
             name=name,
             payload_model=payload,
             subject_field=subject,
+            retry_policy=retry_policy,
             **task_options,
         )(run)
 
@@ -634,6 +700,23 @@ def _record_unpublished(
             job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
         )
     idempotency.release(job_ids)
+
+
+def retry_reason(error: BaseException | None, attempt: int, next_at: datetime) -> str:
+    """The ``retrying`` event's message: what failed, the wait, when the next attempt is."""
+    failed = "retry requested" if error is None else _user_safe(error)
+    wait = max(0.0, (next_at - datetime.now(UTC)).total_seconds())
+    return (
+        f"attempt {attempt} failed: {failed}; next attempt (attempt {attempt + 1}) in "
+        f"{wait:.3f} s, at {next_at.astimezone(UTC).isoformat(timespec='milliseconds')}"
+    )
+
+
+def _moment(when: Any) -> datetime:
+    """A retry's ``eta`` (a datetime) or countdown (seconds) as the moment it is due."""
+    if isinstance(when, datetime):
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return datetime.now(UTC) + timedelta(seconds=float(when or 0))
 
 
 def timed_out(seconds: float | None, which: str) -> str:

@@ -47,7 +47,7 @@ class JobDefinition(Base):
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
     catch_up: Mapped[str] = mapped_column(String(8), server_default=text("'skip'"))
-    #: Run options (queue, priority, time_limit, soft_time_limit).
+    #: Run options (queue, priority, time_limit, soft_time_limit, retry_policy).
     options: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     version: Mapped[int] = mapped_column(server_default=text("1"))
     archived_at: Mapped[datetime | None] = mapped_column(Timestamp)

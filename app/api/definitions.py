@@ -75,7 +75,8 @@ class CreateDefinition(BaseModel):
     enabled: bool = True
     #: A firing missed while no beat ran: ``skip`` it, or run ``once`` for all of them.
     catch_up: Literal["skip", "once"] = "skip"
-    #: Run options the job type supports (queue, priority, time_limit, soft_time_limit).
+    #: Run options the job type supports (queue, priority, time_limit, soft_time_limit,
+    #: retry_policy).
     options: dict[str, Any] = Field(default_factory=dict)
 
 

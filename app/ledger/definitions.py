@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 CHANGEABLE = ("payload", "schedule", "enabled", "catch_up", "options", "archived")
 CATCH_UP = ("skip", "once")
 #: Run options a definition may carry (applied to each run's ``apply_async``).
-RUN_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit")
+RUN_OPTIONS = ("queue", "priority", "time_limit", "soft_time_limit", "retry_policy")
 #: Why a payload field that holds a secret is refused (redaction would mask it).
 NOT_KEPT = (
     "holds a secret (a password, token or credential, which the ledger masks as ***): a "
@@ -618,6 +618,11 @@ def _option_problems(task: Any, options: dict[str, Any]) -> dict[str, str]:
         isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
     ):
         problems["options.priority"] = "must be a whole number from 0 to 9"
+    if options.get("retry_policy") is not None:
+        try:
+            task.checked_retry_policy(options["retry_policy"])
+        except InvalidPayload as error:
+            problems.update({f"options.{f}": p for f, p in error.fields.items()})
     limits = {key: options[key] for key in ("time_limit", "soft_time_limit") if key in options}
     if limits:
         try:

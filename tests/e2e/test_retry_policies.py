@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.exceptions import InvalidPayload
 from app.ledger.rules.states import JobStatus, is_valid_walk
+from tasks import sync_and_suggest
 from tests.support import api, ledger
 from tests.support.api import ACME
 from tests.support.controls import wobbly
@@ -104,6 +106,28 @@ def test_a_failure_the_policy_does_not_name_fails_at_once_and_is_not_dead() -> N
     assert (row["status"], row["attempts"], row["retries_exhausted"]) == ("failed", 1, False)
     assert row["failure_reason"] == "ValueError: bad input on attempt 1"
     assert ledger.count("SELECT count(*) FROM dead_jobs") == 0
+
+
+def test_a_jobs_own_retry_policy_wins_over_its_types() -> None:
+    own = {"retry_on": ["ConnectionError"], "max_attempts": 2, "backoff": 0.1, "jitter": False}
+    job_id = wobbly.apply_async(kwargs={"failures": 5}, retry_policy=own).id
+
+    row = ledger.wait_for_status(job_id, "succeeded", "failed", timeout=60)
+    assert (row["status"], row["attempts"], row["retries_exhausted"]) == ("failed", 2, True)
+    [(_, attempt, wait, _)] = _retries(job_id)
+    assert attempt == 2
+    assert wait <= 0.1
+
+
+def test_a_bad_retry_policy_is_refused_naming_the_field_and_nothing_is_written() -> None:
+    with pytest.raises(InvalidPayload, match=r"retry_policy\.max_attempts"):
+        wobbly.apply_async(kwargs={"failures": 1}, retry_policy={"max_attempts": 0})
+    with pytest.raises(InvalidPayload, match="retry_policy"):
+        sync_and_suggest.apply_async(
+            kwargs={"budget_id": "b", "source": "/nowhere.csv"},
+            retry_policy={"max_attempts": 2},
+        )
+    assert ledger.count("SELECT count(*) FROM jobs") == 0
 
 
 @pytest.fixture

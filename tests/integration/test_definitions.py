@@ -129,6 +129,7 @@ def test_unscheduled_or_disabled_definitions_have_no_next_run() -> None:
         ({"schedule": {"every": 0}}, "schedule.every"),
         ({"options": {"retries": 3}}, "options.retries"),
         ({"options": {"priority": 11}}, "options.priority"),
+        ({"options": {"retry_policy": {"max_attempts": 0}}}, "options.retry_policy.max_attempts"),
         ({"options": {"time_limit": -1}}, "options.time_limit"),
         ({"options": {"time_limit": 10, "soft_time_limit": 20}}, "options.soft_time_limit"),
         ({"catch_up": "all"}, "catch_up"),
@@ -391,6 +392,7 @@ def test_a_manual_run_makes_a_linked_job(redis_client: redis.Redis) -> None:
         "key-ops",
     )
     assert (job["definition_version"], job["scheduled_for"], job["queue"]) == (2, None, QUEUE)
+    assert job["priority"] == 0  # the run option, on the users' scale
     assert job["payload"]["budget_id"] == "shop"  # the current version's payload
     assert messages(redis_client) == 1
     # a second run by hand is another job

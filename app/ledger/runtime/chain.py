@@ -91,6 +91,8 @@ class ChainJobTask(JobTask):
             )
         described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
         link = {key: options.pop(key) for key in DEFINITION_OPTIONS if key in options}
+        if options.pop("retry_policy", None) is not None:
+            self.checked_retry_policy(None)  # refused, naming the option
         tenant = tenant_of(described, kwargs)
         payload = self.validate_payload(tuple(args or ()), dict(kwargs or {}), tenant=tenant)
         document = self.job_document(payload, described)
@@ -141,6 +143,20 @@ class ChainJobTask(JobTask):
             ledger.record_failed(job_id, reason=f"could not publish the chain: {error}")
             raise
         return AsyncResult(str(job_id), app=self.app)
+
+    def checked_retry_policy(self, given: Any) -> dict[str, Any]:
+        """Refused: each step retries by its own type's policy.
+
+        Raises:
+            InvalidPayload: naming ``retry_policy``.
+        """
+        raise InvalidPayload(
+            self.name,
+            {
+                "retry_policy": "a chained job takes none: each step retries by its own "
+                "type's policy (job_task(retry_policy=…), JOBLEDGER_RETRY_POLICIES)"
+            },
+        )
 
     def _step_payload(
         self, position: int, step: Step, payload: BaseModel, tenant: str

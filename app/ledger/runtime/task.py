@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 DUPLICATE_DELAY = 10
 #: Options of ``apply_async`` that describe the job rather than the message.
 JOB_OPTIONS = ("tenant", "subject", "created_by", "trigger", "metadata")
+#: The message header carrying one job's own retry policy (``apply_async(retry_policy=…)``);
+#: Celery copies a message's headers to its retries, so every attempt reads it.
+RETRY_POLICY_HEADER = "jobledger_retry_policy"
 #: Options linking a job to the definition it is made from (app.ledger.definitions).
 DEFINITION_OPTIONS = ("definition_id", "definition_version", "scheduled_for")
 #: Job options stored as text or JSON, checked for NUL characters like the payload.
@@ -192,6 +195,9 @@ class JobTask(Task):  # type: ignore[misc]
         self.check_time_limits(options)
         self.route(options)
         priority = self.prioritize(options)
+        if options.get("retry_policy") is not None:
+            headers[RETRY_POLICY_HEADER] = self.checked_retry_policy(options["retry_policy"])
+        options.pop("retry_policy", None)
         payload = self.validate_payload(
             tuple(args or ()), dict(kwargs or {}), tenant=tenant_of(described, kwargs)
         )
@@ -240,6 +246,12 @@ class JobTask(Task):  # type: ignore[misc]
         self.check_time_limits(options)
         self.route(options)
         priority = self.prioritize(options)
+        given_policy = options.pop("retry_policy", None)
+        own_policy = (
+            {}
+            if given_policy is None
+            else {RETRY_POLICY_HEADER: self.checked_retry_policy(given_policy)}
+        )
         documents: list[dict[str, Any]] = []
         problems: dict[str, str] = {}
         for index, kwargs in enumerate(payloads):
@@ -280,7 +292,7 @@ class JobTask(Task):  # type: ignore[misc]
                             document,
                             task_id=str(job_id),
                             producer=producer,
-                            headers=JobTarget(job_id).header(),
+                            headers={**JobTarget(job_id).header(), **own_policy},
                             **{**options, **payload_reprs(self.app, (), document, options)},
                         )
                     )
@@ -423,9 +435,36 @@ class JobTask(Task):  # type: ignore[misc]
             raise
 
     def policy(self) -> RetryPolicy | None:
-        """This type's retry policy: ``JOBLEDGER_RETRY_POLICIES``'s, else the one given
-        to ``job_task(retry_policy=…)``, else None (a failure fails the job)."""
+        """The retry policy of the job running now: its own (``apply_async(retry_policy=…)``,
+        a definition's run option), else the type's from ``JOBLEDGER_RETRY_POLICIES``,
+        else the one given to ``job_task(retry_policy=…)``, else None (a failure fails
+        the job)."""
+        own = (getattr(self.request, "headers", None) or {}).get(RETRY_POLICY_HEADER)
+        if own is None:
+            own = getattr(self.request, RETRY_POLICY_HEADER, None)
+        if isinstance(own, dict):
+            try:
+                return RetryPolicy.model_validate(own)
+            except ValidationError:  # checked at apply_async: only a forged message
+                log.warning("job %s: ignored a malformed retry policy header", self.request.id)
         return settings().retry_policies.get(self.name) or self.retry_policy
+
+    def checked_retry_policy(self, given: Any) -> dict[str, Any]:
+        """One job's retry policy (a :class:`RetryPolicy` or its fields as a dict) as the
+        message header carries it.
+
+        Raises:
+            InvalidPayload: naming the field (``retry_policy.max_attempts``…).
+        """
+        if isinstance(given, RetryPolicy):
+            return given.model_dump(mode="json")
+        try:
+            return RetryPolicy.model_validate(given).model_dump(mode="json")
+        except ValidationError as error:
+            problems = _field_problems(error)
+            raise InvalidPayload(
+                self.name, {f"retry_policy.{field}": p for field, p in problems.items()}
+            ) from None
 
     def start_execution(self) -> Execution:
         """Record the start of this delivery as a new execution of the message's target,

@@ -66,3 +66,42 @@ def test_a_queue_name_that_is_not_one_is_refused_naming_the_type(
     monkeypatch.setenv("JOBLEDGER_QUEUES", '{"export": "two words"}')
     with pytest.raises(ValidationError, match=r"JOBLEDGER_QUEUES\['export'\]"):
         Settings()
+
+
+def test_the_users_priority_is_mapped_onto_each_brokers_direction() -> None:
+    # RabbitMQ delivers the highest number first, kombu's Redis emulation the lowest
+    assert [queues.broker_priority(p, "amqp://guest@h//") for p in (0, 5, 9)] == [0, 5, 9]
+    assert [queues.broker_priority(p, "redis://h:6379/0") for p in (0, 5, 9)] == [9, 4, 0]
+
+
+def test_redis_gets_a_list_per_priority_level_and_other_brokers_nothing() -> None:
+    assert queues.transport_options("redis://h:6379/0") == {"priority_steps": list(range(10))}
+    assert queues.transport_options("amqp://guest@h//") == {}
+
+
+def test_a_types_default_priority_comes_from_the_setting_else_five(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOBLEDGER_PRIORITIES", '{"export": 2}')
+    settings.cache_clear()
+    try:
+        assert (queues.priority_for("export"), queues.priority_for("import")) == (2, 5)
+    finally:
+        monkeypatch.delenv("JOBLEDGER_PRIORITIES")
+        settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("JOBLEDGER_PRIORITIES", '{"export": 10}', "priorities.export"),
+        ("JOBLEDGER_RATE_LIMITS", '{"export": "fast"}', r"JOBLEDGER_RATE_LIMITS\['export'\]"),
+        ("JOBLEDGER_RETRY_POLICIES", '{"sync": {"max_attempts": 0}}', "max_attempts"),
+    ],
+)
+def test_run_control_settings_out_of_range_are_refused_naming_the_entry(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=named):
+        Settings()

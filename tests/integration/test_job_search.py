@@ -78,8 +78,11 @@ def made() -> Jobs:
     run_on(running, "celery@alpha")
     failed = new_job("example.fail", subject="dataset-9")
     run_on(failed, "celery@beta")
-    assert ledger.record_failed(
-        failed, reason="Connection TIMEOUT at row 3", execution_id=str(failed)
+    assert ledger.record_failed(  # its retry policy's last attempt: dead
+        failed,
+        reason="Connection TIMEOUT at row 3",
+        execution_id=str(failed),
+        retries_exhausted=True,
     )
     succeeded = new_job()
     run_on(succeeded, "celery@alpha")

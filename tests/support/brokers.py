@@ -70,8 +70,9 @@ def queue_length(name: str) -> int:
 
 def waiting_messages(name: str) -> list[tuple[dict[str, Any], Any]]:
     """``(headers, decoded body)`` of every message waiting in queue ``name``, left there.
-    Redis: the queue's lists (one per priority level), read. RabbitMQ: each message taken unacknowledged and given
-    back when the channel closes (a queue cannot be read otherwise)."""
+    Redis: the queue's lists (one per priority level), read. RabbitMQ: each message taken
+    unacknowledged and given back when the channel closes (a queue cannot be read
+    otherwise)."""
     if not ON_RABBITMQ:
         with app.connection_for_read() as connection:
             client = connection.default_channel.client

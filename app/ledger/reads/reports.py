@@ -334,7 +334,7 @@ def _filtered(query: Select[Any], filters: JobFilter | None) -> Select[Any]:
         query = query.where(jobs.c.created_at >= filters.since)
     if filters.definition_id is not None:
         query = query.where(jobs.c.definition_id == filters.definition_id)
-    if filters.dead:  # the dead_jobs view's rows (migration 0012)
+    if filters.dead:  # the dead_jobs view's rows (migration 0013)
         query = query.where(jobs.c.status == JobStatus.FAILED.value, jobs.c.retries_exhausted)
     return query
 

@@ -11,8 +11,8 @@
 SQLite: plain ``ADD COLUMN`` in place (as 0007), not a batch copy of ``jobs`` under the
 reporting views that read it; the view is the same SQL on both databases.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

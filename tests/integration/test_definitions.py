@@ -35,7 +35,7 @@ from app.ledger import definitions, engines
 from app.ledger import transitions as ledger
 from app.ledger.engines.base import aware
 from app.ledger.rules import schedules
-from app.queues import waiting
+from app.queues import redis_keys, waiting
 from models.tables import definition_changes, jobs
 from models.tables import definitions as definition_rows
 from models.tables import steps as step_rows
@@ -434,7 +434,11 @@ def test_a_scheduled_runs_message_expires_after_one_period_and_a_manual_one_neve
     definitions.run("acme", "nightly", scheduled_for=firing, trigger="beat", created_by="beat")
     definitions.run("acme", "nightly", scheduled_for=None, trigger="manual", created_by="k")
 
-    sent = [json.loads(raw)["headers"] for raw in redis_client.lrange(QUEUE, 0, -1)]
+    sent = [  # every priority level's list of the queue
+        json.loads(raw)["headers"]
+        for key in redis_keys([QUEUE])
+        for raw in redis_client.lrange(key, 0, -1)
+    ]
     by_trigger = {bool(h["expires"]): h["expires"] for h in sent}
     assert set(by_trigger) == {True, False}  # the manual run's message carries none
     expires_at = datetime.fromisoformat(by_trigger[True])

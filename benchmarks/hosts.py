@@ -281,6 +281,8 @@ def death(args: argparse.Namespace) -> None:
                 moved = _elsewhere(connection, jobs, victim.name, killed)
             for worker in others:
                 worker.kill()
+            for worker in (victim, *others):
+                worker.log_path.unlink(missing_ok=True)
     finally:
         lifeline.kill()
         lifeline.wait(10)

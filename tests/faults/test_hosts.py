@@ -53,7 +53,7 @@ pytestmark = pytest.mark.fault
 #: The broker of the run (``.ci/run`` runs the faults once on Redis, once on RabbitMQ).
 SESSION_BROKER = os.environ.get("JOBLEDGER_TEST_BROKER_URL") or REDIS_URL
 HOSTS = 3
-#: Published before the faults (shuffled), and short ones published while they last.
+#: Published before the faults (long ones first), and short ones published while they last.
 SHORT_JOBS, LONG_JOBS, LATE_JOBS = 200, 20, 100
 #: Seconds host 1 stays cut off at least (its jobs must also have been taken over).
 CUT_SECONDS = 15
@@ -265,10 +265,13 @@ def test_a_killed_host_and_a_cut_off_host_lose_no_job_and_double_no_outcome(
             if worker.process.poll() is None:
                 worker.kill()
 
-    moved = started_elsewhere(on_dead, dead_worker.name, killed_at)
-    assert set(moved) == set(on_dead), "a dead host's running job never ran elsewhere"
-
     events = histories()
+    # the dead host's running jobs ran elsewhere (but one that it finished in the moment
+    # between the look and the kill, which has its outcome from there)
+    moved = started_elsewhere(on_dead, dead_worker.name, killed_at)
+    unfinished = {j for j in on_dead if events[j][-1]["worker"] != dead_worker.name}
+    assert unfinished <= set(moved), "a dead host's running job never ran elsewhere"
+
     jobs = {str(r["id"]): r for r in _all_jobs()}
     assert set(jobs) == set(job_ids)
     outcomes = Counter(
@@ -293,7 +296,7 @@ def test_a_killed_host_and_a_cut_off_host_lose_no_job_and_double_no_outcome(
         for job_id in on_cut
         if job_id in on_cut_host and events[job_id][-1]["worker"] != cut_worker.name
     )
-    seconds = [(moved[j] - killed_at).total_seconds() for j in on_dead]
+    seconds = [(moved[j] - killed_at).total_seconds() for j in unfinished] or [0.0]
     print(
         f"\n[{kind}] jobs {len(job_ids)}, lost {len(lost)}, two outcomes {len(doubled)}, "
         f"host 0 killed with {len(on_dead)} running: elsewhere after "

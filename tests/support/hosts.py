@@ -63,14 +63,14 @@ def finished_bodies(path: Path) -> list[tuple[str, str]]:
 def publish(
     queue: str, short: int, long: int, seconds: tuple[float, float], seed: int
 ) -> list[str]:
-    """``short`` no-op jobs and ``long`` ones (alternately heartbeating and silent) mixed in a
-    random order, in batches over one producer (the bulk enqueue path)."""
+    """``long`` jobs (alternately heartbeating and silent) first, so that every host holds
+    some of them when the faults come, then ``short`` no-op ones; in batches over one
+    producer (the bulk enqueue path)."""
     rng = random.Random(seed)
-    payloads: list[dict[str, Any]] = [{} for _ in range(short)]
-    payloads += [
+    payloads: list[dict[str, Any]] = [
         {"seconds": round(rng.uniform(*seconds), 2), "heartbeat": n % 2 == 0} for n in range(long)
     ]
-    rng.shuffle(payloads)
+    payloads += [{} for _ in range(short)]
     ids: list[str] = []
     for start in range(0, len(payloads), 100):
         results = work.apply_many(payloads[start : start + 100], queue=queue)

@@ -34,6 +34,11 @@ SURROGATE_PROBLEM = (
     "must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff): they are not Unicode text"
 )
 NOT_FINITE_PROBLEM = "must not hold NaN or infinity: PostgreSQL stores finite numbers only"
+#: Deepest nesting of lists and objects a document may have. Python's recursion limit
+#: (1000 frames) would otherwise end a walk of a deeper one as a RecursionError, not a
+#: refusal naming the field; no payload of a job type needs a tenth of this.
+MAX_DEPTH = 64
+TOO_DEEP_PROBLEM = f"is nested more than {MAX_DEPTH} levels deep (lists and objects)"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Oldest and newest moments kept by both Python and the ledger's ``timestamptz``.
 OLDEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -63,11 +68,14 @@ def refuse_unstorable(text: str) -> str:
     return text
 
 
-def unstorable_fields(document: Any, path: str = "") -> Iterator[tuple[str, str]]:
+def unstorable_fields(document: Any, path: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
     """``(dotted path, problem)`` of every string (value or key) the ledger cannot store
-    (:func:`text_problem`) and every NaN or infinity in a JSON document; list items are
-    named by index (``rows.2.name``)."""
-    if isinstance(document, str):
+    (:func:`text_problem`), every NaN or infinity in a JSON document, and a value nested
+    deeper than :data:`MAX_DEPTH` (named at that depth, walked no further); list items
+    are named by index (``rows.2.name``)."""
+    if depth > MAX_DEPTH:
+        yield path or "*", TOO_DEEP_PROBLEM
+    elif isinstance(document, str):
         problem = text_problem(document)
         if problem is not None:
             yield path or "*", problem
@@ -81,10 +89,11 @@ def unstorable_fields(document: Any, path: str = "") -> Iterator[tuple[str, str]
             if problem is not None:  # a surrogate named as U+FFFD: the name must be sendable
                 yield _SURROGATE.sub("\ufffd", name), problem
             else:
-                yield from unstorable_fields(value, name)
+                yield from unstorable_fields(value, name, depth + 1)
     elif isinstance(document, list | tuple):
         for index, value in enumerate(document):
-            yield from unstorable_fields(value, f"{path}.{index}" if path else str(index))
+            named = f"{path}.{index}" if path else str(index)
+            yield from unstorable_fields(value, named, depth + 1)
 
 
 def utc_moment(moment: datetime) -> datetime:

@@ -22,6 +22,7 @@ The four checks (``check`` names the kind):
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,12 @@ NEEDS: dict[str, frozenset[str]] = {
 }
 #: The kinds that compare a value with equals/min/max.
 COMPARING = frozenset({"row_count", "field_value", "job_result"})
+#: Longest ``equals`` a check may compare with, as compact JSON: one value of a row or a
+#: result, not a data set (a bigger one would sit in the ledger's payload, every message
+#: and every error that quotes it).
+MAX_EQUALS_BYTES = 64 * 1024
+#: Longest ``job`` reference: a UUID in any of its spellings, or a run name, is shorter.
+MAX_JOB_REF = 64
 #: A dotted path into a job's result.
 ResultPath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$", max_length=256)]
 
@@ -66,11 +73,29 @@ class Check(KindItem):
         default=None, validate_default=True
     )
     row: Annotated[int, Field(ge=1)] | None = Field(default=None, validate_default=True)
-    job: str | None = Field(default=None, validate_default=True)
+    job: Annotated[str, Field(max_length=MAX_JOB_REF)] | None = Field(
+        default=None, validate_default=True
+    )
     path: ResultPath | None = Field(default=None, validate_default=True)
     equals: JsonValue = Field(default=None, validate_default=True)
     min: Decimal | None = Field(default=None, validate_default=True, allow_inf_nan=False)
     max: Decimal | None = Field(default=None, validate_default=True, allow_inf_nan=False)
+
+    @field_validator("equals", mode="before")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        """Measured before pydantic walks it: validating a list of a million items as
+        ``JsonValue`` takes seconds of the producer's time."""
+        try:
+            size = len(json.dumps(value, separators=(",", ":"), default=str))
+        except (TypeError, ValueError):
+            return value  # not JSON: the JsonValue check refuses it, naming the field
+        if size > MAX_EQUALS_BYTES:
+            raise ValueError(
+                f"is {size:,} bytes as JSON; equals compares one value, at most "
+                f"{MAX_EQUALS_BYTES:,} bytes"
+            )
+        return value
 
     @field_validator("dataset", "field", "key", "row", "job", "path", "equals", "min", "max")
     @classmethod

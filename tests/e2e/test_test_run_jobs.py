@@ -195,6 +195,40 @@ def test_bad_checks_are_refused_at_delay_and_write_nothing() -> None:
     assert api.job_count() == before
 
 
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("check", "field"),
+    [
+        ({"check": "row_count", "dataset": "d", "equals": _nested(5000)}, "checks.0.equals"),
+        ({"check": "row_count", "dataset": "d", "equals": "x" * 10_000_000}, "checks.0.equals"),
+        ({"check": "row_count", "dataset": "d", "equals": list(range(300_000))}, "checks.0.equals"),
+        ({"check": "job_succeeded", "job": "j" * 10_000_000}, "checks.0.job"),
+    ],
+    ids=["deeply-nested-equals", "huge-equals", "long-list-equals", "overlong-job"],
+)
+def test_hostile_checks_are_refused_at_delay_naming_the_field_briefly(
+    check: dict[str, Any], field: str
+) -> None:
+    """A value nested thousands deep, megabytes of ``equals``, a 10 MB job reference: a
+    short InvalidPayload naming the field (not a RecursionError, not the value echoed
+    back whole), nothing queued."""
+    before = api.job_count()
+
+    with pytest.raises(InvalidPayload) as refused:
+        scenario.delay(scenario="fat-1", checks=[check])
+
+    named = [name.replace("[", ".").replace("]", "") for name in refused.value.fields]
+    assert any(name.startswith(field) for name in named), refused.value.fields
+    assert len(str(refused.value)) < 2_000
+    assert api.job_count() == before
+
+
 def test_cancel_mid_run_stops_before_the_next_case(tags: tuple[str, str]) -> None:
     """Case 1 reads only the ledger; case 2 reads ``datasets``, which the test holds
     locked, so the job is mid-run, between its cases, when the cancel comes: case 2

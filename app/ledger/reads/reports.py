@@ -81,8 +81,6 @@ class JobFilter:
     since: datetime | None = None
     #: The jobs made from one definition (its runs).
     definition_id: uuid.UUID | None = None
-    #: Only dead jobs: failed after their retry policy's last attempt (view ``dead_jobs``).
-    dead: bool = False
 
 
 @dataclass(frozen=True)
@@ -334,8 +332,6 @@ def _filtered(query: Select[Any], filters: JobFilter | None) -> Select[Any]:
         query = query.where(jobs.c.created_at >= filters.since)
     if filters.definition_id is not None:
         query = query.where(jobs.c.definition_id == filters.definition_id)
-    if filters.dead:  # the dead_jobs view's rows (migration 0013)
-        query = query.where(jobs.c.status == JobStatus.FAILED.value, jobs.c.retries_exhausted)
     return query
 
 

@@ -15,12 +15,13 @@ parent fails and ``suggest`` becomes ``canceled`` without running. Canceling the
 stops the step in flight at its next batch and cancels the rest. ``source`` takes every
 form :mod:`tasks.sync` accepts.
 
-Beat runs its scheduled form, ``scheduled_sync_and_suggest``
-(:mod:`tasks.scheduled_sync_and_suggest`), for each budget of
-``JOBLEDGER_SCHEDULED_BUDGETS`` every ``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the
-built-in definition ``sync_and_suggest:<budget_id>`` (:func:`budget_runs`; created if
-missing when beat starts, then edited like any definition: :mod:`app.schedule`; one made
-by an earlier release keeps its type ``sync_and_suggest``). Accepted forms::
+Beat runs it for each budget of ``JOBLEDGER_SCHEDULED_BUDGETS`` every
+``JOBLEDGER_SYNC_INTERVAL`` seconds (3600), as the built-in definition
+``sync_and_suggest:<budget_id>`` (:func:`budget_runs`; created if missing when beat starts,
+then edited like any definition: :mod:`app.schedule`), trigger ``beat`` as the design
+states. An operator's own definition may use the scheduled form instead,
+``scheduled_sync_and_suggest`` (:mod:`tasks.scheduled_sync_and_suggest`: the same chain,
+its firings recorded with trigger ``schedule``). Accepted forms::
 
     JOBLEDGER_SCHEDULED_BUDGETS='b1=var/data/b1.csv,b2=database://bank/bank_tx'
     JOBLEDGER_SCHEDULED_BUDGETS='{"b1": "/data/b1.csv"}'
@@ -152,7 +153,7 @@ def budget_runs(config: BudgetSchedule | None = None) -> list[BuiltinDefinition]
         found.append(
             BuiltinDefinition(
                 name=f"sync_and_suggest:{budget.budget_id}",
-                type="scheduled_sync_and_suggest",
+                type="sync_and_suggest",
                 schedule=every(config.sync_interval),
                 payload=payload,
                 tenant=budget.tenant or "default",

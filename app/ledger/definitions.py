@@ -369,6 +369,8 @@ def run(
     options = dict(definition.options)
     if scheduled_for is not None and definition.schedule is not None:
         options.setdefault("expires", expiry(definition.schedule, _utc(scheduled_for)))
+    if trigger == "beat":
+        trigger = task.schedule_trigger  # a type that is a scheduled form names its firings
     result = task.apply_async(
         kwargs=dict(definition.payload),
         tenant=tenant,

@@ -25,11 +25,11 @@ Revises: 0008
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from migrations import sqlite_schema
 
 revision = "0009"
 down_revision = "0008"
@@ -150,8 +150,10 @@ def upgrade() -> None:
     )
 
     if sqlite:
-        _sqlite_edit_jobs(
-            lambda sql: _closed(_replaced(sql, OLD_TRIGGERS, NEW_TRIGGERS).rstrip()[:-1] + FK)
+        sqlite_schema.edit_jobs(
+            lambda sql: _closed(
+                sqlite_schema.replaced(sql, OLD_TRIGGERS, NEW_TRIGGERS).rstrip()[:-1] + FK
+            )
         )
     else:
         op.drop_constraint(op.f("ck_jobs_trigger"), "jobs", type_="check")
@@ -183,8 +185,10 @@ def downgrade() -> None:
             "0008 cannot hold them; purge them first"
         )
     if sqlite:
-        _sqlite_edit_jobs(
-            lambda sql: _replaced(_replaced(sql, FK + ")", ")"), NEW_TRIGGERS, OLD_TRIGGERS)
+        sqlite_schema.edit_jobs(
+            lambda sql: sqlite_schema.replaced(
+                sqlite_schema.replaced(sql, FK + ")", ")"), NEW_TRIGGERS, OLD_TRIGGERS
+            )
         )
     else:
         op.execute(
@@ -220,30 +224,5 @@ def downgrade() -> None:
     op.drop_table("job_definitions")
 
 
-def _replaced(sql: str, old: str, new: str) -> str:
-    if old not in sql:
-        raise RuntimeError(f"jobs' schema does not hold {old!r}: edit it by hand")
-    return sql.replace(old, new)
-
-
 def _closed(sql: str) -> str:
     return sql + ")"
-
-
-def _sqlite_edit_jobs(edit: Callable[[str], str]) -> None:
-    """Edit the text of ``jobs``' CREATE TABLE in place (SQLite): constraints that every
-    row already satisfies (a wider CHECK list; a foreign key of a column that is NULL in
-    every row), without copying the table."""
-    bind = op.get_bind()
-    sql = bind.execute(
-        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")
-    ).scalar_one()
-    version = bind.execute(sa.text("PRAGMA schema_version")).scalar_one()
-    bind.execute(sa.text("PRAGMA writable_schema = ON"))
-    bind.execute(
-        sa.text("UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = 'jobs'"),
-        {"sql": edit(sql)},
-    )
-    bind.execute(sa.text(f"PRAGMA schema_version = {int(version) + 1}"))
-    bind.execute(sa.text("PRAGMA writable_schema = OFF"))
-    bind.execute(sa.text("PRAGMA integrity_check"))

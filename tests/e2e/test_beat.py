@@ -41,7 +41,7 @@ def test_the_built_in_definitions_are_the_maintenance_jobs_and_the_budget_syncs(
     assert made["purge"].schedule == {"cron": "15 4 * * *", "timezone": "UTC"}
     sync = made["sync_and_suggest:b2"]
     assert (sync.type, sync.schedule, sync.tenant) == (
-        "scheduled_sync_and_suggest",
+        "sync_and_suggest",
         {"every": 900},
         "default",
     )
@@ -116,7 +116,7 @@ def test_a_real_beat_publishes_scheduled_runs_recorded_with_trigger_beat(
         )
     try:
         rescue = _first_job_of_type("lifeline", 30, beat, tmp_path / "beat.log")
-        sync = _first_job_of_type("scheduled_sync_and_suggest", 30, beat, tmp_path / "beat.log")
+        sync = _first_job_of_type("sync_and_suggest", 30, beat, tmp_path / "beat.log")
         # the daily purge is a definition like any other: brought forward, it runs now
         definitions.update(
             "default", "purge", {"schedule": {"every": 1}}, actor="cli", changed_by="test"

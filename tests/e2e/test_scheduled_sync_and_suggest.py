@@ -59,7 +59,7 @@ def test_a_definition_of_the_type_runs_on_beat_as_the_sync_and_suggest_chain(
     run = finished(str(fired["id"]))
 
     assert run["status"] == "succeeded", run["failure_reason"]
-    assert (run["trigger"], run["created_by"], run["tenant"]) == ("beat", "beat", "acme")
+    assert (run["trigger"], run["created_by"], run["tenant"]) == ("schedule", "beat", "acme")
     assert run["definition_id"] == uuid.UUID(created.json()["id"])
     assert run["scheduled_for"] is not None
     assert [(s["step_type"], s["status"]) for s in domain.steps(run["id"])] == [

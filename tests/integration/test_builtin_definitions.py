@@ -35,7 +35,7 @@ def test_missing_built_ins_are_made_from_the_settings(budgets: None) -> None:
     assert made["purge"].schedule == {"cron": "15 4 * * *", "timezone": "UTC"}
     sync = made["sync_and_suggest:b1"]
     assert (sync.type, sync.schedule, sync.tenant) == (
-        "scheduled_sync_and_suggest",
+        "sync_and_suggest",
         {"every": 900},
         "default",
     )

@@ -11,14 +11,20 @@ from typing import Literal, get_args
 
 #: Who records a transition (``job_events.actor``).
 Actor = Literal["producer", "worker", "beat", "api", "cli", "lifeline", "purge"]
-#: What made a job (``jobs.trigger``); ``manual`` is a definition run by hand.
-Trigger = Literal["producer", "beat", "api", "retry", "manual"]
+#: What made a job (``jobs.trigger``); ``manual`` is a definition run by hand;
+#: ``schedule`` a schedule firing of a type that is itself the scheduled form of another
+#: (``scheduled_sync_and_suggest``, the budget app's name for it; every other type's
+#: firings are ``beat``).
+Trigger = Literal["producer", "beat", "api", "retry", "manual", "schedule"]
 
 ACTORS: tuple[str, ...] = get_args(Actor)
 TRIGGERS: tuple[str, ...] = get_args(Trigger)
 
 
 def actor_for(trigger: str) -> Actor:
-    """Who records the creation of a job made by ``trigger``: beat and the API are
-    their own actors, anything else (a producer, a manual retry's republish) a producer."""
-    return "beat" if trigger == "beat" else "api" if trigger == "api" else "producer"
+    """Who records the creation of a job made by ``trigger``: beat (its firings, ``beat``
+    or ``schedule``) and the API are their own actors, anything else (a producer, a
+    manual retry's republish) a producer."""
+    if trigger in ("beat", "schedule"):
+        return "beat"
+    return "api" if trigger == "api" else "producer"

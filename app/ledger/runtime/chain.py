@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from app import queues
 from app.exceptions import InvalidPayload, TransitionRefused
 from app.ledger import transitions as ledger
-from app.ledger.rules.actors import actor_for
+from app.ledger.rules.actors import Trigger, actor_for
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.target import HEADER, StepTarget, uuid_of_task_id
 from app.ledger.runtime.task import DEFINITION_OPTIONS, JOB_OPTIONS, JobTask, tenant_of
@@ -184,9 +184,11 @@ def chain_job(
     steps: Sequence[Step],
     subject: str | None = None,
     queue: str | None = None,
+    schedule_trigger: Trigger = "beat",
 ) -> Callable[[Callable[[], None]], ChainJobTask]:
     """Make a chained job type named ``name`` from ordered ``steps``. ``queue`` is the
-    one its parent job is recorded with; its steps go to their own types' queues."""
+    one its parent job is recorded with; its steps go to their own types' queues.
+    ``schedule_trigger``: what its schedule firings are recorded as (JobTask's)."""
 
     def decorate(function: Callable[[], None]) -> ChainJobTask:
         from app.celery import app  # late: app.celery imports the task modules
@@ -202,6 +204,7 @@ def chain_job(
                 "payload_model": payload,
                 "subject_field": subject,
                 "steps": tuple(steps),
+                "schedule_trigger": schedule_trigger,
                 "__doc__": function.__doc__,
                 "__module__": function.__module__,
             },

@@ -61,7 +61,7 @@ from app.exceptions import (
 from app.inputs import unstorable_fields
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
-from app.ledger.rules.actors import actor_for
+from app.ledger.rules.actors import Trigger, actor_for
 from app.ledger.rules.retries import RetryPolicy, next_delay, retries
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.context import JobContext
@@ -117,6 +117,10 @@ class JobTask(Task):  # type: ignore[misc]
     retry_when_orphaned: ClassVar[bool] = False
     #: Which failures retry, how often, how long apart (:mod:`app.ledger.rules.retries`).
     retry_policy: ClassVar[RetryPolicy | None] = None
+    #: The trigger beat records on a run of this type it makes from a schedule firing
+    #: (:func:`app.ledger.definitions.run`): ``beat``, or ``schedule`` for a type that is
+    #: the scheduled form of another.
+    schedule_trigger: ClassVar[Trigger] = "beat"
     typing = False  # the payload model validates, not the run() signature
 
     # -- producer side --------------------------------------------------------------

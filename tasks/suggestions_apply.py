@@ -39,6 +39,9 @@ from tasks._fields import BudgetId
 
 #: Most suggestions one job applies (a larger set: several jobs).
 MAX_SUGGESTIONS = 10_000
+#: Highest id a suggestion can have (the column is a bigint): a larger one names no row,
+#: and SQLite's driver cannot even bind it (OverflowError in the worker, not an answer).
+MAX_ID = 2**63 - 1
 
 
 class SuggestionsApplyPayload(JobPayload):
@@ -47,7 +50,8 @@ class SuggestionsApplyPayload(JobPayload):
     budget_id: BudgetId
     #: The accepted suggestions (ids of the ``suggestions`` table), each once.
     suggestion_ids: Annotated[
-        list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=MAX_SUGGESTIONS)
+        list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+        Field(min_length=1, max_length=MAX_SUGGESTIONS),
     ]
     #: Suggestions applied per database transaction (and between two cancel checks).
     batch_size: int = Field(default=100, ge=1, le=5_000)

@@ -86,6 +86,7 @@ def test_apply_refuses_bad_payloads_naming_the_field_and_records_nothing() -> No
         ((budget, []), {}, "suggestion_ids"),
         ((budget, [1, 2, 1]), {}, "suggestion_ids"),
         ((budget, [0]), {}, "suggestion_ids[0]"),
+        ((budget, [2**63]), {}, "suggestion_ids[0]"),  # past bigint: no row has it
         ((budget, [1]), {"batch_size": 0}, "batch_size"),
         (("../x", [1]), {}, "budget_id"),
         ((budget, [1]), {"accept_all": True}, "accept_all"),

@@ -743,7 +743,7 @@ def definitions_create(
             catch_up=catch_up if catch_up is not None else "skip",
             options=_json_object("--options", options) if options is not None else None,
             actor="cli",
-            changed_by=_cli_user(),
+            changed_by=_operator(),
         )
     _show_changed(tenant, created.name, as_json, "created")
 
@@ -826,7 +826,7 @@ def definitions_run(
         if found.archived_at is not None:
             _fail(EXIT_USAGE, f"definition {name!r} is archived: it does not run")
         job_id = definitions.run(
-            tenant, name, scheduled_for=None, trigger="manual", created_by=_cli_user()
+            tenant, name, scheduled_for=None, trigger="manual", created_by=_operator()
         )
         if job_id is None:
             _fail(EXIT_REFUSED, "this run already has its job")
@@ -885,7 +885,7 @@ def definitions_init(as_json: JsonFlag = False) -> None:
     from app.ledger.reads import definitions as definition_reads
 
     with _definition_errors():
-        created = ensure_builtin_definitions(actor="cli", changed_by=_cli_user())
+        created = ensure_builtin_definitions(actor="cli", changed_by=_operator())
         documents = definition_reads.documents(created)
     if as_json:
         _print_json({"created": documents})
@@ -915,7 +915,7 @@ def _update_definition(
 
     with _definition_errors():
         try:
-            updated = definitions.update(tenant, name, changes, actor="cli", changed_by=_cli_user())
+            updated = definitions.update(tenant, name, changes, actor="cli", changed_by=_operator())
         except LookupError:
             _no_definition(tenant, name)
     _show_changed(tenant, updated.name, as_json, done)
@@ -989,15 +989,6 @@ def _json_object(option: str, text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         _fail(EXIT_USAGE, f"{option}: give a JSON object ({{...}})")
     return value
-
-
-def _cli_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 @contextmanager

@@ -104,12 +104,12 @@ async def workers_page(request: Request) -> Response:
     viewer = await run_in_threadpool(viewer_of, request)
     if viewer is None:
         return to_login(request)
-    found = await run_in_threadpool(workers, viewer.identity.tenant)
     try:
+        found = await run_in_threadpool(workers, viewer.identity.tenant)
         lengths = await run_in_threadpool(queue_lengths, queues.queue_names())
         broker_error = None
-    except (OperationalError, OSError) as error:  # the page says so
-        lengths, broker_error = [], str(error)
+    except (OperationalError, OSError) as error:  # the page says so, naming no address
+        found, lengths, broker_error = [], [], f"unreachable ({type(error).__name__})"
     return page(
         request,
         "workers.html",

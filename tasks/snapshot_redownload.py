@@ -46,12 +46,18 @@ from typing import IO, Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.config import settings
 from app.exceptions import JobFailed
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _snapshot_store
 from tasks._fields import BudgetId, Location
-from tasks._snapshot_files import SnapshotRefused, confined_snapshot, tenant_folder
+from tasks._snapshot_files import (
+    SnapshotRefused,
+    SnapshotSettings,
+    confined_snapshot,
+    tenant_folder,
+)
 from tasks._snapshots import SnapshotCheckFailed, SnapshotContents, read_snapshot
 from tasks._sources import SourceUnreadable, is_http, open_source
 
@@ -166,9 +172,18 @@ def _fetch(job: JobContext, location: str, copy: IO[bytes]) -> tuple[str, int, s
             raise SnapshotCheckFailed("location", str(refused)) from None
         roots = (tenant_folder(job.tenant),)
     job.log(f"fetching snapshot {location}")
+    limit = settings.of(SnapshotSettings).snapshot_max_bytes
+    read = 0
     try:
         with open_source(location, roots=roots) as opened:
             for chunk in iter(lambda: opened.stream.read(1024 * 1024), b""):
+                read += len(chunk)
+                if read > limit:
+                    raise SnapshotCheckFailed(
+                        "size",
+                        f"more than JOBLEDGER_SNAPSHOT_MAX_BYTES ({limit} bytes): stopped "
+                        "reading; raise the setting if the snapshot is genuine",
+                    )
                 copy.write(chunk)
                 job.tick()
             return opened.uri, opened.size, opened.sha256

@@ -21,6 +21,7 @@ from tasks.snapshot_create import snapshot_create
 from tasks.snapshot_redownload import snapshot_redownload
 from tests.support import api, budgets, domain
 from tests.support.ledger import transitions
+from tests.support.processes import start_worker
 
 # The snapshot folder the session worker inherits (set before any worker starts).
 if "JOBLEDGER_SNAPSHOT_DIR" not in os.environ:
@@ -368,3 +369,35 @@ def test_redownload_refuses_bad_payloads_naming_the_field() -> None:
             snapshot_redownload.delay(budget, **kwargs)
         assert field in refused.value.fields, (kwargs, refused.value.fields)
     assert domain.query("SELECT id FROM jobs") == []
+
+
+def test_a_snapshot_larger_than_the_limit_fails_the_size_check_unread(
+    worker_logs: Path,
+) -> None:
+    """JOBLEDGER_SNAPSHOT_MAX_BYTES bounds what a worker reads (and holds for a restore):
+    a larger file fails the ``size`` check, the budget as it was."""
+    budget = domain.unique("bounded")
+    seeded(budget)
+    created = create(budget)
+    before = budgets.rows_of(TENANT, budget)
+    queue = domain.unique("snapshots-small")
+    small = start_worker(
+        worker_logs,
+        concurrency=1,
+        queue=queue,
+        env={**os.environ, "JOBLEDGER_SNAPSHOT_MAX_BYTES": "1024"},
+    )
+    try:
+        padded = SNAPSHOTS / TENANT / "padded.snapshot.jsonl"
+        padded.write_bytes(Path(created["result"]["path"]).read_bytes() + b" " * 4096)
+        done = finished(
+            snapshot_redownload.apply_async(
+                args=(budget,), kwargs={"source": str(padded)}, tenant=TENANT, queue=queue
+            ).id
+        )
+    finally:
+        small.stop()
+    failed_check(done, "size")
+    assert "JOBLEDGER_SNAPSHOT_MAX_BYTES (1024 bytes)" in done["failure_reason"]
+    assert done["queue"] == queue
+    assert budgets.rows_of(TENANT, budget) == before

@@ -9,8 +9,8 @@ Celery application so producers get its broker settings. Job types: ``import``
 ``snapshot_redownload``, ``validation``, ``test_run`` and ``interface_run`` (each in the
 module of its name); see ``docs/tasks.md``. Maintenance
 job types live apart, in :mod:`tasks.maintenance`: ``purge`` and ``lifeline`` (jobs,
-recorded like any other; see ``docs/operations.md``) and ``settle_counts``, a plain task
-that keeps the status counts (not a job).
+recorded like any other; see ``docs/operations.md``) and ``settle_counts``, the job that
+settles the status counts and the trend rollups.
 
 A new job type is one module here and nothing else: every module of this package whose
 name does not start with ``_`` is imported with it, so workers, beat and producers all

@@ -209,15 +209,21 @@ def _nested(depth: int) -> Any:
         ({"check": "row_count", "dataset": "d", "equals": "x" * 10_000_000}, "checks.0.equals"),
         ({"check": "row_count", "dataset": "d", "equals": list(range(300_000))}, "checks.0.equals"),
         ({"check": "job_succeeded", "job": "j" * 10_000_000}, "checks.0.job"),
+        (
+            {"check": "field_value", "dataset": "d", "field": "f", "row": 2**63, "equals": 1},
+            "checks.0.row",
+        ),
     ],
-    ids=["deeply-nested-equals", "huge-equals", "long-list-equals", "overlong-job"],
+    ids=["deeply-nested-equals", "huge-equals", "long-list-equals", "overlong-job", "huge-row"],
 )
 def test_hostile_checks_are_refused_at_delay_naming_the_field_briefly(
     check: dict[str, Any], field: str
 ) -> None:
-    """A value nested thousands deep, megabytes of ``equals``, a 10 MB job reference: a
-    short InvalidPayload naming the field (not a RecursionError, not the value echoed
-    back whole), nothing queued."""
+    """A value nested thousands deep, megabytes of ``equals``, a 10 MB job reference, a
+    row past the bigint range (the worker's OFFSET failed with the database's own
+    ``bigint out of range``, its SQL quoted in the job's errors): a short InvalidPayload
+    naming the field (not a RecursionError, not the value echoed back whole), nothing
+    queued."""
     before = api.job_count()
 
     with pytest.raises(InvalidPayload) as refused:

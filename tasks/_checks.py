@@ -30,7 +30,7 @@ from pydantic import Field, JsonValue, ValidationInfo, field_validator
 
 from app.exceptions import InvalidJobId
 from app.ledger.reads.reports import parse_job_ref
-from tasks._fields import DatasetName, KindItem, fits_kind
+from tasks._fields import MAX_BIGINT, DatasetName, KindItem, fits_kind
 from tasks._values import excerpt, parse_decimal
 
 CheckKind = Literal["row_count", "field_value", "job_succeeded", "job_result"]
@@ -72,7 +72,9 @@ class Check(KindItem):
     key: Annotated[str, Field(min_length=1, max_length=512)] | None = Field(
         default=None, validate_default=True
     )
-    row: Annotated[int, Field(ge=1)] | None = Field(default=None, validate_default=True)
+    row: Annotated[int, Field(ge=1, le=MAX_BIGINT)] | None = Field(
+        default=None, validate_default=True
+    )
     job: Annotated[str, Field(max_length=MAX_JOB_REF)] | None = Field(
         default=None, validate_default=True
     )

@@ -32,6 +32,12 @@ from tasks._sources import EXTENSIONS, FORMATS
 #: ``[A-Za-z0-9]`` then letters, digits, ``_ . -``: safe in file names and URLs.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
+#: Largest integer a bigint column, or SQL's LIMIT/OFFSET, takes: a payload number that
+#: reaches the database (a row id, a row position) is refused at ``delay()`` past it,
+#: instead of failing in the worker (PostgreSQL: ``bigint out of range``; SQLite's driver:
+#: an OverflowError).
+MAX_BIGINT = 2**63 - 1
+
 DatasetName = Annotated[str, Field(pattern=NAME_PATTERN)]
 Tenant = Annotated[str, Field(pattern=NAME_PATTERN)]
 BudgetId = Annotated[str, Field(pattern=NAME_PATTERN)]

@@ -35,13 +35,13 @@ from pydantic import Field, field_validator
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
-from tasks._fields import BudgetId
+from tasks._fields import MAX_BIGINT, BudgetId
 
 #: Most suggestions one job applies (a larger set: several jobs).
 MAX_SUGGESTIONS = 10_000
 #: Highest id a suggestion can have (the column is a bigint): a larger one names no row,
 #: and SQLite's driver cannot even bind it (OverflowError in the worker, not an answer).
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_BIGINT
 
 
 class SuggestionsApplyPayload(JobPayload):

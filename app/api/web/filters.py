@@ -16,24 +16,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from app.ledger.reads import job_search
 from app.ledger.rules.states import normalize
 
 #: The sorts the list offers, as the query names them ("-" = descending).
-SORTS = ("-created", "created", "-finished", "finished", "-duration", "duration")
-DEFAULT_SORT = "-created"
+SORTS = job_search.SORTS
+DEFAULT_SORT = job_search.DEFAULT_SORT
 DEFAULT_LIMIT = 50
-#: The filter fields of a view (what a bulk operation's filter holds).
-FILTER_FIELDS = (
-    "q",
-    "status",
-    "type",
-    "queue",
-    "definition",
-    "worker",
-    "created_after",
-    "created_before",
-    "dead",
-)
+#: The filter fields of a view (what a bulk operation's filter holds): the search's own
+#: query names (:data:`app.ledger.reads.job_search.QUERY_NAMES`) but the sort, which
+#: orders a view without narrowing it.
+FILTER_FIELDS = tuple(name for name in job_search.QUERY_NAMES if name != "sort")
 
 
 class BadFilter(ValueError):

@@ -179,7 +179,7 @@ def jobs_page(request: Request) -> Response:
             status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error(name, problem)]
         ) from None
     total = search.count(view, tenant)
-    counts = reports.stats(tenant=tenant)
+    counts = reports.status_totals(tenant=tenant)
     base = dashboard_url(request)
 
     def link(**changes: Any) -> str:

@@ -4,10 +4,13 @@ lines tailed from a cursor, the console's own files served."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
+from app.db import engine
 from tests.e2e.test_dashboard import csrf_of, log_in
 from tests.support import api, ledger
 from tests.support.api import ACME, OTHER
@@ -117,6 +120,29 @@ def test_the_live_document_shows_the_tenants_jobs_only(client: TestClient) -> No
     assert body["jobs"][0]["live"] is True
     assert as_them.json()["jobs"] == []
     assert client.get("/dashboard/live").status_code == 401  # no key, no session
+
+
+def test_a_live_poll_reads_only_what_the_page_shows(client: TestClient) -> None:
+    """Every open tab asks every two seconds: the session, the status counts (the
+    watermark and the counts, one snapshot) and the listed jobs, nothing more (the oldest
+    live job's age, which ``/stats`` reads, is not shown by the console)."""
+    job = waiting_job()
+    log_in(client)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine(), "before_cursor_execute", seen)
+    try:
+        answer = client.get(f"/dashboard/live?id={job}")
+    finally:
+        event.remove(engine(), "before_cursor_execute", seen)
+
+    assert answer.status_code == 200
+    assert answer.json()["counts"]["queued"] == 1
+    assert not [s for s in statements if "min(" in s.lower()], statements
+    assert len(statements) == 4, statements
 
 
 def test_log_lines_are_tailed_from_a_cursor(client: TestClient, worker: WorkerProcess) -> None:

@@ -69,7 +69,7 @@ def list_live(
     if viewer is None:
         return _json({"detail": "log in again"}, 401)
     tenant = viewer.identity.tenant
-    counts = reports.stats(tenant=tenant)
+    counts = reports.status_totals(tenant=tenant)
     return _json(
         {
             "counts": counts["by_status"],

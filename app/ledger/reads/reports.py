@@ -250,6 +250,23 @@ def job_detail(ref: str | uuid.UUID, *, log_limit: int = 1000) -> JobDetail:
         )
 
 
+def status_totals(*, tenant: str | None = None, since: datetime | None = None) -> dict[str, Any]:
+    """Counts per status and per type and status, and how many jobs are live: what a page
+    polled every two seconds shows (:func:`stats` without the oldest live job's age, one
+    statement fewer). Exact and fast, like :func:`stats`."""
+    by_type = _counts_by_type(tenant, since)
+    by_status: dict[str, int] = {status.value: 0 for status in JobStatus}
+    for statuses in by_type.values():
+        for status, jobs_in_status in statuses.items():
+            by_status[status] += jobs_in_status
+    return {
+        "total": sum(by_status.values()),
+        "live": sum(by_status[s.value] for s in LIVE),
+        "by_status": by_status,
+        "by_type": by_type,
+    }
+
+
 def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[str, Any]:
     """Counts per status and per type and status, how many jobs are live, and the age of
     the oldest live one (a queue that stopped draining shows here first). Exact, and fast
@@ -262,20 +279,10 @@ def stats(*, tenant: str | None = None, since: datetime | None = None) -> dict[s
         select(jobs.c.created_at).where(jobs.c.status.in_([s.value for s in LIVE])), filters
     ).offset(0)
     oldest = select(func.min(live.subquery().c.created_at))
-    by_type = _counts_by_type(tenant, since)
-    by_status: dict[str, int] = {status.value: 0 for status in JobStatus}
-    for statuses in by_type.values():
-        for status, jobs_in_status in statuses.items():
-            by_status[status] += jobs_in_status
+    totals = status_totals(tenant=tenant, since=since)
     with engine().connect() as connection:
         oldest_live = connection.execute(oldest).scalar()
-    return {
-        "total": sum(by_status.values()),
-        "live": sum(by_status[s.value] for s in LIVE),
-        "by_status": by_status,
-        "by_type": by_type,
-        "oldest_live_created_at": oldest_live,
-    }
+    return {**totals, "oldest_live_created_at": oldest_live}
 
 
 def report(name: str, *, limit: int = 100) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@
   each has answered, what each runs now (``inspect active``), its pool size and the
   queues it consumes. The tasks it runs are joined with the ledger by Celery task id and
   shown when they are this tenant's jobs; other tenants' jobs are not shown, not even
-  counted (a tenant learns nothing of another's work).
+  counted (a tenant learns nothing of another's work): nor is a worker's count of tasks
+  done, which counts every tenant's.
 - **Queues**: every queue a default worker consumes (:func:`app.queues.queue_names`),
   with the messages waiting in it:
   ``queue_declare(passive=True)`` answers ``message_count`` on Redis and RabbitMQ alike
@@ -41,7 +42,6 @@ class Worker:
     queues: list[str] = field(default_factory=list)
     #: The caller's jobs among the tasks it runs now.
     jobs: list[dict[str, Any]] = field(default_factory=list)
-    processed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,12 @@ def workers(tenant: str) -> list[Worker]:
     for name in names:
         tasks = active.get(name) or []
         pool = (stats.get(name) or {}).get("pool") or {}
-        total = (stats.get(name) or {}).get("total") or {}
         found.append(
             Worker(
                 name=name,
                 concurrency=pool.get("max-concurrency"),
                 queues=sorted(queue["name"] for queue in consumed.get(name) or []),
                 jobs=[jobs[task["id"]] for task in tasks if task["id"] in jobs],
-                processed=sum(total.values()) if total else None,
             )
         )
     return found

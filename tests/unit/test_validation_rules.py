@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import tracemalloc
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from app.exceptions import InvalidPayload
 from tasks._checks import Check, expectation_problem, result_value, same
 from tasks._rules import Rule, Uniqueness, canonical, reference_problem
+from tasks._values import excerpt
 from tasks.test_run import test_run as scenario_task
 from tasks.validation import validation
 
@@ -110,6 +112,25 @@ def test_uniqueness_names_the_first_row_and_counts_numbers_by_value() -> None:
     assert verdicts[3] is not None
     assert "duplicate of row 2" in verdicts[3]
     assert verdicts[4:] == [None, None]  # empty values are not duplicates
+
+
+def test_uniqueness_holds_a_fixed_size_per_value_however_long_the_values() -> None:
+    """A unique rule remembers every value of the dataset: 200 values of 100 KB (a dataset
+    row may hold 1 MiB) must not stay 20 MB in the worker's memory, only a few bytes
+    each."""
+    seen = Uniqueness(Rule(rule="unique", field="note"))
+    tracemalloc.start()
+    try:
+        for row in range(1, 201):
+            assert seen.problem(f"{row:06d}" + "x" * 100_000, row) is None
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert held < 1_000_000, held
+    assert seen.problem("000007" + "x" * 100_000, 201) == (
+        f"{excerpt('000007' + 'x' * 100_000)} is a duplicate of row 7"
+    )
 
 
 def test_uniqueness_is_the_unique_rule() -> None:

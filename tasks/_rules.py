@@ -6,7 +6,7 @@ Usage::
     rule = Rule(rule="pattern", field="code", pattern=r"^[A-Z]{3}-\\d+$")
     rule.problem(row["code"])       # None when the value passes, else a user-safe reason
 
-    seen = Uniqueness(rule)         # across the rows of one dataset
+    seen = Uniqueness(rule)         # across the rows of one dataset (16 bytes per value)
     seen.problem(row["email"], 7)   # "duplicate of row 3" the second time a value comes
 
 The six rules (``rule`` names the kind, ``field`` the column it checks):
@@ -37,6 +37,7 @@ may hold.
 from __future__ import annotations
 
 import functools
+import hashlib
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -179,26 +180,37 @@ def canonical(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def fingerprint(value: Any) -> bytes:
+    """What uniqueness and references remember of a value: 16 bytes (BLAKE2b of its
+    :func:`canonical` text, :mod:`hashlib`'s), whatever its length. Both hold one entry per
+    row of a dataset, and a row may hold a megabyte: the values themselves would be the
+    dataset in the worker's memory. Two different values sharing a 128-bit digest is not
+    a risk worth a byte more (2^64 values before one collision is even likely)."""
+    text = canonical(value).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=16).digest()
+
+
 class Uniqueness:
-    """The values of one ``unique`` rule seen so far, each with the row that had it first."""
+    """The values of one ``unique`` rule seen so far (their :func:`fingerprint`), each
+    with the row that had it first."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.first: dict[str, int] = {}
+        self.first: dict[bytes, int] = {}
 
     def problem(self, value: Any, row: int) -> str | None:
         """None the first time a value comes; ``duplicate of row N`` after that."""
         if is_empty(value):
             return None
-        key = canonical(value)
-        earlier = self.first.setdefault(key, row)
+        earlier = self.first.setdefault(fingerprint(value), row)
         if earlier == row:
             return None
         return f"{excerpt(value)} is a duplicate of row {earlier}"
 
 
-def reference_problem(rule: Rule, value: Any, known: set[str]) -> str | None:
-    """Why ``value`` is not among the referenced dataset's values (``known``, canonical)."""
-    if is_empty(value) or canonical(value) in known:
+def reference_problem(rule: Rule, value: Any, known: set[bytes]) -> str | None:
+    """Why ``value`` is not among the referenced dataset's values (``known``, their
+    :func:`fingerprint`)."""
+    if is_empty(value) or fingerprint(value) in known:
         return None
     return f"{excerpt(value)} is not a {rule.column or rule.field} of dataset {rule.dataset!r}"

@@ -44,7 +44,7 @@ from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.task import JobPayload, job_task
 from tasks import _store
 from tasks._fields import DatasetName, Tenant
-from tasks._rules import Rule, Uniqueness, canonical, reference_problem
+from tasks._rules import Rule, Uniqueness, fingerprint, reference_problem
 
 #: Most rules one validation runs.
 MAX_RULES = 200
@@ -123,10 +123,10 @@ def _check_columns(rules: list[Rule], dataset: str, columns: list[str]) -> None:
             )
 
 
-def _referenced_values(job: JobContext, tenant: str, rules: list[Rule]) -> dict[int, set[str]]:
-    """For each ``reference`` rule (by index), the canonical values of its column in the
-    referenced dataset of the same tenant."""
-    known: dict[int, set[str]] = {}
+def _referenced_values(job: JobContext, tenant: str, rules: list[Rule]) -> dict[int, set[bytes]]:
+    """For each ``reference`` rule (by index), the values of its column in the referenced
+    dataset of the same tenant (their fingerprints: 16 bytes each, however long)."""
+    known: dict[int, set[bytes]] = {}
     for index, rule in enumerate(rules):
         if rule.rule != "reference":
             continue
@@ -143,11 +143,11 @@ def _referenced_values(job: JobContext, tenant: str, rules: list[Rule]) -> dict[
             raise JobFailed(
                 f"field 'rules[{index}].{name}': dataset {rule.dataset!r} has no column {column!r}"
             )
-        values: set[str] = set()
+        values: set[bytes] = set()
         for data in _store.dataset_rows(tenant, target.id):
             job.tick()
             value = data.get(column)
             if value is not None:
-                values.add(canonical(value))
+                values.add(fingerprint(value))
         known[index] = values
     return known

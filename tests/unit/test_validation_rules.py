@@ -12,7 +12,7 @@ import pytest
 
 from app.exceptions import InvalidPayload
 from tasks._checks import Check, expectation_problem, result_value, same
-from tasks._rules import Rule, Uniqueness, canonical, reference_problem
+from tasks._rules import Rule, Uniqueness, fingerprint, reference_problem
 from tasks._values import excerpt
 from tasks.test_run import test_run as scenario_task
 from tasks.validation import validation
@@ -139,7 +139,7 @@ def test_uniqueness_is_the_unique_rule() -> None:
 
 def test_reference_compares_canonical_values() -> None:
     rule = Rule(rule="reference", field="area", dataset="areas", column="code")
-    known = {canonical(v) for v in ["A1", 7, "8.0"]}
+    known = {fingerprint(v) for v in ["A1", 7, "8.0"]}
 
     assert reference_problem(rule, "A1", known) is None
     assert reference_problem(rule, "7", known) is None

@@ -12,9 +12,9 @@ Usage::
 
 The filter's fields are named after the query parameters every client uses (``q``,
 ``status``, ``type``, ``queue``, ``definition``, ``worker``, ``created_after``,
-``created_before``, ``dead``, ``sort``; see :data:`QUERY_NAMES` and :meth:`JobFilter.
-from_query`), so a dashboard URL, an API call, a CLI command and a bulk operation's
-stored filter say the same thing the same way.
+``created_before``, ``dead``, ``sort``; see :data:`FILTER_NAMES`, :data:`QUERY_NAMES`
+and :meth:`JobFilter.from_query`), so a dashboard URL, an API call, a CLI command and a
+bulk operation's stored filter say the same thing the same way.
 
 Every API and dashboard search is of the key's tenant (the routes fill it in); only the
 CLI, which reads the database directly as its operator, may search every tenant at once
@@ -57,9 +57,9 @@ Sort = Literal["created", "-created", "finished", "-finished", "duration", "-dur
 SORTS: tuple[str, ...] = get_args(Sort)
 #: Newest first, as every list of jobs has always been.
 DEFAULT_SORT: Sort = "-created"
-#: The query parameters of a search, the same in the API, dashboard URLs, CLI options
-#: and a bulk operation's stored filter (``page`` and ``limit`` page through results).
-QUERY_NAMES = (
+#: The filter names of a search: which jobs, the same in the API, dashboard URLs, CLI
+#: options and a bulk operation's form; stated here once, the others read it.
+FILTER_NAMES = (
     "q",
     "status",
     "type",
@@ -69,8 +69,10 @@ QUERY_NAMES = (
     "created_after",
     "created_before",
     "dead",
-    "sort",
 )
+#: The query parameters of a search and a bulk operation's stored filter: the filter
+#: names and the order (``page`` and ``limit`` page through results).
+QUERY_NAMES = (*FILTER_NAMES, "sort")
 #: Longest ``q`` (a run name, a UUID or a piece of a failure message).
 MAX_TEXT = 200
 

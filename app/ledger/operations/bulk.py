@@ -5,7 +5,6 @@ Usage (the API and the CLI call these; ``actor`` is who asked: the API key's nam
 
     from app.ledger.operations import bulk
     from app.ledger.reads.job_search import JobFilter
-from app.ledger.reads.reports import jsonable
 
     wanted = JobFilter(tenant="acme", statuses=("failed",), types=("export",))
     bulk.preview("retry", wanted)                      # dry run: how many it would retry

@@ -39,46 +39,33 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Act without asking.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-@bulk_cli.command("cancel")
-def bulk_cancel(
-    name: Name,
-    tenant: Tenant = "default",
-    q: opt.Q = None,
-    status: opt.Statuses = None,
-    job_type: opt.Types = None,
-    queue: opt.Queues = None,
-    definition: opt.Definition = None,
-    worker: opt.Worker = None,
-    created_after: opt.CreatedAfter = None,
-    created_before: opt.CreatedBefore = None,
-    dead: opt.Dead = False,
-    dry_run: DryRun = False,
-    yes: Yes = False,
-    as_json: Json = False,
-) -> None:
-    """Cancel every queued, retrying or running job that matches."""
-    _bulk("cancel", name, tenant, dry_run, yes, as_json, locals())
+def _bulk_command(action: str, summary: str) -> None:
+    """Register ``jobledger bulk <action>``: cancel and retry take the same options."""
+
+    def command(
+        name: Name,
+        tenant: Tenant = "default",
+        q: opt.Q = None,
+        status: opt.Statuses = None,
+        job_type: opt.Types = None,
+        queue: opt.Queues = None,
+        definition: opt.Definition = None,
+        worker: opt.Worker = None,
+        created_after: opt.CreatedAfter = None,
+        created_before: opt.CreatedBefore = None,
+        dead: opt.Dead = False,
+        dry_run: DryRun = False,
+        yes: Yes = False,
+        as_json: Json = False,
+    ) -> None:
+        _bulk(action, name, tenant, dry_run, yes, as_json, locals())
+
+    command.__doc__ = summary
+    bulk_cli.command(action)(command)
 
 
-@bulk_cli.command("retry")
-def bulk_retry(
-    name: Name,
-    tenant: Tenant = "default",
-    q: opt.Q = None,
-    status: opt.Statuses = None,
-    job_type: opt.Types = None,
-    queue: opt.Queues = None,
-    definition: opt.Definition = None,
-    worker: opt.Worker = None,
-    created_after: opt.CreatedAfter = None,
-    created_before: opt.CreatedBefore = None,
-    dead: opt.Dead = False,
-    dry_run: DryRun = False,
-    yes: Yes = False,
-    as_json: Json = False,
-) -> None:
-    """Retry every failed or canceled job that matches."""
-    _bulk("retry", name, tenant, dry_run, yes, as_json, locals())
+_bulk_command("cancel", "Cancel every queued, retrying or running job that matches.")
+_bulk_command("retry", "Retry every failed or canceled job that matches.")
 
 
 @operations_cli.command("list")
@@ -144,24 +131,11 @@ def _bulk(
 ) -> None:
     from app.cli import _attributed, _errors, _fail, _job_filter, _operator, _print_json
     from app.ledger.operations import bulk
+    from app.ledger.reads.job_search import FILTER_NAMES
 
-    wanted = _job_filter(
-        tenant,
-        **{
-            key: options[key]
-            for key in (
-                "q",
-                "status",
-                "job_type",
-                "queue",
-                "definition",
-                "worker",
-                "created_after",
-                "created_before",
-                "dead",
-            )
-        },
-    )
+    # the filter's names as job_search states them (``type`` is ``job_type`` here)
+    parameters = ["job_type" if word == "type" else word for word in FILTER_NAMES]
+    wanted = _job_filter(tenant, **{key: options[key] for key in parameters})
     kind: bulk.Action = "cancel" if action == "cancel" else "retry"
     with _errors():
         matched = bulk.preview(kind, wanted)

@@ -3,8 +3,8 @@ the size limit and batches, tenants, and jobs that race the operation."""
 
 from __future__ import annotations
 
+import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +21,7 @@ from tests.support.api_server import ApiServer, start_api_server
 from tests.support.jobs import echo, fail, gate_key, gated
 from tests.support.ops import wait_at
 from tests.support.processes import WorkerProcess
+from tests.support.races import holding, wait_for_a_waiter
 
 #: The server's limit and batch size: small, so a test crosses both with a few jobs.
 MAX_JOBS = 4
@@ -178,23 +179,33 @@ def test_over_the_limit_is_refused_and_within_it_runs_in_batches(
 def test_a_job_that_finishes_while_the_operation_runs_is_skipped_not_forced(
     worker: WorkerProcess, redis_client: redis.Redis, gate: str
 ) -> None:
+    queue = unused_queue()
+    first = str(echo.apply_async(kwargs={"value": 0}, queue=queue, tenant="acme").id)
     running = str(gated.apply_async(kwargs={"gate": gate, "steps": 1}, tenant="acme").id)
     wait_at(redis_client, gate)
-    queue = unused_queue()
-    waiting = [
-        str(echo.apply_async(kwargs={"value": n}, queue=queue, tenant="acme").id) for n in range(2)
-    ]
+    last = str(echo.apply_async(kwargs={"value": 1}, queue=queue, tenant="acme").id)
+    waiting = [first, last]
     wanted = JobFilter(tenant="acme", statuses=("queued", "running"))
     assert bulk.preview("cancel", wanted) == 3
+    outcome: list[bulk.Operation | BaseException] = []
 
-    def finish_the_running_one(job_id: uuid.UUID) -> None:
-        if str(job_id) == running:  # it finishes just before its turn
-            redis_client.rpush(gate_key(gate), 1)
-            ledger.wait_for_status(running, "succeeded")
+    def operate() -> None:
+        try:
+            outcome.append(bulk.run("cancel", wanted, "race", "on-call", via="cli"))
+        except BaseException as error:  # reported by the assertion below
+            outcome.append(error)
 
-    operation = bulk.run(
-        "cancel", wanted, "race", "on-call", via="cli", before_each=finish_the_running_one
-    )
+    # the run selects all three, then waits at the first's row; meanwhile the running
+    # one finishes, just before its turn
+    with holding(first):
+        operation_thread = threading.Thread(target=operate)
+        operation_thread.start()
+        wait_for_a_waiter()
+        redis_client.rpush(gate_key(gate), 1)
+        ledger.wait_for_status(running, "succeeded")
+    operation_thread.join(60)
+    [operation] = outcome
+    assert isinstance(operation, bulk.Operation), operation
 
     assert (operation.matched, operation.done, operation.skipped) == (3, 2, 1)
     assert ledger.transitions(running) == [

@@ -79,8 +79,6 @@ SOURCES: dict[str, frozenset[JobStatus]] = {
 STALE_AFTER = timedelta(seconds=60)
 #: Called with the operation after each batch (the CLI prints progress with it).
 Progress = Callable[["Operation"], None]
-#: Called with each job's id just before it is acted on.
-BeforeEach = Callable[[uuid.UUID], None]
 
 
 @dataclass(frozen=True)
@@ -128,7 +126,6 @@ def run(
     *,
     via: Actor = "api",
     on_progress: Progress | None = None,
-    before_each: BeforeEach | None = None,
 ) -> Operation:
     """Record the operation and act on every job it matches (or return the recorded one:
     see the module docstring); ``via`` is the tool recorded as each event's ``actor``.
@@ -141,7 +138,7 @@ def run(
     operation, claimed = start(action, job_filter, name, actor)
     if not claimed:
         return operation
-    return proceed(operation, via=via, on_progress=on_progress, before_each=before_each)
+    return proceed(operation, via=via, on_progress=on_progress)
 
 
 def start(action: Action, job_filter: JobFilter, name: str, actor: str) -> tuple[Operation, bool]:
@@ -190,7 +187,6 @@ def proceed(
     *,
     via: Actor = "api",
     on_progress: Progress | None = None,
-    before_each: BeforeEach | None = None,
 ) -> Operation:
     """Act on the operation's jobs batch by batch until none is left; on an error the
     operation is ``failed`` with it (running it again resumes)."""
@@ -205,9 +201,7 @@ def proceed(
             if not batch:
                 break
             cursor = batch[-1]
-            done, skipped = _act(
-                action, operation, [job_id for _, job_id in batch], via, before_each
-            )
+            done, skipped = _act(action, operation, [job_id for _, job_id in batch], via)
             budget -= len(batch)
             operation = _progress(operation, done, skipped)
             if on_progress is not None:
@@ -341,7 +335,6 @@ def _act(
     operation: Operation,
     job_ids: list[uuid.UUID],
     via: Actor,
-    before_each: BeforeEach | None,
 ) -> tuple[list[uuid.UUID], int]:
     """Cancel or retry each job through the ledger's own path; the ones that moved on
     meanwhile are refused there and counted as skipped."""
@@ -350,8 +343,6 @@ def _act(
     reason = f"bulk operation {operation.name!r} by {operation.created_by}"
     with attributed(operation.created_by, operation_id=operation.id):
         for job_id in job_ids:
-            if before_each is not None:
-                before_each(job_id)
             try:
                 if action == "cancel":
                     actions.cancel(job_id, actor=via, reason=reason)

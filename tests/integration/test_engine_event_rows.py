@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.ledger import transitions as ledger
+from app.ledger.rules.attribution import attributed
 from app.ledger.rules.states import JobStatus
 from tests.integration.test_engine_contract import engine_kind as engine_kind  # both engines
 from tests.integration.test_engine_contract import event_rows, queued, start
@@ -43,3 +44,15 @@ def test_queued_started_and_finished_write_the_same_rows_on_every_engine(
         ("queued", "running", 1, "w7", "worker", "started on w7"),
         ("running", outcome.value, 1, "w7", "worker", message),
     ]
+
+
+def test_a_job_queued_by_a_named_key_names_it_and_its_operation_on_every_engine() -> None:
+    with attributed("ci-key", operation_id=41):
+        job_id = queued()
+
+    [created] = event_rows(job_id)
+    assert (created["to_status"], created["actor_name"], created["operation_id"]) == (
+        "queued",
+        "ci-key",
+        41,
+    )

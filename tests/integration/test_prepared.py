@@ -13,6 +13,7 @@ from app import db
 from app.config import settings
 from app.ledger import transitions as ledger
 from app.ledger.engines.prepared import Prepared
+from app.ledger.rules.attribution import attributed
 from tests.support import ledger as read
 
 
@@ -45,6 +46,20 @@ def test_the_per_job_statements_are_prepared_once_on_the_connection() -> None:
         "jobledger_record_started",
         "jobledger_record_finished",
     } <= server_statements()
+
+
+def test_a_job_an_api_key_queues_takes_the_prepared_statement_too() -> None:
+    """The key's name and bulk operation ride in the statement's parameters: a job the
+    API (or a bulk retry) creates is not sent down the slower shared statements."""
+    db.reset()
+    job_id = uuid.uuid4()
+    with attributed("ci-key", operation_id=7):
+        assert ledger.record_queued(
+            ledger.NewJob(id=job_id, type="example.echo", payload={}, celery_task_id=str(job_id))
+        )
+    assert "jobledger_record_queued" in server_statements()
+    [created] = read.events(job_id)
+    assert (created["actor_name"], created["operation_id"]) == ("ci-key", 7)
 
 
 def test_a_statement_the_server_forgot_is_prepared_again() -> None:

@@ -66,12 +66,13 @@ _QUEUED, _RUNNING, _RETRYING = S.QUEUED.value, S.RUNNING.value, S.RETRYING.value
 #: Publish: bump the second's name counter, insert the job, write its creation event.
 #: $1 id, $2 type, $3 tenant, $4 subject, $5 payload, $6 trigger, $7 created_by,
 #: $8 celery_task_id, $9 queue, $10 parent_job_id, $11 metadata, $12 message, $13 actor,
-#: $14 priority.
+#: $14 priority, $15 actor_name and $16 operation_id (the key and bulk operation acting,
+#: :mod:`app.ledger.rules.attribution`).
 RECORD_QUEUED = Prepared(
     "jobledger_record_queued",
     (
         *("uuid", "text", "text", "text", "jsonb", "text", "text", "text", "text", "uuid"),
-        *("jsonb", "text", "text", "int2"),
+        *("jsonb", "text", "text", "int2", "text", "int8"),
     ),
     f"""
 WITH seq AS (
@@ -88,11 +89,12 @@ WITH seq AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
-INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor)
-SELECT id, NULL, '{_QUEUED}', $12, 0, $13 FROM job
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor, actor_name,
+                        operation_id)
+SELECT id, NULL, '{_QUEUED}', $12, 0, $13, $15, $16 FROM job
 RETURNING job_id
 """,
-    columns={4: "subject", 5: "payload", 11: "metadata", 12: "message"},
+    columns={4: "subject", 5: "payload", 11: "metadata", 12: "message", 15: "actor_name"},
 )
 
 #: Start: a status of START_SOURCES -> running (attempts + 1); from running (its execution
@@ -259,15 +261,10 @@ class PostgreSQLEngine(CoreEngine):
     # -- the fast path ---------------------------------------------------------------
 
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
-        if (
-            steps
-            or job.idempotency_key is not None
-            or job.definition_id is not None
-            or attribution.current() != attribution.NOBODY
-        ):
-            # a chain's steps, a key or a firing that may conflict, or a job an API key
-            # creates (its event names the key): the shared statements
+        if steps or job.idempotency_key is not None or job.definition_id is not None:
+            # a chain's steps, a key or a firing that may conflict: the shared statements
             return super().record_queued(job, actor=actor, steps=steps)
+        by = attribution.current()
         created = RECORD_QUEUED.first_row(
             (
                 str(job.id),
@@ -284,6 +281,8 @@ class PostgreSQLEngine(CoreEngine):
                 f"queued by {actor}",
                 actor,
                 job.priority,
+                by.name,
+                by.operation_id,
             ),
             f"job {job.id} queued",
         )

@@ -146,53 +146,30 @@ def duration_histogram(
     return _finished(query, since, until, tenant)
 
 
-def ensure_hour(engine: Engine, hour: datetime, job_type: str, tenant: str) -> Insert:
-    # Create the rollup row of an hour, type and tenant unless it exists.
-    stmt = engine.insert(hourly_rollups).values(hour=hour, type=job_type, tenant=tenant)
-    return stmt.on_conflict_do_nothing(index_elements=["hour", "type", "tenant"])  # type: ignore[no-any-return]
-
-
-def read_hour(hour: datetime, job_type: str, tenant: str) -> Select[Any]:
-    # One hourly row (its writers hold the watermark: no other writer meanwhile).
+def hours_between(first: datetime, last: datetime) -> Select[Any]:
+    # The hourly rows of every tenant from ``first`` to ``last`` (a merge's hours; its
+    # writer holds the watermark: no other writer meanwhile).
     return select(hourly_rollups).where(
-        hourly_rollups.c.hour == hour,
-        hourly_rollups.c.type == job_type,
-        hourly_rollups.c.tenant == tenant,
+        hourly_rollups.c.hour >= first, hourly_rollups.c.hour <= last
     )
 
 
-def write_hour(hour: datetime, job_type: str, tenant: str, values: dict[str, Any]) -> Update:
-    # Store the merged counts and histograms of one hourly row.
-    return (
-        update(hourly_rollups)
-        .where(
-            hourly_rollups.c.hour == hour,
-            hourly_rollups.c.type == job_type,
-            hourly_rollups.c.tenant == tenant,
-        )
-        .values(**values)
-    )
+def store_hours(engine: Engine, columns: Sequence[str]) -> Insert:
+    # Write merged hourly rows (executemany: one row per hour, type and tenant),
+    # replacing ``columns`` of the rows that exist.
+    return _upsert(engine, hourly_rollups, ["hour", "type", "tenant"], columns)
 
 
-def ensure_total(engine: Engine, job_type: str, tenant: str) -> Insert:
-    # Create the all-time row of a type and tenant unless it exists.
-    stmt = engine.insert(trend_totals).values(type=job_type, tenant=tenant)
-    return stmt.on_conflict_do_nothing(index_elements=["type", "tenant"])  # type: ignore[no-any-return]
+def store_totals(engine: Engine, columns: Sequence[str]) -> Insert:
+    # Write merged all-time rows (executemany: one per type and tenant).
+    return _upsert(engine, trend_totals, ["type", "tenant"], columns)
 
 
-def read_total(job_type: str, tenant: str) -> Select[Any]:
-    # One all-time row.
-    return select(trend_totals).where(
-        trend_totals.c.type == job_type, trend_totals.c.tenant == tenant
-    )
-
-
-def write_total(job_type: str, tenant: str, values: dict[str, Any]) -> Update:
-    # Store the merged counts and histograms of one all-time row.
-    return (
-        update(trend_totals)
-        .where(trend_totals.c.type == job_type, trend_totals.c.tenant == tenant)
-        .values(**values)
+def _upsert(engine: Engine, table: Any, keys: list[str], columns: Sequence[str]) -> Insert:
+    # INSERT … ON CONFLICT (keys) DO UPDATE SET each of ``columns`` to the new row's.
+    stmt = engine.insert(table)
+    return stmt.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=keys, set_={name: stmt.excluded[name] for name in columns}
     )
 
 

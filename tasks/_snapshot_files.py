@@ -35,7 +35,8 @@ class SnapshotSettings(JobledgerSettings):
     #: The folder of the tenants' snapshot folders (``JOBLEDGER_SNAPSHOT_DIR``).
     snapshot_dir: Path = LOCAL_DIR / "snapshots"
     #: Largest snapshot ``snapshot_redownload`` reads, in bytes (``JOBLEDGER_SNAPSHOT_MAX_BYTES``):
-    #: a restore holds the snapshot in memory, and a URL source could send without end.
+    #: a restore is one database transaction of that size, and a URL source could send
+    #: without end.
     #: A larger one fails the ``size`` check as soon as the limit is passed.
     snapshot_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 

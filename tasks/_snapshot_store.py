@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from app.ledger import engines
 from models.tables import files, jobs
 from tasks._snapshots import (
     CategoryRecord,
-    SnapshotContents,
+    Record,
     SuggestionRecord,
     TransactionRecord,
 )
@@ -127,48 +127,63 @@ def _streamed(connection: Connection, query: sa.Select[Any]) -> Iterator[Any]:
 
 
 def restore_budget(
-    tenant: str, budget_id: str, job_id: uuid.UUID, contents: SnapshotContents
+    tenant: str, budget_id: str, job_id: uuid.UUID, records: Iterable[Record]
 ) -> dict[str, int]:
-    """Replace the budget's transactions and suggestions by the snapshot's, in one
-    transaction: either all of the snapshot is the budget afterwards, or (an error, a
-    lost connection) the budget is exactly as it was. The budget's sync cursors go too,
-    so its next sync reads every source whole again (the restored rows may be older
-    than a cursor; the upsert makes the re-read harmless). Returns what was removed and
+    """Replace the budget's transactions and suggestions by a checked snapshot's
+    ``records`` (:func:`tasks._snapshots.snapshot_records`: streamed, :data:`FETCH` rows
+    an insert, never the whole snapshot in memory), in one transaction: either all of
+    the snapshot is the budget afterwards, or (an error, a lost connection, a killed
+    worker) the budget is exactly as it was. The budget's sync cursors go too, so its
+    next sync reads every source whole again (the restored rows may be older than a
+    cursor; the upsert makes the re-read harmless). Returns what was removed and
     written."""
     owner = {"tenant": tenant, "budget_id": budget_id, "job_id": job_id}
+    written = {"transactions": 0, "suggestions": 0}
     with engine().begin() as connection:
         removed = count_budget(connection, tenant, budget_id)
         connection.execute(sa.delete(suggestions).where(_budget(suggestions, tenant, budget_id)))
         connection.execute(sa.delete(transactions).where(_budget(transactions, tenant, budget_id)))
         connection.execute(sa.delete(cursors).where(_budget(cursors, tenant, budget_id)))
-        rows = [
-            {**owner, **record.model_dump(exclude={"type"})} for record in contents.transactions
-        ]
-        for start in range(0, len(rows), FETCH):
-            connection.execute(sa.insert(transactions), rows[start : start + FETCH])
-        ids = dict(
-            connection.execute(
-                sa.select(transactions.c.external_id, transactions.c.id).where(
-                    _budget(transactions, tenant, budget_id)
-                )
-            ).all()
-        )
-        proposed: list[dict[str, Any]] = [
-            {
-                **owner,
-                "transaction_id": ids[record.transaction],
-                **record.model_dump(exclude={"type", "transaction"}),
-            }
-            for record in contents.suggestions
-        ]
-        for start in range(0, len(proposed), FETCH):
-            connection.execute(sa.insert(suggestions), proposed[start : start + FETCH])
+        ids: dict[str, int] | None = None  # external_id -> row id, once every one is in
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            if isinstance(record, CategoryRecord):
+                continue  # derived from the transactions: checked, not stored
+            if isinstance(record, SuggestionRecord) and ids is None:
+                _insert(connection, transactions, batch)  # suggestions come after them all
+                ids = _transaction_ids(connection, tenant, budget_id)
+            if isinstance(record, SuggestionRecord):
+                assert ids is not None
+                row = record.model_dump(exclude={"type", "transaction"})
+                batch.append({**owner, "transaction_id": ids[record.transaction], **row})
+                written["suggestions"] += 1
+            else:
+                batch.append({**owner, **record.model_dump(exclude={"type"})})
+                written["transactions"] += 1
+            if len(batch) == FETCH:
+                _insert(connection, transactions if ids is None else suggestions, batch)
+        _insert(connection, transactions if ids is None else suggestions, batch)
     return {
         "transactions_removed": removed["transactions"],
         "suggestions_removed": removed["suggestions"],
-        "transactions_restored": len(rows),
-        "suggestions_restored": len(proposed),
+        "transactions_restored": written["transactions"],
+        "suggestions_restored": written["suggestions"],
     }
+
+
+def _insert(connection: Connection, table: sa.Table, batch: list[dict[str, Any]]) -> None:
+    """Insert the rows of ``batch`` into ``table`` in one statement, and empty it."""
+    if batch:
+        connection.execute(sa.insert(table), batch)
+        batch.clear()
+
+
+def _transaction_ids(connection: Connection, tenant: str, budget_id: str) -> dict[str, int]:
+    """``external_id`` -> row id of the budget's transactions."""
+    query = sa.select(transactions.c.external_id, transactions.c.id).where(
+        _budget(transactions, tenant, budget_id)
+    )
+    return {row[0]: int(row[1]) for row in connection.execute(query)}
 
 
 @dataclass(frozen=True)

@@ -184,16 +184,19 @@ class SnapshotWriter:
 
 @dataclass
 class SnapshotContents:
-    """A snapshot that passed every check from ``format`` on."""
+    """A snapshot that passed every check from ``format`` on: its header and counts, and
+    its records when read with ``keep`` (else empty lists: :func:`snapshot_records` reads
+    them again)."""
 
     header: Header
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS.values(), 0))
     categories: list[CategoryRecord] = field(default_factory=list)
     transactions: list[TransactionRecord] = field(default_factory=list)
     suggestions: list[SuggestionRecord] = field(default_factory=list)
 
     @property
     def records(self) -> int:
-        return len(self.categories) + len(self.transactions) + len(self.suggestions)
+        return sum(self.counts.values())
 
 
 def read_snapshot(
@@ -203,10 +206,14 @@ def read_snapshot(
     expect_budget: str,
     expect_records: int | None = None,
     tick: Any = None,
+    keep: bool = True,
 ) -> SnapshotContents:
     """Read and check a whole snapshot (checks ``format`` to ``references``, in order of
     :data:`CHECKS`; ``expect_records``: the count the ledger recorded, if any; ``tick``:
-    called for every line, the job's checkpoint).
+    called for every line, the job's checkpoint). ``keep=False``: the records are checked
+    as they stream by and not held (a restore reads them again with
+    :func:`snapshot_records`); what the ``references`` check needs is held: each
+    transaction's ``external_id`` and the categories' counts.
 
     Raises:
         SnapshotCheckFailed: naming the first check that failed.
@@ -224,7 +231,7 @@ def read_snapshot(
         "transaction": contents.transactions,
         "suggestion": contents.suggestions,
     }
-    order = 0
+    references = _References()
     trailer: Trailer | None = None
     for number, line in enumerate(lines, start=2):
         if tick is not None:
@@ -235,19 +242,11 @@ def read_snapshot(
         if isinstance(document, dict) and document.get("end") is True:
             trailer = _parse(Trailer, line, number, "trailer", document)
             continue
-        kind = document.get("type") if isinstance(document, dict) else None
-        if kind not in RECORD_TYPES:
-            raise SnapshotCheckFailed(
-                "format",
-                f"line {number}: no record type {kind!r} (give one of {', '.join(RECORD_TYPES)})",
-            )
-        position = list(RECORD_TYPES).index(kind)
-        if position < order:
-            raise SnapshotCheckFailed(
-                "format", f"line {number}: a {kind} record after the {list(RECORD_TYPES)[order]}s"
-            )
-        order = position
-        lists[kind].append(_parse(RECORD_TYPES[kind], line, number, kind, document))
+        record = _record(line, number, document, references.order)
+        references.add(record)
+        contents.counts[COUNT_KEYS[record.type]] += 1
+        if keep:
+            lists[record.type].append(record)
         digest.update(line)
     if trailer is None:
         raise SnapshotCheckFailed("format", "no trailer line: the file is cut short")
@@ -266,16 +265,43 @@ def read_snapshot(
             "budget_id",
             f"the snapshot is of budget {header.budget_id!r}, the payload names {expect_budget!r}",
         )
-    check_references(contents)
+    references.check()
     return contents
 
 
+def snapshot_records(handle: IO[bytes]) -> Iterator[Record]:
+    """The records of a snapshot :func:`read_snapshot` has checked, read again from the
+    start of ``handle``, in file order (header and trailer skipped)."""
+    handle.seek(0)
+    lines = _lines(handle)
+    next(lines, None)  # the header
+    order = 0
+    for number, line in enumerate(lines, start=2):
+        document = _json(line, number)
+        if isinstance(document, dict) and document.get("end") is True:
+            return
+        record = _record(line, number, document, order)
+        order = list(RECORD_TYPES).index(record.type)
+        yield record
+
+
+def _record(line: bytes, number: int, document: Any, order: int) -> Record:
+    """The record on line ``number``; its type may not come before type ``order``."""
+    kind = document.get("type") if isinstance(document, dict) else None
+    if kind not in RECORD_TYPES:
+        raise SnapshotCheckFailed(
+            "format",
+            f"line {number}: no record type {kind!r} (give one of {', '.join(RECORD_TYPES)})",
+        )
+    if list(RECORD_TYPES).index(kind) < order:
+        raise SnapshotCheckFailed(
+            "format", f"line {number}: a {kind} record after the {list(RECORD_TYPES)[order]}s"
+        )
+    return _parse(RECORD_TYPES[kind], line, number, kind, document)  # type: ignore[no-any-return]
+
+
 def _check_counts(contents: SnapshotContents, trailer: Trailer, expect_records: int | None) -> None:
-    found = {
-        "categories": len(contents.categories),
-        "transactions": len(contents.transactions),
-        "suggestions": len(contents.suggestions),
-    }
+    found = dict(contents.counts)
     said = {key: trailer.records.get(key, 0) for key in found}  # type: ignore[call-overload]
     if found != said:
         raise SnapshotCheckFailed("records", f"the file holds {found}, the trailer says {said}")
@@ -286,42 +312,62 @@ def _check_counts(contents: SnapshotContents, trailer: Trailer, expect_records: 
         )
 
 
-def check_references(contents: SnapshotContents) -> None:
-    """Each transaction once; each suggestion of a transaction of the snapshot, at most
-    one per transaction; the categories exactly those the transactions carry.
+class _References:
+    """The ``references`` check, fed the records as they stream by (types in
+    :data:`RECORD_TYPES` order, so every transaction is known before the first
+    suggestion): each transaction once; each suggestion of a transaction of the snapshot,
+    at most one per transaction; the categories exactly those the transactions carry.
+    Its verdict waits for :meth:`check`, so the checks before it in :data:`CHECKS` (the
+    counts, the tenant) are the ones a file fails first."""
 
-    Raises:
+    def __init__(self) -> None:
+        self.order = 0
+        self.seen: set[str] = set()
+        self.suggested: set[str] = set()
+        self.listed: dict[str, int] = {}
+        self.carried: dict[str, int] = {}
+        self.twice: list[str] = []  # categories listed more than once
+        self.problem: str | None = None
+
+    def add(self, record: Record) -> None:
+        self.order = list(RECORD_TYPES).index(record.type)
+        if self.problem is not None:
+            return
+        if isinstance(record, CategoryRecord):
+            if record.name in self.listed:
+                self.twice.append(record.name)
+            self.listed[record.name] = record.transactions
+        elif isinstance(record, TransactionRecord):
+            if record.external_id in self.seen:
+                self.problem = f"transaction {record.external_id!r} appears twice"
+            self.seen.add(record.external_id)
+            if record.category is not None:
+                self.carried[record.category] = self.carried.get(record.category, 0) + 1
+        else:
+            self._category_problem()
+            if record.transaction not in self.seen:
+                self.problem = (
+                    f"a suggestion names transaction {record.transaction!r}, which the "
+                    "snapshot does not hold"
+                )
+            elif record.transaction in self.suggested:
+                self.problem = f"transaction {record.transaction!r} has two suggestions"
+            self.suggested.add(record.transaction)
+
+    def _category_problem(self) -> None:
+        if self.problem is None and (self.twice or self.listed != self.carried):
+            self.problem = (
+                f"the categories listed {self.listed} are not those the transactions "
+                f"carry {self.carried}"
+            )
+
+    def check(self) -> None:
+        """Raises:
         SnapshotCheckFailed: ``references``, naming the first record that does not fit.
-    """
-    carried: dict[str, int] = {}
-    seen: set[str] = set()
-    for record in contents.transactions:
-        if record.external_id in seen:
-            raise SnapshotCheckFailed(
-                "references", f"transaction {record.external_id!r} appears twice"
-            )
-        seen.add(record.external_id)
-        if record.category is not None:
-            carried[record.category] = carried.get(record.category, 0) + 1
-    listed = {record.name: record.transactions for record in contents.categories}
-    if len(listed) != len(contents.categories) or listed != carried:
-        raise SnapshotCheckFailed(
-            "references",
-            f"the categories listed {listed} are not those the transactions carry {carried}",
-        )
-    suggested: set[str] = set()
-    for suggestion in contents.suggestions:
-        if suggestion.transaction not in seen:
-            raise SnapshotCheckFailed(
-                "references",
-                f"a suggestion names transaction {suggestion.transaction!r}, which the "
-                "snapshot does not hold",
-            )
-        if suggestion.transaction in suggested:
-            raise SnapshotCheckFailed(
-                "references", f"transaction {suggestion.transaction!r} has two suggestions"
-            )
-        suggested.add(suggestion.transaction)
+        """
+        self._category_problem()
+        if self.problem is not None:
+            raise SnapshotCheckFailed("references", self.problem)
 
 
 def _lines(handle: IO[bytes]) -> Iterator[bytes]:

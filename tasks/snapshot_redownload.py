@@ -30,7 +30,9 @@ Restore (``restore``, default true): the budget's transactions and suggestions a
 replaced by the snapshot's, and its sync cursors dropped, in **one database transaction**
 (:func:`tasks._snapshot_store.restore_budget`): the budget afterwards is either all of
 the snapshot or exactly what it was. The snapshot is read and checked whole before that
-transaction opens (it is held in memory for it); cancel checkpoints come while fetching
+transaction opens (into a temporary file; what the checks need is held, each
+transaction's ``external_id``, not the records), then read again into the transaction,
+a thousand rows an insert; cancel checkpoints come while fetching
 and reading, none inside the transaction, so a cancel leaves the budget as it was unless
 the restore had already committed (then the job ends ``succeeded``: the restore happened).
 Running the job twice restores the same snapshot twice: the same budget.
@@ -58,7 +60,12 @@ from tasks._snapshot_files import (
     confined_snapshot,
     tenant_folder,
 )
-from tasks._snapshots import SnapshotCheckFailed, SnapshotContents, read_snapshot
+from tasks._snapshots import (
+    SnapshotCheckFailed,
+    SnapshotContents,
+    read_snapshot,
+    snapshot_records,
+)
 from tasks._sources import SourceUnreadable, is_http, open_source
 
 SHA256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -97,9 +104,9 @@ class SnapshotRedownloadPayload(JobPayload):
 @job_task("snapshot_redownload", SnapshotRedownloadPayload, subject="budget_id", queue="snapshots")
 def snapshot_redownload(job: JobContext, payload: SnapshotRedownloadPayload) -> dict[str, Any]:
     """Fetch, check and restore a snapshot (see the module docstring)."""
-    try:
-        location, expected = _origin(job, payload)
-        with tempfile.TemporaryFile() as copy:
+    with tempfile.TemporaryFile() as copy:
+        try:
+            location, expected = _origin(job, payload)
             uri, size, digest = _fetch(job, location, copy)
             job.record_file("in", uri, size=size, sha256=digest)
             _compare(expected, size, digest)
@@ -111,23 +118,24 @@ def snapshot_redownload(job: JobContext, payload: SnapshotRedownloadPayload) -> 
                 expect_budget=payload.budget_id,
                 expect_records=expected.records,
                 tick=job.tick,
+                keep=False,  # the restore reads the checked copy again, streamed
             )
-    except SnapshotCheckFailed as failed:
-        raise JobFailed(
-            str(failed), errors=[{"check": failed.check, "message": failed.problem}]
-        ) from None
-    result: dict[str, Any] = {
-        "location": uri,
-        "size": size,
-        "sha256": digest,
-        "records": contents.records,
-        "checks": "passed",
-        "restored": False,
-    }
-    if not payload.restore:
-        job.log(f"snapshot {uri} passed every check; not restored (restore=false)")
-        return result
-    return {**result, **_restore(job, payload, contents), "restored": True}
+        except SnapshotCheckFailed as failed:
+            raise JobFailed(
+                str(failed), errors=[{"check": failed.check, "message": failed.problem}]
+            ) from None
+        result: dict[str, Any] = {
+            "location": uri,
+            "size": size,
+            "sha256": digest,
+            "records": contents.records,
+            "checks": "passed",
+            "restored": False,
+        }
+        if not payload.restore:
+            job.log(f"snapshot {uri} passed every check; not restored (restore=false)")
+            return result
+        return {**result, **_restore(job, payload, contents, copy), "restored": True}
 
 
 @dataclass(frozen=True)
@@ -203,12 +211,14 @@ def _compare(expected: Expected, size: int, digest: str) -> None:
 
 
 def _restore(
-    job: JobContext, payload: SnapshotRedownloadPayload, contents: SnapshotContents
+    job: JobContext, payload: SnapshotRedownloadPayload, contents: SnapshotContents, copy: IO[bytes]
 ) -> dict[str, int]:
+    """Restore the checked snapshot in ``copy`` (its records read again, streamed)."""
     job.check_canceled()  # the last checkpoint: the restore below is one transaction
-    job.progress(90, f"restoring {len(contents.transactions)} transactions")
+    job.progress(90, f"restoring {contents.counts['transactions']} transactions")
+    records = snapshot_records(copy)
     try:
-        counts = _snapshot_store.restore_budget(job.tenant, payload.budget_id, job.job_id, contents)
+        counts = _snapshot_store.restore_budget(job.tenant, payload.budget_id, job.job_id, records)
     except SQLAlchemyError as error:  # e.g. a text PostgreSQL refuses (a NUL in a memo)
         cause = str(getattr(error, "orig", None) or error).strip().splitlines()
         raise JobFailed(

@@ -4,9 +4,20 @@ replace touches that payee only, a restore replaces one tenant's budget only."""
 
 from __future__ import annotations
 
+import io
 import uuid
+from datetime import date
+from decimal import Decimal
 
 from tasks import _snapshot_store, _store
+from tasks._snapshots import (
+    CategoryRecord,
+    Header,
+    SnapshotWriter,
+    SuggestionRecord,
+    TransactionRecord,
+    snapshot_records,
+)
 from tests.support import budgets, domain
 
 ROWS: list[budgets.Row] = [
@@ -62,3 +73,59 @@ def test_count_transactions_is_per_tenant_and_payee() -> None:
             "transactions": 3,
             "suggestions": 0,
         }
+
+
+def test_a_restore_streams_records_across_batches_into_one_tenants_budget() -> None:
+    """2,500 transactions and as many suggestions (past two of the restore's 1,000-row
+    inserts each, the transactions' last insert flushed when the first suggestion
+    comes), read from a snapshot file as the job reads it; the other tenant's budget of
+    the same name is not touched."""
+    budget = domain.unique("restore")
+    budgets.seed("other", budget, ROWS)
+    budgets.seed("acme", budget, ROWS)
+    count = 2500
+    header = Header(
+        snapshot="jobledger.budget",
+        version=1,
+        tenant="acme",
+        budget_id=budget,
+        job_id="j",
+        created_at="2024-01-01T00:00:00+00:00",
+    )
+    copy = io.BytesIO()
+    writer = SnapshotWriter(copy, header)
+    writer.write(CategoryRecord(name="Coffee", transactions=count))
+    for i in range(count):
+        writer.write(
+            TransactionRecord(
+                external_id=f"r{i}",
+                booked_on=date(2024, 1, 2),
+                payee="Café",
+                payee_normalized="café",
+                amount=Decimal("-1.00"),
+                category="Coffee",
+            )
+        )
+    for i in range(count):
+        writer.write(
+            SuggestionRecord(
+                transaction=f"r{i}", category="Coffee", confidence=0.5, evidence=i, status="pending"
+            )
+        )
+    writer.finish()
+
+    counts = _snapshot_store.restore_budget("acme", budget, uuid.uuid4(), snapshot_records(copy))
+
+    assert counts == {
+        "transactions_removed": 3,
+        "suggestions_removed": 0,
+        "transactions_restored": count,
+        "suggestions_restored": count,
+    }
+    [linked] = domain.query(
+        "SELECT count(*) AS n FROM suggestions s JOIN transactions t ON t.id = s.transaction_id "
+        "WHERE s.tenant = 'acme' AND s.budget_id = :b AND t.external_id = 'r' || s.evidence",
+        b=budget,
+    )
+    assert linked["n"] == count
+    assert sorted(budgets.ids("other", budget)) == ["h1", "u1", "u2"]

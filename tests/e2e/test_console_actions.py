@@ -28,6 +28,11 @@ def waiting_job(tenant: str = "acme") -> str:
     return str(echo.apply_async(kwargs={"value": 1}, queue=api.unused_queue(), tenant=tenant).id)
 
 
+def act(client: TestClient, job: str, action: str, **form: str) -> Any:
+    """POST a job's action form as its page does (the redirect is not followed)."""
+    return client.post(f"/dashboard/jobs/{job}/{action}", data=form, follow_redirects=False)
+
+
 def test_a_cancel_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
     client: TestClient,
 ) -> None:
@@ -35,20 +40,14 @@ def test_a_cancel_without_the_sessions_csrf_token_is_refused_and_changes_nothing
     log_in(client)
     token = csrf_of(client.get(f"/dashboard/jobs/{job}").text)
 
-    missing = client.post(f"/dashboard/jobs/{job}/cancel", data={}, follow_redirects=False)
-    wrong = client.post(
-        f"/dashboard/jobs/{job}/cancel", data={"csrf": "0" * 64}, follow_redirects=False
-    )
+    missing = act(client, job, "cancel")
+    wrong = act(client, job, "cancel", csrf="0" * 64)
 
     assert missing.status_code == 403
     assert wrong.status_code == 403
     assert "CSRF" in missing.text
     assert ledger.transitions(job) == [(None, "queued")]  # nothing happened
-    accepted = client.post(
-        f"/dashboard/jobs/{job}/cancel",
-        data={"csrf": token, "reason": "by hand"},
-        follow_redirects=False,
-    )
+    accepted = act(client, job, "cancel", csrf=token, reason="by hand")
     assert accepted.status_code == 303
     assert accepted.headers["location"] == f"/dashboard/jobs/{job}?done=canceled"
     row = ledger.job(job)
@@ -66,21 +65,17 @@ def test_a_retry_goes_back_to_the_list_it_came_from_but_never_to_another_site(
     job = waiting_job()
     log_in(client)
     token = csrf_of(client.get("/dashboard").text)
-    client.post(f"/dashboard/jobs/{job}/cancel", data={"csrf": token})
+    act(client, job, "cancel", csrf=token)
 
-    retried = client.post(
-        f"/dashboard/jobs/{job}/retry",
-        data={"csrf": token, "back": "//evil.example/dashboard"},
-        follow_redirects=False,
-    )
-    again = client.post(
-        f"/dashboard/jobs/{job}/retry",
-        data={"csrf": token, "back": "/dashboard?status=queued"},
-        follow_redirects=False,
-    )
+    elsewhere = act(client, job, "retry", csrf=token, back="//evil.example/dashboard")
+    act(client, job, "cancel", csrf=token)
+    listed = act(client, job, "retry", csrf=token, back="/dashboard?status=queued")
+    again = act(client, job, "retry", csrf=token, back="/dashboard?status=queued")
 
-    assert retried.status_code == 303
-    assert retried.headers["location"] == f"/dashboard/jobs/{job}?done=retried"
+    assert elsewhere.status_code == 303
+    assert elsewhere.headers["location"] == f"/dashboard/jobs/{job}?done=retried"
+    assert listed.status_code == 303
+    assert listed.headers["location"] == "/dashboard?status=queued&done=retried"
     assert again.status_code == 409  # queued now: nothing to retry
     assert ledger.transitions(job)[-2:] == [("queued", "canceled"), ("canceled", "queued")]
 
@@ -90,7 +85,7 @@ def test_another_tenants_job_cannot_be_canceled_from_the_console(client: TestCli
     log_in(client)
     token = csrf_of(client.get("/dashboard").text)
 
-    answer = client.post(f"/dashboard/jobs/{theirs}/cancel", data={"csrf": token})
+    answer = act(client, theirs, "cancel", csrf=token)
 
     assert answer.status_code == 404
     assert ledger.transitions(theirs) == [(None, "queued")]

@@ -4,6 +4,7 @@ lines tailed from a cursor, the console's own files served."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -31,6 +32,21 @@ def waiting_job(tenant: str = "acme") -> str:
 def act(client: TestClient, job: str, action: str, **form: str) -> Any:
     """POST a job's action form as its page does (the redirect is not followed)."""
     return client.post(f"/dashboard/jobs/{job}/{action}", data=form, follow_redirects=False)
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL statements this process sends to the ledger while the block runs."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine(), "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine(), "before_cursor_execute", record)
 
 
 def test_a_cancel_without_the_sessions_csrf_token_is_refused_and_changes_nothing(
@@ -123,20 +139,30 @@ def test_a_live_poll_reads_only_what_the_page_shows(client: TestClient) -> None:
     live job's age, which ``/stats`` reads, is not shown by the console)."""
     job = waiting_job()
     log_in(client)
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine(), "before_cursor_execute", seen)
-    try:
+    with statements_run() as statements:
         answer = client.get(f"/dashboard/live?id={job}")
-    finally:
-        event.remove(engine(), "before_cursor_execute", seen)
 
     assert answer.status_code == 200
     assert answer.json()["counts"]["queued"] == 1
     assert not [s for s in statements if "min(" in s.lower()], statements
+    assert len(statements) == 4, statements
+
+
+def test_a_job_poll_reads_the_job_its_steps_and_new_log_lines_only(
+    client: TestClient, worker: WorkerProcess
+) -> None:
+    """A job's open page asks every two seconds: the session, the job's live fields, its
+    steps, its log lines after the cursor, nothing more (not its events, files or a
+    second copy of its steps)."""
+    job = str(noisy.apply_async(kwargs={"size": 12}, tenant="acme").id)
+    ledger.wait_for_status(job, "succeeded")
+    log_in(client)
+    with statements_run() as statements:
+        answer = client.get(f"/dashboard/jobs/{job}/live")
+
+    assert answer.status_code == 200
+    assert answer.json()["summary"] == "done"
+    assert not [s for s in statements if "job_events" in s or "job_files" in s], statements
     assert len(statements) == 4, statements
 
 

@@ -21,10 +21,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.api.jobs import own_job
 from app.api.web.kit import SECURITY_HEADERS, viewer_of
 from app.exceptions import InvalidJobId, JobNotFound
 from app.ledger.reads import console, reports
+from app.ledger.reads.tenant_jobs import tenant_job
 from app.ledger.rules.states import LIVE
 
 router = APIRouter()
@@ -32,6 +32,18 @@ router = APIRouter()
 #: Most jobs one list poll asks about (a page shows at most 200).
 MAX_IDS = 200
 LIVE_STATUSES = frozenset(s.value for s in LIVE)
+#: What a job's page polls of the job itself (:func:`summary` reads the last four).
+LIVE_COLUMNS = (
+    "id",
+    "status",
+    "progress",
+    "attempts",
+    "started_at",
+    "completed_at",
+    "progress_message",
+    "failure_reason",
+    "errors",
+)
 
 
 def summary(job: dict[str, Any]) -> str:
@@ -90,10 +102,13 @@ def job_live(ref: str, request: Request, after: Annotated[int, Query(ge=0)] = 0)
     if viewer is None:
         return _json({"detail": "log in again"}, 401)
     try:
-        job = own_job(ref, viewer.identity).job
-    except (InvalidJobId, JobNotFound) as error:
+        job = tenant_job(viewer.identity.tenant, ref, LIVE_COLUMNS)
+    except InvalidJobId as error:
         return _json({"detail": str(error)}, 404)
-    lines = console.logs_after(job["id"], after)
+    if job is None:  # another tenant's job is not found, exactly as a missing one
+        return _json({"detail": str(JobNotFound(ref))}, 404)
+    job_id = uuid.UUID(job["id"])
+    lines = console.logs_after(job_id, after)
     return _json(
         {
             "id": job["id"],
@@ -105,7 +120,7 @@ def job_live(ref: str, request: Request, after: Annotated[int, Query(ge=0)] = 0)
             "started_at": job["started_at"],
             "completed_at": job["completed_at"],
             "failure_reason": job["failure_reason"],
-            "steps": console.steps_of(job["id"]),
+            "steps": console.steps_of(job_id),
             "logs": lines,
             "cursor": lines[-1]["id"] if lines else after,
         }

@@ -15,6 +15,7 @@ does not exist: nothing tells a caller that it exists.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -27,15 +28,18 @@ from models.tables import jobs
 COLUMNS = ("id", "name", "type", "status", "result", "failure_reason", "completed_at")
 
 
-def tenant_job(tenant: str, ref: str | uuid.UUID) -> dict[str, Any] | None:
-    """The job ``ref`` (UUID or run name) if it belongs to ``tenant``, else None.
+def tenant_job(
+    tenant: str, ref: str | uuid.UUID, columns: Sequence[str] = COLUMNS
+) -> dict[str, Any] | None:
+    """The ``columns`` of the job ``ref`` (UUID or run name) if it belongs to ``tenant``,
+    else None (the console's job page polls its own columns this way).
 
     Raises:
         InvalidJobId: ``ref`` is neither a UUID nor a run name.
     """
     parsed = parse_job_ref(ref)
     condition = jobs.c.id == parsed if isinstance(parsed, uuid.UUID) else jobs.c.name == parsed
-    query = select(*(jobs.c[name] for name in COLUMNS)).where(condition, jobs.c.tenant == tenant)
+    query = select(*(jobs.c[name] for name in columns)).where(condition, jobs.c.tenant == tenant)
     with engine().connect() as connection:
         found = connection.execute(query).mappings().first()
     return None if found is None else jsonable(dict(found))

@@ -24,9 +24,8 @@ SORTS = job_search.SORTS
 DEFAULT_SORT = job_search.DEFAULT_SORT
 DEFAULT_LIMIT = 50
 #: The filter fields of a view (what a bulk operation's filter holds): the search's own
-#: query names (:data:`app.ledger.reads.job_search.QUERY_NAMES`) but the sort, which
-#: orders a view without narrowing it.
-FILTER_FIELDS = tuple(name for name in job_search.QUERY_NAMES if name != "sort")
+#: (:data:`app.ledger.reads.job_search.FILTER_NAMES`).
+FILTER_FIELDS = job_search.FILTER_NAMES
 
 
 class BadFilter(ValueError):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +19,7 @@ from tests.support import ledger
 from tests.support.api import unused_queue
 from tests.support.jobs import echo
 from tests.support.processes import ROOT
-from tests.support.races import holding, jobs_in_order, wait_for_acted
+from tests.support.races import at_once, holding, jobs_in_order, wait_for_acted
 
 
 @pytest.fixture
@@ -98,21 +97,7 @@ def test_two_concurrent_runs_of_one_name_act_once() -> None:
     queue = unused_queue()
     ids = canceled_jobs(6, queue)
     wanted = JobFilter(tenant="acme", queues=(queue,))
-    barrier = threading.Barrier(2)
-    results: list[bulk.Operation | BaseException] = []
-
-    def run() -> None:
-        barrier.wait()
-        try:
-            results.append(bulk.run("retry", wanted, "together", "on-call"))
-        except BaseException as error:  # reported by the assertion below
-            results.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = at_once(lambda: bulk.run("retry", wanted, "together", "on-call"), 2)
 
     assert all(isinstance(result, bulk.Operation) for result in results), results
     assert ledger.count("SELECT count(*) FROM job_operations") == 1

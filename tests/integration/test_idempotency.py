@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from tests.support import api
 from tests.support import ledger as read
 from tests.support.api import ACME, OTHER
 from tests.support.jobs import echo
+from tests.support.races import at_once
 
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -79,24 +79,12 @@ def test_a_malformed_key_is_refused_before_anything_is_written(queue: str, key: 
 
 
 def test_concurrent_calls_with_one_key_create_one_job(queue: str) -> None:
-    start = threading.Barrier(8)
-    ids: list[str] = []
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        start.wait()
-        try:
-            ids.append(
-                str(echo.apply_async(kwargs={"value": 7}, queue=queue, idempotency_key="race").id)
-            )
-        except BaseException as error:  # reported by the assertion below
-            errors.append(error)
-
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ended = at_once(
+        lambda: str(echo.apply_async(kwargs={"value": 7}, queue=queue, idempotency_key="race").id),
+        8,
+    )
+    errors = [result for result in ended if isinstance(result, BaseException)]
+    ids = [result for result in ended if isinstance(result, str)]
 
     assert errors == []
     assert len(set(ids)) == 1

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections import Counter
 
 from app.ledger import transitions as ledger
 from app.ledger.rules.naming import NAME_PATTERN
 from tests.support import ledger as read
+from tests.support.races import at_once
 
 
 def test_fifty_concurrent_producers_get_fifty_distinct_names() -> None:
-    barrier = threading.Barrier(50)
-    errors: list[BaseException] = []
-
-    def produce() -> None:
-        try:
-            barrier.wait(10)
-            ledger.record_queued(
-                ledger.NewJob(id=uuid.uuid4(), type="example.echo", payload={"value": 1})
-            )
-        except BaseException as error:  # collected and asserted below
-            errors.append(error)
-
-    threads = [threading.Thread(target=produce) for _ in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    ended = at_once(
+        lambda: ledger.record_queued(
+            ledger.NewJob(id=uuid.uuid4(), type="example.echo", payload={"value": 1})
+        ),
+        50,
+        timeout=30,
+    )
+    errors = [result for result in ended if isinstance(result, BaseException)]
 
     assert errors == []
     names = read.names()

@@ -5,14 +5,40 @@ No hook in the product's code is needed for it."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import text
 
 from app import db
+
+T = TypeVar("T")
+
+
+def at_once(call: Callable[[], T], count: int, timeout: float = 60) -> list[T | BaseException]:
+    """``call`` from ``count`` threads released together: each one's result or error (in
+    the order they ended). Fails when one has not ended within ``timeout``."""
+    barrier = threading.Barrier(count)
+    ended: list[T | BaseException] = []
+
+    def one() -> None:
+        try:
+            barrier.wait(timeout)
+            ended.append(call())
+        except BaseException as error:  # returned to the test, which asserts on it
+            ended.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert len(ended) == count, f"{count - len(ended)} of {count} calls still running"
+    return ended
 
 
 def jobs_in_order(queue: str) -> list[str]:

@@ -11,39 +11,14 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import redis
-from typer.testing import CliRunner
 
-from app.cli import cli
 from tests.support import ledger
+from tests.support.cli import run, run_json
 from tests.support.jobs import echo, fail
 from tests.support.ops import backdate
 from tests.support.processes import ROOT, WorkerProcess
-
-runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def run_json(*args: str) -> Any:
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-@pytest.fixture
-def idle_queue(redis_client: redis.Redis) -> Iterator[str]:
-    """A queue no worker consumes: its jobs stay queued."""
-    name = f"jobledger-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis_client.delete(name)
 
 
 def test_jobs_lists_newest_first_with_filters_and_pages(idle_queue: str) -> None:

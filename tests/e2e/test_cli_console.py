@@ -4,45 +4,21 @@ options, bulk cancel|retry and operations, on the real ledger, broker and worker
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from importlib.metadata import version
-from typing import Any
 
 import pytest
 import redis
-from typer.testing import CliRunner
 
-from app.cli import cli
 from tests.support import ledger
+from tests.support.cli import run, run_json
 from tests.support.jobs import echo, fail, gate_key, gated
 from tests.support.ops import wait_at
 from tests.support.processes import ROOT, WorkerProcess
 
-runner = CliRunner()
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "jobledger")
-
-
-def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    result = runner.invoke(cli, list(args), input=stdin)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def run_json(*args: str) -> Any:
-    code, out, err = run(*args, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-@pytest.fixture
-def idle_queue(redis_client: redis.Redis) -> Iterator[str]:
-    name = f"jobledger-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis_client.delete(name)
 
 
 def test_version_is_the_installed_packages() -> None:

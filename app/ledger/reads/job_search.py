@@ -25,7 +25,8 @@ finds that day's runs), or a case-insensitive substring of its subject or failur
 The substring match is a scan of the tenant's rows the other filters leave (``ILIKE``);
 no trigram index is made by the migrations (``CREATE EXTENSION pg_trgm`` needs rights a
 ledger's role often lacks, and SQLite has no such index): docs/operations.md shows the
-index to add by hand when a tenant holds millions of jobs and searches them by text.
+three indexes to add by hand when a ledger holds millions of jobs and is searched by text
+(one per branch of the ``OR``: with any branch unindexed PostgreSQL scans).
 """
 
 from __future__ import annotations

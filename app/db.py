@@ -18,6 +18,7 @@ idempotent statement set, so running it twice is safe.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -192,7 +193,7 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
             if not _is_transient(error):
                 raise
             if time.monotonic() + delay > deadline:
-                _pending_retries.append(retries)  # counted with the next retried write
+                _uncounted.keep(retries)  # counted with the next retried write
                 raise LedgerUnavailable(what, error) from error
             log.warning("ledger write of %s failed (%s); trying again in %.2fs", what, error, delay)
             time.sleep(delay)  # back-off before reconnecting, not a stand-in for work
@@ -204,26 +205,43 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
         return done
 
 
-#: Retries of writes that gave up: the ledger was unreachable, so they are added to the
-#: count by the next write that needed retries and went through.
-_pending_retries: list[int] = []
+class _Uncounted:
+    """Write retries not in the ledger's counter yet: those of writes that gave up (the
+    ledger was unreachable) and those whose count could not be written. The next count
+    takes them all; a lock, because the API counts from several threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._retries = 0
+
+    def keep(self, retries: int) -> None:
+        with self._lock:
+            self._retries += retries
+
+    def take(self) -> int:
+        with self._lock:
+            taken, self._retries = self._retries, 0
+            return taken
+
+
+_uncounted = _Uncounted()
 
 
 def _count_retries(retries: int) -> None:
-    """Add a write's retries (and those of writes that gave up before it) to the ledger's
+    """Add a write's retries (and the uncounted ones before it) to the ledger's
     ``write_retries`` counter, which ``/metrics`` reads: kept in the ledger, it survives
     restarts. Best effort and off the normal path (only after a retry): a failure here
-    is logged, never raised into the write that succeeded."""
+    is logged and the retries are kept for the next count, never raised into the write
+    that succeeded."""
     from app.ledger.engines.counter_queries import WRITE_RETRIES, add_to_counter
 
-    amount = retries + sum(_pending_retries)
+    amount = retries + _uncounted.take()
     try:
         with engine().begin() as connection:
             connection.execute(add_to_counter(WRITE_RETRIES, amount))
     except (OperationalError, DBAPIError) as error:
         log.warning("could not count %d ledger write retries: %s", amount, error)
-        return
-    _pending_retries.clear()
+        _uncounted.keep(amount)
 
 
 def _is_transient(error: DBAPIError) -> bool:

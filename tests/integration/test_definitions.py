@@ -129,6 +129,8 @@ def test_unscheduled_or_disabled_definitions_have_no_next_run() -> None:
         ({"schedule": {"every": 0}}, "schedule.every"),
         ({"options": {"retries": 3}}, "options.retries"),
         ({"options": {"priority": 11}}, "options.priority"),
+        # refused at save, as apply_async would refuse every firing (app.config.QUEUE_NAME)
+        ({"options": {"queue": "has a space"}}, "options.queue"),
         ({"options": {"retry_policy": {"max_attempts": 0}}}, "options.retry_policy.max_attempts"),
         ({"options": {"time_limit": -1}}, "options.time_limit"),
         ({"options": {"time_limit": 10, "soft_time_limit": 20}}, "options.soft_time_limit"),

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, func, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
+from app.config import QUEUE_NAME
 from app.db import engine, in_transaction
 from app.exceptions import (
     DefinitionArchived,
@@ -612,14 +613,16 @@ def _option_problems(task: Any, options: dict[str, Any]) -> dict[str, str]:
         for key in options
         if key not in RUN_OPTIONS
     }
+    # the rules each run's apply_async applies (JobTask.route, .prioritize,
+    # .checked_retry_policy), so that a saved option never fails a firing
     queue = options.get("queue")
-    if queue is not None and not (isinstance(queue, str) and 0 < len(queue) <= 128):
-        problems["options.queue"] = "must be a queue name (1 to 128 characters)"
-    priority = options.get("priority")
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9
-    ):
-        problems["options.priority"] = "must be a whole number from 0 to 9"
+    if queue is not None and not (isinstance(queue, str) and QUEUE_NAME.match(queue)):
+        problems["options.queue"] = f"must be a queue name ({QUEUE_NAME.pattern})"
+    if options.get("priority") is not None:
+        try:
+            task.prioritize({"priority": options["priority"]})
+        except InvalidPayload as error:
+            problems.update({f"options.{f}": p for f, p in error.fields.items()})
     if options.get("retry_policy") is not None:
         try:
             task.checked_retry_policy(options["retry_policy"])

@@ -73,6 +73,7 @@ from app.ledger.runtime.execution import (
     new_execution_id,
 )
 from app.ledger.runtime.liveness import worker_alive
+from app.ledger.runtime.publishing import Outgoing, publish_recorded, record_unpublished
 from app.ledger.runtime.target import HEADER as HEADER  # where producers look for it
 from app.ledger.runtime.target import JobTarget, target_of, uuid_of_task_id
 from app.ledger.runtime.time_limit_types import check_time_limit_types
@@ -229,7 +230,7 @@ class JobTask(Task):  # type: ignore[misc]
         try:
             return super().apply_async((), document, task_id=task_id, headers=headers, **options)
         except Exception as error:
-            _record_unpublished([job_id], error, actor)
+            record_unpublished([job_id], error, actor)
             raise
 
     def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:
@@ -286,24 +287,17 @@ class JobTask(Task):  # type: ignore[misc]
                 return replayed
         ids = [i for i in ids if i in created]
         documents = [d for i, d in zip(new_jobs, documents, strict=True) if i.id in created]
-        results = []
-        with self.app.producer_or_acquire(given_producer) as producer:
-            for position, (job_id, document) in enumerate(zip(ids, documents, strict=True)):
-                try:
-                    results.append(
-                        super().apply_async(
-                            (),
-                            document,
-                            task_id=str(job_id),
-                            producer=producer,
-                            headers={**JobTarget(job_id).header(), **own_policy},
-                            **{**options, **payload_reprs(self.app, (), document, options)},
-                        )
-                    )
-                except Exception as error:
-                    _record_unpublished(ids[position:], error, actor)
-                    raise
-        return results
+        messages = [
+            Outgoing(
+                task=self.name,
+                job_id=job_id,
+                kwargs=document,
+                headers={**JobTarget(job_id).header(), **own_policy},
+                options={**options, **payload_reprs(self.app, (), document, options)},
+            )
+            for job_id, document in zip(ids, documents, strict=True)
+        ]
+        return publish_recorded(self.app, messages, producer=given_producer, actor=actor)
 
     def job_document(self, payload: BaseModel, described: dict[str, Any]) -> dict[str, Any]:
         """The payload as the message and the ledger carry it (JSON).
@@ -729,20 +723,6 @@ def _durably(write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         write(*args, **kwargs)
     except LedgerUnavailable as error:
         raise Reject(str(error), requeue=True) from error
-
-
-def _record_unpublished(
-    job_ids: Iterable[uuid.UUID], error: Exception, actor: ledger.Actor
-) -> None:
-    """The broker refused the messages of recorded jobs: they fail, saying why, rather
-    than wait ``queued`` for a message that will never come, and give back their
-    idempotency keys (the caller was told it failed; its retry must create the job)."""
-    job_ids = list(job_ids)
-    for job_id in job_ids:
-        ledger.record_failed(
-            job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
-        )
-    idempotency.release(job_ids)
 
 
 def retry_reason(error: BaseException | None, attempt: int, next_at: datetime) -> str:

@@ -73,7 +73,7 @@ from app.ledger.runtime.execution import (
     new_execution_id,
 )
 from app.ledger.runtime.liveness import worker_alive
-from app.ledger.runtime.publishing import Outgoing, publish_recorded, record_unpublished
+from app.ledger.runtime.publishing import publish_recorded, record_unpublished
 from app.ledger.runtime.target import HEADER as HEADER  # where producers look for it
 from app.ledger.runtime.target import JobTarget, target_of, uuid_of_task_id
 from app.ledger.runtime.time_limit_types import check_time_limit_types
@@ -235,7 +235,9 @@ class JobTask(Task):  # type: ignore[misc]
 
     def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:
         """The bulk enqueue path: validate every payload (keyword arguments of one job
-        each), record them all in one transaction, then publish them over one producer.
+        each), record them all in one transaction, then publish them over one producer
+        (:mod:`app.ledger.runtime.batch`, which ``POST /jobs/batch`` uses for batches of
+        several types).
 
         Nothing is written or queued when any payload is invalid: the error names the
         payload's index and field (``[3].value``). Accepts the job options of
@@ -245,59 +247,17 @@ class JobTask(Task):  # type: ignore[misc]
         the digest of the whole batch, so sending the same batch again returns its jobs
         and another batch under ``K`` is refused (:mod:`app.ledger.idempotency`).
         """
-        given_producer = options.pop("producer", None)
-        described = {key: options.pop(key) for key in JOB_OPTIONS if key in options}
+        # late: the batch module builds on this one (JobTask, tenant_of)
+        from app.ledger.runtime.batch import item_of, new_jobs, record_batch
+
+        producer = options.pop("producer", None)
         key = options.pop("idempotency_key", None)
-        self.check_time_limits(options)
-        self.route(options)
-        priority = self.prioritize(options)
-        given_policy = options.pop("retry_policy", None)
-        own_policy = (
-            {}
-            if given_policy is None
-            else {RETRY_POLICY_HEADER: self.checked_retry_policy(given_policy)}
-        )
-        documents: list[dict[str, Any]] = []
-        problems: dict[str, str] = {}
-        for index, kwargs in enumerate(payloads):
-            try:
-                payload = self.validate_payload(
-                    (), dict(kwargs), tenant=tenant_of(described, kwargs)
-                )
-                documents.append(self.job_document(payload, described))
-            except InvalidPayload as error:
-                problems.update({f"[{index}].{field}": p for field, p in error.fields.items()})
-        if problems:
-            raise InvalidPayload(self.name, problems)
-        ids = [uuid.uuid4() for _ in documents]
-        actor = actor_for(described.get("trigger", "producer"))
-        new_jobs = [
-            self._new_job(i, str(i), d, described, options, priority)
-            for i, d in zip(ids, documents, strict=True)
-        ]
-        if key is not None and new_jobs:
-            new_jobs = self._with_batch_key(new_jobs, idempotency.checked_key(key))
-            replayed = self._replayed(new_jobs)
-            if replayed is not None:
-                return replayed
-        created = ledger.record_queued_many(new_jobs, actor=actor)
-        if key is not None and new_jobs and not created:
-            replayed = self._replayed(new_jobs)  # a concurrent batch with the key won
-            if replayed is not None:
-                return replayed
-        ids = [i for i in ids if i in created]
-        documents = [d for i, d in zip(new_jobs, documents, strict=True) if i.id in created]
-        messages = [
-            Outgoing(
-                task=self.name,
-                job_id=job_id,
-                kwargs=document,
-                headers={**JobTarget(job_id).header(), **own_policy},
-                options={**options, **payload_reprs(self.app, (), document, options)},
-            )
-            for job_id, document in zip(ids, documents, strict=True)
-        ]
-        return publish_recorded(self.app, messages, producer=given_producer, actor=actor)
+        one = item_of(self, **options)  # the options are every job's: checked once
+        items = [one.with_payload(dict(kwargs)) for kwargs in payloads]
+        batch = record_batch(items, new_jobs(items), idempotency_key=key)
+        if batch.replayed is not None:
+            return batch.replayed
+        return publish_recorded(self.app, batch.messages, producer=producer, actor=batch.actor)
 
     def job_document(self, payload: BaseModel, described: dict[str, Any]) -> dict[str, Any]:
         """The payload as the message and the ledger carry it (JSON).
@@ -336,14 +296,6 @@ class JobTask(Task):  # type: ignore[misc]
     def _with_key(self, job: ledger.NewJob, key: str) -> ledger.NewJob:
         digest = idempotency.request_digest(self.name, job.payload, job.subject)
         return dataclasses.replace(job, idempotency_key=key, request_digest=digest)
-
-    def _with_batch_key(self, jobs: list[ledger.NewJob], key: str) -> list[ledger.NewJob]:
-        batch = [{"payload": job.payload, "subject": job.subject} for job in jobs]
-        digest = idempotency.request_digest(self.name, {"batch": batch}, None)
-        return [
-            dataclasses.replace(job, idempotency_key=f"{key}#{index}", request_digest=digest)
-            for index, job in enumerate(jobs)
-        ]
 
     def _replayed(self, jobs: list[ledger.NewJob]) -> list[AsyncResult] | None:
         """The results of the jobs made earlier with these jobs' keys (``replayed`` set),

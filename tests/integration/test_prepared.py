@@ -3,9 +3,11 @@ can go through: a lost prepared statement, a killed backend, a pooler without th
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
+import psycopg2.extensions
 import pytest
 from sqlalchemy import text
 
@@ -120,3 +122,25 @@ def test_a_call_with_the_wrong_number_of_arguments_is_refused_before_the_server(
     statement = Prepared("t", ("uuid",), "SELECT $1")
     with pytest.raises(TypeError, match="t takes 1 arguments, got 2"):
         statement.first_row(("a", "b"), "test")
+
+
+def test_every_fast_path_connection_goes_back_to_the_pool_outside_a_transaction() -> None:
+    """The autocommit pool hands connections back without a rollback (there is nothing to
+    roll back): each statement, a ``SET LOCAL`` prefix included, ends its own implicit
+    transaction, and so does a statement that fails."""
+    pooled = db.autocommit_engine()
+    with pooled.connect() as first, pooled.connect() as second:  # the pool's two
+        pids = {c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in (first, second)}
+    failing = Prepared("jobledger_test_fails", ("int4",), "SELECT 1 / $1")
+    for statement, args in ((failing, (0,)), (failing, (1,))):
+        with contextlib.suppress(Exception):
+            statement.first_row(args, "test")
+        run_one_job()  # queued; running (its SET LOCAL prefix); succeeded
+        statuses = {
+            db.on_driver_cursor(lambda c, _: c.connection.get_transaction_status(), "test")
+            for _ in range(4)
+        }
+        assert statuses == {psycopg2.extensions.TRANSACTION_STATUS_IDLE}
+    with pooled.connect() as first, pooled.connect() as second:  # still the same two
+        again = {c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in (first, second)}
+    assert again == pids

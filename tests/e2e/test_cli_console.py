@@ -92,7 +92,11 @@ def test_jobs_watch_refreshes_until_its_count_and_shows_the_change(
     while "running" not in seen:
         seen += watching.stdout.readline()  # type: ignore[union-attr]
     redis_client.rpush(gate_key(gate), 1)
-    out, err = watching.communicate(timeout=60)
+    # read on through the same buffered stream: communicate() reads the raw pipe and would
+    # miss what readline() has buffered already (a table's caption, under load)
+    out = watching.stdout.read()  # type: ignore[union-attr]
+    err = watching.stderr.read()  # type: ignore[union-attr]
+    watching.wait(timeout=60)
 
     assert watching.returncode == 0, err
     assert "succeeded" in out

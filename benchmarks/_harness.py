@@ -53,6 +53,7 @@ os.environ["JOBLEDGER_EXTRA_TASK_MODULES"] = "benchmarks._tasks"
 os.environ["JOBLEDGER_PREFETCH_MULTIPLIER"] = str(PREFETCH)
 
 import redis  # noqa: E402
+from kombu import Connection  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app import db  # noqa: E402
@@ -87,6 +88,22 @@ def clear_broker() -> None:
     client = redis_client()
     keys = [*client.keys("bench-*"), "unacked", "unacked_index", *redis_keys()]
     client.delete(*keys)
+
+
+def is_redis() -> bool:
+    """The benchmark's broker is Redis (not RabbitMQ)."""
+    return BROKER_URL.startswith(("redis://", "rediss://"))
+
+
+def delete_queues(*names: str) -> None:
+    """Remove a measurement's queues from the broker (on Redis: every queue and
+    reservation of the benchmark's db, :func:`clear_broker`)."""
+    if is_redis():
+        clear_broker()
+        return
+    with Connection(BROKER_URL, connect_timeout=5) as connection:
+        for name in names:
+            connection.default_channel.queue_delete(name)
 
 
 def commits() -> int:
@@ -221,13 +238,34 @@ def machine() -> dict[str, Any]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             memory_kib = int(line.split()[1])
-    return {
+    found = {
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
         "python": platform.python_version(),
         "load_1min": round(os.getloadavg()[0], 2),
         "postgresql": _server_version(),
+        "redis": str(redis_client().info("server")["redis_version"]),
     }
+    if not is_redis():
+        found["rabbitmq"] = rabbitmq_version()
+    return found
+
+
+def cpu_model() -> str:
+    """The processor's ``model name`` in ``/proc/cpuinfo`` (empty when it has none)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def rabbitmq_version(url: str | None = None) -> str:
+    """The version RabbitMQ announces on connecting (``url``: the benchmark's broker)."""
+    with Connection(url or BROKER_URL, connect_timeout=5) as connection:
+        connection.connect()
+        version = connection.connection.server_properties.get("version", b"")
+    return version.decode() if isinstance(version, bytes) else str(version)
 
 
 def _server_version() -> str:

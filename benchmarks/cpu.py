@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from benchmarks import _harness as h
 from benchmarks.throughput import VARIANTS, WARM_UP, _empty_tables
 
@@ -41,6 +43,56 @@ def cpu_ms(pid: int) -> float:
 def pids_of(name: str) -> list[int]:
     out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False)
     return [int(pid) for pid in out.stdout.split()]
+
+
+class CpuProbe:
+    """CPU ms a drain cost, per group of processes, for :mod:`benchmarks.issue17`.
+
+    Unlike :func:`snapshot`, PostgreSQL's share is only that of the backends serving
+    ``database`` (read from ``pg_stat_activity`` at the end of the drain, when the worker's
+    connections are open): other sessions' backends on a shared server are left out, and
+    a backend that exits during the drain cannot make the figure negative. The server's
+    own processes (WAL writer, checkpointer) are left out too: a lower bound.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self._before: dict[str, dict[int, float]] = {}
+        self._postgres: dict[int, float] = {}
+
+    def start(self, processes: dict[str, list[int]]) -> None:
+        """Read the CPU so far of ``processes`` (name: pids) and of every postgres process."""
+        self._postgres = {pid: cpu_ms(pid) for pid in pids_of("postgres")}
+        self._before = {
+            name: {pid: cpu_ms(pid) for pid in pids} for name, pids in processes.items()
+        }
+        self._before["redis"] = {pid: cpu_ms(pid) for pid in pids_of("redis-server")}
+
+    def stop(self, processes: dict[str, list[int]]) -> dict[str, float]:
+        """CPU ms since :meth:`start` of each group, ``postgresql`` (the database's
+        backends) and ``redis`` (the whole server: shared, for information)."""
+        used = {
+            name: sum(cpu_ms(pid) - self._before.get(name, {}).get(pid, 0.0) for pid in pids)
+            for name, pids in {**processes, "redis": pids_of("redis-server")}.items()
+        }
+        used["postgresql"] = sum(
+            cpu_ms(pid) - self._postgres.get(pid, 0.0) for pid in backends_of(self.database)
+        )
+        return used
+
+
+def backends_of(database: str) -> list[int]:
+    """Pids of the PostgreSQL backends connected to ``database`` now (read from the
+    admin database, so that reading adds none)."""
+    admin = create_engine(h.ADMIN_URL)
+    try:
+        with admin.connect() as connection:
+            rows = connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}
+            ).all()
+    finally:
+        admin.dispose()
+    return [int(row[0]) for row in rows]
 
 
 def snapshot(worker: h.Worker) -> dict[str, float]:

@@ -46,7 +46,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kombu import Connection
 from sqlalchemy import create_engine, text
 
 from app import db
@@ -61,20 +60,6 @@ TASK_MODULES = "benchmarks._tasks,tests.support.hosts"
 BATCH = 500
 #: The lifeline settings that decide how soon a dead host's jobs run elsewhere (defaults).
 DEFAULT_LIFELINE_INTERVAL = 60.0
-
-
-def is_redis() -> bool:
-    return h.BROKER_URL.startswith(("redis://", "rediss://"))
-
-
-def delete_queues(*names: str) -> None:
-    """Remove the measurement's queues from the broker (and Redis's reservations)."""
-    if is_redis():
-        h.clear_broker()
-        return
-    with Connection(h.BROKER_URL, connect_timeout=5) as connection:
-        for name in names:
-            connection.default_channel.queue_delete(name)
 
 
 def start_hosts(network: Network, count: int, queue: str, **env: str) -> list[h.Worker]:
@@ -175,7 +160,7 @@ def measure(network: Network, count: int, n: int) -> dict[str, float]:
         for worker in hosts:
             worker.stop()
             worker.log_path.unlink(missing_ok=True)
-        delete_queues(warm, run)
+        h.delete_queues(warm, run)
 
     def used(pids: Any) -> float:
         return sum(after.get(pid, 0.0) - before.get(pid, 0.0) for pid in pids)
@@ -286,7 +271,7 @@ def death(args: argparse.Namespace) -> None:
     finally:
         lifeline.kill()
         lifeline.wait(10)
-        delete_queues(queue)
+        h.delete_queues(queue)
         if not args.keep_database:
             h.drop_database()
     seconds = sorted((at - killed).total_seconds() for at in moved.values())
@@ -342,7 +327,7 @@ def _wait(condition: Any, timeout: float = 900) -> None:
 
 
 def broker_name() -> str:
-    return "redis" if is_redis() else "rabbitmq"
+    return "redis" if h.is_redis() else "rabbitmq"
 
 
 def main() -> None:

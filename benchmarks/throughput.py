@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import text
 
@@ -44,8 +44,23 @@ LABELS = {
 WARM_UP = 200
 
 
-def measure(variant: str, count: int) -> dict[str, float]:
-    """One measurement of one variant: enqueue, then drain with a fresh worker."""
+class Probe(Protocol):
+    """Something read around the drain (:class:`benchmarks.cpu.CpuProbe`)."""
+
+    def start(self, processes: dict[str, list[int]]) -> None: ...
+
+    def stop(self, processes: dict[str, list[int]]) -> dict[str, float]: ...
+
+
+def worker_processes(worker: h.Worker) -> dict[str, list[int]]:
+    return {"worker_main": [worker.process.pid], "pool_children": worker.children()}
+
+
+def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, float]:
+    """One measurement of one variant: enqueue, then drain with a fresh worker.
+
+    With ``probe``, what it reads over the drain is added per task as ``cpu_<name>_ms``.
+    """
     task = VARIANTS[variant]
     h.clear_broker()
     _empty_tables()
@@ -58,9 +73,12 @@ def measure(variant: str, count: int) -> dict[str, float]:
     env = {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND} if variant == "b" else {}
     with h.running_worker(warm, env=env) as worker:
         h.wait_drained(warm)
+        if probe is not None:
+            probe.start(worker_processes(worker))
         started = time.monotonic()
         worker.consume(run)
         finished = h.wait_drained(run)
+        used = probe.stop(worker_processes(worker)) if probe is not None else {}
     done = h.commits()
     rows = _rows(variant)
     total = count + WARM_UP
@@ -69,6 +87,7 @@ def measure(variant: str, count: int) -> dict[str, float]:
         if succeeded != total:
             raise AssertionError(f"{succeeded} of {total} jobs succeeded")
     return {
+        **{f"cpu_{name}_ms": value / count for name, value in used.items()},
         "tasks_per_s": count / (finished - started),
         "drain_s": finished - started,
         "enqueue_per_s": count / enqueue_seconds,

@@ -13,6 +13,8 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from app.exceptions import IdempotencyConflict, InvalidIdempotencyKey
+from app.ledger import transitions
+from app.ledger.transitions import NewJob
 from app.queues import waiting
 from tests.support import api
 from tests.support import ledger as read
@@ -105,6 +107,29 @@ def test_a_batch_with_a_key_is_made_once(queue: str, redis_client: redis.Redis) 
     with pytest.raises(IdempotencyConflict):
         echo.apply_many([*payloads, {"value": 9}], queue=queue, idempotency_key="batch-1")
     assert api.job_count() == 3
+
+
+def test_a_batch_whose_keys_are_partly_taken_records_none_of_its_jobs(queue: str) -> None:
+    """Two batches racing with one key, the second one job longer: both looked the key up
+    before either committed, so the second's insert meets ``raced#0`` and ``raced#1``
+    taken. It must create nothing (it then finds the key used for another request);
+    creating ``raced#2`` alone would publish one job of a batch that was refused."""
+    echo.apply_many([{"value": 0}, {"value": 1}], queue=queue, idempotency_key="raced")
+    longer = [
+        NewJob(
+            id=uuid.uuid4(),
+            type="example.echo",
+            payload={"value": n},
+            queue=queue,
+            idempotency_key=f"raced#{n}",
+            request_digest="another batch",
+        )
+        for n in range(3)
+    ]
+
+    assert transitions.record_queued_many(longer) == set()
+    assert api.job_count() == 2
+    assert read.count("SELECT count(*) FROM job_events") == 2
 
 
 def test_a_job_the_broker_refused_gives_its_key_back() -> None:

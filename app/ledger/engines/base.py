@@ -189,7 +189,8 @@ class Engine(ABC):
 
     @abstractmethod
     def record_queued_many(self, jobs: Sequence[NewJob], *, actor: Actor) -> set[uuid.UUID]:
-        """Insert many jobs ``queued`` with their events; the ids created."""
+        """Insert many jobs ``queued`` with their events; the ids created. Jobs with
+        idempotency keys are created all or none: when any key is taken, none."""
 
     @abstractmethod
     def start(self, job_id: uuid.UUID, execution: Execution, *, takeover: str | None) -> int | None:

@@ -95,6 +95,10 @@ class CoreEngine(Engine):
                 q.insert_many_jobs(self.insert(jobs)), [clean_row(row) for row in rows]
             )
             created = {row.id for row in inserted}
+            if len(created) < len(jobs_) and any(job.idempotency_key for job in jobs_):
+                # keys partly taken: a batch racing under one key was made with another
+                # request. None of this batch may exist (its caller finds the conflict)
+                raise _KeysTaken
             if created:
                 queued = [
                     event(Ref(job.id), None, S.QUEUED, actor=actor, message=f"queued by {actor}")
@@ -104,7 +108,10 @@ class CoreEngine(Engine):
                 connection.execute(q.insert_many_events(), [clean_row(row) for row in queued])
             return created
 
-        return in_transaction(work, f"{len(jobs_)} jobs queued")
+        try:
+            return in_transaction(work, f"{len(jobs_)} jobs queued")
+        except _KeysTaken:
+            return set()
 
     def _bump_counter(self, count: int = 1) -> Any:
         return q.bump_run_name_counter(self.insert(counters), self.second_stamp(), count)
@@ -689,3 +696,7 @@ def event(
         "actor_name": by.name,
         "operation_id": by.operation_id,
     }
+
+
+class _KeysTaken(Exception):
+    """Rolls back a batch whose idempotency keys are partly another request's."""

@@ -3,17 +3,32 @@ what both enqueue paths record when the broker refuses the messages."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import redis
+from amqp.exceptions import MessageNacked
 from kombu import Connection
 from kombu.exceptions import OperationalError
+from redis.exceptions import ResponseError
+from sqlalchemy import text
 
+from app import db
 from app.exceptions import InvalidPayload
 from app.ledger.rules.naming import NAME_PATTERN
+from app.queues import redis_keys
+from tests.conftest import BROKER_URL
 from tests.support import ledger as read
-from tests.support.jobs import echo
-from tests.support.processes import WorkerProcess
+from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length
+from tests.support.faults import PrivateRedis, start_fault_worker, wait_until
+from tests.support.jobs import echo, gate_key, gate_redis, gated
+from tests.support.processes import WorkerProcess, start_worker
 
 JOB_ID = uuid.UUID("5f0c7a52-1d2b-4c3e-9a8b-7c6d5e4f3a21")
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -71,3 +86,153 @@ def test_a_bulk_the_broker_refuses_fails_every_unsent_job_saying_why() -> None:
         )
         == 3
     )
+
+
+# -- the fast paths (app/ledger/runtime/publishing.py), through real workers ------------
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A queue of this test's own: only the workers the test starts consume it."""
+    name = f"jobledger-test-bulk-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_queue(name)
+
+
+def test_a_batch_is_run_by_a_worker_with_its_priority_honoured(
+    worker_logs: Path, queue: str, gate: str
+) -> None:
+    """One process reserving one message at a time: a batch published at priority 9
+    overtakes one published before it at priority 0 (on Redis, kombu's per-priority
+    lists; on RabbitMQ, x-max-priority), and each job runs once."""
+    env = {**os.environ, "JOBLEDGER_PREFETCH_MULTIPLIER": "1"}
+    lone = start_worker(worker_logs, concurrency=1, queue=queue, env=env)
+    blocker = gated.apply_async(kwargs={"gate": gate, "steps": 1}, queue=queue)
+    read.wait_for_status(blocker.id, "running")  # the one process is busy
+    low = echo.apply_many([{"value": n} for n in range(5)], queue=queue, priority=0)
+    urgent = echo.apply_many([{"value": n} for n in range(5)], queue=queue, priority=9)
+    gate_redis().rpush(gate_key(gate), 1)
+
+    rows = {r.id: read.wait_for_status(r.id, "succeeded", "failed") for r in [*low, *urgent]}
+    by_start = sorted(rows, key=lambda job_id: rows[job_id]["started_at"])
+    assert set(by_start[:5]) == {r.id for r in urgent}
+    assert [rows[r.id]["priority"] for r in urgent] == [9] * 5
+    for job_id, row in rows.items():
+        assert row["status"] == "succeeded"
+        assert row["worker"] == lone.name
+        assert read.transitions(job_id) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "succeeded"),
+        ]
+    lone.stop()
+
+
+@pytest.fixture
+def full_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own that refuses writes past 2 MB (maxmemory,
+    noeviction): LPUSHes answer ``OOM`` once it is full."""
+    server = PrivateRedis(persistent=False)
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(client.info("memory")["used_memory"] + 2_000_000))
+    yield server
+    server.destroy()
+
+
+def test_a_redis_that_fills_up_mid_batch_fails_exactly_the_refused_jobs(
+    worker_logs: Path, queue: str, full_redis: PrivateRedis
+) -> None:
+    """Three pipelines of 1,000: Redis takes the messages until it is full, then answers
+    an OOM error to each LPUSH. The jobs whose message is in the queue stay ``queued`` (and a
+    worker runs them), every other one is ``failed`` with Redis's answer."""
+    broker = Connection(full_redis.url)
+    with broker, pytest.raises(ResponseError, match="maxmemory"):
+        echo.apply_many(
+            [{"value": n} for n in range(3000)],
+            queue=queue,
+            producer=broker.Producer(),
+        )
+
+    client = redis.Redis.from_url(full_redis.url)
+    in_queue = [
+        json.loads(raw)["headers"]["id"]
+        for key in redis_keys([queue])
+        for raw in client.lrange(key, 0, -1)
+    ]
+    assert len(in_queue) == len(set(in_queue))
+    queued = _ids("SELECT id FROM jobs WHERE status = 'queued'")
+    failed = _ids(
+        "SELECT id FROM jobs WHERE status = 'failed' AND failure_reason "
+        "LIKE 'could not publish the job to the broker: %maxmemory%'"
+    )
+    assert 0 < len(queued) < 3000
+    assert set(in_queue) == queued
+    assert len(queued) + len(failed) == 3000
+
+    client.config_set("maxmemory", "0")  # room for the worker's own keys
+    runner = start_fault_worker(worker_logs, queue, env={"JOBLEDGER_BROKER_URL": full_redis.url})
+    wait_until(
+        lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == queued,
+        120,
+        "every published job run",
+    )
+    assert read.count("SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == 0
+    runner.stop()
+
+
+@pytest.fixture
+def short_queue(queue: str) -> Iterator[str]:
+    """``queue`` under a RabbitMQ policy of 5 messages at most, refusing more
+    (``overflow: reject-publish``: publisher confirms answer ``basic.nack``)."""
+    vhost = urlsplit(BROKER_URL).path.lstrip("/") or "/"
+    policy = f"jobledger-test-{queue}"
+    subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "set_policy",
+            "-p",
+            vhost,
+            "--apply-to",
+            "queues",
+            policy,
+            f"^{queue}$",
+            '{"max-length": 5, "overflow": "reject-publish"}',
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield queue
+    subprocess.run(["rabbitmqctl", "-q", "clear_policy", "-p", vhost, policy], capture_output=True)
+
+
+@pytest.mark.skipif(
+    not ON_RABBITMQ,
+    reason="RabbitMQ's publisher confirms: run with JOBLEDGER_TEST_BROKER_URL=amqp://…",
+)
+def test_a_rabbitmq_queue_that_refuses_part_of_a_batch_fails_the_nacked_jobs(
+    worker_logs: Path, short_queue: str
+) -> None:
+    """Twelve messages for a queue that holds five: RabbitMQ confirms five and nacks
+    seven; the seven jobs fail saying so, the five run."""
+    with pytest.raises(MessageNacked):
+        echo.apply_many([{"value": n} for n in range(12)], queue=short_queue)
+
+    assert queue_length(short_queue) == 5
+    failed = _ids(
+        "SELECT id FROM jobs WHERE status = 'failed' AND failure_reason "
+        "LIKE 'could not publish the job to the broker: RabbitMQ refused 7 message(s)%'"
+    )
+    queued = _ids("SELECT id FROM jobs WHERE status = 'queued'")
+    assert (len(failed), len(queued)) == (7, 5)
+    runner = start_worker(worker_logs, concurrency=2, queue=short_queue)
+    for job_id in queued:
+        read.wait_for_status(job_id, "succeeded")
+    runner.stop()
+
+
+def _ids(sql: str) -> set[str]:
+    with db.engine().connect() as connection:
+        return {str(row[0]) for row in connection.execute(text(sql))}

@@ -24,10 +24,12 @@ ledger minus the same for plain Celery (goal: half the figure in benchmarks/RESU
 **Enqueue** (producer only, :func:`benchmarks.enqueue.measure`, alternated, medians):
 after an untimed warm-up, ``--enqueue-n`` jobs by a plain Celery ``delay()`` loop, a
 ledger ``delay()`` loop, one ``apply_many`` call of them all (``--batch`` to split it),
-and Procrastinate's ``batch_defer`` of them all. Ratios: ledger ÷ plain (goal ≥ 0.8),
-``apply_many`` ÷ plain (goal ≥ 3). On the benchmark's Redis; with ``--rabbitmq [URL]``
-(or ``JOBLEDGER_BENCH_AMQP_URL``) the Celery variants run again on RabbitMQ, in a
-subprocess whose broker is that URL (the bulk path's publishing is per broker).
+and Procrastinate's ``batch_defer`` of them all (the ``delay()`` loops call
+``apply_async(queue=…)``: ``delay()`` is ``apply_async()`` without options). Ratios:
+ledger ÷ plain (goal ≥ 0.8), ``apply_many`` ÷ plain (goal ≥ 3). On the benchmark's
+Redis; with ``--rabbitmq [URL]`` (or ``JOBLEDGER_BENCH_AMQP_URL``) the Celery variants
+run again on RabbitMQ, in a subprocess whose broker is that URL (the bulk path's
+publishing is per broker).
 
 Prints the machine (processor, cores, memory, load, PostgreSQL/Redis/RabbitMQ versions),
 a markdown table to paste into benchmarks/RESULTS.md, and appends the figures to

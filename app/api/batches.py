@@ -27,7 +27,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
-from kombu.exceptions import OperationalError as BrokerUnavailable
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
 
@@ -119,8 +118,9 @@ def create_jobs(
         else:
             try:
                 publish_recorded(celery_app, batch.messages, actor=batch.actor)
-            except BrokerUnavailable as error:
-                return _unpublished(batch.job_ids, body, caller, root, error)
+            except Exception as error:  # the broker's, whatever its class (kombu's, redis-py's
+                # on a pipeline, amqp's MessageNacked): every job it did not take is failed
+                return _unpublished(batch.job_ids, caller, root, error)
     return {"items": _documents(batch.job_ids, body, caller, root)}
 
 
@@ -188,8 +188,8 @@ def _documents(
     job_ids: list[uuid.UUID], body: list[CreateJob], caller: ApiKey, root: str
 ) -> list[dict[str, Any]]:
     """The batch's jobs as the ledger has them, in order (one read); described from the
-    request if the ledger cannot be read back (the jobs are recorded: a 5xx would invite
-    a duplicate batch)."""
+    request if the ledger cannot be read back (the jobs are recorded and published: a
+    5xx would invite a duplicate batch)."""
     try:
         rows = reports.jobs_by_id(job_ids, tenant=caller.tenant)
     except (LedgerUnavailable, OperationalError):
@@ -203,11 +203,14 @@ def _documents(
 
 
 def _unpublished(
-    job_ids: list[uuid.UUID], body: list[CreateJob], caller: ApiKey, root: str, error: Exception
+    job_ids: list[uuid.UUID], caller: ApiKey, root: str, error: Exception
 ) -> JSONResponse:
     """503: the broker refused the batch's messages partway (or from the first); every job
-    is listed as the ledger has it now, the unpublished ones ``failed``."""
-    documents = _documents(job_ids, body, caller, root)
+    is listed as the ledger has it now, the unpublished ones ``failed`` (if the ledger
+    cannot be read either, its own 503 answers: which jobs went out is unknown)."""
+    documents = [
+        job_document(row, root) for row in reports.jobs_by_id(job_ids, tenant=caller.tenant)
+    ]
     failed = sum(
         1
         for document in documents
@@ -220,7 +223,7 @@ def _unpublished(
         "reason; the others were published. Retry the failed ones (POST /jobs/{id}/retry) "
         "once the broker answers"
     )
-    log.error("batch of %d jobs not fully published: %s", len(job_ids), error)
+    log.error("batch of %d jobs not fully published: %s", len(job_ids), error, exc_info=error)
     return JSONResponse(
         UnpublishedBatch(detail=detail, items=documents).model_dump(
             mode="json", exclude_unset=True

@@ -33,7 +33,9 @@ from app.db import in_transaction
 from app.exceptions import InvalidJobId
 from app.ledger import engines
 from app.ledger.engines.base import REDELIVERED as REDELIVERED
-from app.ledger.engines.base import Engine, Execution, Ref, aware
+from app.ledger.engines.base import Engine, Ref, aware
+from app.ledger.engines.base import Execution as Execution  # what a start records
+from app.ledger.engines.base import MayStart as MayStart
 from app.ledger.engines.base import NewJob as NewJob
 from app.ledger.engines.base import NewStep as NewStep
 from app.ledger.rules.actors import Actor as Actor
@@ -168,6 +170,56 @@ def record_started(
     )
 
 
+def may_start(job_id: uuid.UUID, execution: Execution) -> MayStart | None:
+    """The lazy start's look (one read, nothing written): whether ``execution`` may start
+    the job now without taking another execution over (the job is ``queued`` or
+    ``retrying``, no cancel requested, the same or no message, lost executions under
+    the limit), as which attempt, and the database clock now (its true start). None for
+    anything else: the caller then starts the eager way (:func:`record_started`), which
+    decides every other case (a cancel, a finished job, a holder, an unknown job…)."""
+    return engines.current().may_start(as_job_id(job_id), execution)
+
+
+def record_started_late(job_id: uuid.UUID, execution: Execution) -> int | None:
+    """Write the start of an execution whose body began at ``execution.started_at``
+    (the lazy start, after :func:`may_start` allowed it): ``running``, ``started_at``
+    and the running event dated then. The attempt, or None when the job no longer
+    lets this execution start (canceled or taken by another delivery meanwhile):
+    nothing is written and the body's next checkpoint tells it to stop."""
+    if execution.started_at is None:
+        raise ValueError("a start written late needs its true start time")
+    return engines.current().start(as_job_id(job_id), execution, takeover=None)
+
+
+def record_started_finished(
+    job_id: uuid.UUID,
+    execution: Execution,
+    *,
+    source: JobStatus,
+    result: Any,
+    errors: list[dict[str, Any]] | None = None,
+    result_url: str | None = None,
+) -> JobStatus | None:
+    """A quick job's start and outcome in one statement: ``source -> running`` at
+    ``execution.started_at``, then ``running -> succeeded`` (``partial`` with item
+    errors) now, as :func:`record_started_late` then :func:`record_finished` would.
+    None when the job is no longer ``source`` or no longer lets this execution start
+    (nothing is written)."""
+    target = S.PARTIAL if errors else S.SUCCEEDED
+    errors = errors or []
+    moved = engines.current().start_and_finish(
+        as_job_id(job_id),
+        execution,
+        source=source,
+        target=target,
+        result=as_document(result),
+        errors=errors,
+        result_url=result_url,
+        message=_finished_message(errors),
+    )
+    return target if moved else None
+
+
 def resolve_holder(
     verdict: Start,
     is_alive: Callable[[str], bool] | None,
@@ -275,6 +327,7 @@ def record_execution_lost(
     worker_pid: int | None = None,
     execution_id: str | None = None,
     celery_task_id: str | None = None,
+    started_at: datetime | None = None,
 ) -> bool:
     """The execution running on ``worker`` (its pool process ``worker_pid``, or execution
     ``execution_id``) died without an outcome and its message goes back to the queue:
@@ -282,11 +335,20 @@ def record_execution_lost(
     process when a pool process dies, and by the lifeline when a whole worker is gone,
     before the message is delivered again, so the next delivery knows the execution is
     dead although its heartbeat is fresh. False when that execution is no longer the
-    job's current one (nothing is written)."""
+    job's current one (nothing is written).
+
+    ``started_at`` (the worker's main process, which knows when the pool process took
+    the message) also covers an execution that died before its lazy start was written
+    (:mod:`app.ledger.runtime.lazy_start`): a job still ``queued`` or ``retrying`` for
+    message ``celery_task_id`` is then recorded ``-> running`` (at ``started_at``)
+    ``-> retrying`` in the same transaction, one more attempt and one more lost
+    execution, so a message that kills its process within the delay is still bounded by
+    ``JOBLEDGER_MAX_LOST_EXECUTIONS``."""
     job_id = as_job_id(job_id)
     engine = engines.current()
-    return in_transaction(
-        lambda connection: engine.lose(
+
+    def work(connection: Connection) -> bool:
+        if engine.lose(
             connection,
             Ref(job_id),
             reason=reason,
@@ -296,9 +358,21 @@ def record_execution_lost(
             worker_pid=worker_pid,
             execution_id=execution_id,
             celery_task_id=celery_task_id,
-        ),
-        f"lost execution of job {job_id}",
-    )
+        ):
+            return True
+        if started_at is None or celery_task_id is None or execution_id is not None:
+            return False
+        # never written as started: the execution that died is a new one
+        unwritten = Execution(
+            celery_task_id=celery_task_id,
+            execution_id=str(uuid.uuid4()),
+            worker=worker,
+            worker_pid=worker_pid,
+            started_at=started_at,
+        )
+        return engine.lose_before_start(connection, job_id, unwritten, reason=reason, actor=actor)
+
+    return in_transaction(work, f"lost execution of job {job_id}")
 
 
 def record_finished(
@@ -321,9 +395,13 @@ def record_finished(
         result=as_document(result),
         errors=errors,
         result_url=result_url,
-        message=f"finished with {len(errors)} item errors" if errors else "finished",
+        message=_finished_message(errors),
     )
     return target if moved else None
+
+
+def _finished_message(errors: list[dict[str, Any]]) -> str:
+    return f"finished with {len(errors)} item errors" if errors else "finished"
 
 
 def record_failed(

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from app import db
 from app.ledger import engines, steps
 from app.ledger import transitions as ledger
+from app.ledger.engines.base import aware
 from app.ledger.reads import counts
 from app.ledger.rules.naming import NAME_PATTERN
 from app.ledger.rules.sanitise import MAX_PROGRESS_MESSAGE, MAX_TEXT
@@ -770,3 +771,187 @@ def test_status_counts_count_every_job_once() -> None:
     found = {(r.type, r.status): int(r.jobs) for r in counts.status_counts()}
 
     assert found == {("example.echo", "succeeded"): 1, ("example.echo", "queued"): 1}
+
+
+# -- the lazy start (app.ledger.runtime.lazy_start) --------------------------------------
+
+
+def execution_of(execution_id: str, *, message: str = "t", pid: int = 10) -> ledger.Execution:
+    return ledger.Execution(
+        celery_task_id=message, execution_id=execution_id, worker="w1", worker_pid=pid
+    )
+
+
+def late(allowed: ledger.MayStart, execution: ledger.Execution) -> ledger.Execution:
+    return ledger.Execution(
+        celery_task_id=execution.celery_task_id,
+        execution_id=execution.execution_id,
+        worker=execution.worker,
+        worker_pid=execution.worker_pid,
+        started_at=allowed.started_at,
+    )
+
+
+def test_the_lazy_start_s_read_allows_exactly_a_start_that_takes_no_execution_over() -> None:
+    waiting = queued()
+    allowed = ledger.may_start(waiting, execution_of("e1"))
+    assert allowed is not None
+    assert (allowed.status, allowed.attempt) == (S.QUEUED, 1)
+    assert history(waiting) == [(None, "queued")]  # a read: nothing written
+
+    running = queued()
+    assert start(running, "e1").run
+    assert ledger.may_start(running, execution_of("e2")) is None  # a holder: the eager way
+    assert ledger.record_retrying(running, execution_id="e1", reason="again")
+    retry = ledger.may_start(running, execution_of("e2"))
+    assert retry is not None
+    assert (retry.status, retry.attempt) == (S.RETRYING, 2)
+
+    assert ledger.may_start(waiting, execution_of("e1", message="other")) is None  # stale
+    assert ledger.may_start(uuid.uuid4(), execution_of("e1")) is None  # unknown
+    canceled = queued()
+    assert ledger.request_cancel(canceled, actor="cli", reason="no") == "canceled"
+    assert ledger.may_start(canceled, execution_of("e1")) is None
+    poisoned = queued()
+    set_row(jobs, poisoned, lost_executions=3)
+    assert ledger.may_start(poisoned, execution_of("e1")) is None
+
+
+def test_a_quick_job_writes_its_start_and_outcome_in_one_go_each_at_its_own_time() -> None:
+    job_id = queued()
+    execution = execution_of("e1")
+    allowed = ledger.may_start(job_id, execution)
+    assert allowed is not None
+
+    status = ledger.record_started_finished(
+        job_id, late(allowed, execution), source=allowed.status, result={"ok": 1}
+    )
+
+    assert status is S.SUCCEEDED
+    assert history(job_id) == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+    row = job_row(job_id)
+    assert (row["status"], row["attempts"], row["execution_id"], row["worker_pid"]) == (
+        "succeeded",
+        1,
+        "e1",
+        10,
+    )
+    assert row["result"] == {"ok": 1}
+    assert row["progress"] == 100
+    stamps = [aware(e["created_at"]) for e in event_rows(job_id)]
+    started, completed = aware(row["started_at"]), aware(row["completed_at"])
+    assert stamps[1] == started == allowed.started_at  # the true start
+    assert aware(row["created_at"]) <= started <= stamps[2]
+    assert started <= completed
+    # partial with item errors, from retrying
+    again = queued()
+    assert start(again, "e1").run
+    assert ledger.record_retrying(again, execution_id="e1", reason="again")
+    allowed = ledger.may_start(again, execution_of("e2"))
+    assert allowed is not None
+    assert (
+        ledger.record_started_finished(
+            again,
+            late(allowed, execution_of("e2")),
+            source=allowed.status,
+            result=None,
+            errors=[{"row": 1, "message": "bad"}],
+        )
+        is S.PARTIAL
+    )
+    assert history(again)[-2:] == [("retrying", "running"), ("running", "partial")]
+    assert job_row(again)["attempts"] == 2
+
+
+def test_a_start_and_outcome_whose_job_changed_since_the_read_write_nothing() -> None:
+    canceled = queued()
+    execution = execution_of("e1")
+    allowed = ledger.may_start(canceled, execution)
+    assert allowed is not None
+    assert ledger.request_cancel(canceled, actor="cli", reason="no") == "canceled"
+    assert (
+        ledger.record_started_finished(
+            canceled, late(allowed, execution), source=allowed.status, result={}
+        )
+        is None
+    )
+    assert ledger.record_started_late(canceled, late(allowed, execution)) is None
+    assert history(canceled) == [(None, "queued"), ("queued", "canceled")]
+
+    taken = queued()
+    allowed = ledger.may_start(taken, execution)
+    assert allowed is not None
+    assert start(taken, "e2").run  # another delivery of the same message
+    assert (
+        ledger.record_started_finished(
+            taken, late(allowed, execution), source=allowed.status, result={}
+        )
+        is None
+    )
+    assert history(taken) == [(None, "queued"), ("queued", "running")]
+    assert job_row(taken)["execution_id"] == "e2"
+
+
+def test_a_start_written_late_is_dated_at_the_true_start() -> None:
+    job_id = queued()
+    execution = execution_of("e1")
+    allowed = ledger.may_start(job_id, execution)
+    assert allowed is not None
+
+    assert ledger.record_started_late(job_id, late(allowed, execution)) == 1
+
+    row = job_row(job_id)
+    assert row["status"] == "running"
+    started = aware(row["started_at"])
+    assert started == allowed.started_at == aware(event_rows(job_id)[1]["created_at"])
+    assert started <= aware(row["heartbeat_at"])
+    assert ledger.record_finished(job_id, execution_id="e1", result={}) is S.SUCCEEDED
+
+
+def test_an_execution_lost_before_its_start_was_written_counts_as_started_and_lost() -> None:
+    job_id = queued()
+    moment = ledger.may_start(job_id, execution_of("e1"))
+    assert moment is not None
+
+    for lost in (1, 2, 3):
+        assert ledger.record_execution_lost(
+            job_id,
+            reason="worker lost",
+            worker="w1",
+            worker_pid=10 + lost,
+            celery_task_id="t",
+            started_at=moment.started_at,
+        )
+        row = job_row(job_id)
+        assert (row["status"], row["attempts"], row["lost_executions"]) == ("retrying", lost, lost)
+    assert aware(job_row(job_id)["started_at"]) == moment.started_at
+    # the limit is reached: no fourth lazy start, the eager one fails the job
+    assert ledger.may_start(job_id, execution_of("e4")) is None
+    assert not start(job_id, "e4").run
+    assert history(job_id) == LOST_THREE_TIMES
+    # not for another message, nor twice for one loss once recorded
+    other = queued()
+    assert not ledger.record_execution_lost(
+        other,
+        reason="lost",
+        worker="w1",
+        worker_pid=10,
+        celery_task_id="u",
+        started_at=moment.started_at,
+    )
+    assert history(other) == [(None, "queued")]
+
+
+def test_a_loss_before_the_start_dated_by_a_clock_behind_the_database_keeps_the_order() -> None:
+    job_id = queued()
+    behind = aware(job_row(job_id)["created_at"]) - timedelta(hours=1)
+
+    assert ledger.record_execution_lost(
+        job_id, reason="lost", worker="w1", worker_pid=10, celery_task_id="t", started_at=behind
+    )
+
+    row = job_row(job_id)
+    assert aware(row["started_at"]) >= aware(row["created_at"])
+    stamps = [aware(e["created_at"]) for e in event_rows(job_id)]
+    assert stamps == sorted(stamps)
+    assert history(job_id) == [(None, "queued"), ("queued", "running"), ("running", "retrying")]

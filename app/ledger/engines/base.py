@@ -14,8 +14,10 @@ hand over raw texts and documents. The contract suite
 (``tests/integration/test_engine_contract.py``) runs the same tests against each engine.
 
 Methods that take a ``connection`` run inside the caller's transaction; the others
-(:meth:`Engine.record_queued`, :meth:`Engine.start`, :meth:`Engine.finish`, the counts,
-vacuum) own their round trips, so an engine can make the per-job ones one statement each.
+(:meth:`Engine.record_queued`, :meth:`Engine.may_start`, :meth:`Engine.start`,
+:meth:`Engine.start_and_finish`, :meth:`Engine.finish`, the counts, vacuum) own their
+round trips, so an engine can make the per-job ones one statement each (a quick job's
+worker: one read, then :meth:`Engine.start_and_finish`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,20 @@ class Execution:
     worker_pid: int | None = None
     #: The queue the delivery came from (None: keep the one recorded at ``queued``).
     queue: str | None = None
+    #: When the body really started, for a start written after it (the worker's lazy
+    #: start, :mod:`app.ledger.runtime.lazy_start`): ``started_at`` and the ``running``
+    #: event's time. None: now.
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class MayStart:
+    """What the read of a lazy start found: the job, in status ``status``, may start as
+    attempt ``attempt``, and the database clock said ``started_at`` at that moment."""
+
+    status: JobStatus
+    attempt: int
+    started_at: datetime
 
 
 #: Event message of a start that finds the job running: its previous execution was lost.
@@ -203,6 +219,33 @@ class Engine(ABC):
         the same execution."""
 
     @abstractmethod
+    def may_start(self, job_id: uuid.UUID, execution: Execution) -> MayStart | None:
+        """Read (write nothing) whether :meth:`start` would move the job for
+        ``execution`` without taking another execution over: the job is in a status
+        ``running`` is reached from (not ``running`` itself), with no cancel requested,
+        the same or no message, another execution, and lost executions under the limit.
+        None otherwise (the caller then starts the eager way, which says why)."""
+
+    @abstractmethod
+    def start_and_finish(
+        self,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> bool:
+        """A start not written yet and the outcome together, in one transaction:
+        ``source -> running`` at ``execution.started_at`` then ``running -> target``
+        (succeeded or partial) now, under the guard of :meth:`may_start` and only while
+        the job is still ``source`` (what :meth:`may_start` found). False when that no
+        longer holds (nothing is written)."""
+
+    @abstractmethod
     def finish(
         self,
         job_id: uuid.UUID,
@@ -283,6 +326,21 @@ class Engine(ABC):
         execution (the event names ``worker``); only the execution that ran on
         ``on_worker``, pool process ``worker_pid``, as ``execution_id``, for message
         ``celery_task_id`` — whichever are given."""
+
+    @abstractmethod
+    def lose_before_start(
+        self,
+        connection: Connection,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        reason: str,
+        actor: Actor,
+    ) -> bool:
+        """An execution died before its (lazy) start was written: ``previous ->
+        running`` at ``execution.started_at``, then ``running -> retrying`` now, one more
+        attempt and one more lost execution, under the guard of :meth:`may_start` (the
+        lost executions may reach the limit: the next delivery then fails the job)."""
 
     @abstractmethod
     def orphan(

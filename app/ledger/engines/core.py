@@ -10,6 +10,7 @@ guards and events — the contract suite holds both to that.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -24,6 +25,7 @@ from app.ledger.engines.base import (
     REDELIVERED,
     Engine,
     Execution,
+    MayStart,
     NewJob,
     NewStep,
     Ref,
@@ -33,8 +35,8 @@ from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.naming import run_name
 from app.ledger.rules.sanitise import clean, clean_row
-from app.ledger.rules.states import START_SOURCES, JobStatus
-from models.tables import counters, jobs, steps
+from app.ledger.rules.states import PREDECESSORS, START_SOURCES, JobStatus
+from models.tables import counters, events, jobs, steps
 
 S = JobStatus
 
@@ -127,17 +129,7 @@ class CoreEngine(Engine):
                     jobs,
                     job_id,
                     S.RUNNING,
-                    {
-                        "attempts": jobs.c.attempts + 1,
-                        "execution_id": execution.execution_id,
-                        "celery_task_id": execution.celery_task_id,
-                        "worker": execution.worker,
-                        "worker_pid": execution.worker_pid,
-                        "lost_executions": lost_now,
-                        "started_at": func.coalesce(jobs.c.started_at, func.now()),
-                        "heartbeat_at": func.now(),
-                        **({"queue": execution.queue} if execution.queue else {}),
-                    },
+                    {**_start_values(execution), "lost_executions": lost_now},
                     jobs.c.cancel_requested_at.is_(None),
                     jobs.c.celery_task_id.is_(None)
                     | (jobs.c.celery_task_id == execution.celery_task_id),
@@ -157,13 +149,146 @@ class CoreEngine(Engine):
             if moved is None:
                 return None
             previous = S(moved.previous_status)
-            self._start_events(connection, Ref(job_id), previous, moved.attempts, execution.worker)
+            self._start_events(
+                connection,
+                Ref(job_id),
+                previous,
+                moved.attempts,
+                execution.worker,
+                at=None if previous is S.RUNNING else execution.started_at,
+            )
             return int(moved.attempts)
 
         return in_transaction(work, f"start of job {job_id}")
 
+    def may_start(self, job_id: uuid.UUID, execution: Execution) -> MayStart | None:
+        def read(connection: Connection) -> MayStart | None:
+            row = connection.execute(
+                select(jobs.c.status, jobs.c.attempts, func.now()).where(
+                    jobs.c.id == job_id, *_lazy_start_guards(execution)
+                )
+            ).first()
+            return None if row is None else MayStart(S(row[0]), int(row[1]) + 1, aware(row[2]))
+
+        return in_transaction(read, f"start of job {job_id}")
+
+    def start_and_finish(
+        self,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> bool:
+        if target not in (S.SUCCEEDED, S.PARTIAL):
+            raise ValueError(f"a finish moves to succeeded or partial, not {target}")
+
+        def work(connection: Connection) -> bool:
+            if not self._start_late(connection, job_id, execution, source=source):
+                return False
+            values = {
+                "result": result,
+                "errors": errors,
+                "completed_at": func.now(),
+                "result_url": result_url,
+                "failure_reason": None,
+                "progress": 100,
+            }
+            return self._move(
+                connection,
+                Ref(job_id),
+                target,
+                values,
+                actor="worker",
+                message=message,
+                execution_id=execution.execution_id,
+                worker=execution.worker,
+            )
+
+        return in_transaction(work, f"job {job_id} {target}")
+
+    def lose_before_start(
+        self,
+        connection: Connection,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        reason: str,
+        actor: Actor,
+    ) -> bool:
+        # the worker's clock dates it: never before the job's last move (its CHECKs and
+        # the order of its events hold even when that clock is behind the database's)
+        last = connection.execute(
+            select(
+                jobs.c.updated_at,
+                select(func.max(events.c.created_at))
+                .where(events.c.job_id == job_id)
+                .scalar_subquery(),
+            ).where(jobs.c.id == job_id)
+        ).first()
+        if last is None:
+            return False
+        latest = max(aware(moment) for moment in last if moment is not None)
+        if execution.started_at is not None and latest > execution.started_at:
+            execution = dataclasses.replace(execution, started_at=latest)
+        if not self._start_late(connection, job_id, execution):
+            return False
+        return self.lose(
+            connection,
+            Ref(job_id),
+            reason=reason,
+            actor=actor,
+            worker=execution.worker,
+            execution_id=execution.execution_id,
+        )
+
+    def _start_late(
+        self,
+        connection: Connection,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus | None = None,
+    ) -> bool:
+        """The start of an execution that began at ``execution.started_at`` and was not
+        written then: under the lazy start's guards (never a takeover; only from
+        ``source`` when given), its event dated then. Only ever followed by the
+        execution's end in the same transaction."""
+        moved = connection.execute(
+            q.move(
+                jobs,
+                job_id,
+                S.RUNNING,
+                _start_values(execution),
+                *_lazy_start_guards(execution),
+                sources=None if source is None else q.allowed_from(S.RUNNING, [source]),
+            )
+        ).first()
+        if moved is None:
+            return False
+        self._start_events(
+            connection,
+            Ref(job_id),
+            S(moved.previous_status),
+            moved.attempts,
+            execution.worker,
+            at=execution.started_at,
+        )
+        return True
+
     def _start_events(
-        self, connection: Connection, ref: Ref, previous: JobStatus, attempt: int, worker: str
+        self,
+        connection: Connection,
+        ref: Ref,
+        previous: JobStatus,
+        attempt: int,
+        worker: str,
+        *,
+        at: datetime | None = None,
     ) -> None:
         """``previous -> running``, or ``running -> retrying -> running`` when the row was
         running already (its execution was lost)."""
@@ -193,6 +318,8 @@ class CoreEngine(Engine):
                 worker=worker,
             )
         )
+        if at is not None:  # a start written after the body began: dated when it began
+            rows[-1]["created_at"] = at
         connection.execute(q.insert_events(rows))
 
     def finish(
@@ -632,6 +759,34 @@ def _who(actor: Actor) -> str:
     """``api (ci-key)``: the tool and, when known, the key or operator using it."""
     name = attribution.current().name
     return f"{actor} ({name})" if name else actor
+
+
+def _start_values(execution: Execution) -> dict[str, Any]:
+    """What a start writes on the job's row for ``execution`` (``started_at``: the first
+    start's, else the execution's true start, else now)."""
+    started = func.now() if execution.started_at is None else execution.started_at
+    return {
+        "attempts": jobs.c.attempts + 1,
+        "execution_id": execution.execution_id,
+        "celery_task_id": execution.celery_task_id,
+        "worker": execution.worker,
+        "worker_pid": execution.worker_pid,
+        "started_at": func.coalesce(jobs.c.started_at, started),
+        "heartbeat_at": func.now(),
+        **({"queue": execution.queue} if execution.queue else {}),
+    }
+
+
+def _lazy_start_guards(execution: Execution) -> list[ColumnElement[bool]]:
+    """The guard of a start written late (and of the read that allows it): those of
+    :meth:`CoreEngine.start` for a job no execution is running (never a takeover)."""
+    return [
+        jobs.c.status.in_(sorted(s.value for s in PREDECESSORS[S.RUNNING])),
+        jobs.c.cancel_requested_at.is_(None),
+        jobs.c.celery_task_id.is_(None) | (jobs.c.celery_task_id == execution.celery_task_id),
+        jobs.c.execution_id.is_(None) | (jobs.c.execution_id != execution.execution_id),
+        jobs.c.lost_executions < settings().max_lost_executions,
+    ]
 
 
 def _table(ref: Ref) -> Any:

@@ -3,7 +3,10 @@
 The three transitions every job takes (queued, running, finished) are each one
 data-modifying CTE that does the guarded move and writes its event row, prepared once
 per connection (:mod:`app.ledger.engines.prepared`) and run in autocommit: one round trip
-each. Their guards and event rows are those of the shared statements
+each. The worker's lazy start (:mod:`app.ledger.runtime.lazy_start`) adds a prepared
+read (MAY_START) and the CTE writing a quick job's start and outcome together
+(RECORD_STARTED_FINISHED), so such a job costs its worker one read and one write.
+Their guards and event rows are those of the shared statements
 (:class:`~app.ledger.engines.core.CoreEngine`), and their ``status IN (…)`` lists are
 formatted from :data:`~app.ledger.rules.states.PREDECESSORS` when this module is
 imported, so an edge added there reaches this SQL too. Parameters are Python values:
@@ -27,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from app.config import settings
 from app.db import autocommit_engine, engine, in_transaction
 from app.ledger.engines import counts_queries as cq
-from app.ledger.engines.base import REDELIVERED, Execution, NewJob, NewStep
+from app.ledger.engines.base import REDELIVERED, Execution, MayStart, NewJob, NewStep
 from app.ledger.engines.core import CoreEngine
 from app.ledger.engines.prepared import Prepared
 from app.ledger.rules import attribution
@@ -108,17 +111,22 @@ RETURNING job_id
 #: trip and runs in the same implicit transaction, so it applies to this start only.
 #: $1 id, $2 execution_id, $3 celery_task_id, $4 worker, $5 redelivered message,
 #: $6 started message, $7 worker_pid, $8 heartbeat timeout, $9 lost execution taken
-#: over, $10 max lost executions, $11 the delivery's queue (NULL keeps the recorded one).
+#: over, $10 max lost executions, $11 the delivery's queue (NULL keeps the recorded one),
+#: $12 when the body really started (a lazy start written late; NULL: now), which dates
+#: ``started_at`` and the running event (not a takeover's: that one is now).
 RECORD_STARTED = Prepared(
     "jobledger_record_started",
-    ("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4", "text"),
+    (
+        *("uuid", "text", "text", "text", "text", "text", "int4", "float8", "text", "int4"),
+        *("text", "timestamptz"),
+    ),
     f"""
 WITH moved AS (
     UPDATE jobs
     SET previous_status = status, status = '{_RUNNING}', updated_at = now(),
         attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $4,
         worker_pid = $7, lost_executions = lost_executions + (status = '{_RUNNING}')::int,
-        started_at = coalesce(started_at, now()), heartbeat_at = now(),
+        started_at = coalesce(started_at, $12, now()), heartbeat_at = now(),
         queue = coalesce($11, queue)
     WHERE id = $1
       AND status IN ({_in(START_SOURCES)})
@@ -130,13 +138,15 @@ WITH moved AS (
       AND lost_executions + (status = '{_RUNNING}')::int < $10
     RETURNING id, previous_status, attempts
 ), history AS (
-    INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
-    SELECT id, '{_RUNNING}', '{_RETRYING}', $5, attempts - 1, $4, 'worker'
+    INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor,
+                            created_at)
+    SELECT id, '{_RUNNING}', '{_RETRYING}', $5, attempts - 1, $4, 'worker', now()
     FROM moved WHERE previous_status = '{_RUNNING}'
     UNION ALL
     SELECT id,
            CASE previous_status WHEN '{_RUNNING}' THEN '{_RETRYING}' ELSE previous_status END,
-           '{_RUNNING}', $6, attempts, $4, 'worker'
+           '{_RUNNING}', $6, attempts, $4, 'worker',
+           CASE previous_status WHEN '{_RUNNING}' THEN now() ELSE coalesce($12, now()) END
     FROM moved
 )
 SELECT previous_status, attempts FROM moved
@@ -147,6 +157,63 @@ SELECT previous_status, attempts FROM moved
 
 #: What a finish may move to (the statement's $3).
 FINISHED = (S.SUCCEEDED, S.PARTIAL)
+
+#: The guard of a start written late (the worker's lazy start) and of the read allowing
+#: it: RECORD_STARTED's for a job no execution runs (never a takeover). $1 id,
+#: $2 execution_id, $3 celery_task_id, and the max lost executions as ``{max_lost}``.
+_LAZY_GUARD = f"""id = $1
+      AND status IN ({_in(PREDECESSORS[S.RUNNING])})
+      AND cancel_requested_at IS NULL
+      AND (celery_task_id IS NULL OR celery_task_id = $3)
+      AND (execution_id IS NULL OR execution_id <> $2)
+      AND lost_executions < $4"""
+
+#: The lazy start's read (no write): may this execution start, from which status, as
+#: which attempt, and the database clock now (its true start). $1 id, $2 execution_id,
+#: $3 celery_task_id, $4 max lost executions.
+MAY_START = Prepared(
+    "jobledger_may_start",
+    ("uuid", "text", "text", "int4"),
+    f"""
+SELECT status, attempts + 1, now() FROM jobs
+WHERE {_LAZY_GUARD}
+""",
+)
+
+#: A quick job's start and outcome in one statement: $15 (the status the read found, one
+#: of running's PREDECESSORS) -> running at $12 (the true start) -> $5 (succeeded|partial)
+#: now, both events, under the lazy start's guard and only while the job is still $15.
+#: $1 id, $2 execution_id, $3 celery_task_id, $4 max lost executions, $5 target status,
+#: $6 worker, $7 worker_pid, $8 the delivery's queue (NULL keeps the recorded one),
+#: $9 result, $10 errors, $11 result_url, $12 started at, $13 started message,
+#: $14 finished message, $15 source status.
+RECORD_STARTED_FINISHED = Prepared(
+    "jobledger_record_started_finished",
+    (
+        *("uuid", "text", "text", "int4", "text", "text", "int4", "text", "jsonb", "jsonb"),
+        *("text", "timestamptz", "text", "text", "text"),
+    ),
+    f"""
+WITH moved AS (
+    UPDATE jobs
+    SET previous_status = '{_RUNNING}', status = $5, updated_at = now(),
+        attempts = attempts + 1, execution_id = $2, celery_task_id = $3, worker = $6,
+        worker_pid = $7, started_at = coalesce(started_at, $12), heartbeat_at = now(),
+        queue = coalesce($8, queue), result = $9, errors = $10, result_url = $11,
+        completed_at = now(), progress = 100, failure_reason = NULL
+    WHERE {_LAZY_GUARD} AND status = $15 AND $5 IN ({_in(FINISHED)})
+    RETURNING id, attempts
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor,
+                        created_at)
+SELECT id, $15, '{_RUNNING}', $13, attempts, $6, 'worker', $12 FROM moved
+UNION ALL
+SELECT id, '{_RUNNING}', $5, $14, attempts, $6, 'worker', now() FROM moved
+RETURNING job_id
+""",
+    columns={9: "result", 10: "errors", 11: "result_url", 13: "message", 14: "message"},
+)
+
 
 #: Finish: the current execution -> succeeded|partial, from their PREDECESSORS.
 #: $1 id, $2 execution_id, $3 target status, $4 result, $5 errors, $6 result_url,
@@ -303,10 +370,61 @@ class PostgreSQLEngine(CoreEngine):
                 takeover,
                 config.max_lost_executions,
                 execution.queue,
+                execution.started_at,
             ),
             f"start of job {job_id}",
         )
         return None if moved is None else int(moved[1])
+
+    def may_start(self, job_id: uuid.UUID, execution: Execution) -> MayStart | None:
+        row = MAY_START.first_row(
+            (
+                str(job_id),
+                execution.execution_id,
+                execution.celery_task_id,
+                settings().max_lost_executions,
+            ),
+            f"start of job {job_id}",
+        )
+        return None if row is None else MayStart(S(row[0]), int(row[1]), row[2])
+
+    def start_and_finish(
+        self,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> bool:
+        if target not in FINISHED:
+            raise ValueError(f"a finish moves to one of {FINISHED}, not {target}")
+        if execution.started_at is None:
+            raise ValueError("a start written with its outcome needs its true start time")
+        row = RECORD_STARTED_FINISHED.first_row(
+            (
+                str(job_id),
+                execution.execution_id,
+                execution.celery_task_id,
+                settings().max_lost_executions,
+                target.value,
+                execution.worker,
+                execution.worker_pid,
+                execution.queue,
+                result,
+                errors,
+                result_url,
+                execution.started_at,
+                f"started on {execution.worker}",
+                message,
+                source.value,
+            ),
+            f"job {job_id} {target}",
+        )
+        return row is not None
 
     def finish(
         self,

@@ -1,6 +1,7 @@
 """Server-side prepared statements for the transitions every job takes (PostgreSQL).
 
-Queued, running and finished run once per job each, so their cost is the ledger's cost.
+Queued, running and finished (for a quick job: the lazy start's read, then its start and
+outcome together) run once per job each, so their cost is the ledger's cost.
 Why prepared: sent as text, PostgreSQL parses and plans each data-modifying CTE on every
 call and SQLAlchemy builds an execution context around it; prepared on the driver's
 cursor, both costs go (measured: benchmarks/RESULTS.md, session of 2026-11-25).

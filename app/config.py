@@ -69,6 +69,12 @@ class Settings(JobledgerSettings):
     extra_task_modules: str = ""
     #: Minimum seconds between two progress writes of one job (progress is throttled).
     progress_interval: float = Field(default=0.5, ge=0)
+    #: Seconds a plain job's ``running`` waits to be written after its body started (the
+    #: lazy start, :mod:`app.ledger.runtime.lazy_start`): a job that finishes sooner
+    #: writes its start and its outcome in one statement. The body's first progress,
+    #: checkpoint, log line, file or metadata note writes it at once. 0: written before
+    #: the body runs.
+    lazy_start_seconds: float = Field(default=0.2, ge=0)
     #: How long a ledger write is retried while the database is unreachable.
     write_retry_seconds: float = Field(default=30, ge=0)
     #: Connections each process keeps to the ledger (workers are processes, keep it small).

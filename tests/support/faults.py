@@ -44,7 +44,9 @@ class HoldPayload(JobPayload):
     gate: str
 
 
-@job_task("fault.hold", HoldPayload)
+# Started eagerly (lazy_start=False): its tests check `running` (or a cancel intent, a
+# lost execution) the moment the body announces itself at its gate.
+@job_task("fault.hold", HoldPayload, lazy_start=False)
 def hold(job: JobContext, payload: HoldPayload) -> dict[str, int]:
     """Announce ``"<attempt>:<pid>"`` on ``<gate>:at``, then wait for one token on the
     gate: the test knows exactly which pool process runs the job, and when."""

@@ -86,7 +86,9 @@ def gate_redis() -> redis.Redis:
     return redis.Redis.from_url(os.environ["JOBLEDGER_TEST_REDIS_URL"])
 
 
-@job_task("example.gated", GatedPayload)
+# Started eagerly (lazy_start=False): its tests check `running` (or a cancel intent, a
+# lost execution) the moment the body announces itself at its gate.
+@job_task("example.gated", GatedPayload, lazy_start=False)
 def gated(job: JobContext, payload: GatedPayload) -> dict[str, int]:
     """Take one token from the Redis list ``gate`` per step, reporting progress and
     checking for a cancel between steps; announces each step on ``<gate>:at``."""
@@ -251,3 +253,25 @@ def leaky_retry(job: JobContext, payload: LeakyPayload) -> None:
     """Raise ``text`` every time: Celery retries once (a ``task-retried`` event and a
     republished message), then the job fails."""
     raise RuntimeError(payload.text)
+
+
+class QuickPayload(JobPayload):
+    value: int = 0
+
+
+@job_task("example.quick", QuickPayload)
+def quick(job: JobContext, payload: QuickPayload) -> dict[str, int]:
+    """Return at once, writing nothing on its way: the job the lazy start is for."""
+    return {"value": payload.value}
+
+
+@job_task("example.quiet", GatedPayload)
+def quiet(job: JobContext, payload: GatedPayload) -> dict[str, int]:
+    """Announce ``"<attempt>:<pid>"`` on ``<gate>:at``, then wait for one token on the
+    gate without any checkpoint, log or progress: the ledger hears of it only through
+    its lazy start's timer (or its outcome)."""
+    client = gate_redis()
+    client.rpush(gate_key(payload.gate) + ":at", f"{job.attempt}:{os.getpid()}")
+    while client.blpop([gate_key(payload.gate)], timeout=1) is None:
+        pass
+    return {"attempt": job.attempt}

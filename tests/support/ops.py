@@ -39,7 +39,9 @@ class SafeGatedPayload(JobPayload):
     gate: str
 
 
-@job_task("ops.safe_gated", SafeGatedPayload, retry_when_orphaned=True)
+# Started eagerly (lazy_start=False): its tests check `running` (or a cancel intent, a
+# lost execution) the moment the body announces itself at its gate.
+@job_task("ops.safe_gated", SafeGatedPayload, retry_when_orphaned=True, lazy_start=False)
 def safe_gated(job: JobContext, payload: SafeGatedPayload) -> dict[str, Any]:
     """Announce the start on ``<gate>:at``, then wait for one token (heartbeating):
     idempotent, so the lifeline may deliver it again after its worker is lost."""

@@ -3,7 +3,7 @@
 Usage (what :class:`~app.ledger.runtime.task.JobTask` does)::
 
     target, execution_id = target_of(task.request), new_execution_id()   # task_prerun
-    start = target.start(execution_id=execution_id, ...)
+    start = target.start(execution_id=execution_id, ...)   # or a lazy start's target
     keep(task.request, Execution(target, execution_id, start))
     ...
     execution_of(task.request).context = JobContext(target, execution_id, ...)  # __call__
@@ -11,7 +11,9 @@ Usage (what :class:`~app.ledger.runtime.task.JobTask` does)::
 
 One object carries what the prerun handler, the task's ``__call__`` and ``retry`` and the
 ``task_retry`` handler share: the target, this execution's id, the start verdict and the
-body's :class:`~app.ledger.runtime.context.JobContext`. It lives on the request of the
+body's :class:`~app.ledger.runtime.context.JobContext`. A plain job whose start is
+written lazily has a :class:`~app.ledger.runtime.lazy_start.LazyJobTarget` here, through
+which every write of the execution writes the pending start first. It lives on the request of the
 pool process only: Celery never copies request attributes back to the worker's main
 process, whose handlers (``task_revoked``, a lost pool process) resolve the target again
 from the header or the task id (:mod:`app.ledger.runtime.target`).

@@ -7,7 +7,11 @@ once and fires no signal. Before it does, :class:`JobRequest` records the loss i
 ledger (``running -> retrying``, one more lost execution), naming the dead process
 (``worker`` + ``worker_pid``): the next delivery then knows that execution is dead,
 although its heartbeat still looks fresh, and the count bounds a message that kills
-every process it runs in.
+every process it runs in. A process that died before its job's lazy start was written
+(:mod:`app.ledger.runtime.lazy_start`) left the job ``queued`` (or ``retrying``): the
+loss is then recorded ``-> running -> retrying`` in one transaction, the start dated
+when the pool process took the message (Celery's ``time_start``), so such a message
+is bounded too.
 
 If the ledger cannot be written, the loss is left to the next delivery (which waits
 until the dead execution's heartbeat is stale) and the message still goes back.
@@ -16,6 +20,7 @@ until the dead execution's heartbeat is stale) and the message still goes back.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
@@ -51,6 +56,12 @@ class JobRequest(RedactingRequest):
         )
         return bool(lost and self.task.acks_late and self.task.reject_on_worker_lost)
 
+    def _taken_at(self) -> datetime:
+        """When the pool process took the message (Celery's ``time_start``, the wall
+        clock of this host), else now."""
+        taken = self.time_start
+        return datetime.fromtimestamp(taken, UTC) if taken else datetime.now(UTC)
+
     def _record_lost(self, exception: Any) -> None:
         from app.ledger.runtime.target import target_of  # late: the worker imports tasks first
 
@@ -69,6 +80,7 @@ class JobRequest(RedactingRequest):
                 worker=self.hostname,
                 worker_pid=self.worker_pid,
                 celery_task_id=self.id,
+                started_at=self._taken_at(),
             )
         except LedgerUnavailable as error:
             log.warning("lost execution of job %s not recorded: %s", target.job_id, error)

@@ -36,7 +36,9 @@ def forget_inherited_connections(**_: Any) -> None:
 
 
 def record_job_started(task: Any = None, **_: Any) -> None:
-    """Record ``running`` (or honour a durable cancel) before the body runs."""
+    """Start the execution before the body runs: ``running`` recorded now, or (a plain
+    job that may start) pending, written lazily; or a durable cancel honoured
+    (:meth:`JobTask.start_execution`)."""
     if isinstance(task, JobTask):
         task.start_execution()
 

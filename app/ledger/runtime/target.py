@@ -187,9 +187,11 @@ class JobTarget(_BodyWrites):
         celery_task_id: str | None = None,
         execution_id: str | None = None,
         actor: ledger.Actor = "worker",
+        started_at: datetime | None = None,
     ) -> bool:
         """The execution on ``worker`` died and its message goes back: ``retrying``, one
-        more lost execution (:func:`app.ledger.transitions.record_execution_lost`)."""
+        more lost execution (:func:`app.ledger.transitions.record_execution_lost`; with
+        ``started_at``, also when it died before its lazy start was written)."""
         return ledger.record_execution_lost(
             self.job_id,
             reason=reason,
@@ -198,6 +200,7 @@ class JobTarget(_BodyWrites):
             celery_task_id=celery_task_id,
             execution_id=execution_id,
             actor=actor,
+            started_at=started_at,
         )
 
     def note_metadata(
@@ -333,6 +336,7 @@ class StepTarget(_BodyWrites):
         celery_task_id: str | None = None,
         execution_id: str | None = None,
         actor: ledger.Actor = "worker",
+        started_at: datetime | None = None,  # a step's start is written before its body
     ) -> bool:
         """The step's execution died and its message goes back (the parent stays
         running). :func:`app.ledger.steps.record_step_lost` guards by worker, pool

@@ -17,11 +17,15 @@ Where each transition is written, and why:
   ``before_task_publish``: an exception in a signal handler is only logged, so a ledger
   outage would publish a job the ledger never heard of. Here it fails ``delay()`` instead.
   A bad payload raises :class:`~app.exceptions.InvalidPayload` before anything is written.
-- ``running`` in the ``task_prerun`` handler (:mod:`app.ledger.runtime.signals`), on the
-  message's target (a job or a chain step, resolved once from its header:
-  :mod:`app.ledger.runtime.target`). The execution and its verdict are kept on the
-  request (:mod:`app.ledger.runtime.execution`); :meth:`JobTask.__call__` skips the body
-  when the verdict says so (a durable cancel, a finished job, a stale message).
+- ``running`` from the ``task_prerun`` handler (:mod:`app.ledger.runtime.signals`), on
+  the message's target (a job or a chain step, resolved once from its header:
+  :mod:`app.ledger.runtime.target`). For a plain job that may start, the handler only
+  reads and the start is written lazily (:mod:`app.ledger.runtime.lazy_start`: after
+  ``JOBLEDGER_LAZY_START_SECONDS``, at the body's first write, or with the outcome in
+  one statement); otherwise it is written (or refused) at once. The execution and its
+  verdict are kept on the request (:mod:`app.ledger.runtime.execution`);
+  :meth:`JobTask.__call__` skips the body when the verdict says so (a durable cancel, a
+  finished job, a stale message).
 - ``retrying`` in :meth:`JobTask.retry`, before Celery publishes the retry's message (so
   that message never meets its job still ``running``).
 - ``succeeded``/``partial``/``failed``/``canceled`` in :meth:`JobTask.__call__`, before it
@@ -63,6 +67,7 @@ from app.ledger import idempotency
 from app.ledger import transitions as ledger
 from app.ledger.rules.actors import Trigger, actor_for
 from app.ledger.rules.retries import RetryPolicy, next_delay, retries
+from app.ledger.runtime import lazy_start
 from app.ledger.runtime.celery_redaction import payload_reprs
 from app.ledger.runtime.context import JobContext
 from app.ledger.runtime.execution import (
@@ -116,6 +121,12 @@ class JobTask(Task):  # type: ignore[misc]
     #: Safe to run again from the start when its worker is lost (idempotent body): the
     #: lifeline then re-queues an orphaned run instead of failing it.
     retry_when_orphaned: ClassVar[bool] = False
+    #: Start lazily (:mod:`app.ledger.runtime.lazy_start`): ``running`` written after
+    #: ``JOBLEDGER_LAZY_START_SECONDS`` or at the body's first write, a quick job's start
+    #: and outcome in one statement. False (``job_task(…, lazy_start=False)``): always
+    #: written before the body, for a type whose body must show ``running`` from its
+    #: first moment.
+    lazy_start: ClassVar[bool] = True
     #: Which failures retry, how often, how long apart (:mod:`app.ledger.rules.retries`).
     retry_policy: ClassVar[RetryPolicy | None] = None
     #: The trigger beat records on a run of this type it makes from a schedule firing
@@ -417,11 +428,41 @@ class JobTask(Task):  # type: ignore[misc]
             ) from None
 
     def start_execution(self) -> Execution:
-        """Record the start of this delivery as a new execution of the message's target,
-        and keep it on the request (called by the ``task_prerun`` handler)."""
+        """Start this delivery as a new execution of the message's target, and keep it
+        on the request (called by the ``task_prerun`` handler).
+
+        A plain job whose read allows it starts lazily (:mod:`app.ledger.runtime.
+        lazy_start`: its ``running`` is written after ``JOBLEDGER_LAZY_START_SECONDS``,
+        at its first write, or with its outcome); anything else, a chain step, a type
+        with ``lazy_start = False`` and a job whose hard time limit is not above the
+        delay start the eager way: ``running`` (or why not) is recorded now."""
         request = self.request
         target, execution_id = target_of(request), new_execution_id()
         worker = request.hostname or "unknown"
+        queue = (request.delivery_info or {}).get("routing_key")
+        delay = settings().lazy_start_seconds
+        hard = self.limits_of(request)[1]
+        if (
+            self.lazy_start
+            and type(target) is JobTarget
+            and delay > 0
+            and (hard is None or hard > delay)
+        ):
+            lazy = lazy_start.begin(
+                target,
+                ledger.Execution(
+                    celery_task_id=request.id,
+                    execution_id=execution_id,
+                    worker=worker,
+                    worker_pid=os.getpid(),
+                    queue=queue,
+                ),
+                delay,
+            )
+            if lazy is not None:
+                lazy_target, attempt = lazy
+                start = ledger.Start(run=True, attempt=attempt)
+                return keep(request, Execution(lazy_target, execution_id, start))
 
         def alive(holder: str) -> bool:
             # this worker's main process is alive: it would have recorded a lost child
@@ -433,7 +474,7 @@ class JobTask(Task):  # type: ignore[misc]
                 type=self.name,
                 payload=dict(request.kwargs or {}),
                 celery_task_id=request.id,
-                queue=(request.delivery_info or {}).get("routing_key"),
+                queue=queue,
             )
 
         start = target.start(
@@ -443,7 +484,7 @@ class JobTask(Task):  # type: ignore[misc]
             worker_pid=os.getpid(),
             is_alive=alive,
             unknown_job=unknown,
-            queue=(request.delivery_info or {}).get("routing_key"),
+            queue=queue,
         )
         return keep(request, Execution(target, execution_id, start))
 
@@ -565,6 +606,23 @@ class JobTask(Task):  # type: ignore[misc]
             soft_time_limit=self.limits_of(request)[0],
         )
         try:
+            return self._run_body(execution, context, args, kwargs)
+        except Reject:
+            lazy_start.abandon(execution.target)  # back to the queue, unrecorded
+            raise
+        finally:
+            lazy_start.settle(execution.target)
+
+    def _run_body(
+        self,
+        execution: Execution,
+        context: JobContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run the body and record its outcome (see :meth:`__call__`)."""
+        request, start = self.request, execution.start
+        try:
             result = super().__call__(*args, **kwargs)
         except (Retry, Ignore, Reject):
             raise
@@ -624,6 +682,8 @@ def job_task(
 
     ``queue`` is the type's default queue (its family's: ``import``, ``export``…; none
     means ``celery``); ``JOBLEDGER_QUEUES`` overrides it (:mod:`app.queues`).
+    ``lazy_start=False`` writes the type's ``running`` before its body, never lazily
+    (:attr:`JobTask.lazy_start`).
     ``retry_policy`` says which failures retry (:mod:`app.ledger.rules.retries`);
     ``JOBLEDGER_RETRY_POLICIES`` overrides it. ``JOBLEDGER_RATE_LIMITS`` gives the type
     Celery's ``rate_limit`` (per worker).

@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def forget_inherited_connections(**_: Any) -> None:
-    """A forked pool child must not reuse its parent's database connections."""
+    """A forked pool child must not reuse its parent's database connections; it keeps
+    its own hot-path connection between jobs (:func:`app.db.hold_hot_connection`)."""
     db.forget_inherited_connections()
+    db.hold_hot_connection()
 
 
 def record_job_started(task: Any = None, **_: Any) -> None:

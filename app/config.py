@@ -253,8 +253,10 @@ class _Reader:
         self._read: dict[type[BaseSettings], BaseSettings] = {}
 
     def __call__(self) -> Settings:
-        """The settings of this process, parsed once."""
-        return self.of(Settings)
+        """The settings of this process, parsed once (read on every ledger write: the
+        parsed object is returned without another call)."""
+        found = self._read.get(Settings)
+        return found if isinstance(found, Settings) else self.of(Settings)
 
     def of(self, kind: type[Kind]) -> Kind:
         """The ``kind`` settings of this process (a job type's), parsed once."""

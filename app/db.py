@@ -258,7 +258,8 @@ def _in_transaction(work: Callable[[Connection], T]) -> T:
 
 
 def _retrying(attempt: Callable[[], T], what: str) -> T:
-    deadline = time.monotonic() + settings().write_retry_seconds
+    started = time.monotonic()
+    deadline = None  # started + JOBLEDGER_WRITE_RETRY_SECONDS, read at the first failure
     delay = 0.05
     retries = 0
     while True:
@@ -267,6 +268,8 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
         except (OperationalError, DBAPIError) as error:
             if not _is_transient(error):
                 raise
+            if deadline is None:
+                deadline = started + settings().write_retry_seconds
             if time.monotonic() + delay > deadline:
                 _uncounted.keep(retries)  # counted with the next retried write
                 raise LedgerUnavailable(what, error) from error

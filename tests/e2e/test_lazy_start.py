@@ -217,3 +217,38 @@ def test_a_lifeline_pass_leaves_a_pending_start_alone(
     ]
     wrote = writers(job.id)
     assert set(wrote["events"]) == {wrote["row"]}
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_the_lazy_start_works_on_the_threads_and_solo_pools(
+    worker_logs: Path, queue: str, redis_client: redis.Redis, pool: str
+) -> None:
+    env = {**os.environ, "JOBLEDGER_LAZY_START_SECONDS": "0.2"}
+    worker = start_worker(worker_logs, concurrency=2, queue=queue, env=env, extra=("-P", pool))
+    gate = uuid.uuid4().hex
+    try:
+        assert {"threads": "(thread)", "solo": "(solo)"}[pool] in worker.log()  # its banner
+        long = quiet.apply_async(kwargs={"gate": gate}, queue=queue)
+        wait_announced(redis_client, gate)
+        ledger.wait_for_status(long.id, "running", timeout=30)  # the timer wrote it
+        quick_ones = [quick.apply_async(kwargs={"value": n}, queue=queue) for n in range(3)]
+        if pool == "threads":  # the second thread runs them while the first is held
+            for result in quick_ones:
+                ledger.wait_for_status(result.id, "succeeded")
+        release(redis_client, gate)
+        ledger.wait_for_status(long.id, "succeeded")
+        for result in quick_ones:
+            ledger.wait_for_status(result.id, "succeeded")
+    finally:
+        worker.stop()
+
+    assert ledger.has_valid_history(long.id)
+    for result in quick_ones:
+        assert ledger.transitions(result.id) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "succeeded"),
+        ]
+        row = ledger.job(result.id)
+        assert row is not None
+        assert row["started_at"] <= row["completed_at"]

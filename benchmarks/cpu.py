@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from benchmarks import _harness as h
-from benchmarks.throughput import VARIANTS, WARM_UP, _empty_tables
+from benchmarks.throughput import VARIANTS, WARM_UP, _empty_tables, worker_env
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -113,8 +113,7 @@ def measure(variant: str, count: int) -> dict[str, float]:
     warm, run = f"bench-warm-{uuid.uuid4().hex[:8]}", f"bench-run-{uuid.uuid4().hex[:8]}"
     h.publish(lambda: task.apply_async(queue=warm), WARM_UP)
     h.publish(lambda: task.apply_async(queue=run), count)
-    env = {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND} if variant == "b" else {}
-    with h.running_worker(warm, env=env) as worker:
+    with h.running_worker(warm, env=worker_env(variant)) as worker:
         h.wait_drained(warm)
         before = snapshot(worker)
         started = time.monotonic()

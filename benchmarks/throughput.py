@@ -13,7 +13,11 @@ settings (prefork ``-c 2``, prefetch 16, acks late, task events on):
 - **b** ``bench.stored``: Celery's SQLAlchemy result backend (``db+postgresql+psycopg2``)
   on the same PostgreSQL — what a user would pick instead of a ledger;
 - **c** ``bench.noop``: a job task, recorded in the ledger (queued at publish, running
-  and succeeded by the worker, one event per transition).
+  and succeeded by the worker, one event per transition; the worker's lazy start
+  writes a quick job's running and succeeded in one statement, after one read);
+- **e** ``bench.noop`` with ``JOBLEDGER_LAZY_START_SECONDS=0``: the same job task,
+  ``running`` written before the body (two worker statements per job), for comparing
+  the lazy start off and on in one run (``--variants ace``).
 
 The variants are alternated (a b c a b c …) and each figure is the median over the
 rounds. Each measurement fills its queue first (timing ``apply_async``: the enqueue rate
@@ -35,12 +39,24 @@ from app import db
 from benchmarks import _harness as h
 from benchmarks._tasks import noop, plain, stored
 
-VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop}
+VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop}
 LABELS = {
     "a": "plain Celery, no ledger",
     "b": "Celery SQLAlchemy result backend",
     "c": "jobledger job task",
+    "e": "jobledger job task, lazy start off",
 }
+
+
+def worker_env(variant: str) -> dict[str, str]:
+    """What a variant's worker adds to the environment."""
+    if variant == "b":
+        return {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND}
+    if variant == "e":
+        return {"JOBLEDGER_LAZY_START_SECONDS": "0"}
+    return {}
+
+
 WARM_UP = 200
 
 
@@ -70,8 +86,7 @@ def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, f
     enqueue_seconds = h.publish(lambda: task.apply_async(queue=run), count)
     db.reset()  # the producer's connections close: PostgreSQL flushes their counters
     published = h.commits()
-    env = {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND} if variant == "b" else {}
-    with h.running_worker(warm, env=env) as worker:
+    with h.running_worker(warm, env=worker_env(variant)) as worker:
         h.wait_drained(warm)
         if probe is not None:
             probe.start(worker_processes(worker))
@@ -82,7 +97,7 @@ def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, f
     done = h.commits()
     rows = _rows(variant)
     total = count + WARM_UP
-    if variant == "c":
+    if variant in ("c", "e"):
         succeeded = _scalar("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
         if succeeded != total:
             raise AssertionError(f"{succeeded} of {total} jobs succeeded")
@@ -167,6 +182,11 @@ def main() -> None:
         summary["c_over_b_per_round"] = [
             r["c"]["tasks_per_s"] / r["b"]["tasks_per_s"] for r in rounds
         ]
+    if "a" in medians and "e" in medians:
+        summary["e_over_a"] = medians["e"]["tasks_per_s"] / medians["a"]["tasks_per_s"]
+        summary["e_over_a_per_round"] = [
+            r["e"]["tasks_per_s"] / r["a"]["tasks_per_s"] for r in rounds
+        ]
     if "a" in medians and "c" in medians:
         summary["enqueue_c_over_a"] = medians["c"]["enqueue_per_s"] / medians["a"]["enqueue_per_s"]
 
@@ -179,7 +199,7 @@ def main() -> None:
             f"{values['producer_commits_per_task']:5.2f} + {values['worker_commits_per_task']:5.2f}"
             f"  {values['rows_per_task']:9.2f}"
         )
-    for key in ("c_over_a", "c_over_b", "enqueue_c_over_a"):
+    for key in ("c_over_a", "e_over_a", "c_over_b", "enqueue_c_over_a"):
         if key in summary:
             print(f"{key}: {summary[key]:.2f}")
     if "c" in medians:

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Jobs of the batch: several of publish_recorded's chunks (1,000 messages each).
-JOBS = 4000
+JOBS = 2500
 PRODUCER = """
 import sys
 from tests.support.jobs import echo

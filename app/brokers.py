@@ -28,7 +28,10 @@ newer and priorities are not needed, by declaring the queues with
 ``delay()`` that returns means the message is in the queue (on disk, for a durable queue
 and a persistent message); a message the broker refuses or loses before it confirms
 raises, and the producer records the job ``failed`` ("could not publish the job to the
-broker: …") instead of leaving it ``queued`` with no message anywhere.
+broker: …") instead of leaving it ``queued`` with no message anywhere. The bulk path
+(``apply_many``, ``POST /jobs/batch``) does not wait per message: it publishes a chunk on
+a confirm-mode channel of its own and then waits once for the chunk's acks
+(:mod:`app.ledger.runtime.publishing`).
 
 ``x-max-priority`` is fixed when a queue is first declared: RabbitMQ refuses to declare
 an existing queue again with other arguments (``PRECONDITION_FAILED - inequivalent

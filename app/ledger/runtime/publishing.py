@@ -9,9 +9,29 @@ Usage::
 
 The caller has committed every job's row and its ``queued`` event; this only sends the
 messages, of any mix of task types (:meth:`JobTask.apply_many`, ``POST /jobs/batch``).
-A broker that refuses a message fails that job and every one after it, saying why
-(:func:`record_unpublished`), and the error is raised: no job stays ``queued`` waiting
-for a message that was never sent.
+
+Each message is Celery's own: ``Task.apply_async`` makes it (routing, headers, time
+limits, the redacted ``argsrepr``/``kwargsrepr``, the task-sent event Flower reads) and
+kombu prepares it, but a gathering producer hands it to a batch instead of sending it.
+Batches of :data:`BATCH` messages go out per broker:
+
+- **Redis**: kombu's virtual transport routes each message through its
+  ``_publish_batch`` hook (the LPUSH to the list of the message's priority,
+  ``_q_for_pri``; the event's PUBLISH), and the batch sends them in one pipeline
+  without MULTI: one round trip. Each reply is read: an error reply (a key of the
+  wrong type, ``maxmemory``) refuses exactly that message.
+- **RabbitMQ**: the batch is published on a channel of its own in confirm mode, then
+  the broker's ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits
+  after every message).
+- any other broker, or ``task_always_eager``: one ``apply_async`` after the other.
+
+What is left undone is never left ``queued`` silently: the jobs whose message was
+refused, and every job after them, are failed saying why (:func:`record_unpublished`)
+and the error is raised. If the connection is lost while a batch is sent, its messages
+may or may not have arrived: those jobs are failed unless a worker has started them
+since, and a message of a failed job that did arrive is skipped by the worker. A
+producer killed mid-publish leaves jobs ``queued`` with no message: the lifeline fails
+them (:mod:`app.ledger.operations.lifeline`, tests/faults/test_bulk_kill.py).
 """
 
 from __future__ import annotations

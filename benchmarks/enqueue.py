@@ -14,12 +14,14 @@ producer is measured, the queues are emptied after each measurement):
   of three statements per batch, then the publishes over one producer.
 
 Uses its own database (``jobledger_bench_enqueue``) and Redis db 13 unless
-``JOBLEDGER_BENCH_DATABASE`` / ``JOBLEDGER_BENCH_REDIS_URL`` say otherwise.
+``JOBLEDGER_BENCH_DATABASE`` / ``JOBLEDGER_BENCH_REDIS_URL`` say otherwise; on RabbitMQ
+with ``JOBLEDGER_BENCH_BROKER_URL=amqp://…`` (the queue is purged after each measurement).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 os.environ.setdefault("JOBLEDGER_BENCH_DATABASE", "jobledger_bench_enqueue")
@@ -27,19 +29,31 @@ os.environ.setdefault("JOBLEDGER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 import time
 
+from amqp.exceptions import NotFound
+from kombu.connection import Connection
 from sqlalchemy import text
 
-from app import db
+from app import brokers, db
 from benchmarks import _harness as h
 from benchmarks._tasks import noop, plain
+
+QUEUE = "bench-enqueue"
+
+
+def clear(queue: str) -> None:
+    """Empty the benchmark's queue: its Redis db, or the queue on RabbitMQ."""
+    h.clear_broker()
+    if brokers.kind(h.BROKER_URL) == "rabbitmq":
+        with Connection(h.BROKER_URL) as connection, contextlib.suppress(NotFound):  # type: ignore[no-untyped-call]
+            connection.channel().queue_purge(queue)  # NotFound: not declared yet
 
 
 def measure(variant: str, count: int, batch: int) -> float:
     """Jobs per second enqueued by one variant."""
-    h.clear_broker()
+    clear(QUEUE)
     with db.engine().begin() as connection:
         connection.execute(text("TRUNCATE jobs, job_events, run_name_counters CASCADE"))
-    queue = "bench-enqueue"
+    queue = QUEUE
     started = time.perf_counter()
     if variant == "plain":
         for _ in range(count):
@@ -72,7 +86,7 @@ def main() -> None:
                 rates[variant].append(measure(variant, args.n, args.batch))
                 print(f"round {number} {variant:6}: {rates[variant][-1]:8.1f} jobs/s", flush=True)
     finally:
-        h.clear_broker()
+        clear(QUEUE)
         h.drop_database()
     medians = {variant: h.median(values) for variant, values in rates.items()}
     figures = {

@@ -376,6 +376,9 @@ def _without_message(waiting: list[_Queued]) -> list[_Queued]:
     second each (tests/faults/test_bulk_kill.py)."""
 
     def missing(jobs: list[_Queued]) -> list[_Queued]:
+        if brokers.kind(str(app.conf.broker_url)) == "rabbitmq":
+            maybe = _maybe_in_rabbitmq_all(jobs)  # one broadcast for all, not one each
+            return [job for job in jobs if job.celery_task_id not in maybe]
         return [
             job
             for job in jobs
@@ -420,6 +423,32 @@ def _maybe_in_rabbitmq(task_id: str, queues: list[str]) -> bool:
     if task_id in liveness.held_by_live_workers([task_id]).task_ids:
         return True
     return _rabbitmq_waiting(queues)
+
+
+def _maybe_in_rabbitmq_all(jobs: list[_Queued]) -> set[str]:
+    """:func:`_maybe_in_rabbitmq` for many jobs at once, asking the workers in one
+    broadcast: the task ids that may still be in RabbitMQ."""
+    by_queue: dict[str | None, list[str]] = {}
+    for job in jobs:
+        if job.celery_task_id:
+            by_queue.setdefault(job.queue, []).append(job.celery_task_id)
+    consumed = queue_names()
+
+    def waiting(queue: str | None) -> bool:
+        return _rabbitmq_waiting(list(dict.fromkeys([*([queue] if queue else []), *consumed])))
+
+    maybe: set[str] = set()
+    asking = {}
+    for queue, ids in by_queue.items():
+        if waiting(queue):
+            maybe.update(ids)
+        else:
+            asking[queue] = ids
+    if asking:
+        held = liveness.held_by_live_workers([i for ids in asking.values() for i in ids])
+        for queue, ids in asking.items():
+            maybe.update(ids if waiting(queue) else [i for i in ids if i in held.task_ids])
+    return maybe
 
 
 def _rabbitmq_waiting(queues: list[str]) -> bool:

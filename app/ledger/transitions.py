@@ -362,17 +362,46 @@ def record_execution_lost(
             return True
         if started_at is None or celery_task_id is None or execution_id is not None:
             return False
-        # never written as started: the execution that died is a new one
-        unwritten = Execution(
-            celery_task_id=celery_task_id,
-            execution_id=str(uuid.uuid4()),
-            worker=worker,
-            worker_pid=worker_pid,
-            started_at=started_at,
-        )
+        unwritten = _unwritten(celery_task_id, worker, worker_pid, started_at)
         return engine.lose_before_start(connection, job_id, unwritten, reason=reason, actor=actor)
 
     return in_transaction(work, f"lost execution of job {job_id}")
+
+
+def record_unwritten_start(
+    job_id: uuid.UUID,
+    *,
+    celery_task_id: str,
+    worker: str,
+    worker_pid: int | None,
+    started_at: datetime,
+) -> bool:
+    """The worker's main process, before it records the end of an execution it saw die
+    (a hard time limit): a job still ``queued`` or ``retrying`` for message
+    ``celery_task_id`` had its lazy start pending (its body never let the start be
+    written); record it ``running`` from ``started_at``, so the outcome that follows is
+    a valid walk from a start. False when the job is not waiting for that message."""
+    job_id = as_job_id(job_id)
+    engine = engines.current()
+    unwritten = _unwritten(celery_task_id, worker, worker_pid, started_at)
+    return in_transaction(
+        lambda connection: engine.start_unwritten(connection, job_id, unwritten),
+        f"start of job {job_id}",
+    )
+
+
+def _unwritten(
+    celery_task_id: str, worker: str, worker_pid: int | None, started_at: datetime
+) -> Execution:
+    """The execution of a message whose start was never written (its lazy start was
+    pending when its pool process ended): a new execution id, the worker's time."""
+    return Execution(
+        celery_task_id=celery_task_id,
+        execution_id=str(uuid.uuid4()),
+        worker=worker,
+        worker_pid=worker_pid,
+        started_at=started_at,
+    )
 
 
 def record_finished(

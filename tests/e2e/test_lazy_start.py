@@ -21,7 +21,7 @@ from app.ledger.operations import actions as operations
 from app.ledger.operations import lifeline
 from tests.support import ledger
 from tests.support.faults import release, wait_announced, wait_until
-from tests.support.jobs import quick, quiet
+from tests.support.jobs import gil_bound, quick, quiet
 from tests.support.processes import WorkerProcess, start_worker
 
 #: A delay no test outlasts: every start these workers take stays pending until the
@@ -252,3 +252,26 @@ def test_the_lazy_start_works_on_the_threads_and_solo_pools(
         row = ledger.job(result.id)
         assert row is not None
         assert row["started_at"] <= row["completed_at"]
+
+
+def test_a_body_killed_at_its_hard_limit_before_its_start_was_written_fails_from_running(
+    worker_logs: Path, queue: str
+) -> None:
+    """The body held the GIL from its first moment, so the timer thread never wrote its
+    start; the worker's main process writes it (dated when the process took the
+    message) before it records the hard time limit."""
+    worker = lazy_worker(worker_logs, queue, "0.2")
+    try:
+        job = gil_bound.apply_async(queue=queue, time_limit=2, soft_time_limit=1)
+        row = ledger.wait_for_status(job.id, "failed", timeout=60)
+    finally:
+        worker.stop()
+
+    assert ledger.transitions(job.id) == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "failed"),
+    ]
+    assert row["failure_reason"].startswith("timed out after 2 s (hard time limit")
+    assert row["created_at"] <= row["started_at"] <= row["completed_at"]
+    assert row["attempts"] == 1

@@ -955,3 +955,23 @@ def test_a_loss_before_the_start_dated_by_a_clock_behind_the_database_keeps_the_
     stamps = [aware(e["created_at"]) for e in event_rows(job_id)]
     assert stamps == sorted(stamps)
     assert history(job_id) == [(None, "queued"), ("queued", "running"), ("running", "retrying")]
+
+
+def test_an_unwritten_start_is_recorded_only_for_a_job_still_waiting_for_its_message() -> None:
+    job_id = queued()
+    moment = ledger.may_start(job_id, execution_of("e1"))
+    assert moment is not None
+
+    def unwritten(message: str = "t") -> bool:
+        return ledger.record_unwritten_start(
+            job_id, celery_task_id=message, worker="w1", worker_pid=10, started_at=moment.started_at
+        )
+
+    assert not unwritten("other")  # another message's
+    assert unwritten()
+    assert not unwritten()  # running now: never a second start, never a takeover
+    assert ledger.record_failed(job_id, reason="timed out")
+    assert history(job_id) == [(None, "queued"), ("queued", "running"), ("running", "failed")]
+    row = job_row(job_id)
+    assert (row["attempts"], row["worker_pid"]) == (1, 10)
+    assert aware(row["started_at"]) == moment.started_at

@@ -275,3 +275,12 @@ def quiet(job: JobContext, payload: GatedPayload) -> dict[str, int]:
     while client.blpop([gate_key(payload.gate)], timeout=1) is None:
         pass
     return {"attempt": job.attempt}
+
+
+@job_task("example.gil_bound", QuickPayload)
+def gil_bound(job: JobContext, payload: QuickPayload) -> None:
+    """Hold Python's GIL from its first moment until the worker kills it: one C loop
+    that never reaches the interpreter's eval loop, so no other thread of the process
+    runs meanwhile and no signal handler either (not even the soft time limit's): only
+    a hard time limit ends it."""
+    sum(range(10**15 + payload.value))

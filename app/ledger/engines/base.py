@@ -343,6 +343,14 @@ class Engine(ABC):
         lost executions may reach the limit: the next delivery then fails the job)."""
 
     @abstractmethod
+    def start_unwritten(
+        self, connection: Connection, job_id: uuid.UUID, execution: Execution
+    ) -> bool:
+        """The start of an execution that began at ``execution.started_at`` (a worker's
+        clock: never dated before the job's last move) and was never written (its lazy
+        start was pending): ``previous -> running`` under the guard of :meth:`may_start`."""
+
+    @abstractmethod
     def orphan(
         self,
         connection: Connection,

@@ -220,6 +220,20 @@ class CoreEngine(Engine):
         reason: str,
         actor: Actor,
     ) -> bool:
+        if not self.start_unwritten(connection, job_id, execution):
+            return False
+        return self.lose(
+            connection,
+            Ref(job_id),
+            reason=reason,
+            actor=actor,
+            worker=execution.worker,
+            execution_id=execution.execution_id,
+        )
+
+    def start_unwritten(
+        self, connection: Connection, job_id: uuid.UUID, execution: Execution
+    ) -> bool:
         # the worker's clock dates it: never before the job's last move (its CHECKs and
         # the order of its events hold even when that clock is behind the database's)
         last = connection.execute(
@@ -235,16 +249,7 @@ class CoreEngine(Engine):
         latest = max(aware(moment) for moment in last if moment is not None)
         if execution.started_at is not None and latest > execution.started_at:
             execution = dataclasses.replace(execution, started_at=latest)
-        if not self._start_late(connection, job_id, execution):
-            return False
-        return self.lose(
-            connection,
-            Ref(job_id),
-            reason=reason,
-            actor=actor,
-            worker=execution.worker,
-            execution_id=execution.execution_id,
-        )
+        return self._start_late(connection, job_id, execution)
 
     def _start_late(
         self,

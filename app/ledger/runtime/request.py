@@ -13,6 +13,10 @@ loss is then recorded ``-> running -> retrying`` in one transaction, the start d
 when the pool process took the message (Celery's ``time_start``), so such a message
 is bounded too.
 
+A pool process killed at its hard time limit before its job's lazy start was written
+(a body that held the GIL from its first moment) gets that start written here, before
+Celery's ``task_failure`` records the failure (:mod:`app.ledger.runtime.signals`).
+
 If the ledger cannot be written, the loss is left to the next delivery (which waits
 until the dead execution's heartbeat is stale) and the message still goes back.
 """
@@ -24,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
-from billiard.exceptions import WorkerLostError
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
 from app.exceptions import LedgerUnavailable
 from app.ledger.runtime.celery_redaction import RedactingRequest
@@ -41,15 +45,35 @@ class JobRequest(RedactingRequest):
     ) -> Any:
         if self._goes_back_to_the_queue(exc_info.exception):
             self._record_lost(exc_info.exception)
+        elif isinstance(_unwrapped(exc_info.exception), TimeLimitExceeded):
+            self._record_unwritten_start()  # before task_failure records the failure
         return super().on_failure(
             exc_info, send_failed_event=send_failed_event, return_ok=return_ok
         )
 
+    def _record_unwritten_start(self) -> None:
+        """The pool process was killed at its hard time limit: if its job's lazy start
+        was never written (a body that never let the timer thread run, e.g. stuck in C
+        code holding the GIL), write it now, dated when the process took the message, so
+        the failure that follows is ``running -> failed`` from a true start."""
+        from app.ledger.runtime.target import target_of  # late: the worker imports tasks first
+
+        if self.worker_pid is None:
+            return
+        try:
+            target_of(self._context).unwritten_start(
+                celery_task_id=self.id,
+                worker=self.hostname,
+                worker_pid=self.worker_pid,
+                started_at=self._taken_at(),
+            )
+        except LedgerUnavailable as error:
+            log.warning("start of timed-out task %s not recorded: %s", self.id, error)
+
     def _goes_back_to_the_queue(self, exception: Any) -> bool:
         """A lost pool process whose message Celery will requeue (not a revoke or
         terminate, which Celery handles as a cancel)."""
-        if isinstance(exception, ExceptionWithTraceback):
-            exception = exception.exc
+        exception = _unwrapped(exception)
         lost = isinstance(exception, WorkerLostError) or (
             isinstance(exception, SystemExit | KeyboardInterrupt)
             and not (self._already_cancelled or self._already_revoked)
@@ -65,8 +89,7 @@ class JobRequest(RedactingRequest):
     def _record_lost(self, exception: Any) -> None:
         from app.ledger.runtime.target import target_of  # late: the worker imports tasks first
 
-        if isinstance(exception, ExceptionWithTraceback):
-            exception = exception.exc
+        exception = _unwrapped(exception)
         if self.worker_pid is None:
             return  # never reached a pool process: nothing ran
         target = target_of(self._context)  # main process: the child's execution is not here
@@ -84,3 +107,8 @@ class JobRequest(RedactingRequest):
             )
         except LedgerUnavailable as error:
             log.warning("lost execution of job %s not recorded: %s", target.job_id, error)
+
+
+def _unwrapped(exception: Any) -> Any:
+    """The exception a pool reported (billiard wraps some with their traceback)."""
+    return exception.exc if isinstance(exception, ExceptionWithTraceback) else exception

@@ -203,6 +203,20 @@ class JobTarget(_BodyWrites):
             started_at=started_at,
         )
 
+    def unwritten_start(
+        self, *, celery_task_id: str, worker: str, worker_pid: int | None, started_at: datetime
+    ) -> bool:
+        """An execution that ended before its lazy start was written: ``running`` from
+        ``started_at`` if the job still waits for this message
+        (:func:`app.ledger.transitions.record_unwritten_start`)."""
+        return ledger.record_unwritten_start(
+            self.job_id,
+            celery_task_id=celery_task_id,
+            worker=worker,
+            worker_pid=worker_pid,
+            started_at=started_at,
+        )
+
     def note_metadata(
         self, connection: Connection, *, execution_id: str, values: dict[str, Any]
     ) -> bool:
@@ -353,6 +367,12 @@ class StepTarget(_BodyWrites):
             celery_task_id=celery_task_id,
             actor=actor,
         )
+
+    def unwritten_start(
+        self, *, celery_task_id: str, worker: str, worker_pid: int | None, started_at: datetime
+    ) -> bool:
+        """Nothing: a step's start is written before its body, never lazily."""
+        return False
 
     def note_metadata(
         self,

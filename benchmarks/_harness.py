@@ -32,10 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.config import normalize_database_url
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-ADMIN_URL = os.environ.get(
-    "JOBLEDGER_BENCH_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+#: A plain ``postgresql://`` URL means psycopg2, as everywhere in jobledger (SQLAlchemy 2.1
+#: would pick psycopg 3, which only the optional Procrastinate benchmark installs).
+ADMIN_URL = normalize_database_url(
+    os.environ.get(
+        "JOBLEDGER_BENCH_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
 )
 DATABASE = os.environ.get("JOBLEDGER_BENCH_DATABASE", "jobledger_bench")
 DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DATABASE}"

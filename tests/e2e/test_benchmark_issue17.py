@@ -16,6 +16,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
+from app.config import normalize_database_url
 from tests.conftest import ADMIN_URL, TEST_DB
 from tests.support.processes import ROOT
 
@@ -70,7 +71,7 @@ def test_a_short_run_prints_every_ratio_and_leaves_nothing_behind() -> None:
         assert re.search(rf"^\| procrastinate \| {number} \|", out.stdout, re.M)
     else:
         assert "Procrastinate is not installed" in out.stdout
-    admin = create_engine(ADMIN_URL)
+    admin = create_engine(normalize_database_url(ADMIN_URL))
     try:
         with admin.connect() as connection:
             left = connection.execute(

@@ -20,7 +20,7 @@ from tasks._snapshots import Header, SnapshotWriter, TransactionRecord, read_sna
 from tasks.snapshot_create import snapshot_create
 from tasks.snapshot_redownload import snapshot_redownload
 from tests.support import api, budgets, domain
-from tests.support.ledger import transitions
+from tests.support.ledger import transitions, wait_for_status
 from tests.support.processes import start_worker
 
 # The snapshot folder the session worker inherits (set before any worker starts).
@@ -143,6 +143,9 @@ def test_snapshot_create_canceled_mid_run_leaves_no_file() -> None:
     with budgets.holding("LOCK TABLE suggestions IN ACCESS EXCLUSIVE MODE"):
         job_id = snapshot_create.apply_async(args=(budget,), tenant=TENANT).id
         budgets.wait_for_lock_waiter("the snapshot's read waiting for the suggestions")
+        # mid-run in the ledger too: its lazy start is written JOBLEDGER_LAZY_START_SECONDS
+        # into the run (a cancel before that cancels the job as queued)
+        wait_for_status(job_id, "running")
         assert request_cancel(uuid.UUID(job_id), actor="api", reason="stop") == "requested"
 
     done = finished(job_id)

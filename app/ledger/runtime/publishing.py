@@ -10,8 +10,13 @@ Usage::
 The caller has committed every job's row and its ``queued`` event; this only sends the
 messages, of any mix of task types (:meth:`JobTask.apply_many`, ``POST /jobs/batch``).
 
-Each message is Celery's own: ``Task.apply_async`` makes it (routing, headers, time
-limits, the redacted ``argsrepr``/``kwargsrepr``, the task-sent event Flower reads) and
+Each message is Celery's own: ``app.amqp.create_task_message`` makes it (routing,
+headers, time limits, the redacted ``argsrepr``/``kwargsrepr``) and
+``app.amqp.send_task_message`` publishes it (``before_task_publish``/``after_task_publish``,
+the task-sent event Flower reads), with the options ``Task.apply_async`` would give them
+and in the same order, so the bytes are the same: what is the same for every message (the
+task's execution options, the parent task, the conf) is found once per call
+(:class:`_Sender`; a message with another option goes through ``Task.apply_async``).
 kombu prepares it, but a gathering producer hands it to a batch instead of sending it.
 Batches of :data:`BATCH` messages go out per broker:
 
@@ -107,6 +112,7 @@ def publish_recorded(
                     record_unpublished([m.job_id for m in messages[position:]], error, actor)
                     raise
             return results
+        send = _Sender(app)
         for first in range(0, len(messages), BATCH):
             batch: _Batch | None = None
             since = datetime.now(UTC)
@@ -115,7 +121,7 @@ def publish_recorded(
                 with batch:
                     for message in messages[first : first + BATCH]:
                         batch.current = message.job_id
-                        results.append(_apply(app, message, batch.producer))
+                        results.append(send(message, batch.producer))
                     batch.send()
             except Exception as error:  # nothing of this chunk sent, or only part of it
                 sent = set() if batch is None else batch.sent
@@ -145,6 +151,96 @@ def _apply(app: Celery, message: Outgoing, producer: Producer) -> AsyncResult:
         headers=message.headers,
         **message.options,
     )
+
+
+#: The ``apply_async`` options :class:`_Sender` takes; with any other, ``apply_async`` runs.
+_SENDER_OPTIONS = frozenset(
+    {"queue", "priority", "time_limit", "soft_time_limit", "argsrepr", "kwargsrepr"}
+)
+
+
+class _Sender:
+    """``Task.apply_async`` → ``app.send_task`` for many messages, step for step, minus
+    what is the same for every message, found once: the task's checks and its execution
+    options, the parent task, the conf. The message is Celery's own
+    (``app.amqp.create_task_message``), published by Celery's own
+    ``app.amqp.send_task_message`` (the publish signals, the task-sent event), with the
+    same options in the same order: the bytes a worker consumes are the same. A message
+    with an option it does not take (``countdown``, ``expires``…), a task with
+    ``expires``, pydantic arguments or v2 compatibility, or a parent task whose priority
+    is inherited goes through :func:`_apply`."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.amqp = app.amqp
+        self.create = app.amqp.create_task_message
+        self.publish = app.amqp.send_task_message
+        self.router = app.amqp.router
+        self.backend = app.backend
+        self.sent_event = app.conf.task_send_sent_event
+        self.reply_to = app.thread_oid
+        self.parent = app.current_worker_task
+        self.root_id = self.parent_id = None
+        if self.parent is not None:
+            self.root_id = self.parent.request.root_id or self.parent.request.id
+            self.parent_id = self.parent.request.id
+        self.fast = self.parent is None or not app.conf.task_inherit_parent_priority
+        self.tasks: dict[str, tuple[Task, dict[str, Any]] | None] = {}
+
+    def _task(self, name: str) -> tuple[Task, dict[str, Any]] | None:
+        if name not in self.tasks:
+            task = self.app.tasks[name]
+            preopts = task._get_exec_options()
+            plain = (
+                not task.__v2_compat__
+                and task._dump_pydantic_arguments is None
+                and preopts.get("expires") is None
+            )
+            self.tasks[name] = (task, preopts) if plain else None
+        return self.tasks[name]
+
+    def __call__(self, message: Outgoing, producer: Producer) -> AsyncResult:
+        known = self._task(message.task) if self.fast else None
+        if known is None or not message.options.keys() <= _SENDER_OPTIONS:
+            return _apply(self.app, message, producer)
+        task, preopts = known
+        args: tuple[Any, ...] = ()
+        kwargs = message.kwargs
+        # Task.apply_async
+        if task.soft_time_limit and task.time_limit and task.soft_time_limit > task.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        if task.typing:
+            check_arguments = getattr(task, "__header__", None)
+            if check_arguments is not None:
+                check_arguments(*args, **kwargs)
+        given = {"headers": message.headers, **message.options}
+        shadow = task.shadow_name(args, kwargs, given)
+        options = dict(preopts, **given)
+        options.setdefault("ignore_result", task.ignore_result)
+        # app.send_task
+        task_id = message.message_id
+        time_limit = options.pop("time_limit", None)
+        soft_time_limit = options.pop("soft_time_limit", None)
+        options.pop("expires", None)
+        ignore_result = options.pop("ignore_result", None)
+        options = self.router.route(options, task.name, args, kwargs, task)
+        made = self.create(
+            task_id, task.name, args, kwargs, None, None, None, None, None, 0, None,
+            None, None, self.reply_to, time_limit, soft_time_limit, self.sent_event,
+            self.root_id, self.parent_id, shadow, None,
+            ignore_result=ignore_result, replaced_task_nesting=0, **options,
+        )  # fmt: skip
+        for stamp in options.pop("stamped_headers", []):
+            options.pop(stamp)
+        with producer.connection._reraise_as_library_errors():
+            if not ignore_result:
+                self.backend.on_task_call(producer, task_id)
+            self.publish(producer, task.name, made, **options)
+        result = task.AsyncResult(task_id)
+        result.ignored = ignore_result
+        if self.parent is not None:
+            self.parent.add_trail(result)
+        return result
 
 
 class _Gathering(Producer):

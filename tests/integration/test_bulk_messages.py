@@ -1,0 +1,104 @@
+"""The bulk path's messages are the ones ``Task.apply_async`` makes, byte for byte.
+
+:class:`~app.ledger.runtime.publishing._Sender` calls Celery's message maker and sender
+directly with what is the same for every message found once; a worker must not be able
+to tell its messages from ``apply_async``'s. Both are gathered over the real broker's
+channel (nothing is sent) and compared as kombu prepared them, with the publish signals.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery.signals import after_task_publish, before_task_publish
+from kombu.messaging import Producer
+
+from app.ledger.runtime import publishing
+from app.ledger.runtime.celery_redaction import payload_reprs
+from app.ledger.runtime.target import JobTarget
+from tests.support.jobs import echo
+
+
+class _Captured(publishing._Batch):
+    def __init__(self, connected: Producer) -> None:
+        super().__init__(connected)
+        self.messages: list[tuple[str, str, str]] = []
+
+    def gather(
+        self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
+    ) -> None:
+        if not isinstance(message, dict):  # RabbitMQ: py-amqp's Message
+            body = message.body.decode() if isinstance(message.body, bytes) else message.body
+            message = {"body": body, **message.properties}
+        self.messages.append((json.dumps(message), exchange, key))
+
+
+def _gathered(
+    send: Callable[[publishing.Outgoing, Producer], Any], outgoing: list[publishing.Outgoing]
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    signals: list[str] = []
+
+    def before(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        signals.append(f"before {sender} {headers['id']}")
+
+    def after(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        signals.append(f"after {sender} {headers['id']}")
+
+    before_task_publish.connect(before, weak=False)
+    after_task_publish.connect(after, weak=False)
+    try:
+        with echo.app.producer_or_acquire() as connected:
+            batch = _Captured(connected)
+            for message in outgoing:
+                send(message, batch.producer)
+    finally:
+        before_task_publish.disconnect(before)
+        after_task_publish.disconnect(after)
+    return batch.messages, signals
+
+
+def _without_clock(gathered: tuple[str, str, str]) -> tuple[Any, ...]:
+    """A task-sent event but for its Lamport clock and timestamp (they differ per event)."""
+    envelope = json.loads(gathered[0])
+    body = json.loads(envelope.pop("body"))
+    if isinstance(body, dict) and body.get("type") == "task-sent":
+        body.pop("clock")
+        body.pop("timestamp")
+    return (body, envelope, *gathered[1:])
+
+
+def test_bulk_messages_are_apply_async_messages(clean_ledger: None) -> None:
+    target = JobTarget(uuid.uuid4()).header()
+    outgoing: list[publishing.Outgoing] = []
+    for options in (
+        {},
+        {"queue": "bulk-messages"},
+        {"queue": "bulk-messages", "priority": 3, "time_limit": 20, "soft_time_limit": 10},
+        {"queue": "bulk-messages", "mandatory": False},  # not the fast path's: apply_async
+    ):
+        kwargs = {"value": len(outgoing), "note": "ünïcode"}
+        outgoing.append(
+            publishing.Outgoing(
+                task=echo.name,
+                job_id=uuid.uuid4(),
+                kwargs=kwargs,
+                headers={**target, "x-extra": 1},
+                options={**options, **payload_reprs(echo.app, (), kwargs, options)},
+            )
+        )
+
+    expected, expected_signals = _gathered(
+        lambda message, producer: publishing._apply(echo.app, message, producer), outgoing
+    )
+    sent, signals = _gathered(publishing._Sender(echo.app), outgoing)
+
+    assert len(expected) == 2 * len(outgoing)  # each task message and its task-sent event
+    task_messages = [m for m in expected if '"task-sent' not in m[0]]
+    assert len(task_messages) == len(outgoing)
+    assert [m for m in sent if '"task-sent' not in m[0]] == task_messages  # the same bytes
+    assert [_without_clock(m) for m in sent] == [_without_clock(m) for m in expected]
+    assert signals == expected_signals
+    assert len(signals) == 2 * len(outgoing)

@@ -190,19 +190,11 @@ class CoreEngine(Engine):
         def work(connection: Connection) -> bool:
             if not self._start_late(connection, job_id, execution, source=source):
                 return False
-            values = {
-                "result": result,
-                "errors": errors,
-                "completed_at": func.now(),
-                "result_url": result_url,
-                "failure_reason": None,
-                "progress": 100,
-            }
             return self._move(
                 connection,
                 Ref(job_id),
                 target,
-                values,
+                _finished(result, errors, result_url),
                 actor="worker",
                 message=message,
                 execution_id=execution.execution_id,
@@ -338,20 +330,12 @@ class CoreEngine(Engine):
         result_url: str | None,
         message: str,
     ) -> bool:
-        values = {
-            "result": result,
-            "errors": errors,
-            "completed_at": func.now(),
-            "result_url": result_url,
-            "failure_reason": None,  # a cancel requested too late leaves its reason
-            "progress": 100,  # finished, every item processed (some may have failed)
-        }
         return in_transaction(
             lambda connection: self._move(
                 connection,
                 Ref(job_id),
                 target,
-                values,
+                _finished(result, errors, result_url),
                 actor="worker",
                 message=message,
                 execution_id=execution_id,
@@ -860,3 +844,17 @@ def event(
 
 class _KeysTaken(Exception):
     """Rolls back a batch whose idempotency keys are partly another request's."""
+
+
+def _finished(
+    result: dict[str, Any] | None, errors: list[dict[str, Any]], result_url: str | None
+) -> dict[str, Any]:
+    """The columns a finish (``succeeded`` or ``partial``) writes."""
+    return {
+        "result": result,
+        "errors": errors,
+        "completed_at": func.now(),
+        "result_url": result_url,
+        "failure_reason": None,  # a cancel requested too late leaves its reason
+        "progress": 100,  # finished, every item processed (some may have failed)
+    }

@@ -33,8 +33,11 @@ Batches of :data:`BATCH` messages go out per broker:
 What is left undone is never left ``queued`` silently: the jobs whose message was
 refused, and every job after them, are failed saying why (:func:`record_unpublished`)
 and the error is raised. If the connection is lost while a batch is sent, its messages
-may or may not have arrived: those jobs are failed unless a worker has started them
-since, and a message of a failed job that did arrive is skipped by the worker. A
+may or may not have arrived: those jobs are failed unless a worker has recorded a start
+since, and a message of a failed job that did arrive is skipped by the worker — except
+one a worker took within ``JOBLEDGER_LAZY_START_SECONDS`` before (its lazy start not
+written yet): that body runs, its outcome is refused, and a warning line on the job says
+so (:mod:`app.ledger.runtime.lazy_start`). A
 producer killed mid-publish leaves jobs ``queued`` with no message: the lifeline fails
 them (:mod:`app.ledger.operations.lifeline`, tests/faults/test_bulk_kill.py).
 """

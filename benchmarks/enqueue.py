@@ -11,7 +11,7 @@ producer is measured, the queues are emptied after each measurement):
 - **plain**: ``bench.plain.apply_async()`` — Celery alone;
 - **ledger**: ``bench.noop.apply_async()`` — one ledger statement, then the publish;
 - **bulk**: ``bench.noop.apply_many(...)`` in batches of ``--batch`` — one transaction
-  of three statements per batch, then the publishes over one producer.
+  per batch (one statement on PostgreSQL), then the publishes over one producer.
 
 Uses its own database (``jobledger_bench_enqueue``) and Redis db 13 unless
 ``JOBLEDGER_BENCH_DATABASE`` / ``JOBLEDGER_BENCH_REDIS_URL`` say otherwise; on RabbitMQ

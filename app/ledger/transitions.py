@@ -100,8 +100,9 @@ def record_queued(
 
 
 def record_queued_many(jobs: list[NewJob], *, actor: Actor = "producer") -> set[uuid.UUID]:
-    """Record many new jobs ``queued`` in one transaction of three statements (names,
-    jobs, events), whatever their number: the bulk enqueue path. Returns the ids created
+    """Record many new jobs ``queued`` in one transaction, whatever their number: the
+    bulk enqueue path (on PostgreSQL one statement from arrays; elsewhere three: names,
+    jobs, events). Returns the ids created
     (ids that existed already are skipped, as in :func:`record_queued`). A batch with
     idempotency keys is created whole or not at all: when another request holds any of
     its keys (two batches racing under one key), nothing is created and the set is empty."""

@@ -27,6 +27,7 @@ from app.ledger import engines, steps
 from app.ledger import transitions as ledger
 from app.ledger.engines.base import aware
 from app.ledger.reads import counts
+from app.ledger.rules import attribution
 from app.ledger.rules.naming import NAME_PATTERN
 from app.ledger.rules.sanitise import MAX_PROGRESS_MESSAGE, MAX_TEXT
 from app.ledger.rules.states import PREDECESSORS, JobStatus
@@ -606,6 +607,75 @@ def test_run_names_are_unique_and_follow_the_pattern() -> None:
     assert all(NAME_PATTERN.fullmatch(name) for name in names), names
 
 
+def test_a_batch_takes_consecutive_run_names_in_its_order() -> None:
+    queued()
+    batch = [ledger.NewJob(id=uuid.uuid4(), type="example.echo", payload={}) for _ in range(5)]
+    assert ledger.record_queued_many(batch) == {job.id for job in batch}
+    names = [job_row(job.id)["name"] for job in batch]
+    stamps = {name.split("_")[0] for name in names}
+    numbers = [int(name.partition("_")[2] or 0) for name in names]
+    assert len(stamps) == 1
+    # consecutive from the first (a batch taking a second's first names starts at 0)
+    assert numbers == list(range(numbers[0], numbers[0] + 5)), names
+
+
+def test_a_job_recorded_in_a_batch_is_stored_as_when_recorded_alone() -> None:
+    parent = queued()
+    fields: dict[str, Any] = {
+        "type": "example.echo",
+        "payload": {"value": 7, "nested": {"list": [1, "two", None]}},
+        "tenant": "acme",
+        "subject": "budget 7",
+        "trigger": "api",
+        "created_by": "someone",
+        "celery_task_id": "task-7",
+        "queue": "q7",
+        "priority": 7,
+        "parent_job_id": parent,
+        "metadata": {"source": "batch"},
+        "idempotency_key": "key-7",
+        "request_digest": "digest-7",
+    }
+    alone, in_batch = uuid.uuid4(), uuid.uuid4()
+    with attribution.attributed("ops@acme", operation_id=42):
+        assert ledger.record_queued(ledger.NewJob(id=alone, **fields), actor="api")
+        batch = [
+            ledger.NewJob(id=in_batch, **{**fields, "idempotency_key": "key-8"}),
+            ledger.NewJob(id=uuid.uuid4(), type="example.echo", payload={}),
+        ]
+        assert ledger.record_queued_many(batch, actor="api") == {job.id for job in batch}
+
+    ignored = {"id", "name", "idempotency_key", "created_at", "updated_at"}
+    expected = {k: v for k, v in job_row(alone).items() if k not in ignored}
+    assert {k: v for k, v in job_row(in_batch).items() if k not in ignored} == expected
+    assert job_row(in_batch)["idempotency_key"] == "key-8"
+    ignored = {"id", "job_id", "created_at"}
+    [alone_event], [batch_event] = event_rows(alone), event_rows(in_batch)
+    assert {k: v for k, v in batch_event.items() if k not in ignored} == {
+        k: v for k, v in alone_event.items() if k not in ignored
+    }
+    assert batch_event["actor_name"] == "ops@acme"
+    assert batch_event["operation_id"] == 42
+
+
+def test_a_batch_whose_idempotency_keys_are_partly_taken_records_none_of_its_jobs() -> None:
+    queued(idempotency_key="raced#0", request_digest="a batch")
+    batch = [
+        ledger.NewJob(
+            id=uuid.uuid4(),
+            type="example.echo",
+            payload={"value": n},
+            idempotency_key=f"raced#{n}",
+            request_digest="another batch",
+        )
+        for n in range(3)
+    ]
+    assert ledger.record_queued_many(batch) == set()
+    with db.engine().connect() as connection:
+        assert connection.execute(select(func.count()).select_from(jobs)).scalar_one() == 1
+        assert connection.execute(select(func.count()).select_from(events)).scalar_one() == 1
+
+
 # -- sanitising: only the writer, on every engine -------------------------------------
 
 
@@ -645,6 +715,27 @@ def test_every_text_a_job_stores_is_sanitised_by_the_writer() -> None:
         ]
     assert leaked(stored) == []
     assert all(len(str(r.message)) <= MAX_TEXT for r in stored if hasattr(r, "message"))
+
+
+def test_every_text_a_batch_stores_is_sanitised_by_the_writer() -> None:
+    batch = [
+        ledger.NewJob(
+            id=uuid.uuid4(),
+            type="example.echo",
+            payload={"password": "hunter2-secret", "text": TEXT, "nul": "a\x00b"},
+            subject=URL,
+            created_by="someone\x00",
+            metadata={"note": TEXT, "token": GITHUB},
+        )
+        for _ in range(2)
+    ]
+    assert len(ledger.record_queued_many(batch)) == 2
+    for job in batch:
+        row = job_row(job.id)
+        assert leaked(row) == []
+        assert leaked(event_rows(job.id)) == []
+        assert "hunter2-secret" not in str(row)
+        assert "\x00" not in str(row)
 
 
 def test_a_step_s_cancel_reason_is_stored_sanitised_on_the_step_and_on_its_parent() -> None:

@@ -90,30 +90,39 @@ class CoreEngine(Engine):
 
     def record_queued_many(self, jobs_: Sequence[NewJob], *, actor: Actor) -> set[uuid.UUID]:
         def work(connection: Connection) -> set[uuid.UUID]:
-            stamp, last = connection.execute(self._bump_counter(len(jobs_))).one()
-            first = last - len(jobs_) + 1
-            rows = [job_row(job, run_name(stamp, first + n)) for n, job in enumerate(jobs_)]
-            inserted = connection.execute(
-                q.insert_many_jobs(self.insert(jobs)), [clean_row(row) for row in rows]
-            )
-            created = {row.id for row in inserted}
+            created = self.insert_queued_many(connection, jobs_, actor=actor)
             if len(created) < len(jobs_) and any(job.idempotency_key for job in jobs_):
                 # keys partly taken: a batch racing under one key was made with another
                 # request. None of this batch may exist (its caller finds the conflict)
                 raise _KeysTaken
-            if created:
-                queued = [
-                    event(Ref(job.id), None, S.QUEUED, actor=actor, message=f"queued by {actor}")
-                    for job in jobs_
-                    if job.id in created
-                ]
-                connection.execute(q.insert_many_events(), [clean_row(row) for row in queued])
             return created
 
         try:
             return in_transaction(work, f"{len(jobs_)} jobs queued")
         except _KeysTaken:
             return set()
+
+    def insert_queued_many(
+        self, connection: Connection, jobs_: Sequence[NewJob], *, actor: Actor
+    ) -> set[uuid.UUID]:
+        """Name and insert the jobs (skipping those that conflict), and write the
+        ``queued`` event of each inserted; the ids inserted. Job ``i`` of the batch takes
+        the ``i``-th of the run names the batch takes together."""
+        stamp, last = connection.execute(self._bump_counter(len(jobs_))).one()
+        first = last - len(jobs_) + 1
+        rows = [job_row(job, run_name(stamp, first + n)) for n, job in enumerate(jobs_)]
+        inserted = connection.execute(
+            q.insert_many_jobs(self.insert(jobs)), [clean_row(row) for row in rows]
+        )
+        created = {row.id for row in inserted}
+        if created:
+            queued = [
+                event(Ref(job.id), None, S.QUEUED, actor=actor, message=f"queued by {actor}")
+                for job in jobs_
+                if job.id in created
+            ]
+            connection.execute(q.insert_many_events(), [clean_row(row) for row in queued])
+        return created
 
     def _bump_counter(self, count: int = 1) -> Any:
         return q.bump_run_name_counter(self.insert(counters), self.second_stamp(), count)

@@ -11,7 +11,9 @@ Their guards and event rows are those of the shared statements
 formatted from :data:`~app.ledger.rules.states.PREDECESSORS` when this module is
 imported, so an edge added there reaches this SQL too. Parameters are Python values:
 each stored one is sanitised for the column ``columns`` names, ``jsonb`` ones encoded.
-Everything else (the rarer transitions, the steps) is the shared Core statements.
+The bulk enqueue (:meth:`~app.ledger.engines.core.CoreEngine.record_queued_many`) is one
+statement too, its jobs bound as one array per column (RECORD_QUEUED_MANY). Everything
+else (the rarer transitions, the steps) is the shared Core statements.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from app.ledger.engines.prepared import Prepared
 from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
 from app.ledger.rules.durations import BUCKET_BASE
+from app.ledger.rules.sanitise import clean
 from app.ledger.rules.states import PREDECESSORS, START_SOURCES, JobStatus
 
 S = JobStatus
@@ -99,6 +102,50 @@ RETURNING job_id
 """,
     columns={4: "subject", 5: "payload", 11: "metadata", 12: "message", 15: "actor_name"},
 )
+
+#: The ``jobs`` columns RECORD_QUEUED_MANY fills from arrays, one element per job, and
+#: the type of each array.
+_MANY_COLUMNS = (
+    *(("id", "uuid"), ("type", "text"), ("tenant", "text"), ("subject", "text")),
+    *(("payload", "jsonb"), ("trigger", "text"), ("created_by", "text")),
+    *(("celery_task_id", "text"), ("queue", "text"), ("priority", "int2")),
+    *(("parent_job_id", "uuid"), ("metadata", "jsonb"), ("idempotency_key", "text")),
+    *(("request_digest", "text"), ("definition_id", "uuid"), ("definition_version", "int4")),
+    ("scheduled_for", "timestamptz"),
+)
+
+#: Publish many (the bulk enqueue): take the batch's run-name sequence numbers of this
+#: second at once, insert the jobs from one array per column (job i, counted from 1,
+#: named with sequence number last - count + i: the batch's names in its order), skipping
+#: those that conflict, and write the creation event of each job inserted; returns their
+#: ids. One statement, however many jobs (Core's insertmanyvalues sends a VALUES row per
+#: job and two more statements). Parameters (psycopg2's): %(count)s, one array per
+#: _MANY_COLUMNS, and the events' %(message)s, %(actor)s, %(actor_name)s, %(operation_id)s.
+RECORD_QUEUED_MANY = f"""
+WITH seq AS (
+    INSERT INTO run_name_counters (stamp, last)
+    VALUES (to_char(timezone('UTC', now()), 'YYYYMMDDHH24MISS'), %(count)s - 1)
+    ON CONFLICT (stamp) DO UPDATE SET last = run_name_counters.last + %(count)s
+    RETURNING stamp, last - %(count)s AS before
+), job AS (
+    INSERT INTO jobs (name, status, {", ".join(name for name, _ in _MANY_COLUMNS)})
+    SELECT CASE WHEN seq.before + j.position = 0 THEN seq.stamp
+                ELSE seq.stamp || '_' || (seq.before + j.position) END,
+           '{S.QUEUED.value}', {", ".join(f"j.{name}" for name, _ in _MANY_COLUMNS)}
+    FROM seq,
+         unnest({", ".join(f"%({name})s::{kind}[]" for name, kind in _MANY_COLUMNS)})
+         WITH ORDINALITY AS j({", ".join(name for name, _ in _MANY_COLUMNS)}, position)
+    ORDER BY j.position
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+INSERT INTO job_events (job_id, from_status, to_status, message, attempt, actor, actor_name,
+                        operation_id)
+SELECT id, NULL, '{S.QUEUED.value}', %(message)s, 0, %(actor)s, %(actor_name)s,
+       %(operation_id)s
+FROM job
+RETURNING job_id
+"""
 
 #: Start: a status of START_SOURCES -> running (attempts + 1); from running (its execution
 #: was lost) it is recorded running -> retrying -> running (two events, in that order;
@@ -355,6 +402,23 @@ class PostgreSQLEngine(CoreEngine):
         )
         return created is not None
 
+    def insert_queued_many(
+        self, connection: Connection, jobs_: Sequence[NewJob], *, actor: Actor
+    ) -> set[uuid.UUID]:
+        by = attribution.current()
+        params: dict[str, Any] = {
+            name: _column(name, kind, [getattr(job, name) for job in jobs_])
+            for name, kind in _MANY_COLUMNS
+        }
+        params.update(
+            count=len(jobs_),
+            message=clean("message", f"queued by {actor}"),
+            actor=actor,
+            actor_name=clean("actor_name", by.name),
+            operation_id=by.operation_id,
+        )
+        return {row[0] for row in connection.exec_driver_sql(RECORD_QUEUED_MANY, params)}
+
     def start(self, job_id: uuid.UUID, execution: Execution, *, takeover: str | None) -> int | None:
         config = settings()
         moved = RECORD_STARTED.first_row(
@@ -444,6 +508,17 @@ class PostgreSQLEngine(CoreEngine):
             f"job {job_id} {target}",
         )
         return row is not None
+
+
+def _column(name: str, kind: str, values: list[Any]) -> list[Any]:
+    """One column of RECORD_QUEUED_MANY as bound: each value as the ledger stores it
+    (:func:`~app.ledger.rules.sanitise.clean`), ids as text, documents as JSON."""
+    if kind == "uuid":
+        return [None if value is None else str(value) for value in values]
+    cleaned = [clean(name, value) for value in values]
+    if kind == "jsonb":
+        return [json.dumps(value) for value in cleaned]
+    return cleaned
 
 
 def _settle(connection: Connection, margin: timedelta) -> int:

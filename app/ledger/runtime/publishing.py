@@ -142,7 +142,7 @@ BATCH = 1000
 CONFIRM_TIMEOUT = 30.0
 
 
-def _apply(app: Celery, message: Outgoing, producer: Producer) -> AsyncResult:
+def _apply(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncResult:
     """Celery's own publish of one message (``Task.apply_async``, not the job task's,
     which would record the job again): routing, the message, its task-sent event."""
     return Task.apply_async(

@@ -78,7 +78,8 @@ from app.ledger.runtime.execution import (
     new_execution_id,
 )
 from app.ledger.runtime.liveness import worker_alive
-from app.ledger.runtime.publishing import publish_recorded, record_unpublished
+from app.ledger.runtime.publishing import Outgoing, publish_recorded
+from app.ledger.runtime.single_publish import publish_one
 from app.ledger.runtime.target import HEADER as HEADER  # where producers look for it
 from app.ledger.runtime.target import JobTarget, target_of, uuid_of_task_id
 from app.ledger.runtime.time_limit_types import check_time_limit_types
@@ -238,11 +239,8 @@ class JobTask(Task):  # type: ignore[misc]
                     return replayed[0]
         headers.update(JobTarget(job_id).header())
         options.update(payload_reprs(self.app, (), document, options))
-        try:
-            return super().apply_async((), document, task_id=task_id, headers=headers, **options)
-        except Exception as error:
-            record_unpublished([job_id], error, actor)
-            raise
+        message = Outgoing(self.name, job_id, document, headers, options, task_id)
+        return publish_one(self.app, message, actor=actor)
 
     def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:
         """The bulk enqueue path: validate every payload (keyword arguments of one job

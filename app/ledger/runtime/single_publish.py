@@ -68,6 +68,8 @@ from app.ledger.runtime.publishing import (
 
 #: The held client of each kombu connection pool (see the module docstring).
 _clients: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+#: The entities declared on each channel (:attr:`_Gathering._declared`).
+_declared: WeakKeyDictionary[Any, list[Any]] = WeakKeyDictionary()
 
 
 def publish_one(app: Celery, message: Outgoing, *, actor: ledger.Actor) -> AsyncResult:
@@ -124,6 +126,9 @@ class _OneMessage(_RedisBatch):
 
     def __init__(self, connected: Producer, client: Any) -> None:
         super().__init__(connected)
+        # the queues and exchanges declared on this channel: kombu remembers them per
+        # connection too, but checks each again per message (a bind and copies of it)
+        self.producer._declared = _declared.setdefault(self.producer.channel, [])
         self._client = client
         self._pipeline = client.pipeline(transaction=False)
         self._calls: list[tuple[str, tuple[Any, ...]]] = []

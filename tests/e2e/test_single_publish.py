@@ -107,14 +107,19 @@ def test_a_delay_sends_its_task_sent_event(broker: redis.Redis, queue: str) -> N
     assert [(e["name"], e["queue"]) for e in sent] == [(echo.name, queue)]
 
 
-def test_a_delay_is_run_by_a_worker_and_recorded(tmp_path: Path, queue: str) -> None:
-    runner = start_worker(tmp_path, concurrency=1, queue=queue)
+def _run_once_by_a_worker(log_dir: Path, queue: str, job_id: str) -> None:
+    """A worker on ``queue`` runs the job: the ledger shows one walk to ``succeeded``."""
+    runner = start_worker(log_dir, concurrency=1, queue=queue)
     try:
-        result = echo.apply_async(kwargs={"value": 5}, queue=queue)
-        assert read.wait_for_status(result.id, "succeeded", "failed")["status"] == "succeeded"
-        assert read.transitions(result.id) == WALK
+        assert read.wait_for_status(job_id, "succeeded", "failed")["status"] == "succeeded"
+        assert read.transitions(job_id) == WALK
     finally:
         runner.stop()
+
+
+def test_a_delay_is_run_by_a_worker_and_recorded(tmp_path: Path, queue: str) -> None:
+    result = echo.apply_async(kwargs={"value": 5}, queue=queue)
+    _run_once_by_a_worker(tmp_path, queue, result.id)
 
 
 @redis_only
@@ -164,12 +169,7 @@ def test_a_connection_killed_before_the_publish_is_replaced(
 
     result = echo.apply_async(kwargs={"value": 1}, queue=queue)
 
-    runner = start_worker(tmp_path, concurrency=1, queue=queue)
-    try:
-        assert read.wait_for_status(result.id, "succeeded", "failed")["status"] == "succeeded"
-        assert read.transitions(result.id) == WALK
-    finally:
-        runner.stop()
+    _run_once_by_a_worker(tmp_path, queue, result.id)
 
 
 @contextlib.contextmanager
@@ -213,12 +213,7 @@ def test_a_connection_killed_mid_publish_is_retried_as_celery_does(
     in_queue = [json.loads(raw)["headers"]["id"] for raw in _messages(broker, queue)]
     assert in_queue == [first.id, result.id]
 
-    runner = start_worker(tmp_path, concurrency=1, queue=queue)
-    try:
-        assert read.wait_for_status(result.id, "succeeded", "failed")["status"] == "succeeded"
-        assert read.transitions(result.id) == WALK
-    finally:
-        runner.stop()
+    _run_once_by_a_worker(tmp_path, queue, result.id)
 
 
 @redis_only

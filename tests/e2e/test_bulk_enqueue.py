@@ -22,8 +22,10 @@ from sqlalchemy import text
 from app import db
 from app.exceptions import InvalidPayload
 from app.ledger.rules.naming import NAME_PATTERN
+from app.ledger.runtime import publishing
 from app.queues import redis_keys
 from tests.conftest import BROKER_URL
+from tests.e2e.test_secrets_in_celery import task_events
 from tests.support import ledger as read
 from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length
 from tests.support.faults import PrivateRedis, start_fault_worker, wait_until
@@ -126,6 +128,29 @@ def test_a_batch_is_run_by_a_worker_with_its_priority_honoured(
             ("running", "succeeded"),
         ]
     lone.stop()
+
+
+def test_every_job_of_a_batch_reaches_the_task_events_as_its_own_task_sent_event(
+    queue: str,
+) -> None:
+    """What Flower reads (Celery's event receiver): one ``task-sent`` event per job, the
+    ones of a chunk sent together (``task.multi``), over more than one chunk."""
+    count = publishing.BATCH + 200
+    with task_events() as events:
+        results = echo.apply_many([{"value": n} for n in range(count)], queue=queue)
+        wanted = {result.id for result in results}
+        wait_until(lambda: wanted <= {e.get("uuid") for e in list(events)})
+
+    sent = [e for e in events if e["type"] == "task-sent" and e.get("uuid") in wanted]
+    assert len(sent) == count
+    by_id = {event["uuid"]: event for event in sent}
+    assert [by_id[result.id]["kwargs"] for result in results[:2]] == [
+        "{'value': 0, 'tenant': 'default'}",
+        "{'value': 1, 'tenant': 'default'}",
+    ]
+    assert {(event["name"], event["queue"]) for event in sent} == {(echo.name, queue)}
+    clocks = [by_id[result.id]["clock"] for result in results]
+    assert clocks == sorted(clocks)  # in the order Celery made them
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@
 directly with what is the same for every message found once; a worker must not be able
 to tell its messages from ``apply_async``'s. Both are gathered over the real broker's
 channel (nothing is sent) and compared as kombu prepared them, with the publish signals.
+The ``task-sent`` events are Celery's too, each one; the bulk path sends a chunk's
+together in one ``task.multi`` message (the form of a worker's buffered task events).
 """
 
 from __future__ import annotations
@@ -54,20 +56,29 @@ def _gathered(
             batch = _Captured(connected)
             for message in outgoing:
                 send(message, batch.producer)
+            if isinstance(send, publishing._Sender):
+                send.events.flush(batch.producer)  # the chunk's events, after its messages
     finally:
         before_task_publish.disconnect(before)
         after_task_publish.disconnect(after)
     return batch.messages, signals
 
 
-def _without_clock(gathered: tuple[str, str, str]) -> tuple[Any, ...]:
-    """A task-sent event but for its Lamport clock and timestamp (they differ per event)."""
-    envelope = json.loads(gathered[0])
-    body = json.loads(envelope.pop("body"))
-    if isinstance(body, dict) and body.get("type") == "task-sent":
-        body.pop("clock")
-        body.pop("timestamp")
-    return (body, envelope, *gathered[1:])
+def _events(gathered: list[tuple[str, str, str]]) -> list[tuple[Any, ...]]:
+    """Every ``task-sent`` event gathered (alone in its message, or in a list of them),
+    but for its Lamport clock and timestamp (they differ per event), with its message's
+    envelope and exchange, in the order of the events' task ids."""
+    found = []
+    for raw, exchange, _key in gathered:
+        if '"task-sent' not in raw:
+            continue
+        envelope = json.loads(raw)
+        body = json.loads(envelope.pop("body"))
+        for event in body if isinstance(body, list) else [body]:
+            event.pop("clock")
+            event.pop("timestamp")
+            found.append((event, envelope, exchange))
+    return sorted(found, key=lambda each: str(each[0]["uuid"]))
 
 
 def test_bulk_messages_are_apply_async_messages(clean_ledger: None) -> None:
@@ -99,6 +110,11 @@ def test_bulk_messages_are_apply_async_messages(clean_ledger: None) -> None:
     task_messages = [m for m in expected if '"task-sent' not in m[0]]
     assert len(task_messages) == len(outgoing)
     assert [m for m in sent if '"task-sent' not in m[0]] == task_messages  # the same bytes
-    assert [_without_clock(m) for m in sent] == [_without_clock(m) for m in expected]
+    assert _events(sent) == _events(expected)  # the same events, one per job
+    assert len(_events(sent)) == len(outgoing)
+    # the fast path's three in one message, after the task messages; apply_async's alone
+    event_keys = [key for raw, _, key in sent if '"task-sent' in raw]
+    assert sorted(event_keys) == ["task.multi", "task.sent"]
+    assert '"task-sent' in sent[-1][0]
     assert signals == expected_signals
     assert len(signals) == 2 * len(outgoing)

@@ -18,11 +18,14 @@ and in the same order, so the bytes are the same: what is the same for every mes
 task's execution options, the parent task, the conf) is found once per call
 (:class:`_Sender`; a message with another option goes through ``Task.apply_async``).
 kombu prepares it, but a gathering producer hands it to a batch instead of sending it.
-Batches of :data:`BATCH` messages go out per broker:
+The task-sent events (each one Celery's) of a batch go after its messages in one message,
+the form a worker gives its buffered task events (:class:`_SentEvents`): one publish per
+batch instead of one per job, half the messages. Batches of :data:`BATCH` jobs go out per
+broker:
 
 - **Redis**: kombu's virtual transport routes each message through its
   ``_publish_batch`` hook (the LPUSH to the list of the message's priority,
-  ``_q_for_pri``; the event's PUBLISH), and the batch sends them in one pipeline
+  ``_q_for_pri``; the events' PUBLISH), and the batch sends them in one pipeline
   without MULTI: one round trip. Each reply is read: an error reply (a key of the
   wrong type, ``maxmemory``) refuses exactly that message.
 - **RabbitMQ**: the batch is published on a channel of its own in confirm mode, then
@@ -125,6 +128,8 @@ def publish_recorded(
                     for message in messages[first : first + BATCH]:
                         batch.current = message.job_id
                         results.append(send(message, batch.producer))
+                    batch.current = None
+                    send.events.flush(batch.producer)
                     batch.send()
             except Exception as error:  # nothing of this chunk sent, or only part of it
                 sent = set() if batch is None else batch.sent
@@ -189,6 +194,7 @@ class _Sender:
             self.parent_id = self.parent.request.id
         self.fast = self.parent is None or not app.conf.task_inherit_parent_priority
         self.tasks: dict[str, tuple[Task, dict[str, Any]] | None] = {}
+        self.events = _SentEvents(app)
 
     def _task(self, name: str) -> tuple[Task, dict[str, Any]] | None:
         if name not in self.tasks:
@@ -238,12 +244,48 @@ class _Sender:
         with producer.connection._reraise_as_library_errors():
             if not ignore_result:
                 self.backend.on_task_call(producer, task_id)
-            self.publish(producer, task.name, made, **options)
+            self.publish(producer, task.name, made, event_dispatcher=self.events, **options)
         result = task.AsyncResult(task_id)
         result.ignored = ignore_result
         if self.parent is not None:
             self.parent.add_trail(result)
         return result
+
+
+class _SentEvents:
+    """The ``task-sent`` events of a chunk, sent together as one message after its task
+    messages, in the form a worker sends its buffered task events (a list of events,
+    routing key ``task.multi``: Celery's ``EventDispatcher.flush``), which Flower and every
+    ``EventReceiver`` read as they read single events. Each event is the one Celery makes
+    (``EventDispatcher.publish``: its clock, hostname, pid, fields); only the message
+    carrying it changes: one for the chunk instead of one per job.
+
+    Passed to ``send_task_message`` as its ``event_dispatcher``."""
+
+    def __init__(self, app: Celery) -> None:
+        self.dispatcher = app.amqp._event_dispatcher  # the one send_task_message uses
+        self.pending: list[Any] = []
+        self.retry: tuple[bool, Any] = (False, None)
+
+    def publish(
+        self,
+        type: str,
+        fields: dict[str, Any],
+        producer: Producer,
+        retry: bool = False,
+        retry_policy: Any = None,
+    ) -> None:
+        self.pending.append(self.dispatcher._prepare_event(type, fields))
+        self.retry = (retry, retry_policy)
+
+    def flush(self, producer: Producer) -> None:
+        if not self.pending:
+            return
+        events, self.pending = self.pending, []
+        retry, retry_policy = self.retry
+        self.dispatcher._publish(
+            events, producer, "task.multi", retry=retry, retry_policy=retry_policy
+        )
 
 
 class _Gathering(Producer):

@@ -169,21 +169,43 @@ def record_batch(
         replayed = items[0].task._replayed(jobs)  # a concurrent batch with the key won
         if replayed is not None:
             return Recorded([uuid.UUID(r.id) for r in replayed], [], replayed, actor)
+    reprs = _Reprs()
     messages = [
         Outgoing(
             task=item.task.name,
             job_id=job.id,
             kwargs=job.payload,
             headers={**JobTarget(job.id).header(), **item.headers},
-            options={
-                **item.options,
-                **payload_reprs(item.task.app, (), job.payload, item.options),
-            },
+            options={**item.options, **reprs(item, job.payload)},
         )
         for item, job in zip(items, jobs, strict=True)
         if job.id in created
     ]
     return Recorded([job.id for job in jobs], messages, None, actor)
+
+
+class _Reprs:
+    """:func:`~app.ledger.runtime.celery_redaction.payload_reprs` once per distinct payload
+    of a batch (its jobs often share one: the same export for every dataset's day…), each
+    made by Celery's ``saferepr`` (tens of microseconds a job). A job's payload is a JSON document
+    (``model_dump(mode="json")``), so its ``repr`` names it exactly, types included
+    (``1``, ``1.0`` and ``True`` differ): that is the key, with the caller's own reprs."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[int, str, str, str], dict[str, str]] = {}
+
+    def __call__(self, item: Item, payload: dict[str, Any]) -> dict[str, str]:
+        options = item.options
+        key = (
+            id(item.task.app),
+            repr(options.get("argsrepr")),
+            repr(options.get("kwargsrepr")),
+            repr(payload),
+        )
+        found = self.known.get(key)
+        if found is None:
+            found = self.known[key] = payload_reprs(item.task.app, (), payload, options)
+        return found
 
 
 def _with_batch_key(jobs: list[ledger.NewJob], key: str) -> list[ledger.NewJob]:

@@ -186,10 +186,10 @@ def record_batch(
 
 class _Reprs:
     """:func:`~app.ledger.runtime.celery_redaction.payload_reprs` once per distinct payload
-    of a batch (its jobs often share one: the same export for every dataset's day…), each
-    made by Celery's ``saferepr`` (tens of microseconds a job). A job's payload is a JSON document
-    (``model_dump(mode="json")``), so its ``repr`` names it exactly, types included
-    (``1``, ``1.0`` and ``True`` differ): that is the key, with the caller's own reprs."""
+    of a batch (its jobs often share one), each made by Celery's ``saferepr`` (tens of
+    microseconds a job). A job's payload is a JSON document (``model_dump(mode="json")``),
+    so its ``repr`` names it exactly, types included (``1``, ``1.0`` and ``True``
+    differ): that is the key, with the caller's own reprs."""
 
     def __init__(self) -> None:
         self.known: dict[tuple[int, str, str, str], dict[str, str]] = {}

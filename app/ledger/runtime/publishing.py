@@ -47,8 +47,10 @@ them (:mod:`app.ledger.operations.lifeline`, tests/faults/test_bulk_kill.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -56,7 +58,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from amqp.exceptions import MessageNacked
+from amqp import spec
+from amqp.exceptions import MessageNacked, RecoverableConnectionError
 from celery import Celery, Task
 from celery.result import AsyncResult
 from kombu.messaging import Producer
@@ -145,6 +148,8 @@ def publish_recorded(
 BATCH = 1000
 #: Seconds RabbitMQ has to confirm a batch before its unconfirmed jobs are failed.
 CONFIRM_TIMEOUT = 30.0
+#: RabbitMQ: publishes between two reads of the frames the broker sent meanwhile.
+READ_EVERY = 100
 
 
 def _apply(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncResult:
@@ -421,6 +426,7 @@ class _ConfirmedBatch(_Batch):
     def _channel(self, connected: Producer) -> Any:
         self._tags: dict[int, uuid.UUID | None] = {}  # delivery tag -> job of a task message
         self._answered: set[int] = set()
+        self._answered_to = 0  # every tag up to this one is answered (a "multiple" answer)
         self._nacked: set[int] = set()
         channel = connected.connection.channel()
         channel.events["basic_ack"].add(functools.partial(self._confirm, ok=True))
@@ -433,11 +439,27 @@ class _ConfirmedBatch(_Batch):
         self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
     ) -> None:
         job = self._jobs[-1] if self._is_task_message() else None
-        self.producer.channel._basic_publish(message, exchange, key, mandatory, immediate)
-        self._tags[len(self._tags) + 1] = job  # tags count the channel's publishes from 1
+        channel = self.producer.channel
+        if not channel.connection:
+            raise RecoverableConnectionError("basic_publish: connection closed")
+        # py-amqp's _basic_publish but for its read of the frames waiting before every
+        # publish (a recv per message, as the broker offers connection.blocked): they are
+        # read every READ_EVERY publishes (acks, nacks, a channel closed), and while the
+        # confirms are awaited.
+        channel.send_method(
+            spec.Basic.Publish, "Bssbb", (0, exchange, key, mandatory, immediate), message
+        )
+        tag = len(self._tags) + 1  # tags count the channel's publishes from 1
+        self._tags[tag] = job
+        if tag % READ_EVERY == 0:
+            with contextlib.suppress(socket.timeout):
+                channel.connection.drain_events(timeout=0)
 
     def _confirm(self, tag: int, multiple: bool, *, ok: bool) -> None:
-        for each in range(1, tag + 1) if multiple else (tag,):
+        first = tag
+        if multiple:  # every tag up to ``tag``: those from the last such answer on
+            first, self._answered_to = self._answered_to + 1, max(self._answered_to, tag)
+        for each in range(first, tag + 1):
             if each in self._answered:
                 continue
             self._answered.add(each)

@@ -15,7 +15,7 @@ headers, time limits, the redacted ``argsrepr``/``kwargsrepr``) and
 ``app.amqp.send_task_message`` publishes it (``before_task_publish``/``after_task_publish``,
 the task-sent event Flower reads), with the options ``Task.apply_async`` would give them
 and in the same order, so the bytes are the same: what is the same for every message (the
-task's execution options, the parent task, the conf) is found once per call
+task's execution options, the parent task, the conf, the origin) is found once per call
 (:class:`_Sender`; a message with another option goes through ``Task.apply_async``).
 kombu prepares it, but a gathering producer hands it to a batch instead of sending it.
 The task-sent events (each one Celery's) of a batch go after its messages in one message,
@@ -62,6 +62,7 @@ from amqp import spec
 from amqp.exceptions import MessageNacked, RecoverableConnectionError
 from celery import Celery, Task
 from celery.result import AsyncResult
+from celery.utils.nodenames import anon_nodename
 from kombu.messaging import Producer
 
 from app import brokers
@@ -175,7 +176,8 @@ _SENDER_OPTIONS = frozenset(
 class _Sender:
     """``Task.apply_async`` → ``app.send_task`` for many messages, step for step, minus
     what is the same for every message, found once: the task's checks and its execution
-    options, the parent task, the conf. The message is Celery's own
+    options, the parent task, the conf, the origin (this process's node name, which the
+    message maker looks up per message). The message is Celery's own
     (``app.amqp.create_task_message``), published by Celery's own
     ``app.amqp.send_task_message`` (the publish signals, the task-sent event), with the
     same options in the same order: the bytes a worker consumes are the same. A message
@@ -192,6 +194,7 @@ class _Sender:
         self.backend = app.backend
         self.sent_event = app.conf.task_send_sent_event
         self.reply_to = app.thread_oid
+        self.origin = anon_nodename()  # what the message maker finds for each when not given
         self.parent = app.current_worker_task
         self.root_id = self.parent_id = None
         if self.parent is not None:
@@ -241,7 +244,7 @@ class _Sender:
         made = self.create(
             task_id, task.name, args, kwargs, None, None, None, None, None, 0, None,
             None, None, self.reply_to, time_limit, soft_time_limit, self.sent_event,
-            self.root_id, self.parent_id, shadow, None,
+            self.root_id, self.parent_id, shadow, None, origin=self.origin,
             ignore_result=ignore_result, replaced_task_nesting=0, **options,
         )  # fmt: skip
         for stamp in options.pop("stamped_headers", []):
@@ -249,6 +252,9 @@ class _Sender:
         with producer.connection._reraise_as_library_errors():
             if not ignore_result:
                 self.backend.on_task_call(producer, task_id)
+            # No retry: the gathering producer only prepares the message (the batch sends
+            # it), and kombu's reconnect-and-retry would revive it on another channel.
+            options["retry"] = False
             self.publish(producer, task.name, made, event_dispatcher=self.events, **options)
         result = task.AsyncResult(task_id)
         result.ignored = ignore_result

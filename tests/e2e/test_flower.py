@@ -1,5 +1,5 @@
-"""Flower against the test Redis: its HTTP API returns a task a real worker ran, and
-refuses callers without the configured basic auth."""
+"""Flower against the test broker: its HTTP API returns a task a real worker ran and
+every job of a batch, and refuses callers without the configured basic auth."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.support import ledger
+from tests.support.brokers import delete_queue
 from tests.support.jobs import echo
 from tests.support.processes import ROOT, WorkerProcess
 
@@ -101,3 +103,32 @@ def test_flower_api_returns_a_task_the_worker_ran(worker: WorkerProcess, flower:
 def test_flower_api_refuses_callers_without_credentials(flower: str) -> None:
     assert httpx.get(f"{flower}/api/tasks", timeout=5).status_code == 401
     assert httpx.get(f"{flower}/api/tasks", auth=("ops", "wrong"), timeout=5).status_code == 401
+
+
+def test_flower_lists_every_job_of_a_batch(flower: str) -> None:
+    """``apply_many`` sends a chunk's task-sent events in one message (``task.multi``, as
+    a worker sends its buffered task events): Flower lists each job, named and pending."""
+    queue = f"jobledger-test-flower-{uuid.uuid4().hex[:8]}"
+    listed: dict[str, Any] = {}
+    ids: list[str] = []
+    try:
+        # Flower's receiver may connect after its API answers: a batch sent before that
+        # is not in its memory; send another.
+        for _ in range(6):
+            ids = [
+                result.id
+                for result in echo.apply_many([{"value": n} for n in range(20)], queue=queue)
+            ]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                listed = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).json()
+                if set(ids) <= set(listed):
+                    break
+                time.sleep(0.2)  # polling interval of the check, not a stand-in for work
+            if set(ids) <= set(listed):
+                break
+    finally:
+        delete_queue(queue)
+
+    assert set(ids) <= set(listed), "Flower never listed the batch"
+    assert {(listed[i]["name"], listed[i]["state"]) for i in ids} == {("example.echo", "PENDING")}

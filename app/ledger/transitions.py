@@ -99,6 +99,15 @@ def record_queued(
     return engines.current().record_queued(job, actor=actor, steps=steps)
 
 
+def record_queued_meanwhile(job: NewJob, *, actor: Actor, meanwhile: Callable[[], object]) -> bool:
+    """:func:`record_queued` of a job without steps, with ``meanwhile()`` (which must not
+    raise) run while the database commits it where the engine can (the PostgreSQL
+    engine's non-blocking connection, :mod:`app.ledger.engines.overlapped`), else after
+    it: ``delay()`` builds the job's message meanwhile, and sends it only once this
+    returned."""
+    return engines.current().record_queued_meanwhile(job, actor=actor, meanwhile=meanwhile)[0]
+
+
 def record_queued_many(jobs: list[NewJob], *, actor: Actor = "producer") -> set[uuid.UUID]:
     """Record many new jobs ``queued`` in one transaction, whatever their number: the
     bulk enqueue path (on PostgreSQL one statement from arrays; elsewhere three: names,

@@ -239,3 +239,18 @@ def test_a_connection_killed_mid_publish_without_retries_fails_the_job(
     assert "the connection was lost while it was sent" in row["failure_reason"]
     assert read.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
     assert _messages(broker, queue) == []
+
+
+def test_a_live_worker_meets_every_job_recorded_by_its_producer(tmp_path: Path, queue: str) -> None:
+    """The message is built while the row commits, and sent after: a worker taking it at
+    once still finds the row its producer wrote (it would otherwise create the job
+    itself, its creation event by the worker)."""
+    runner = start_worker(tmp_path, concurrency=2, queue=queue)
+    try:
+        results = [echo.apply_async(kwargs={"value": n}, queue=queue) for n in range(30)]
+        for result in results:
+            assert read.wait_for_status(result.id, "succeeded", "failed")["status"] == "succeeded"
+            assert read.transitions(result.id) == WALK
+            assert read.events(result.id)[0]["actor"] == "producer"
+    finally:
+        runner.stop()

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, Connection
 
 from app.ledger.rules.actors import Actor, Trigger
 from app.ledger.rules.states import JobStatus
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,14 @@ class Engine(ABC):
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
         """Insert a job (and its steps) ``queued`` with its creation event(s); False when
         its id, or its tenant's idempotency key, exists already."""
+
+    def record_queued_meanwhile(
+        self, job: NewJob, *, actor: Actor, meanwhile: Callable[[], T]
+    ) -> tuple[bool, T]:
+        """:meth:`record_queued` of a job without steps, and ``meanwhile()`` run while
+        the database commits it where the engine can (after it, here). ``meanwhile``
+        must not raise."""
+        return self.record_queued(job, actor=actor, steps=()), meanwhile()
 
     @abstractmethod
     def record_queued_many(self, jobs: Sequence[NewJob], *, actor: Actor) -> set[uuid.UUID]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -32,8 +32,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from app.config import settings
 from app.db import autocommit_engine, engine, in_transaction
 from app.ledger.engines import counts_queries as cq
-from app.ledger.engines.base import REDELIVERED, Execution, MayStart, NewJob, NewStep
+from app.ledger.engines.base import REDELIVERED, Execution, MayStart, NewJob, NewStep, T
 from app.ledger.engines.core import CoreEngine
+from app.ledger.engines.overlapped import OVERLAPPED
 from app.ledger.engines.prepared import Prepared
 from app.ledger.rules import attribution
 from app.ledger.rules.actors import Actor
@@ -375,32 +376,23 @@ class PostgreSQLEngine(CoreEngine):
     # -- the fast path ---------------------------------------------------------------
 
     def record_queued(self, job: NewJob, *, actor: Actor, steps: Sequence[NewStep]) -> bool:
-        if steps or job.idempotency_key is not None or job.definition_id is not None:
+        if steps or not _plain(job):
             # a chain's steps, a key or a firing that may conflict: the shared statements
             return super().record_queued(job, actor=actor, steps=steps)
-        by = attribution.current()
-        created = RECORD_QUEUED.first_row(
-            (
-                str(job.id),
-                job.type,
-                job.tenant,
-                job.subject,
-                job.payload,
-                job.trigger,
-                job.created_by,
-                job.celery_task_id,
-                job.queue,
-                None if job.parent_job_id is None else str(job.parent_job_id),
-                job.metadata,
-                f"queued by {actor}",
-                actor,
-                job.priority,
-                by.name,
-                by.operation_id,
-            ),
-            f"job {job.id} queued",
-        )
+        created = RECORD_QUEUED.first_row(_queued_args(job, actor), f"job {job.id} queued")
         return created is not None
+
+    def record_queued_meanwhile(
+        self, job: NewJob, *, actor: Actor, meanwhile: Callable[[], T]
+    ) -> tuple[bool, T]:
+        """RECORD_QUEUED on the process's non-blocking connection, ``meanwhile()`` run
+        while PostgreSQL commits it (:mod:`app.ledger.engines.overlapped`)."""
+        if not _plain(job):
+            return super().record_queued_meanwhile(job, actor=actor, meanwhile=meanwhile)
+        created, made = OVERLAPPED.first_row(
+            RECORD_QUEUED, _queued_args(job, actor), f"job {job.id} queued", meanwhile
+        )
+        return created is not None, made
 
     def insert_queued_many(
         self, connection: Connection, jobs_: Sequence[NewJob], *, actor: Actor
@@ -531,3 +523,31 @@ def _settle(connection: Connection, margin: timedelta) -> int:
     for statement in cq.DROP_EMPTY:  # rows whose every job was purged or retried
         connection.execute(statement)
     return added
+
+
+def _plain(job: NewJob) -> bool:
+    """A job RECORD_QUEUED records: no key or firing that may conflict."""
+    return job.idempotency_key is None and job.definition_id is None
+
+
+def _queued_args(job: NewJob, actor: Actor) -> tuple[Any, ...]:
+    """RECORD_QUEUED's arguments for ``job``."""
+    by = attribution.current()
+    return (
+        str(job.id),
+        job.type,
+        job.tenant,
+        job.subject,
+        job.payload,
+        job.trigger,
+        job.created_by,
+        job.celery_task_id,
+        job.queue,
+        None if job.parent_job_id is None else str(job.parent_job_id),
+        job.metadata,
+        f"queued by {actor}",
+        actor,
+        job.priority,
+        by.name,
+        by.operation_id,
+    )

@@ -67,11 +67,10 @@ class Prepared:
 
     def first_row(self, args: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
         """Execute with ``args`` (one per ``$k``, in order); the first row it returns."""
-        if len(args) != len(self.types):
-            raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
-        args = self._bind(args)
         if not settings().prepared_statements:
-            named = {f"p{n}": value for n, value in enumerate(args, start=1)}
+            if len(args) != len(self.types):
+                raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+            named = {f"p{n}": value for n, value in enumerate(self._bind(args), start=1)}
             text = self.prefix + self._as_text
             return on_driver_cursor(lambda c, _: _fetch(c, text, named), what)
         return on_driver_cursor(lambda c, info: self._execute(c, info, args), what)
@@ -85,6 +84,18 @@ class Prepared:
             bound[index] = json.dumps(bound[index])
         return tuple(bound)
 
+    def prepare_sql(self) -> str:
+        """The ``PREPARE`` of this statement."""
+        return f"PREPARE {self.name} ({', '.join(self.types)}) AS {self.body}"
+
+    def execute_sql(self, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+        """The ``EXECUTE`` of the prepared statement with ``args``, and its parameters
+        as stored (:meth:`_bind`), for a driver cursor's ``execute``."""
+        if len(args) != len(self.types):
+            raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+        placeholders = ", ".join(["%s"] * len(args))
+        return f"{self.prefix}EXECUTE {self.name}({placeholders})", self._bind(args)
+
     def _execute(
         self, cursor: Any, info: dict[str, Any], args: tuple[Any, ...]
     ) -> tuple[Any, ...] | None:
@@ -92,19 +103,18 @@ class Prepared:
         if self.name not in prepared:
             self._prepare(cursor)
             prepared.add(self.name)
-        placeholders = ", ".join(["%s"] * len(args))
-        call = f"{self.prefix}EXECUTE {self.name}({placeholders})"
+        call = self.execute_sql(args)
         try:
-            return _fetch(cursor, call, args)
+            return _fetch(cursor, *call)
         except Exception as error:
             if getattr(error, "pgcode", None) != _UNKNOWN_STATEMENT:
                 raise
             self._prepare(cursor)  # the server forgot it (DISCARD ALL): once more
-            return _fetch(cursor, call, args)
+            return _fetch(cursor, *call)
 
     def _prepare(self, cursor: Any) -> None:
         try:
-            cursor.execute(f"PREPARE {self.name} ({', '.join(self.types)}) AS {self.body}")
+            cursor.execute(self.prepare_sql())
         except Exception as error:
             if getattr(error, "pgcode", None) != _DUPLICATE_STATEMENT:
                 raise

@@ -35,7 +35,12 @@ The guarantees are the ones ``Task.apply_async`` gives:
 
 ``after_task_publish`` fires once the message is handed to the pipeline, just before the
 round trip that sends it (as on the bulk path); a send that then fails raises from
-``delay()``, as a failed task-sent event does after that signal in plain Celery.
+``delay()``, as a failed task-sent event does after that signal in plain Celery. A plain
+``delay()`` (no idempotency key, not a definition's firing) builds the message while
+its row is committed (:class:`OnePublish`, :func:`app.ledger.transitions.
+record_queued_meanwhile`): both signals then fire before the commit is known, and if the
+ledger write fails ``delay()`` raises and nothing is sent. The message itself leaves
+only after the commit.
 
 Anything else goes through ``Task.apply_async`` as before: another broker,
 ``task_always_eager``, an option the bulk path's sender does not take (``countdown``,
@@ -45,6 +50,7 @@ compatibility), a parent task whose priority is inherited.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
@@ -79,36 +85,82 @@ def publish_one(app: Celery, message: Outgoing, *, actor: ledger.Actor) -> Async
         Exception: the broker's error, after the job is recorded ``failed`` saying why
             (unless its message reached the broker: an error reply to its event only).
     """
-    batch: _OneMessage | None = None
-    since = datetime.now(UTC)
-    try:
+    with OnePublish(app, message, actor=actor) as publish:
+        publish.build()
+        return publish.send()
+
+
+class OnePublish:
+    """:func:`publish_one` in two halves, so that the message can be built while the
+    job's row is committed (:func:`app.ledger.transitions.record_queued_meanwhile`):
+    :meth:`build` makes it (Celery's message, the publish signals, kombu's preparation
+    into the pipeline: nothing is sent), :meth:`send` sends it. Leaving the ``with``
+    block without :meth:`send` sends nothing."""
+
+    def __init__(self, app: Celery, message: Outgoing, *, actor: ledger.Actor) -> None:
+        self.app, self.message, self.actor = app, message, actor
+        self._stack = contextlib.ExitStack()
+        self._connected: Producer | None = None  # None: Celery's own path
+        self._batch: _OneMessage | None = None
+        self._built: AsyncResult | None = None
+        self._error: Exception | None = None
+
+    def __enter__(self) -> OnePublish:
+        app, message = self.app, self.message
         if app.conf.task_always_eager or not message.options.keys() <= _SENDER_OPTIONS:
-            producer = message.options.get("producer")  # Celery's own path, as given
-            options = {k: v for k, v in message.options.items() if k != "producer"}
-            return _apply(app, dataclasses.replace(message, options=options), producer)
-        with app.producer_or_acquire() as connected:
-            channel = connected.channel
-            sender = _Sender(app)
+            return self
+        connected = self._stack.enter_context(app.producer_or_acquire())
+        self._connected = connected
+        return self
+
+    def build(self) -> None:
+        """Make the message and gather it (and its task-sent event) into the pipeline.
+        Never raises: an error is raised by :meth:`send`, the job failed first."""
+        connected = self._connected
+        if connected is None:
+            return
+        try:
+            channel, sender = connected.channel, _Sender(self.app)
             if (
                 not isinstance(channel, RedisChannel)
                 or not sender.fast
-                or sender._task(message.task) is None
+                or sender._task(self.message.task) is None
             ):
-                return _apply(app, message, connected)
-            batch = _OneMessage(connected, held_client(channel))
-            with batch:
-                batch.current = message.job_id
-                result = sender(message, batch.producer)
-                with connected.connection._reraise_as_library_errors():
-                    batch.send_retrying(app, connected)
-            return result
-    except Exception as error:
-        if batch is None or message.job_id not in batch.sent:
-            lost = batch is not None and message.job_id in batch.unsure
-            record_unpublished(
-                [message.job_id], error, actor, unless_started_since=since if lost else None
-            )
-        raise
+                return  # another broker, or a task the sender does not make messages for
+            self._batch = batch = _OneMessage(connected, held_client(channel))
+            self._stack.enter_context(batch)
+            batch.current = self.message.job_id
+            self._built = sender(self.message, batch.producer)
+        except Exception as error:
+            self._error = error
+
+    def send(self) -> AsyncResult:
+        """Send what :meth:`build` made (or publish through ``Task.apply_async``).
+
+        Raises:
+            Exception: the broker's error, the job failed first (see :func:`publish_one`).
+        """
+        message, batch, connected = self.message, self._batch, self._connected
+        since = datetime.now(UTC)
+        try:
+            if self._error is not None:
+                raise self._error
+            if batch is None or self._built is None or connected is None:
+                producer = connected or message.options.get("producer")  # Celery's path
+                options = {k: v for k, v in message.options.items() if k != "producer"}
+                return _apply(self.app, dataclasses.replace(message, options=options), producer)
+            with connected.connection._reraise_as_library_errors():
+                batch.send_retrying(self.app, connected)
+            return self._built
+        except Exception as error:
+            if batch is None or message.job_id not in batch.sent:
+                lost = batch is not None and message.job_id in batch.unsure
+                unless = since if lost else None  # the message may have arrived
+                record_unpublished([message.job_id], error, self.actor, unless_started_since=unless)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 def held_client(channel: RedisChannel) -> Any:

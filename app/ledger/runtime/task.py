@@ -79,7 +79,7 @@ from app.ledger.runtime.execution import (
 )
 from app.ledger.runtime.liveness import worker_alive
 from app.ledger.runtime.publishing import Outgoing, publish_recorded
-from app.ledger.runtime.single_publish import publish_one
+from app.ledger.runtime.single_publish import OnePublish, publish_one
 from app.ledger.runtime.target import HEADER as HEADER  # where producers look for it
 from app.ledger.runtime.target import JobTarget, target_of, uuid_of_task_id
 from app.ledger.runtime.time_limit_types import check_time_limit_types
@@ -230,6 +230,13 @@ class JobTask(Task):  # type: ignore[misc]
             replayed = self._replayed([job])
             if replayed is not None:
                 return replayed[0]
+        headers.update(JobTarget(job_id).header())
+        options.update(payload_reprs(self.app, (), document, options))
+        message = Outgoing(self.name, job_id, document, headers, options, task_id)
+        if not link and key is None:  # most jobs: the message built while the row commits
+            with OnePublish(self.app, message, actor=actor) as publish:
+                ledger.record_queued_meanwhile(job, actor=actor, meanwhile=publish.build)
+                return publish.send()  # an id recorded before is published again
         if not ledger.record_queued(job, actor=actor):
             if link.get("scheduled_for") is not None:
                 return None  # this firing of the definition has its job: publish nothing
@@ -237,9 +244,6 @@ class JobTask(Task):  # type: ignore[misc]
                 replayed = self._replayed([job])  # a concurrent request with the key won
                 if replayed is not None:
                     return replayed[0]
-        headers.update(JobTarget(job_id).header())
-        options.update(payload_reprs(self.app, (), document, options))
-        message = Outgoing(self.name, job_id, document, headers, options, task_id)
         return publish_one(self.app, message, actor=actor)
 
     def apply_many(self, payloads: Iterable[dict[str, Any]], **options: Any) -> list[AsyncResult]:

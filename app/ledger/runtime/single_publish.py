@@ -120,7 +120,7 @@ class OnePublish:
         if connected is None:
             return
         try:
-            channel, sender = connected.channel, _Sender(self.app)
+            channel, sender = connected.channel, _OneSender(self.app)
             if (
                 not isinstance(channel, RedisChannel)
                 or not sender.fast
@@ -161,6 +161,16 @@ class OnePublish:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+
+
+class _OneSender(_Sender):
+    """The bulk path's sender for one message, whose task-sent event Celery's own
+    dispatcher publishes as plain Celery does (one event, routing key ``task.sent``), not
+    gathered into a chunk's ``task.multi`` message as the bulk path sends them."""
+
+    def __init__(self, app: Celery) -> None:
+        super().__init__(app)
+        self.events = app.amqp._event_dispatcher  # the one send_task_message defaults to
 
 
 def held_client(channel: RedisChannel) -> Any:

@@ -13,7 +13,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func
 
-from app.ledger.rules.redaction import redact, redact_data
+from app.ledger.rules.redaction import (
+    REMEMBERED_LENGTH,
+    REMEMBERED_TEXTS,
+    _redact_short,
+    redact,
+    redact_data,
+)
 from app.ledger.rules.sanitise import MAX_TEXT, clean, clean_row, truncate
 
 PEM_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\nAbc+/="
@@ -422,3 +428,23 @@ def test_every_sanitised_column_and_only_those_are_cleaned() -> None:
 def test_empty_values_are_stored_as_they_are(empty: object) -> None:
     for column in ("failure_reason", "message", "subject", "payload", "metadata"):
         assert clean(column, empty) == empty
+
+
+def test_a_remembered_short_text_is_masked_on_every_call() -> None:
+    text = "retry with password=hunter2 please"
+    assert len(text) <= REMEMBERED_LENGTH
+    assert redact(text) == redact(text) == "retry with password=*** please"
+
+
+def test_a_long_text_is_redacted_without_being_remembered() -> None:
+    before = _redact_short.cache_info().currsize
+    text = "x" * REMEMBERED_LENGTH + " token=abc123"
+    assert redact(text) == "x" * REMEMBERED_LENGTH + " token=***"
+    assert _redact_short.cache_info().currsize == before
+
+
+def test_remembered_texts_are_bounded() -> None:
+    for number in range(REMEMBERED_TEXTS + 10):
+        redact(f"line {number} secret=s{number}")
+    assert _redact_short.cache_info().currsize == REMEMBERED_TEXTS
+    assert redact("line 0 secret=s0") == "line 0 secret=***"  # forgotten, redacted again

@@ -234,7 +234,8 @@ WHERE {_LAZY_GUARD}
 #: $1 id, $2 execution_id, $3 celery_task_id, $4 max lost executions, $5 target status,
 #: $6 worker, $7 worker_pid, $8 the delivery's queue (NULL keeps the recorded one),
 #: $9 result, $10 errors, $11 result_url, $12 started at, $13 started message,
-#: $14 finished message, $15 source status.
+#: $14 finished message, $15 source status. It returns a row (``true``: the caller needs
+#: only whether the job moved, no id to decode) when it wrote, none when refused.
 RECORD_STARTED_FINISHED = Prepared(
     "jobledger_record_started_finished",
     (
@@ -257,7 +258,7 @@ INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker
 SELECT id, $15, '{_RUNNING}', $13, attempts, $6, 'worker', $12 FROM moved
 UNION ALL
 SELECT id, '{_RUNNING}', $5, $14, attempts, $6, 'worker', now() FROM moved
-RETURNING job_id
+RETURNING true
 """,
     columns={9: "result", 10: "errors", 11: "result_url", 13: "message", 14: "message"},
 )
@@ -265,7 +266,7 @@ RETURNING job_id
 
 #: Finish: the current execution -> succeeded|partial, from their PREDECESSORS.
 #: $1 id, $2 execution_id, $3 target status, $4 result, $5 errors, $6 result_url,
-#: $7 message.
+#: $7 message. A row (``true``) when it wrote, none when stale.
 RECORD_FINISHED = Prepared(
     "jobledger_record_finished",
     ("uuid", "text", "text", "jsonb", "jsonb", "text", "text"),
@@ -280,7 +281,7 @@ WITH moved AS (
 )
 INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker, actor)
 SELECT id, previous_status, $3, $7, attempts, worker, 'worker' FROM moved
-RETURNING job_id
+RETURNING true
 """,
     columns={4: "result", 5: "errors", 6: "result_url", 7: "message"},
 )

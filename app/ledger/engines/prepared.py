@@ -53,6 +53,7 @@ class Prepared:
     columns: Mapping[int, str] = field(default_factory=dict)
     _as_text: str = field(init=False, repr=False)
     _json: tuple[int, ...] = field(init=False, repr=False)
+    _call: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # The text form for servers without prepared statements: $k -> CAST(%(pk)s AS type)
@@ -64,6 +65,8 @@ class Prepared:
         object.__setattr__(self, "_as_text", as_text)
         json_params = tuple(n for n, sql_type in enumerate(self.types) if sql_type == "jsonb")
         object.__setattr__(self, "_json", json_params)
+        placeholders = ", ".join(["%s"] * len(self.types))
+        object.__setattr__(self, "_call", f"{self.prefix}EXECUTE {self.name}({placeholders})")
 
     def first_row(self, args: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
         """Execute with ``args`` (one per ``$k``, in order); the first row it returns."""
@@ -81,7 +84,7 @@ class Prepared:
         for number, column in self.columns.items():
             bound[number - 1] = clean(column, bound[number - 1])
         for index in self._json:
-            bound[index] = json.dumps(bound[index])
+            bound[index] = _as_json(bound[index])
         return tuple(bound)
 
     def prepare_sql(self) -> str:
@@ -93,8 +96,7 @@ class Prepared:
         as stored (:meth:`_bind`), for a driver cursor's ``execute``."""
         if len(args) != len(self.types):
             raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
-        placeholders = ", ".join(["%s"] * len(args))
-        return f"{self.prefix}EXECUTE {self.name}({placeholders})", self._bind(args)
+        return self._call, self._bind(args)
 
     def _execute(
         self, cursor: Any, info: dict[str, Any], args: tuple[Any, ...]
@@ -118,6 +120,16 @@ class Prepared:
         except Exception as error:
             if getattr(error, "pgcode", None) != _DUPLICATE_STATEMENT:
                 raise
+
+
+def _as_json(value: Any) -> str:
+    """``json.dumps(value)``, without the encoder for ``None`` and an empty list or dict
+    (the result and errors of most jobs)."""
+    if value is None:
+        return "null"
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value)
 
 
 def _fetch(cursor: Any, sql: str, args: Any) -> tuple[Any, ...] | None:

@@ -38,10 +38,17 @@ lookbehind), repeats are possessive or bounded, and a URL is cut into user-info 
 rest by string methods, not by backtracking (``tests/unit/test_redaction.py`` feeds
 megabyte-long adversarial inputs and random text). Masking is idempotent:
 ``redact(redact(x)) == redact(x)``.
+
+Short texts are remembered (:data:`REMEMBERED_TEXTS` of them, up to
+:data:`REMEMBERED_LENGTH` characters each): :func:`redact` is a pure function of its text,
+and every job repeats the same few (``started on <worker>``, ``finished``, the ``()`` and
+``{}`` Celery shows for its arguments, ``None`` for its result), so the worker redacts
+each of them once instead of once per job.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -132,10 +139,21 @@ _TOKEN_LIKE_USER = re.compile(r"(?=.*[0-9])|(?=.*[a-z])(?=.*[A-Z])")
 _MIN_TOKEN_USER = 16
 
 
+#: How many short texts :func:`redact` remembers, and how long such a text may be.
+REMEMBERED_TEXTS = 512
+REMEMBERED_LENGTH = 200
+
+
 def redact(text: str) -> str:
     """``text`` with every secret shape listed in the module docstring masked."""
     if not text:
         return text
+    if len(text) <= REMEMBERED_LENGTH:
+        return _redact_short(text)
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     lower = text.lower()
     # Each pass runs only if a word it needs occurs: most texts (hot-path event
     # messages, log lines) need two or three cheap passes instead of seven. Masking
@@ -155,6 +173,10 @@ def redact(text: str) -> str:
     if "bearer" in lower:
         text = _BEARER.sub(lambda m: f"{m['head']}{MASK}", text)
     return text
+
+
+#: The same passes for a short text, remembered (least recently used first out).
+_redact_short = functools.lru_cache(maxsize=REMEMBERED_TEXTS)(_redact)
 
 
 def _mask_pem(match: re.Match[str]) -> str:

@@ -341,7 +341,7 @@ class _Gathering(Producer):
 
 class _Batch:
     """The messages of one chunk: which job each belongs to (``current``, set before
-    Celery publishes the job's message and its task-sent event), which were sent."""
+    Celery publishes the job's message; None for the chunk's events), which were sent."""
 
     def __init__(self, connected: Producer) -> None:
         self.current: uuid.UUID | None = None
@@ -379,7 +379,7 @@ class _Batch:
 class _RedisBatch(_Batch):
     """One pipeline (no MULTI) of the commands kombu's Redis transport would run for
     each message: ``LPUSH`` to the queue (the priority's own list, ``_q_for_pri``),
-    ``PUBLISH`` of the task-sent event. kombu's virtual transport routes them through
+    ``PUBLISH`` of the chunk's task-sent events. kombu's virtual transport routes them through
     its ``_publish_batch`` hook, so keys and message bodies are exactly kombu's."""
 
     def __init__(self, connected: Producer) -> None:

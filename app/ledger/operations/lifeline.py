@@ -27,15 +27,16 @@ One pass does two things:
    its next delivery) unchanged for longer than the timeout, whose task id is neither
    waiting in its Redis queue nor reserved by a worker (the ``unacked`` hash), never
    reached the broker (a publish that failed after the row was written) or lost its
-   message; it is failed with a reason that says so. On Redis the queue is scanned in
-   chunks, which costs O(queue length) but only runs when a queued job is older than the
-   timeout; a message published with a countdown/ETA sits in a worker's memory and the
-   ``unacked`` hash, so it is found. RabbitMQ cannot be searched for one message without
-   taking it: there the message is gone when its queue and every queue the workers
-   consume hold no message at all (passive declares count them) and no live worker holds
-   its task id (``query_task``); a queue with messages in it may hold this one, so the
-   job is left alone (never fail on doubt: on a busy broker such a job is failed only once
-   the queues drain). With any other broker this check is skipped.
+   message; it is failed with a reason that says so. Whether a message is in the
+   broker is decided by :mod:`app.ledger.runtime.in_broker` (the bulk publish asks it
+   too): on Redis its queue's lists and the ``unacked`` hash are read once per pass for
+   all such jobs (O(queue length), only when a queued job is older than the timeout; a
+   message published with a countdown/ETA sits in a worker's memory and the ``unacked``
+   hash, so it is found); on RabbitMQ, which cannot be searched for one message without
+   taking it, the message is gone only when its queue and every queue the workers
+   consume hold no message at all and no live worker holds its task id (never fail on
+   doubt: on a busy broker such a job is failed only once the queues drain). With any
+   other broker this check is skipped.
 
 3. **Reservations of dead workers** (Redis broker). A worker holds the messages it runs
    and those it prefetched in Redis's ``unacked`` hash until it acknowledges them; if the
@@ -67,12 +68,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from amqp.exceptions import NotFound
 from sqlalchemy import func, or_, select
 
 from app import brokers
@@ -84,19 +83,12 @@ from app.ledger.operations import reservations
 from app.ledger.operations.actions import publish_existing, registered_task
 from app.ledger.reads.reports import database_now, jsonable
 from app.ledger.rules.states import LIVE, JobStatus
-from app.ledger.runtime import liveness
+from app.ledger.runtime import in_broker, liveness
 from app.ledger.runtime.target import JobTarget, target_of_message
-from app.queues import queue_names, redis_keys
 from models.tables import jobs, steps
 
 #: Longest silence tolerated from a job whose worker does not answer a ping.
 GONE_WORKER_GRACE = 30.0
-#: Messages read per round trip when scanning a Redis queue for a task id.
-SCAN_CHUNK = 1000
-#: Seconds before looking for a missing message once more: a message a worker has just
-#: popped from its queue is in neither the queue nor ``unacked`` until the worker records
-#: its reservation (kombu's BRPOP, then HSET, in two round trips).
-IN_TRANSIT_GRACE = 1.0
 
 
 @dataclass
@@ -159,7 +151,7 @@ def run_once(
         ):
             result.failed.append(str(job.id))
     result.silent_workers = sorted(set(result.silent_workers))
-    for waiting in _without_message(_stale_queued(before, exclude_job_id)):
+    for waiting in in_broker.without_message(_stale_queued(before, exclude_job_id)):
         if ledger.record_failed(
             waiting.id,
             reason=f"its message {waiting.celery_task_id} is not in the broker (the publish "
@@ -352,7 +344,8 @@ def _next_step_waits_in_broker(job_id: uuid.UUID) -> bool:
     if not live or any(row.status == JobStatus.RUNNING.value for row in live):
         return False
     return any(
-        row.celery_task_id and message_in_broker(row.celery_task_id, row.queue) for row in live
+        row.celery_task_id and in_broker.message_in_broker(row.celery_task_id, row.queue)
+        for row in live
     )
 
 
@@ -366,120 +359,6 @@ def _orphan(job: _Stale, quiet_since: datetime) -> bool:
         return False
     publish_existing(job.type, job.payload, job.id, task_id, job.queue, job.priority)
     return True
-
-
-def _without_message(waiting: list[_Queued]) -> list[_Queued]:
-    """The jobs whose message is not in the broker, looking a second time after
-    :data:`IN_TRANSIT_GRACE` (a queued job failed on one look raced a worker taking it:
-    seen in tests/faults/test_hosts.py with a backlog older than the timeout). One wait
-    for all of them: thousands of jobs of a producer killed mid-``apply_many`` waited a
-    second each (tests/faults/test_bulk_kill.py)."""
-
-    def missing(jobs: list[_Queued]) -> list[_Queued]:
-        if brokers.kind(str(app.conf.broker_url)) == "rabbitmq":
-            maybe = _maybe_in_rabbitmq_all(jobs)  # one broadcast for all, not one each
-            return [job for job in jobs if job.celery_task_id not in maybe]
-        return [
-            job
-            for job in jobs
-            if not (job.celery_task_id and message_in_broker(job.celery_task_id, job.queue))
-        ]
-
-    first_look = missing(waiting)
-    if not first_look:
-        return []
-    time.sleep(IN_TRANSIT_GRACE)  # the worker's reservation lands meanwhile, or its start
-    return missing(first_look)
-
-
-def message_in_broker(task_id: str, queue: str | None = None) -> bool:
-    """Whether a message with ``task_id`` may still be in the broker: waiting in its
-    queue or held by a worker. True (assume it exists) when the broker cannot tell:
-    never fail on doubt."""
-    broker = brokers.kind(str(app.conf.broker_url))
-    if broker not in ("redis", "rabbitmq"):
-        return True
-    # The recorded queue first, then every queue a worker consumes: a chain step is
-    # routed by its own type, and a job recorded before queues per type has none.
-    names = list(dict.fromkeys([*([queue] if queue else []), *queue_names()]))
-    if broker == "rabbitmq":
-        return _maybe_in_rabbitmq(task_id, names)
-    needle = task_id.encode()
-    with app.connection_for_read() as connection:
-        client = connection.default_channel.client
-        for name in redis_keys(names):
-            if _list_contains(client, name, needle):
-                return True
-        return any(needle in value for value in _hash_values(client, "unacked"))
-
-
-def _maybe_in_rabbitmq(task_id: str, queues: list[str]) -> bool:
-    """False only when every one of ``queues`` is empty (or gone) and no live worker
-    holds ``task_id``. Counted, asked, counted again: a message moving from a queue to a
-    worker between the two looks is seen by one of them (a worker holds it until it is
-    acknowledged, and an unacknowledged message only goes back to a queue)."""
-    if _rabbitmq_waiting(queues):
-        return True
-    if task_id in liveness.held_by_live_workers([task_id]).task_ids:
-        return True
-    return _rabbitmq_waiting(queues)
-
-
-def _maybe_in_rabbitmq_all(jobs: list[_Queued]) -> set[str]:
-    """:func:`_maybe_in_rabbitmq` for many jobs at once, asking the workers in one
-    broadcast: the task ids that may still be in RabbitMQ."""
-    by_queue: dict[str | None, list[str]] = {}
-    for job in jobs:
-        if job.celery_task_id:
-            by_queue.setdefault(job.queue, []).append(job.celery_task_id)
-    consumed = queue_names()
-
-    def waiting(queue: str | None) -> bool:
-        return _rabbitmq_waiting(list(dict.fromkeys([*([queue] if queue else []), *consumed])))
-
-    maybe: set[str] = set()
-    asking = {}
-    for queue, ids in by_queue.items():
-        if waiting(queue):
-            maybe.update(ids)
-        else:
-            asking[queue] = ids
-    if asking:
-        held = liveness.held_by_live_workers([i for ids in asking.values() for i in ids])
-        for queue, ids in asking.items():
-            maybe.update(ids if waiting(queue) else [i for i in ids if i in held.task_ids])
-    return maybe
-
-
-def _rabbitmq_waiting(queues: list[str]) -> bool:
-    """Whether any of ``queues`` holds a ready message (passive declares: create nothing)."""
-    with app.connection_for_read() as connection:
-        for queue in queues:
-            channel = connection.channel()
-            try:
-                declared = channel.queue_declare(queue, passive=True)
-            except NotFound:
-                continue  # no queue, no message (RabbitMQ closed the channel)
-            channel.close()
-            if declared.message_count:
-                return True
-    return False
-
-
-def _list_contains(client: Any, name: str, needle: bytes) -> bool:
-    start = 0
-    while True:
-        chunk = client.lrange(name, start, start + SCAN_CHUNK - 1)
-        if any(needle in message for message in chunk):
-            return True
-        if len(chunk) < SCAN_CHUNK:
-            return False
-        start += SCAN_CHUNK
-
-
-def _hash_values(client: Any, name: str) -> Iterable[bytes]:
-    for _, value in client.hscan_iter(name, count=SCAN_CHUNK):
-        yield value
 
 
 def _grace(timeout: float) -> timedelta:

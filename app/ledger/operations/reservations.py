@@ -51,6 +51,16 @@ def reserved_before(channel: Channel, moment: float) -> list[Reservation]:
     return reservations
 
 
+def held_task_ids(channel: Channel, chunk: int = 1000) -> set[str]:
+    """The task id of every message a worker holds now (the hash read ``chunk`` entries
+    per round trip)."""
+    held = (
+        _headers(raw).get("id")
+        for _, raw in channel.client.hscan_iter(channel.unacked_key, count=chunk)
+    )
+    return {str(task_id) for task_id in held if task_id}
+
+
 def give_back(channel: Channel, tag: str) -> None:
     """Put a reserved message back at the end of its queue (kombu's own restore)."""
     channel.qos.restore_by_tag(tag, client=channel.client)

@@ -68,6 +68,7 @@ from kombu.messaging import Producer
 from app import brokers
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
+from app.ledger.runtime.confirms import Confirms
 
 log = logging.getLogger(__name__)
 
@@ -430,10 +431,7 @@ class _ConfirmedBatch(_Batch):
     whole chunk instead of one per message, as ``confirm_publish`` does)."""
 
     def _channel(self, connected: Producer) -> Any:
-        self._tags: dict[int, uuid.UUID | None] = {}  # delivery tag -> job of a task message
-        self._answered: set[int] = set()
-        self._answered_to = 0  # every tag up to this one is answered (a "multiple" answer)
-        self._nacked: set[int] = set()
+        self.confirms: Confirms[uuid.UUID] = Confirms()  # the job of each task message
         channel = connected.connection.channel()
         channel.events["basic_ack"].add(functools.partial(self._confirm, ok=True))
         channel.events["basic_nack"].add(functools.partial(self._confirm, ok=False))
@@ -455,45 +453,25 @@ class _ConfirmedBatch(_Batch):
         channel.send_method(
             spec.Basic.Publish, "Bssbb", (0, exchange, key, mandatory, immediate), message
         )
-        tag = len(self._tags) + 1  # tags count the channel's publishes from 1
-        self._tags[tag] = job
+        tag = self.confirms.published(job)
         if tag % READ_EVERY == 0:
             with contextlib.suppress(socket.timeout):
                 channel.connection.drain_events(timeout=0)
 
     def _confirm(self, tag: int, multiple: bool, *, ok: bool) -> None:
-        first = tag
-        if multiple:  # every tag up to ``tag``: those from the last such answer on
-            first, self._answered_to = self._answered_to + 1, max(self._answered_to, tag)
-        for each in range(first, tag + 1):
-            if each in self._answered:
-                continue
-            self._answered.add(each)
-            job = self._tags.get(each)
-            if not ok:
-                self._nacked.add(each)
-            elif job is not None:
-                self.sent.add(job)
+        self.confirms.answered(tag, multiple, ok=ok)
 
     def send(self) -> None:
         channel = self.producer.channel
         deadline = time.monotonic() + CONFIRM_TIMEOUT
-        try:
-            while len(self._answered) < len(self._tags):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"RabbitMQ did not confirm every message within {CONFIRM_TIMEOUT:g} s"
-                    )
-                channel.connection.drain_events(timeout=left)
-        except Exception:
-            self.unsure.update(
-                job
-                for tag, job in self._tags.items()
-                if job is not None and tag not in self._answered
-            )
-            raise
-        refused = sum(1 for tag in self._nacked if self._tags.get(tag) is not None)
+        while not self.confirms.complete:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"RabbitMQ did not confirm every message within {CONFIRM_TIMEOUT:g} s"
+                )
+            channel.connection.drain_events(timeout=left)
+        refused = len(self.confirms.nacked())
         if refused:
             raise MessageNacked(f"RabbitMQ refused {refused} message(s) (basic.nack)")
 
@@ -502,6 +480,10 @@ class _ConfirmedBatch(_Batch):
             self.producer.channel.close()
         except Exception:  # the connection is gone: nothing to close
             log.debug("could not close the confirm channel", exc_info=True)
+        # Whatever ended the chunk (all answered, a nack, the connection lost while
+        # publishing or waiting, the timeout): an unanswered publish may have arrived.
+        self.sent |= self.confirms.acked()
+        self.unsure |= self.confirms.unanswered()
 
 
 def record_unpublished(

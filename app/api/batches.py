@@ -220,7 +220,9 @@ def _unpublished(
     detail = (
         f"the broker (JOBLEDGER_BROKER_URL) is unreachable: {failed} of the batch's "
         f"{len(job_ids)} jobs could not be published and are recorded failed with that "
-        "reason; the others were published. Retry the failed ones (POST /jobs/{id}/retry) "
+        "reason; the others were published (a queued one whose message the lost connection "
+        "left unsure runs if it is in the broker, else the lifeline fails it). Retry the "
+        "failed ones (POST /jobs/{id}/retry) "
         "once the broker answers"
     )
     log.error("batch of %d jobs not fully published: %s", len(job_ids), error, exc_info=error)

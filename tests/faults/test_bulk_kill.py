@@ -1,11 +1,14 @@
 """The bulk enqueue path killed mid-publish: a producer process SIGKILLed while
-``apply_many`` sends the messages of jobs it has recorded (publishing.publish_recorded).
+``apply_many`` sends the messages of jobs it has recorded (publishing.publish_recorded),
+and the producer's Redis connection killed mid-pipeline.
 
 Every job was committed ``queued`` before any of its messages left, so after the kill
 each job either has its message in the broker — a worker then runs it exactly once —
-or never had one, and a lifeline pass fails it as not in the broker. None stays
-``queued``, none runs twice, no message names a job the ledger does not have. Runs on
-Redis and on RabbitMQ (``JOBLEDGER_TEST_BROKER_URL``).
+or never had one, and is failed (by a lifeline pass after a killed producer; by the
+producer itself, which looks for the messages, after a killed connection). None stays
+``queued``, none runs twice, none is failed while its body runs, no message names a job
+the ledger does not have. The SIGKILL test runs on Redis and on RabbitMQ
+(``JOBLEDGER_TEST_BROKER_URL``).
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import text
 
 from app import db
 from app.ledger.operations import lifeline
+from tests.conftest import BROKER_URL
 from tests.support import ledger
-from tests.support.brokers import delete_queue, queue_length, waiting_messages
+from tests.support.brokers import delete_queue, queue_length, redis_only, waiting_messages
 from tests.support.faults import start_fault_worker, wait_until
+from tests.support.jobs import counted, gate_key, gate_redis
+from tests.support.redis_cut import killed_mid_pipeline
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 
@@ -100,6 +107,72 @@ def test_a_producer_killed_mid_publish_leaves_each_job_run_once_or_failed(
         assert ledger.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
         assert "is not in the broker" in ledger.job(job_id)["failure_reason"]  # type: ignore[index]
     assert ledger.count("SELECT count(*) FROM job_events WHERE to_status = 'running'") == len(sent)
+
+
+#: Jobs of the batch killed mid-pipeline: one chunk, so the producer decides about the
+#: unsure messages at once (no later chunk to fail first).
+CHUNK_JOBS = 600
+#: Commands of the pipeline run before its connection is killed (an LPUSH and the
+#: task-sent event's PUBLISH per message): 250 messages arrive.
+BEFORE_KILL = 500
+
+
+@redis_only
+def test_a_redis_connection_killed_mid_pipeline_fails_only_the_jobs_whose_message_is_not_there(
+    worker_logs: Path, queue: str, gate: str
+) -> None:
+    """A worker consumes the queue while ``apply_many`` sends its pipeline; Redis runs
+    its first 250 LPUSHes, then another client kills the connection (CLIENT KILL). The
+    producer cannot know which messages arrived: it looks. The worker holds some of
+    them already (their bodies wait at the gate, their lazy start may not be written),
+    the rest wait in the queue: all those jobs stay queued and run once; only the 350
+    jobs whose message never reached Redis are failed, saying so."""
+    runner = start_fault_worker(worker_logs, queue)
+    ran = gate_key(gate) + ":ran"
+    try:
+        with (
+            killed_mid_pipeline(BROKER_URL, after=BEFORE_KILL) as cut,
+            pytest.raises(redis.exceptions.ConnectionError),
+        ):
+            counted.apply_many([{"gate": gate, "steps": 1}] * CHUNK_JOBS, queue=queue)
+        running_then = gate_redis().lrange(ran, 0, -1)  # bodies started before the verdict
+
+        recorded = _ids("SELECT id FROM jobs")
+        arrived = set(cut.arrived)
+        assert len(recorded) == CHUNK_JOBS
+        assert len(arrived) == BEFORE_KILL // 2
+        assert arrived <= recorded
+        assert running_then, "no worker held a message when the producer looked"
+        missing = recorded - arrived
+        assert _ids("SELECT id FROM jobs WHERE status = 'failed'") == missing
+        assert _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')") == arrived
+
+        gate_redis().rpush(gate_key(gate), *[1] * len(arrived))  # one token per body
+        wait_until(
+            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == arrived,
+            120,
+            "every job whose message arrived run",
+        )
+    finally:
+        runner.stop()
+
+    bodies = [run.decode() for run in gate_redis().lrange(ran, 0, -1)]
+    assert sorted(bodies) == sorted(arrived), "a body ran twice, or for a failed job"
+    assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
+    assert ledger.count("SELECT count(*) FROM job_logs WHERE level = 'warning'") == 0
+    for job_id in sorted(arrived)[:50]:
+        assert ledger.transitions(job_id) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "succeeded"),
+        ]
+    for job_id in sorted(missing)[:50]:
+        assert ledger.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
+        reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
+        assert reason.startswith("could not publish the job to the broker: ")
+        assert reason.endswith(
+            "(the connection was lost while it was sent, and its message is not in the broker)"
+        )
 
 
 def _ids(sql: str) -> set[str]:

@@ -284,3 +284,15 @@ def gil_bound(job: JobContext, payload: QuickPayload) -> None:
     runs meanwhile and no signal handler either (not even the soft time limit's): only
     a hard time limit ends it."""
     sum(range(10**15 + payload.value))
+
+
+@job_task("example.counted", GatedPayload)
+def counted(job: JobContext, payload: GatedPayload) -> dict[str, int]:
+    """Note its job id on ``<gate>:ran`` each time its body runs, then wait for one token
+    on the gate without any checkpoint, log or progress (as ``example.quiet``): while it
+    waits, its start is pending (the lazy start) and its message reserved."""
+    client = gate_redis()
+    client.rpush(gate_key(payload.gate) + ":ran", str(job.job_id))
+    while client.blpop([gate_key(payload.gate)], timeout=1) is None:
+        pass
+    return {"attempt": job.attempt}

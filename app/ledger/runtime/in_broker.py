@@ -45,7 +45,6 @@ from typing import Any, Protocol, TypeVar
 
 from amqp.exceptions import NotFound
 from celery import Celery
-from kombu.connection import Connection
 
 from app import brokers
 from app.ledger.operations import reservations
@@ -79,8 +78,8 @@ def _app() -> Celery:
     return app
 
 
-def without_message(jobs: Sequence[S], broker: Connection | None = None) -> list[S]:
-    """The ``jobs`` whose message is provably not in ``broker`` (default: the app's),
+def without_message(jobs: Sequence[S], broker: str | None = None) -> list[S]:
+    """The ``jobs`` whose message is provably not in ``broker`` (a URL; default: the app's),
     looked for twice, :data:`IN_TRANSIT_GRACE` apart (one wait for all of them: thousands
     of jobs of a producer killed mid-``apply_many`` once waited a second each).
 
@@ -99,18 +98,17 @@ def message_in_broker(task_id: str, queue: str | None = None) -> bool:
     return bool(_maybe_in_broker([task_id], [queue], None))
 
 
-def _missing(jobs: Sequence[S], broker: Connection | None) -> list[S]:
+def _missing(jobs: Sequence[S], broker: str | None) -> list[S]:
     maybe = _maybe_in_broker([j.celery_task_id for j in jobs], [j.queue for j in jobs], broker)
     return [job for job in jobs if job.celery_task_id not in maybe]
 
 
 def _maybe_in_broker(
-    task_ids: Sequence[str | None], queues: Sequence[str | None], broker: Connection | None
+    task_ids: Sequence[str | None], queues: Sequence[str | None], broker: str | None
 ) -> set[str]:
     """The task ids of ``task_ids`` that may still be in the broker (each sent to the
     queue at the same position of ``queues``)."""
-    url = str(_app().conf.broker_url) if broker is None else broker.as_uri()
-    kind = brokers.kind(url)
+    kind = brokers.kind(str(_app().conf.broker_url) if broker is None else broker)
     if kind not in ("redis", "rabbitmq"):
         return {task_id for task_id in task_ids if task_id}
     by_queue: dict[str | None, list[str]] = {}
@@ -129,16 +127,12 @@ def _looked_in(queue: str | None) -> list[str]:
 
 
 @contextmanager
-def _connected(broker: Connection | None) -> Iterator[Any]:
-    if broker is None:
-        with _app().connection_for_read() as connection:
-            yield connection
-    else:
-        with broker.clone() as connection:  # type: ignore[no-untyped-call]
-            yield connection
+def _connected(broker: str | None) -> Iterator[Any]:
+    with _app().connection_for_read(broker) as connection:
+        yield connection
 
 
-def _in_redis(by_queue: dict[str | None, list[str]], broker: Connection | None) -> set[str]:
+def _in_redis(by_queue: dict[str | None, list[str]], broker: str | None) -> set[str]:
     """The task ids found in a list of their queues or in ``unacked``: each list and the
     hash read once, whatever the number of jobs."""
     wanted = {task_id for ids in by_queue.values() for task_id in ids}
@@ -172,9 +166,7 @@ def _list_items(client: Any, name: str) -> Iterator[bytes]:
         start += SCAN_CHUNK
 
 
-def _maybe_in_rabbitmq(
-    by_queue: dict[str | None, list[str]], broker: Connection | None
-) -> set[str]:
+def _maybe_in_rabbitmq(by_queue: dict[str | None, list[str]], broker: str | None) -> set[str]:
     """Per queue: every task id when its queue (or a consumed one) holds a ready message;
     else those a live worker holds (one broadcast for all). Counted, asked, counted
     again: a message moving from a queue to a worker between the two looks is seen by
@@ -195,7 +187,7 @@ def _maybe_in_rabbitmq(
     return maybe
 
 
-def _rabbitmq_waiting(queues: list[str], broker: Connection | None) -> bool:
+def _rabbitmq_waiting(queues: list[str], broker: str | None) -> bool:
     """Whether any of ``queues`` holds a ready message (passive declares: create nothing)."""
     with _connected(broker) as connection:
         for queue in queues:

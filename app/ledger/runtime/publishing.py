@@ -35,12 +35,15 @@ broker:
 
 What is left undone is never left ``queued`` silently: the jobs whose message was
 refused, and every job after them, are failed saying why (:func:`record_unpublished`)
-and the error is raised. If the connection is lost while a batch is sent, its messages
-may or may not have arrived: those jobs are failed unless a worker has recorded a start
-since, and a message of a failed job that did arrive is skipped by the worker — except
-one a worker took within ``JOBLEDGER_LAZY_START_SECONDS`` before (its lazy start not
-written yet): that body runs, its outcome is refused, and a warning line on the job says
-so (:mod:`app.ledger.runtime.lazy_start`). A
+and the error is raised. If the connection is lost while a batch is sent (a Redis
+pipeline whose replies never came; RabbitMQ publishes not yet confirmed), those messages
+may or may not have arrived: each is looked for in the broker, as the lifeline looks
+(:mod:`app.ledger.runtime.in_broker`), and only a job whose message is provably not
+there is failed (:func:`record_unsure`). One waiting in its queue, or held by a worker
+(which took it meanwhile and will start it: its lazy start may not be written yet), stays
+``queued`` and runs. If the broker cannot be asked (still down), they all stay
+``queued``: failing them could fail a job whose body runs, and the lifeline fails a
+queued job whose message is not in the broker after ``JOBLEDGER_LIFELINE_TIMEOUT``. A
 producer killed mid-publish leaves jobs ``queued`` with no message: the lifeline fails
 them (:mod:`app.ledger.operations.lifeline`, tests/faults/test_bulk_kill.py).
 """
@@ -68,6 +71,7 @@ from kombu.messaging import Producer
 from app import brokers
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
+from app.ledger.runtime import in_broker
 from app.ledger.runtime.confirms import Confirms
 
 log = logging.getLogger(__name__)
@@ -141,7 +145,8 @@ def publish_recorded(
                 unsure = set() if batch is None else batch.unsure - sent
                 unsent = [m.job_id for m in messages[first:] if m.job_id not in sent | unsure]
                 record_unpublished(unsent, error, actor)
-                record_unpublished(unsure, error, actor, unless_started_since=since)
+                maybe = [m for m in messages[first : first + BATCH] if m.job_id in unsure]
+                record_unsure(maybe, error, actor, connected.connection.as_uri(True), since)
                 raise
     return results
 
@@ -497,14 +502,15 @@ def record_unpublished(
     than wait ``queued`` for a message that will never come, and give back their
     idempotency keys (the caller was told it failed; its retry must create the job).
 
-    ``unless_started_since``: the messages may have reached the broker (the connection
-    was lost while they were sent): a job that a worker started since then is left to
-    run; any other is failed, and a message of it that did arrive is then skipped by
-    the worker (a finished job never runs).
+    ``unless_started_since``: the connection was lost while the messages were sent, and
+    they were found not to be in the broker (:func:`record_unsure`); a job that shows a
+    sign of life since then is left alone all the same.
     """
     reason = f"could not publish the job to the broker: {error}"
     if unless_started_since is not None:
-        reason += " (the connection was lost while it was sent: the job will not run)"
+        reason += (
+            " (the connection was lost while it was sent, and its message is not in the broker)"
+        )
     failed = [
         job_id
         for job_id in job_ids
@@ -514,3 +520,46 @@ def record_unpublished(
     ]
     if failed:
         idempotency.release(failed)
+
+
+@dataclass(frozen=True)
+class _Sought:
+    """A message to look for in the broker (:class:`~app.ledger.runtime.in_broker.Sought`)."""
+
+    job_id: uuid.UUID
+    celery_task_id: str
+    queue: str | None
+
+
+def record_unsure(
+    messages: Sequence[Outgoing],
+    error: Exception,
+    actor: ledger.Actor,
+    broker: str,
+    since: datetime,
+) -> None:
+    """The connection to ``broker`` was lost while ``messages`` were sent (``since``):
+    each may or may not have arrived. Only the jobs whose message is provably not in the
+    broker are failed (:func:`record_unpublished`); the others stay ``queued``.
+
+    The broker is asked the lifeline's way (:func:`~app.ledger.runtime.in_broker.without_message`):
+    a message waiting in its queue, or held by a worker — one that took it between the
+    publish and this look, whose lazy start is not written yet, will start it — keeps
+    its job. If the broker cannot be asked (still down), every job is left ``queued``:
+    failing it could fail a job whose body runs, while the lifeline fails a queued job
+    whose message is not in the broker once it has waited ``JOBLEDGER_LIFELINE_TIMEOUT``.
+    """
+    if not messages:
+        return
+    sought = [_Sought(m.job_id, m.message_id, m.options.get("queue")) for m in messages]
+    try:
+        missing = in_broker.without_message(sought, broker)
+    except Exception:  # the broker's, whatever its class: it cannot tell yet
+        log.warning(
+            "the connection was lost while %d message(s) were sent and the broker cannot "
+            "be asked which arrived: their jobs stay queued for the lifeline",
+            len(sought),
+            exc_info=True,
+        )
+        return
+    record_unpublished([m.job_id for m in missing], error, actor, unless_started_since=since)

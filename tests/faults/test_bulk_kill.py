@@ -22,16 +22,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 from sqlalchemy import text
 
 from app import db
 from app.ledger.operations import lifeline
 from tests.conftest import BROKER_URL
 from tests.support import ledger
-from tests.support.brokers import delete_queue, queue_length, redis_only, waiting_messages
+from tests.support.broker_cuts import killed_mid_pipeline, shut_mid_confirm_batch
+from tests.support.brokers import (
+    ON_RABBITMQ,
+    delete_queue,
+    queue_length,
+    redis_only,
+    waiting_messages,
+)
 from tests.support.faults import start_fault_worker, wait_until
 from tests.support.jobs import counted, gate_key, gate_redis
-from tests.support.redis_cut import killed_mid_pipeline
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(600)]
 
@@ -173,6 +180,52 @@ def test_a_redis_connection_killed_mid_pipeline_fails_only_the_jobs_whose_messag
         assert reason.endswith(
             "(the connection was lost while it was sent, and its message is not in the broker)"
         )
+
+
+@pytest.mark.skipif(
+    not ON_RABBITMQ,
+    reason="RabbitMQ's publisher confirms: run with JOBLEDGER_TEST_BROKER_URL=amqp://…",
+)
+def test_a_rabbitmq_connection_lost_mid_batch_leaves_the_unconfirmed_jobs_to_run(
+    worker_logs: Path, queue: str, gate: str
+) -> None:
+    """The producer's connection is lost after 250 of the chunk's 600 task messages went
+    out, before any confirm was read. Those 250 may or may not be in the queue, and
+    RabbitMQ cannot be searched for them while its queue holds messages: they stay
+    queued (none failed on doubt) and the worker runs each once; the 350 never sent are
+    failed at once, saying why (kombu does not publish them on a new connection)."""
+    runner = start_fault_worker(worker_logs, queue)
+    ran = gate_key(gate) + ":ran"
+    try:
+        with shut_mid_confirm_batch(after=BEFORE_KILL) as cut, pytest.raises(OperationalError):
+            counted.apply_many([{"gate": gate, "steps": 1}] * CHUNK_JOBS, queue=queue)
+        recorded = _ids("SELECT id FROM jobs")
+        published = set(cut.arrived)
+        assert len(recorded) == CHUNK_JOBS
+        assert len(published) == BEFORE_KILL // 2
+        assert published <= recorded
+        unsent = recorded - published
+        assert _ids("SELECT id FROM jobs WHERE status = 'failed'") == unsent
+        assert _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')") == published
+
+        gate_redis().rpush(gate_key(gate), *[1] * len(published))  # one token per body
+        wait_until(
+            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == published,
+            120,
+            "every job whose message went out run",
+        )
+    finally:
+        runner.stop()
+
+    assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
+    bodies = [run.decode() for run in gate_redis().lrange(ran, 0, -1)]
+    assert sorted(bodies) == sorted(published), "a body ran twice, or for a failed job"
+    assert ledger.count("SELECT count(*) FROM job_logs WHERE level = 'warning'") == 0
+    for job_id in sorted(unsent)[:50]:
+        assert ledger.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
+        reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
+        assert reason.startswith("could not publish the job to the broker: ")
+        assert "connection was lost" not in reason
 
 
 def _ids(sql: str) -> set[str]:

@@ -315,6 +315,14 @@ class _Gathering(Producer):
         self._declared: list[Any] = []  # queues and exchanges declared (kombu caches
         # them per connection too, but finds them again only after a copy of each)
 
+    def publish(self, *args: Any, **kwargs: Any) -> Any:
+        """kombu's ``Producer.publish`` without its retry: on a lost connection kombu
+        would reconnect and revive this producer on an ordinary channel, and the rest of
+        the chunk would go out there, outside the batch (on RabbitMQ without confirms,
+        whose wait then timed out). The batch fails instead; what it sent is unsure."""
+        kwargs["retry"] = False
+        return super().publish(*args, **kwargs)  # type: ignore[no-untyped-call]
+
     def _publish(  # kombu's Producer._publish, minus the send
         self,
         body: Any,

@@ -1,17 +1,25 @@
-"""A Redis connection killed while a pipeline is on it (fault injection for the bulk
-publish, tests/faults/test_bulk_kill.py).
+"""A broker connection lost while the bulk publish sends a chunk on it (fault injection
+for tests/faults/test_bulk_kill.py). Nothing else of redis-py, py-amqp, kombu or Celery
+is replaced.
 
-Inside :func:`killed_mid_pipeline`, the next redis-py pipeline of this process with more
+Redis, :func:`killed_mid_pipeline`: the next redis-py pipeline of this process with more
 than ``after`` commands runs its first ``after`` commands on the real Redis (their
 replies are read: Redis executed them), then another client kills its connection
 (``CLIENT KILL ID``), then the rest is sent on the killed connection, which fails as a
 connection lost mid-pipeline does: the caller gets redis-py's ``ConnectionError`` and
-none of the replies. Nothing else of redis-py, kombu or Celery is replaced.
+none of the replies.
+
+RabbitMQ, :func:`shut_mid_confirm_batch`: the next channel in confirm mode that publishes
+more than ``after`` messages without waiting (the bulk path's own channel) publishes
+``after`` of them, then its connection's socket is shut both ways (what was written is
+still delivered, then RabbitMQ sees the connection close), so the next publish fails as
+on a lost connection and none of the broker's confirms is read.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,14 +27,15 @@ from typing import Any
 
 import pytest
 import redis
+from amqp.channel import Channel
 from redis.client import Pipeline
 
 
 @dataclass
 class Cut:
-    """What the cut pipeline delivered before its connection was killed."""
+    """What was sent on the cut connection before it was lost."""
 
-    #: The task id of each message LPUSHed before the kill, in order.
+    #: The task id of each task message sent before the cut, in order.
     arrived: list[str] = field(default_factory=list)
     killed: bool = False
 
@@ -68,3 +77,31 @@ def _is_lpush(args: tuple[Any, ...]) -> bool:
 
 def _task_id(args: tuple[Any, ...]) -> str:
     return str(json.loads(args[-1])["headers"]["id"])
+
+
+@contextmanager
+def shut_mid_confirm_batch(*, after: int) -> Iterator[Cut]:
+    """Shut the connection of the next confirm-mode channel that publishes more than
+    ``after`` messages, after its first ``after`` (see the module docstring)."""
+    cut = Cut()
+    publish = Channel._basic_publish
+    counts: dict[int, int] = {}
+
+    def cut_short(self: Channel, message: Any, *args: Any, **kwargs: Any) -> Any:
+        if cut.killed or not self._confirm_selected:
+            return publish(self, message, *args, **kwargs)
+        counts[id(self)] = counts.get(id(self), 0) + 1
+        if counts[id(self)] <= after:
+            sent = publish(self, message, *args, **kwargs)
+            task_id = (message.properties.get("application_headers") or {}).get("id")
+            if task_id:
+                cut.arrived.append(str(task_id))
+            return sent
+        cut.killed = True
+        self.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+        return publish(self, message, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Channel, "_basic_publish", cut_short)
+        yield cut
+    assert cut.killed, f"no confirm-mode channel published more than {after} messages"

@@ -17,8 +17,9 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -29,7 +30,7 @@ from app import db
 from app.ledger.operations import lifeline
 from tests.conftest import BROKER_URL
 from tests.support import ledger
-from tests.support.broker_cuts import killed_mid_pipeline, shut_mid_confirm_batch
+from tests.support.broker_cuts import Cut, killed_mid_pipeline, shut_mid_confirm_batch
 from tests.support.brokers import (
     ON_RABBITMQ,
     delete_queue,
@@ -116,11 +117,11 @@ def test_a_producer_killed_mid_publish_leaves_each_job_run_once_or_failed(
     assert ledger.count("SELECT count(*) FROM job_events WHERE to_status = 'running'") == len(sent)
 
 
-#: Jobs of the batch killed mid-pipeline: one chunk, so the producer decides about the
+#: Jobs of a batch whose connection is cut: one chunk, so the producer decides about the
 #: unsure messages at once (no later chunk to fail first).
 CHUNK_JOBS = 600
-#: Commands of the pipeline run before its connection is killed (an LPUSH and the
-#: task-sent event's PUBLISH per message): 250 messages arrive.
+#: Messages sent before the cut (an LPUSH or publish of the task message and one of its
+#: task-sent event per job): 250 jobs' messages go out.
 BEFORE_KILL = 500
 
 
@@ -134,49 +135,19 @@ def test_a_redis_connection_killed_mid_pipeline_fails_only_the_jobs_whose_messag
     them already (their bodies wait at the gate, their lazy start may not be written),
     the rest wait in the queue: all those jobs stay queued and run once; only the 350
     jobs whose message never reached Redis are failed, saying so."""
-    runner = start_fault_worker(worker_logs, queue)
-    ran = gate_key(gate) + ":ran"
-    try:
+
+    def publish(payloads: list[dict[str, Any]]) -> Cut:
         with (
             killed_mid_pipeline(BROKER_URL, after=BEFORE_KILL) as cut,
             pytest.raises(redis.exceptions.ConnectionError),
         ):
-            counted.apply_many([{"gate": gate, "steps": 1}] * CHUNK_JOBS, queue=queue)
-        running_then = gate_redis().lrange(ran, 0, -1)  # bodies started before the verdict
+            counted.apply_many(payloads, queue=queue)
+        return cut
 
-        recorded = _ids("SELECT id FROM jobs")
-        arrived = set(cut.arrived)
-        assert len(recorded) == CHUNK_JOBS
-        assert len(arrived) == BEFORE_KILL // 2
-        assert arrived <= recorded
-        assert running_then, "no worker held a message when the producer looked"
-        missing = recorded - arrived
-        assert _ids("SELECT id FROM jobs WHERE status = 'failed'") == missing
-        assert _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')") == arrived
-
-        gate_redis().rpush(gate_key(gate), *[1] * len(arrived))  # one token per body
-        wait_until(
-            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == arrived,
-            120,
-            "every job whose message arrived run",
-        )
-    finally:
-        runner.stop()
-
-    bodies = [run.decode() for run in gate_redis().lrange(ran, 0, -1)]
-    assert sorted(bodies) == sorted(arrived), "a body ran twice, or for a failed job"
-    assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
-    assert ledger.count("SELECT count(*) FROM job_logs WHERE level = 'warning'") == 0
-    for job_id in sorted(arrived)[:50]:
-        assert ledger.transitions(job_id) == [
-            (None, "queued"),
-            ("queued", "running"),
-            ("running", "succeeded"),
-        ]
+    missing, running_then = _run_cut_batch(worker_logs, queue, gate, publish)
+    assert running_then, "no worker held a message when the producer looked"
     for job_id in sorted(missing)[:50]:
-        assert ledger.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
         reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
-        assert reason.startswith("could not publish the job to the broker: ")
         assert reason.endswith(
             "(the connection was lost while it was sent, and its message is not in the broker)"
         )
@@ -194,38 +165,64 @@ def test_a_rabbitmq_connection_lost_mid_batch_leaves_the_unconfirmed_jobs_to_run
     RabbitMQ cannot be searched for them while its queue holds messages: they stay
     queued (none failed on doubt) and the worker runs each once; the 350 never sent are
     failed at once, saying why (kombu does not publish them on a new connection)."""
+
+    def publish(payloads: list[dict[str, Any]]) -> Cut:
+        with shut_mid_confirm_batch(after=BEFORE_KILL) as cut, pytest.raises(OperationalError):
+            counted.apply_many(payloads, queue=queue)
+        return cut
+
+    unsent, _ = _run_cut_batch(worker_logs, queue, gate, publish)
+    for job_id in sorted(unsent)[:50]:
+        reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
+        assert "connection was lost" not in reason
+
+
+def _run_cut_batch(
+    worker_logs: Path, queue: str, gate: str, publish: Callable[[list[dict[str, Any]]], Cut]
+) -> tuple[set[str], list[bytes]]:
+    """``publish`` a batch of ``example.counted`` jobs whose connection it cuts, while a
+    worker consumes ``queue``. At once, every job whose message went out is ``queued`` or
+    ``running`` and every other one ``failed``; then each of the former runs once and
+    succeeds, no body runs for a failed job, nothing is left live, no execution went
+    unrecorded. Returns the failed jobs and the bodies started before the verdict."""
     runner = start_fault_worker(worker_logs, queue)
     ran = gate_key(gate) + ":ran"
     try:
-        with shut_mid_confirm_batch(after=BEFORE_KILL) as cut, pytest.raises(OperationalError):
-            counted.apply_many([{"gate": gate, "steps": 1}] * CHUNK_JOBS, queue=queue)
+        cut = publish([{"gate": gate, "steps": 1}] * CHUNK_JOBS)
+        running_then = gate_redis().lrange(ran, 0, -1)  # bodies started before the verdict
         recorded = _ids("SELECT id FROM jobs")
-        published = set(cut.arrived)
+        went_out = set(cut.arrived)
         assert len(recorded) == CHUNK_JOBS
-        assert len(published) == BEFORE_KILL // 2
-        assert published <= recorded
-        unsent = recorded - published
-        assert _ids("SELECT id FROM jobs WHERE status = 'failed'") == unsent
-        assert _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')") == published
+        assert len(went_out) == BEFORE_KILL // 2
+        assert went_out <= recorded
+        failed = recorded - went_out
+        assert _ids("SELECT id FROM jobs WHERE status = 'failed'") == failed
+        assert _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')") == went_out
 
-        gate_redis().rpush(gate_key(gate), *[1] * len(published))  # one token per body
+        gate_redis().rpush(gate_key(gate), *[1] * len(went_out))  # one token per body
         wait_until(
-            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == published,
+            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == went_out,
             120,
             "every job whose message went out run",
         )
     finally:
         runner.stop()
 
-    assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
     bodies = [run.decode() for run in gate_redis().lrange(ran, 0, -1)]
-    assert sorted(bodies) == sorted(published), "a body ran twice, or for a failed job"
+    assert sorted(bodies) == sorted(went_out), "a body ran twice, or for a failed job"
+    assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
     assert ledger.count("SELECT count(*) FROM job_logs WHERE level = 'warning'") == 0
-    for job_id in sorted(unsent)[:50]:
+    for job_id in sorted(went_out)[:50]:
+        assert ledger.transitions(job_id) == [
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "succeeded"),
+        ]
+    for job_id in sorted(failed)[:50]:
         assert ledger.transitions(job_id) == [(None, "queued"), ("queued", "failed")]
         reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
         assert reason.startswith("could not publish the job to the broker: ")
-        assert "connection was lost" not in reason
+    return failed, running_then
 
 
 def _ids(sql: str) -> set[str]:

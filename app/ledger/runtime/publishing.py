@@ -543,10 +543,11 @@ def record_unsure(
     messages: Sequence[Outgoing],
     error: Exception,
     actor: ledger.Actor,
-    broker: str,
+    broker: str | None,
     since: datetime,
 ) -> None:
-    """The connection to ``broker`` was lost while ``messages`` were sent (``since``):
+    """The connection to ``broker`` (a URL; None: the app's) was lost while ``messages``
+    were sent (``since``):
     each may or may not have arrived. Only the jobs whose message is provably not in the
     broker are failed (:func:`record_unpublished`); the others stay ``queued``.
 

@@ -28,8 +28,11 @@ The guarantees are the ones ``Task.apply_async`` gives:
 
 - a connection lost while the pipeline is sent is retried as Celery's
   ``task_publish_retry``/``task_publish_retry_policy`` say (kombu's ``retry_over_time``,
-  the same waits); if it still fails, the job is failed unless a worker has started it
-  since (the message may have arrived) and the error is raised, as kombu's OperationalError;
+  the same waits); if it still fails, the message may have arrived: the job is failed
+  only if it is provably not in the broker, as for the bulk path
+  (:func:`~app.ledger.runtime.publishing.record_unsure`: a message waiting in its queue
+  or held by a worker keeps its job ``queued``), and the error is raised, as kombu's
+  OperationalError;
 - a refusal (an error reply: a queue key of another type, ``maxmemory``) fails the job
   saying why (:func:`~app.ledger.runtime.publishing.record_unpublished`) and is raised.
 
@@ -70,6 +73,7 @@ from app.ledger.runtime.publishing import (
     _RedisBatch,
     _Sender,
     record_unpublished,
+    record_unsure,
 )
 
 #: The held client of each kombu connection pool (see the module docstring).
@@ -153,10 +157,10 @@ class OnePublish:
                 batch.send_retrying(self.app, connected)
             return self._built
         except Exception as error:
-            if batch is None or message.job_id not in batch.sent:
-                lost = batch is not None and message.job_id in batch.unsure
-                unless = since if lost else None  # the message may have arrived
-                record_unpublished([message.job_id], error, self.actor, unless_started_since=unless)
+            if batch is not None and message.job_id in batch.unsure - batch.sent:
+                record_unsure([message], error, self.actor, None, since)  # it may have arrived
+            elif batch is None or message.job_id not in batch.sent:
+                record_unpublished([message.job_id], error, self.actor)
             raise
 
     def __exit__(self, *exc: object) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import redis
+from amqp import spec
 from amqp.channel import Channel
 from redis.client import Pipeline
 
@@ -84,24 +85,25 @@ def shut_mid_confirm_batch(*, after: int) -> Iterator[Cut]:
     """Shut the connection of the next confirm-mode channel that publishes more than
     ``after`` messages, after its first ``after`` (see the module docstring)."""
     cut = Cut()
-    publish = Channel._basic_publish
+    send_method = Channel.send_method
     counts: dict[int, int] = {}
 
-    def cut_short(self: Channel, message: Any, *args: Any, **kwargs: Any) -> Any:
-        if cut.killed or not self._confirm_selected:
-            return publish(self, message, *args, **kwargs)
+    def cut_short(self: Channel, sig: Any, *args: Any, **kwargs: Any) -> Any:
+        if cut.killed or sig != spec.Basic.Publish or not self._confirm_selected:
+            return send_method(self, sig, *args, **kwargs)
         counts[id(self)] = counts.get(id(self), 0) + 1
         if counts[id(self)] <= after:
-            sent = publish(self, message, *args, **kwargs)
+            sent = send_method(self, sig, *args, **kwargs)
+            message = kwargs.get("content", args[2] if len(args) > 2 else None)
             task_id = (message.properties.get("application_headers") or {}).get("id")
             if task_id:
                 cut.arrived.append(str(task_id))
             return sent
         cut.killed = True
         self.connection.transport.sock.shutdown(socket.SHUT_RDWR)
-        return publish(self, message, *args, **kwargs)
+        return send_method(self, sig, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Channel, "_basic_publish", cut_short)
+        patch.setattr(Channel, "send_method", cut_short)
         yield cut
     assert cut.killed, f"no confirm-mode channel published more than {after} messages"

@@ -258,9 +258,6 @@ class _Sender:
         with producer.connection._reraise_as_library_errors():
             if not ignore_result:
                 self.backend.on_task_call(producer, task_id)
-            # No retry: the gathering producer only prepares the message (the batch sends
-            # it), and kombu's reconnect-and-retry would revive it on another channel.
-            options["retry"] = False
             self.publish(producer, task.name, made, event_dispatcher=self.events, **options)
         result = task.AsyncResult(task_id)
         result.ignored = ignore_result
@@ -316,10 +313,12 @@ class _Gathering(Producer):
         # them per connection too, but finds them again only after a copy of each)
 
     def publish(self, *args: Any, **kwargs: Any) -> Any:
-        """kombu's ``Producer.publish`` without its retry: on a lost connection kombu
-        would reconnect and revive this producer on an ordinary channel, and the rest of
-        the chunk would go out there, outside the batch (on RabbitMQ without confirms,
-        whose wait then timed out). The batch fails instead; what it sent is unsure."""
+        """kombu's ``Producer.publish`` without its retry, whoever publishes here (the
+        sender, ``Task.apply_async``, the chunk's events): this producer only prepares
+        the message, the batch sends it, and on a lost connection kombu would reconnect
+        and revive this producer on an ordinary channel, so the rest of the chunk would
+        go out there, outside the batch (on RabbitMQ without confirms, whose wait then
+        timed out). The batch fails instead; what it sent is unsure."""
         kwargs["retry"] = False
         return super().publish(*args, **kwargs)  # type: ignore[no-untyped-call]
 

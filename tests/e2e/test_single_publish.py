@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -111,6 +112,50 @@ def test_a_delay_sends_its_task_sent_event(broker: redis.Redis, queue: str) -> N
                 sent.append(body)
     events.close()
     assert [(e["name"], e["queue"]) for e in sent] == [(echo.name, queue)]
+
+
+@redis_only
+def test_a_delay_sends_its_task_sent_event_after_its_message(
+    broker: redis.Redis, queue: str
+) -> None:
+    """Redis's own log of the commands it ran (MONITOR): the job's LPUSH, then its
+    task-sent event's PUBLISH, as plain Celery sends them. While the row commits only
+    the message is built: no event goes out for a message that was not sent."""
+    stop = f"jobledger-monitor-stop-{uuid.uuid4().hex}"
+    commands: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with broker.monitor() as monitor:
+            ready.set()
+            while True:
+                command = monitor.next_command()["command"]
+                if stop in command:
+                    return
+                if command.startswith(("LPUSH", "PUBLISH")):
+                    commands.append(command)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(5)
+    result = echo.apply_async(kwargs={"value": 1}, queue=queue)
+    broker.echo(stop)
+    watcher.join(10)
+    assert not watcher.is_alive()
+    ours = [c.split()[0] for c in commands if result.id in c or _sent_event_of(c) == result.id]
+    assert ours == ["LPUSH", "PUBLISH"], commands
+
+
+def _sent_event_of(command: str) -> str | None:
+    """The job id of a task-sent event's PUBLISH as MONITOR shows it (its body is base64
+    inside kombu's envelope), else None."""
+    found = re.search(r'"body": "([A-Za-z0-9+/=]+)"', command)
+    if not command.startswith("PUBLISH") or found is None:
+        return None
+    event = json.loads(base64.b64decode(found.group(1)))
+    if not isinstance(event, dict) or event.get("type") != "task-sent":
+        return None
+    return str(event.get("uuid"))
 
 
 def _run_once_by_a_worker(log_dir: Path, queue: str, job_id: str) -> None:

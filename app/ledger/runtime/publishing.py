@@ -293,13 +293,17 @@ class _SentEvents:
         self.retry = (retry, retry_policy)
 
     def flush(self, producer: Producer) -> None:
+        """Publish the gathered events on ``producer``: one alone as Celery publishes a
+        single event (its routing key, ``task.sent``), more as one ``task.multi``."""
         if not self.pending:
             return
         events, self.pending = self.pending, []
         retry, retry_policy = self.retry
-        self.dispatcher._publish(
-            events, producer, "task.multi", retry=retry, retry_policy=retry_policy
-        )
+        if len(events) == 1:
+            body, key = events[0], events[0]["type"].replace("-", ".")
+        else:
+            body, key = events, "task.multi"
+        self.dispatcher._publish(body, producer, key, retry=retry, retry_policy=retry_policy)
 
 
 class _Gathering(Producer):

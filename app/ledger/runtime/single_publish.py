@@ -42,8 +42,9 @@ round trip that sends it (as on the bulk path); a send that then fails raises fr
 ``delay()`` (no idempotency key, not a definition's firing) builds the message while
 its row is committed (:class:`OnePublish`, :func:`app.ledger.transitions.
 record_queued_meanwhile`): both signals then fire before the commit is known, and if the
-ledger write fails ``delay()`` raises and nothing is sent. The message itself leaves
-only after the commit.
+ledger write fails ``delay()`` raises and nothing is sent. The message itself, and its
+task-sent event after it in the same pipeline, leave only after the commit: Flower never
+hears of a job whose message was not sent.
 
 Anything else goes through ``Task.apply_async`` as before: another broker,
 ``task_always_eager``, an option the bulk path's sender does not take (``countdown``,
@@ -124,7 +125,7 @@ class OnePublish:
         if connected is None:
             return
         try:
-            channel, sender = connected.channel, _OneSender(self.app)
+            channel, sender = connected.channel, _Sender(self.app)
             if (
                 not isinstance(channel, RedisChannel)
                 or not sender.fast
@@ -135,6 +136,8 @@ class OnePublish:
             self._stack.enter_context(batch)
             batch.current = self.message.job_id
             self._built = sender(self.message, batch.producer)
+            batch.current = None
+            sender.events.flush(batch.producer)  # after the message, in its pipeline
         except Exception as error:
             self._error = error
 
@@ -165,16 +168,6 @@ class OnePublish:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
-
-
-class _OneSender(_Sender):
-    """The bulk path's sender for one message, whose task-sent event Celery's own
-    dispatcher publishes as plain Celery does (one event, routing key ``task.sent``), not
-    gathered into a chunk's ``task.multi`` message as the bulk path sends them."""
-
-    def __init__(self, app: Celery) -> None:
-        super().__init__(app)
-        self.events = app.amqp._event_dispatcher  # the one send_task_message defaults to
 
 
 def held_client(channel: RedisChannel) -> Any:

@@ -16,7 +16,7 @@ from sqlalchemy import func
 from app.ledger.rules.redaction import (
     REMEMBERED_LENGTH,
     REMEMBERED_TEXTS,
-    _redact_short,
+    _clean_texts,
     redact,
     redact_data,
 )
@@ -436,15 +436,24 @@ def test_a_remembered_short_text_is_masked_on_every_call() -> None:
     assert redact(text) == redact(text) == "retry with password=*** please"
 
 
-def test_a_long_text_is_redacted_without_being_remembered() -> None:
-    before = _redact_short.cache_info().currsize
-    text = "x" * REMEMBERED_LENGTH + " token=abc123"
-    assert redact(text) == "x" * REMEMBERED_LENGTH + " token=***"
-    assert _redact_short.cache_info().currsize == before
+def test_a_text_with_a_secret_is_never_remembered() -> None:
+    """Only texts with nothing to mask are kept: no secret outlives its caller here."""
+    text = "retry with token=abc123 now"
+    assert redact(text) == "retry with token=*** now"
+    assert text not in _clean_texts
+    assert not any("abc123" in kept for kept in _clean_texts)
+
+
+def test_a_clean_short_text_is_remembered_and_a_long_one_is_not() -> None:
+    short, long = "finished on a remembered worker", "x" * (REMEMBERED_LENGTH + 1)
+    assert redact(short) == short
+    assert redact(long) == long
+    assert short in _clean_texts
+    assert long not in _clean_texts
 
 
 def test_remembered_texts_are_bounded() -> None:
     for number in range(REMEMBERED_TEXTS + 10):
-        redact(f"line {number} secret=s{number}")
-    assert _redact_short.cache_info().currsize == REMEMBERED_TEXTS
-    assert redact("line 0 secret=s0") == "line 0 secret=***"  # forgotten, redacted again
+        redact(f"clean line {number}")
+    assert len(_clean_texts) == REMEMBERED_TEXTS
+    assert redact("later line secret=s0") == "later line secret=***"  # still redacted

@@ -39,16 +39,16 @@ rest by string methods, not by backtracking (``tests/unit/test_redaction.py`` fe
 megabyte-long adversarial inputs and random text). Masking is idempotent:
 ``redact(redact(x)) == redact(x)``.
 
-Short texts are remembered (:data:`REMEMBERED_TEXTS` of them, up to
-:data:`REMEMBERED_LENGTH` characters each): :func:`redact` is a pure function of its text,
-and every job repeats the same few (``started on <worker>``, ``finished``, the ``()`` and
-``{}`` Celery shows for its arguments, ``None`` for its result), so the worker redacts
-each of them once instead of once per job.
+Short texts that hold no secret are remembered (the first :data:`REMEMBERED_TEXTS` of
+them, up to :data:`REMEMBERED_LENGTH` characters each): :func:`redact` is a pure function
+of its text, and every job repeats the same few (``started on <worker>``, ``finished``,
+the ``()`` and ``{}`` Celery shows for its arguments, ``None`` for its result), so the
+worker redacts each of them once instead of once per job. A text with something masked
+is never remembered: the process keeps no secret longer than its caller did.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
@@ -139,7 +139,7 @@ _TOKEN_LIKE_USER = re.compile(r"(?=.*[0-9])|(?=.*[a-z])(?=.*[A-Z])")
 _MIN_TOKEN_USER = 16
 
 
-#: How many short texts :func:`redact` remembers, and how long such a text may be.
+#: How many clean short texts :func:`redact` remembers, and how long such a text may be.
 REMEMBERED_TEXTS = 512
 REMEMBERED_LENGTH = 200
 
@@ -148,9 +148,14 @@ def redact(text: str) -> str:
     """``text`` with every secret shape listed in the module docstring masked."""
     if not text:
         return text
-    if len(text) <= REMEMBERED_LENGTH:
-        return _redact_short(text)
-    return _redact(text)
+    if len(text) > REMEMBERED_LENGTH:
+        return _redact(text)
+    if text in _clean_texts:
+        return text
+    redacted = _redact(text)
+    if redacted == text and len(_clean_texts) < REMEMBERED_TEXTS:
+        _clean_texts.add(text)
+    return redacted
 
 
 def _redact(text: str) -> str:
@@ -175,8 +180,9 @@ def _redact(text: str) -> str:
     return text
 
 
-#: The same passes for a short text, remembered (least recently used first out).
-_redact_short = functools.lru_cache(maxsize=REMEMBERED_TEXTS)(_redact)
+#: Short texts :func:`redact` found nothing to mask in (a set that stops growing when
+#: full: the texts every job repeats come first).
+_clean_texts: set[str] = set()
 
 
 def _mask_pem(match: re.Match[str]) -> str:

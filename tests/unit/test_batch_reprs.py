@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.ledger.runtime.batch import Item, _Reprs
@@ -26,6 +26,7 @@ def item(**options: Any) -> Item:
     return Item(echo, {}, {}, options, 0, {})
 
 
+@settings(deadline=None)  # a correctness property, not a timing: the first example pays the imports
 @given(st.lists(PAYLOADS, max_size=6), st.lists(st.integers(0, 5), max_size=12))
 def test_each_job_gets_the_reprs_of_its_own_payload(
     distinct: list[dict[str, Any]], picks: list[int]

@@ -444,6 +444,14 @@ def test_a_text_with_a_secret_is_never_remembered() -> None:
     assert not any("abc123" in kept for kept in _clean_texts)
 
 
+@pytest.fixture
+def nothing_remembered() -> None:
+    """The remembered texts start empty: the set is process-wide and stops growing when
+    full, and earlier tests in the same run (the whole suite in one process) fill it."""
+    _clean_texts.clear()
+
+
+@pytest.mark.usefixtures("nothing_remembered")
 def test_a_clean_short_text_is_remembered_and_a_long_one_is_not() -> None:
     short, long = "finished on a remembered worker", "x" * (REMEMBERED_LENGTH + 1)
     assert redact(short) == short
@@ -452,6 +460,7 @@ def test_a_clean_short_text_is_remembered_and_a_long_one_is_not() -> None:
     assert long not in _clean_texts
 
 
+@pytest.mark.usefixtures("nothing_remembered")
 def test_remembered_texts_are_bounded() -> None:
     for number in range(REMEMBERED_TEXTS + 10):
         redact(f"clean line {number}")

@@ -1,6 +1,6 @@
 """The bulk path's messages are the ones ``Task.apply_async`` makes, byte for byte.
 
-:class:`~app.ledger.runtime.publishing._Sender` calls Celery's message maker and sender
+:class:`~app.ledger.runtime.publishing.Sender` calls Celery's message maker and sender
 directly with what is the same for every message found once; a worker must not be able
 to tell its messages from ``apply_async``'s. Both are gathered over the real broker's
 channel (nothing is sent) and compared as kombu prepared them, with the publish signals.
@@ -56,7 +56,7 @@ def _gathered(
             batch = _Captured(connected)
             for message in outgoing:
                 send(message, batch.producer)
-            if isinstance(send, publishing._Sender):
+            if isinstance(send, publishing.Sender):
                 send.events.flush(batch.producer)  # the chunk's events, after its messages
     finally:
         before_task_publish.disconnect(before)
@@ -102,9 +102,9 @@ def test_bulk_messages_are_apply_async_messages(clean_ledger: None) -> None:
         )
 
     expected, expected_signals = _gathered(
-        lambda message, producer: publishing._apply(echo.app, message, producer), outgoing
+        lambda message, producer: publishing.apply_celery(echo.app, message, producer), outgoing
     )
-    sent, signals = _gathered(publishing._Sender(echo.app), outgoing)
+    sent, signals = _gathered(publishing.Sender(echo.app), outgoing)
 
     assert len(expected) == 2 * len(outgoing)  # each task message and its task-sent event
     task_messages = [m for m in expected if '"task-sent' not in m[0]]

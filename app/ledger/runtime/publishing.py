@@ -16,7 +16,7 @@ headers, time limits, the redacted ``argsrepr``/``kwargsrepr``) and
 the task-sent event Flower reads), with the options ``Task.apply_async`` would give them
 and in the same order, so the bytes are the same: what is the same for every message (the
 task's execution options, the parent task, the conf, the origin) is found once per call
-(:class:`_Sender`; a message with another option goes through ``Task.apply_async``).
+(:class:`Sender`; a message with another option goes through ``Task.apply_async``).
 kombu prepares it, but a gathering producer hands it to a batch instead of sending it.
 The task-sent events (each one Celery's) of a batch go after its messages in one message,
 the form a worker gives its buffered task events (:class:`_SentEvents`): one publish per
@@ -122,17 +122,17 @@ def publish_recorded(
         if app.conf.task_always_eager or broker not in ("redis", "rabbitmq"):
             for position, message in enumerate(messages):
                 try:
-                    results.append(_apply(app, message, connected))
+                    results.append(apply_celery(app, message, connected))
                 except Exception as error:
                     record_unpublished([m.job_id for m in messages[position:]], error, actor)
                     raise
             return results
-        send = _Sender(app)
+        send = Sender(app)
         for first in range(0, len(messages), BATCH):
             batch: _Batch | None = None
             since = datetime.now(UTC)
             try:
-                batch = _RedisBatch(connected) if broker == "redis" else _ConfirmedBatch(connected)
+                batch = RedisBatch(connected) if broker == "redis" else _ConfirmedBatch(connected)
                 with batch:
                     for message in messages[first : first + BATCH]:
                         batch.current = message.job_id
@@ -159,7 +159,7 @@ CONFIRM_TIMEOUT = 30.0
 READ_EVERY = 100
 
 
-def _apply(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncResult:
+def apply_celery(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncResult:
     """Celery's own publish of one message (``Task.apply_async``, not the job task's,
     which would record the job again): routing, the message, its task-sent event."""
     return Task.apply_async(
@@ -173,13 +173,13 @@ def _apply(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncRe
     )
 
 
-#: The ``apply_async`` options :class:`_Sender` takes; with any other, ``apply_async`` runs.
-_SENDER_OPTIONS = frozenset(
+#: The ``apply_async`` options :class:`Sender` takes; with any other, ``apply_async`` runs.
+SENDER_OPTIONS = frozenset(
     {"queue", "priority", "time_limit", "soft_time_limit", "argsrepr", "kwargsrepr"}
 )
 
 
-class _Sender:
+class Sender:
     """``Task.apply_async`` → ``app.send_task`` for many messages, step for step, minus
     what is the same for every message, found once: the task's checks and its execution
     options, the parent task, the conf, the origin (this process's node name, which the
@@ -189,7 +189,7 @@ class _Sender:
     same options in the same order: the bytes a worker consumes are the same. A message
     with an option it does not take (``countdown``, ``expires``…), a task with
     ``expires``, pydantic arguments or v2 compatibility, or a parent task whose priority
-    is inherited goes through :func:`_apply`."""
+    is inherited goes through :func:`apply_celery`."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
@@ -224,8 +224,8 @@ class _Sender:
 
     def __call__(self, message: Outgoing, producer: Producer) -> AsyncResult:
         known = self._task(message.task) if self.fast else None
-        if known is None or not message.options.keys() <= _SENDER_OPTIONS:
-            return _apply(self.app, message, producer)
+        if known is None or not message.options.keys() <= SENDER_OPTIONS:
+            return apply_celery(self.app, message, producer)
         task, preopts = known
         args: tuple[Any, ...] = ()
         kwargs = message.kwargs
@@ -393,7 +393,7 @@ class _Batch:
         return None
 
 
-class _RedisBatch(_Batch):
+class RedisBatch(_Batch):
     """One pipeline (no MULTI) of the commands kombu's Redis transport would run for
     each message: ``LPUSH`` to the queue (the priority's own list, ``_q_for_pri``),
     ``PUBLISH`` of the chunk's task-sent events. kombu's virtual transport routes them through

@@ -68,11 +68,11 @@ from kombu.utils.functional import retry_over_time
 
 from app.ledger import transitions as ledger
 from app.ledger.runtime.publishing import (
-    _SENDER_OPTIONS,
+    SENDER_OPTIONS,
     Outgoing,
-    _apply,
-    _RedisBatch,
-    _Sender,
+    RedisBatch,
+    Sender,
+    apply_celery,
     record_unpublished,
     record_unsure,
 )
@@ -112,7 +112,7 @@ class OnePublish:
 
     def __enter__(self) -> OnePublish:
         app, message = self.app, self.message
-        if app.conf.task_always_eager or not message.options.keys() <= _SENDER_OPTIONS:
+        if app.conf.task_always_eager or not message.options.keys() <= SENDER_OPTIONS:
             return self
         connected = self._stack.enter_context(app.producer_or_acquire())
         self._connected = connected
@@ -125,7 +125,7 @@ class OnePublish:
         if connected is None:
             return
         try:
-            channel, sender = connected.channel, _Sender(self.app)
+            channel, sender = connected.channel, Sender(self.app)
             if (
                 not isinstance(channel, RedisChannel)
                 or not sender.fast
@@ -155,7 +155,9 @@ class OnePublish:
             if batch is None or self._built is None or connected is None:
                 producer = connected or message.options.get("producer")  # Celery's path
                 options = {k: v for k, v in message.options.items() if k != "producer"}
-                return _apply(self.app, dataclasses.replace(message, options=options), producer)
+                return apply_celery(
+                    self.app, dataclasses.replace(message, options=options), producer
+                )
             with connected.connection._reraise_as_library_errors():
                 batch.send_retrying(self.app, connected)
             return self._built
@@ -179,7 +181,7 @@ def held_client(channel: RedisChannel) -> Any:
     return client
 
 
-class _OneMessage(_RedisBatch):
+class _OneMessage(RedisBatch):
     """The bulk path's Redis batch for one job's messages, on a held client, with the
     commands kept so that a pipeline lost with its connection can be sent again."""
 

@@ -31,6 +31,7 @@ from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length
 from tests.support.faults import PrivateRedis, start_fault_worker, wait_until
 from tests.support.jobs import echo, gate_key, gate_redis, gated
 from tests.support.processes import WorkerProcess, start_worker
+from tests.support.rabbitmq import close_connections
 
 JOB_ID = uuid.UUID("5f0c7a52-1d2b-4c3e-9a8b-7c6d5e4f3a21")
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -205,6 +206,29 @@ def test_a_redis_that_fills_up_mid_batch_fails_exactly_the_refused_jobs(
     )
     assert read.count("SELECT count(*) FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == 0
     runner.stop()
+
+
+@pytest.mark.skipif(
+    not ON_RABBITMQ,
+    reason="RabbitMQ's: a connection the broker closed is found so at its next use (on "
+    "Redis each batch takes a client of its own, reconnected by redis-py)",
+)
+def test_a_bulk_after_the_broker_closed_the_producer_connection_publishes_every_job(
+    queue: str,
+) -> None:
+    """As after a broker restart: RabbitMQ closes the connections this producer used
+    (the pool keeps them, still looking open); the next ``apply_many`` opens its channel
+    on a fresh connection and sends every message, as ``delay()`` would, instead of
+    failing the whole batch (it did: ``CONNECTION_FORCED``, every job failed)."""
+    echo.apply_many([{"value": 0}], queue=queue)  # the pool holds a used connection
+    assert close_connections(os.getpid(), "jobledger test: as a broker restart") >= 1
+
+    results = echo.apply_many([{"value": n} for n in range(1, 4)], queue=queue)
+
+    assert [read.job(r.id)["status"] for r in results] == ["queued"] * 3
+    for result in results:
+        assert read.transitions(result.id) == [(None, "queued")]
+    assert wait_until(lambda: queue_length(queue) == 4, 10, "the four messages")
 
 
 @pytest.fixture

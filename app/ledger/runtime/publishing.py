@@ -30,7 +30,8 @@ broker:
   wrong type, ``maxmemory``) refuses exactly that message.
 - **RabbitMQ**: the batch is published on a channel of its own in confirm mode, then
   the broker's ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits
-  after every message).
+  after every message). A pooled connection the broker closed since its last use (a
+  restart) is replaced before the chunk's first message (:func:`_open_batch`).
 - any other broker, or ``task_always_eager``: one ``apply_async`` after the other.
 
 What is left undone is never left ``queued`` silently: the jobs whose message was
@@ -132,7 +133,7 @@ def publish_recorded(
             batch: _Batch | None = None
             since = datetime.now(UTC)
             try:
-                batch = RedisBatch(connected) if broker == "redis" else _ConfirmedBatch(connected)
+                batch = _open_batch(app, connected, broker, messages[first].options)
                 with batch:
                     for message in messages[first : first + BATCH]:
                         batch.current = message.job_id
@@ -149,6 +150,25 @@ def publish_recorded(
                 record_unsure(maybe, error, actor, connected.connection.as_uri(True), since)
                 raise
     return results
+
+
+def _open_batch(app: Celery, connected: Producer, broker: str, options: dict[str, Any]) -> _Batch:
+    """The batch of the next chunk. On RabbitMQ opening it opens a confirm channel, the
+    first use of the pooled connection: one the broker closed since it was last used (a
+    restart) fails there, so it is opened again on a fresh connection, as
+    ``Task.apply_async`` publishes again (its ``retry``/``retry_policy`` options, default
+    ``task_publish_retry`` and its policy; kombu's ``Connection.ensure`` reconnects and
+    revives the producer). Nothing of the chunk is sent before the channel is open:
+    trying again sends nothing twice. ``options``: the chunk's first message's."""
+    if broker == "redis":
+        return RedisBatch(connected)
+    if not options.get("retry", app.conf.task_publish_retry):
+        return _ConfirmedBatch(connected)
+    policy = dict(options.get("retry_policy") or app.conf.task_publish_retry_policy or {})
+    opened: _Batch = connected.connection.ensure(
+        connected, lambda: _ConfirmedBatch(connected), **policy
+    )()
+    return opened
 
 
 #: Messages sent per round trip (Redis pipeline) or per wait for the broker's confirms.

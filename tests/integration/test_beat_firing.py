@@ -45,21 +45,19 @@ def every(name: str, catch_up: str, seconds: int) -> definitions.Definition:
 
 def back_date(name: str, seconds: int) -> None:
     """As if no beat ran for ``seconds``: the next firing lies that far in the past."""
-    with db.engine().begin() as connection:
-        now = engines.current().database_now(connection).replace(microsecond=0)
-        connection.execute(
-            update(definition_rows)
-            .where(definition_rows.c.name == name)
-            .values(next_run_at=now - timedelta(seconds=seconds))
-        )
+    _set_next_run_at(name, _now().replace(microsecond=0) - timedelta(seconds=seconds))
 
 
 def back_date_to_latest_firing(name: str, seconds: int) -> None:
     """As if no beat ran since the latest firing of an every-``seconds`` schedule."""
     latest = schedules.next_after({"every": seconds}, _now()) - timedelta(seconds=seconds)
+    _set_next_run_at(name, latest)
+
+
+def _set_next_run_at(name: str, moment: datetime) -> None:
     with db.engine().begin() as connection:
         connection.execute(
-            update(definition_rows).where(definition_rows.c.name == name).values(next_run_at=latest)
+            update(definition_rows).where(definition_rows.c.name == name).values(next_run_at=moment)
         )
 
 

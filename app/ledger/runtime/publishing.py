@@ -242,9 +242,17 @@ class Sender:
             self.tasks[name] = (task, preopts) if plain else None
         return self.tasks[name]
 
+    def makes(self, message: Outgoing) -> bool:
+        """Whether this sender makes ``message`` itself (else :func:`apply_celery` does)."""
+        return (
+            self.fast
+            and message.options.keys() <= SENDER_OPTIONS
+            and self._task(message.task) is not None
+        )
+
     def __call__(self, message: Outgoing, producer: Producer) -> AsyncResult:
-        known = self._task(message.task) if self.fast else None
-        if known is None or not message.options.keys() <= SENDER_OPTIONS:
+        known = self._task(message.task) if self.makes(message) else None
+        if known is None:
             return apply_celery(self.app, message, producer)
         task, preopts = known
         args: tuple[Any, ...] = ()

@@ -125,13 +125,12 @@ class OnePublish:
         if connected is None:
             return
         try:
-            channel, sender = connected.channel, Sender(self.app)
-            if (
-                not isinstance(channel, RedisChannel)
-                or not sender.fast
-                or sender._task(self.message.task) is None
-            ):
-                return  # another broker, or a task the sender does not make messages for
+            channel = connected.channel
+            if not isinstance(channel, RedisChannel):
+                return  # another broker: Celery's own publish
+            sender = Sender(self.app)
+            if not sender.makes(self.message):
+                return  # a message the sender does not make: Celery's own publish
             self._batch = batch = _OneMessage(connected, held_client(channel))
             self._stack.enter_context(batch)
             batch.current = self.message.job_id

@@ -154,12 +154,14 @@ def test_a_redis_connection_killed_mid_pipeline_fails_only_the_jobs_whose_messag
 def test_a_rabbitmq_connection_lost_mid_batch_leaves_the_unconfirmed_jobs_to_run(
     worker_logs: Path, queue: str, gate: str
 ) -> None:
-    """The producer's connection is lost after 250 of the chunk's 600 task messages went
-    out, before their confirms were all read. The unconfirmed ones may or may not be in
-    the queue, and
-    RabbitMQ cannot be searched for them while its queue holds messages: they stay
-    queued (none failed on doubt) and the worker runs each once; the 350 never sent are
-    failed at once, saying why (kombu does not publish them on a new connection)."""
+    """The producer's connection is lost after 250 of the chunk's 600 task messages were
+    written, before their confirms were read. The unconfirmed ones may or may not be in
+    the queue (RabbitMQ drops what it had not routed when the connection closes: seen,
+    a few of a run written just before the close), and RabbitMQ cannot be searched for
+    them while its queue holds messages: they stay queued (none failed on doubt); the
+    worker runs each one that arrived once, the lifeline fails the others once the
+    queues are empty; the 350 never written are failed at once, saying why (kombu does
+    not publish them on a new connection)."""
 
     def publish(payloads: list[dict[str, Any]]) -> Cut:
         with shut_mid_confirm_batch(after=BEFORE_KILL) as cut, pytest.raises(OperationalError):
@@ -196,22 +198,43 @@ def _run_cut_batch(
 
         gate_redis().rpush(gate_key(gate), *[1] * len(went_out))  # one token per body
         wait_until(
-            lambda: _ids("SELECT id FROM jobs WHERE status = 'succeeded'") == went_out,
+            lambda: _settled(went_out),
             120,
-            "every job whose message went out run",
+            "every job whose message went out run, or failed as not in the broker",
         )
     finally:
         runner.stop()
 
+    succeeded = _ids("SELECT id FROM jobs WHERE status = 'succeeded'")
+    lost = went_out - succeeded  # written, then dropped by the broker at the close
+    if not ON_RABBITMQ:
+        assert lost == set(), "Redis ran these commands (their replies were read)"
+    assert len(lost) < len(went_out) // 2, f"{len(lost)} of {len(went_out)} messages lost"
     bodies = [run.decode() for run in gate_redis().lrange(ran, 0, -1)]
-    assert sorted(bodies) == sorted(went_out), "a body ran twice, or for a failed job"
+    assert sorted(bodies) == sorted(succeeded), "a body ran twice, or for a failed job"
     assert _ids("SELECT id FROM jobs WHERE status NOT IN ('succeeded', 'failed')") == set()
     assert ledger.count("SELECT count(*) FROM job_logs WHERE level = 'warning'") == 0
-    _assert_walks(ran=went_out, failed=failed)
+    _assert_walks(ran=succeeded, failed=failed | lost)
     for job_id in sorted(failed)[:50]:
         reason = ledger.job(job_id)["failure_reason"]  # type: ignore[index]
         assert reason.startswith("could not publish the job to the broker: ")
+    for job_id in lost:
+        assert "is not in the broker" in ledger.job(job_id)["failure_reason"]  # type: ignore[index]
     return failed, running_then
+
+
+#: The lifeline timeout of :func:`_settled`'s passes: longer than any body of these tests
+#: runs (a running job quiet for longer would be taken for lost).
+SETTLE_TIMEOUT = 30
+
+
+def _settled(went_out: set[str]) -> bool:
+    """Whether each job of ``went_out`` ran, or was failed by a lifeline pass (run here)
+    because its message is provably not in the broker (never while a queue still holds a
+    message, on RabbitMQ) after it waited :data:`SETTLE_TIMEOUT` seconds."""
+    lifeline.run_once(timeout=SETTLE_TIMEOUT)
+    live = _ids("SELECT id FROM jobs WHERE status IN ('queued', 'running')")
+    return not live & went_out
 
 
 def _assert_walks(*, ran: set[str], failed: set[str]) -> None:

@@ -9,11 +9,13 @@ replies are read: Redis executed them), then another client kills its connection
 connection lost mid-pipeline does: the caller gets redis-py's ``ConnectionError`` and
 none of the replies.
 
-RabbitMQ, :func:`shut_mid_confirm_batch`: the next channel in confirm mode that publishes
-more than ``after`` messages without waiting (the bulk path's own channel) publishes
-``after`` of them, then its connection's socket is shut both ways (what was written is
-still delivered, then RabbitMQ sees the connection close), so the next publish fails as
-on a lost connection and none of the broker's confirms is read.
+RabbitMQ, :func:`shut_mid_confirm_batch`: the bulk path's frame writer
+(:class:`~app.ledger.runtime.amqp_frames.PublishFrames`, on its own confirm-mode channel)
+takes ``after`` messages, writes them to the socket (a run ends there, as it ends every
+``READ_EVERY`` messages), then the connection's socket is shut both ways (what was
+written is still delivered, then RabbitMQ sees the connection close), so the next run's
+write fails as on a lost connection, none of its messages written, and none of the
+broker's confirms is read.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ from typing import Any
 
 import pytest
 import redis
-from amqp import spec
-from amqp.channel import Channel
 from redis.client import Pipeline
+
+from app.ledger.runtime.amqp_frames import PublishFrames
 
 
 @dataclass
@@ -82,28 +84,27 @@ def _task_id(args: tuple[Any, ...]) -> str:
 
 @contextmanager
 def shut_mid_confirm_batch(*, after: int) -> Iterator[Cut]:
-    """Shut the connection of the next confirm-mode channel that publishes more than
-    ``after`` messages, after its first ``after`` (see the module docstring)."""
+    """Shut the connection of the next bulk that publishes more than ``after`` messages on
+    RabbitMQ, once its first ``after`` are written (see the module docstring)."""
     cut = Cut()
-    send_method = Channel.send_method
-    counts: dict[int, int] = {}
+    publish, flush = PublishFrames.publish, PublishFrames.flush
+    taken: list[str | None] = []
 
-    def cut_short(self: Channel, sig: Any, *args: Any, **kwargs: Any) -> Any:
-        if cut.killed or sig != spec.Basic.Publish or not self._confirm_selected:
-            return send_method(self, sig, *args, **kwargs)
-        counts[id(self)] = counts.get(id(self), 0) + 1
-        if counts[id(self)] <= after:
-            sent = send_method(self, sig, *args, **kwargs)
-            message = kwargs.get("content", args[2] if len(args) > 2 else None)
-            task_id = (message.properties.get("application_headers") or {}).get("id")
-            if task_id:
-                cut.arrived.append(str(task_id))
-            return sent
-        cut.killed = True
-        self.connection.transport.sock.shutdown(socket.SHUT_RDWR)
-        return send_method(self, sig, *args, **kwargs)
+    def cut_short(self: PublishFrames, message: Any, *args: Any) -> None:
+        if cut.killed:
+            return publish(self, message, *args)
+        if len(taken) == after:
+            flush(self)
+            cut.arrived = [task_id for task_id in taken if task_id]
+            cut.killed = True
+            self.channel.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+            return publish(self, message, *args)
+        publish(self, message, *args)
+        headers = message.properties.get("application_headers") or {}
+        taken.append(str(headers["id"]) if headers.get("id") else None)
+        return None
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Channel, "send_method", cut_short)
+        patch.setattr(PublishFrames, "publish", cut_short)
         yield cut
-    assert cut.killed, f"no confirm-mode channel published more than {after} messages"
+    assert cut.killed, f"no bulk published more than {after} messages"

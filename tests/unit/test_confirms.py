@@ -96,3 +96,15 @@ def test_an_answer_for_a_tag_never_published_changes_nothing() -> None:
     confirms.published("c")
     assert not confirms.complete
     assert confirms.unanswered() == {"c"}
+
+
+def test_withdrawn_publishes_are_neither_acked_nor_unsure() -> None:
+    """The last publishes' frames were never written whole: they are no publishes, so
+    the rest can be complete, and they are not counted unanswered."""
+    confirms = published("a", "b", "c", "d")
+    confirms.answered(2, True, ok=True)
+    confirms.withdrawn(2)
+    assert confirms.complete
+    assert (confirms.acked(), confirms.unanswered()) == ({"a", "b"}, set())
+    confirms.withdrawn(0)
+    assert confirms.published("e") == 3  # tags go on from the publishes kept

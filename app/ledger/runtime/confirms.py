@@ -5,6 +5,7 @@ Usage::
 
     confirms: Confirms[uuid.UUID] = Confirms()
     confirms.published(job_id)         # each publish on the channel, in order (None: not a job's)
+    confirms.withdrawn(count)          # the last count publishes were never written whole
     confirms.answered(tag, multiple, ok=True)   # each basic.ack (ok=False: basic.nack)
     confirms.complete, confirms.acked(), confirms.nacked(), confirms.unanswered()
 
@@ -38,6 +39,14 @@ class Confirms(Generic[K]):
         """Note the channel's next publish; its delivery tag."""
         self._items.append(item)
         return len(self._items)
+
+    def withdrawn(self, count: int) -> None:
+        """The last ``count`` publishes never reached the broker (their frames were not
+        all written before the connection was lost): they are no publishes at all."""
+        if count > 0:
+            del self._items[-count:]
+            for tag in [tag for tag in self._answers if tag > len(self._items)]:
+                del self._answers[tag]
 
     def answered(self, tag: int, multiple: bool, *, ok: bool) -> None:
         """A ``basic.ack`` (``ok``) or ``basic.nack`` for ``tag`` (and, with ``multiple``,

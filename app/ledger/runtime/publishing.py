@@ -28,9 +28,11 @@ broker:
   ``_q_for_pri``; the events' PUBLISH), and the batch sends them in one pipeline
   without MULTI: one round trip. Each reply is read: an error reply (a key of the
   wrong type, ``maxmemory``) refuses exactly that message.
-- **RabbitMQ**: the batch is published on a channel of its own in confirm mode, then
-  the broker's ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits
-  after every message). A pooled connection the broker closed since its last use (a
+- **RabbitMQ**: the batch is published on a channel of its own in confirm mode, its
+  frames (py-amqp's bytes, encoded faster: :mod:`app.ledger.runtime.amqp_frames`)
+  written in runs of :data:`READ_EVERY` messages, then the broker's
+  ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits after every
+  message). A pooled connection the broker closed since its last use (a
   restart) is replaced before the chunk's first message (:func:`_open_batch`).
 - any other broker, or ``task_always_eager``: one ``apply_async`` after the other.
 
@@ -62,8 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from amqp import spec
-from amqp.exceptions import MessageNacked, RecoverableConnectionError
+from amqp.exceptions import MessageNacked
 from celery import Celery, Task
 from celery.result import AsyncResult
 from celery.utils.nodenames import anon_nodename
@@ -73,6 +74,7 @@ from app import brokers
 from app.ledger import idempotency
 from app.ledger import transitions as ledger
 from app.ledger.runtime import in_broker
+from app.ledger.runtime.amqp_frames import PublishFrames
 from app.ledger.runtime.confirms import Confirms
 
 log = logging.getLogger(__name__)
@@ -481,31 +483,39 @@ class _ConfirmedBatch(_Batch):
         channel.events["basic_nack"].add(functools.partial(self._confirm, ok=False))
         channel.confirm_select()
         channel._confirm_selected = True
+        self.frames = PublishFrames(channel)
         return channel
 
     def gather(
         self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
     ) -> None:
         job = self._jobs[-1] if self._is_task_message() else None
-        channel = self.producer.channel
-        if not channel.connection:
-            raise RecoverableConnectionError("basic_publish: connection closed")
         # py-amqp's _basic_publish but for its read of the frames waiting before every
-        # publish (a recv per message, as the broker offers connection.blocked): they are
-        # read every READ_EVERY publishes (acks, nacks, a channel closed), and while the
-        # confirms are awaited.
-        channel.send_method(
-            spec.Basic.Publish, "Bssbb", (0, exchange, key, mandatory, immediate), message
-        )
+        # publish (a recv per message, as the broker offers connection.blocked) and its
+        # write per message: every READ_EVERY publishes, their frames are written in one
+        # run and what waits is read (acks, nacks, a channel closed); the rest is written
+        # before the confirms are awaited.
+        self.frames.publish(message, exchange, key, mandatory, immediate)
         tag = self.confirms.published(job)
         if tag % READ_EVERY == 0:
+            self._write()
             with contextlib.suppress(socket.timeout):
-                channel.connection.drain_events(timeout=0)
+                self.producer.channel.connection.drain_events(timeout=0)
 
     def _confirm(self, tag: int, multiple: bool, *, ok: bool) -> None:
         self.confirms.answered(tag, multiple, ok=ok)
 
+    def _write(self) -> None:
+        """The frames waiting, on the socket; if that fails, the messages not written
+        whole are withdrawn: they never reached the broker (not sent, not unsure)."""
+        try:
+            self.frames.flush()
+        except Exception:
+            self.confirms.withdrawn(self.frames.unwritten)
+            raise
+
     def send(self) -> None:
+        self._write()
         channel = self.producer.channel
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while not self.confirms.complete:
@@ -520,6 +530,7 @@ class _ConfirmedBatch(_Batch):
             raise MessageNacked(f"RabbitMQ refused {refused} message(s) (basic.nack)")
 
     def __exit__(self, *exc: object) -> None:
+        self.confirms.withdrawn(self.frames.discard())  # never written: not sent
         try:
             self.producer.channel.close()
         except Exception:  # the connection is gone: nothing to close

@@ -77,6 +77,13 @@ class Settings(JobledgerSettings):
     lazy_start_seconds: float = Field(default=0.2, ge=0)
     #: How long a ledger write is retried while the database is unreachable.
     write_retry_seconds: float = Field(default=30, ge=0)
+    #: Seconds a PostgreSQL connection of the ledger may stay silent on a dead network (a
+    #: partition, a host gone without a reset) before it counts as broken, so the write
+    #: is retried on a new connection (``JOBLEDGER_WRITE_RETRY_SECONDS``) instead of
+    #: waiting for the kernel's own timeout (about 15 minutes): libpq's
+    #: ``connect_timeout``, ``tcp_user_timeout`` and TCP keepalives
+    #: (:func:`app.db.network_parameters`). 0: the operating system's defaults.
+    db_network_timeout: float = Field(default=30, ge=0)
     #: Connections each process keeps to the ledger (workers are processes, keep it small).
     db_pool_size: int = Field(default=2, ge=1)
     #: Prepare the per-job statements once per connection (PostgreSQL). Switch off behind

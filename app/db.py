@@ -29,13 +29,14 @@ error, invalidated when the error says the server connection is lost.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import functions
@@ -112,8 +113,43 @@ def _create(url: str, *, pre_ping: bool = True, **options: Any) -> Engine:
         max_overflow=2,
         pool_pre_ping=pre_ping,
         pool_recycle=1800,
+        connect_args=network_parameters(url),
         **options,
     )
+
+
+#: The drivers that take libpq's connection parameters.
+_LIBPQ_DRIVERS = frozenset({"psycopg2", "psycopg"})
+
+
+def network_parameters(url: str | URL, seconds: float | None = None) -> dict[str, int]:
+    """The libpq parameters that bound a silent network to about ``seconds``
+    (``JOBLEDGER_DB_NETWORK_TIMEOUT``) on a connection to ``url``; none for another
+    database or driver, or when ``seconds`` is 0.
+
+    - ``connect_timeout``: a connection attempt that gets no answer;
+    - ``tcp_user_timeout``: data sent and not acknowledged (a statement, its commit, a
+      pool's pre-ping into a dead path) — the kernel then closes the socket and the
+      driver raises, instead of retransmitting for about 15 minutes;
+    - TCP keepalives (``keepalives_idle`` a third of it, then 3 probes a ninth apart): a
+      connection waiting for an answer that will never come, with nothing of its own
+      unacknowledged, is found dead too.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() not in _LIBPQ_DRIVERS:
+        return {}
+    limit = settings().db_network_timeout if seconds is None else seconds
+    if limit <= 0:
+        return {}
+    whole = max(1, math.ceil(limit))
+    return {
+        "connect_timeout": whole,
+        "tcp_user_timeout": max(1, round(limit * 1000)),
+        "keepalives": 1,
+        "keepalives_idle": max(1, whole // 3),
+        "keepalives_interval": max(1, whole // 9),
+        "keepalives_count": 3,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

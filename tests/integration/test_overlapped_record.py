@@ -149,3 +149,22 @@ def test_a_forked_child_records_on_its_own_connection() -> None:
     assert read.job(job.id) is not None
     assert _record(_new_job())[0]  # the parent's connection was left alone
     assert _async_backend_pid() == parent_pid
+
+
+def test_the_pool_and_the_non_blocking_connection_carry_the_network_timeouts() -> None:
+    """Both kinds of ledger connection give up on a silent network alike
+    (``JOBLEDGER_DB_NETWORK_TIMEOUT``, tests/faults/test_db_partition.py)."""
+    assert _record(_new_job())[0]  # the non-blocking connection is made
+    expected = {
+        name: str(value)
+        for name, value in db.network_parameters(db.autocommit_engine().url).items()
+    }
+    pooled = db.autocommit_engine().raw_connection()
+    try:
+        pooled_parameters = pooled.driver_connection.get_dsn_parameters()  # type: ignore[union-attr]
+    finally:
+        pooled.close()
+    overlapped_parameters = OVERLAPPED._connection.get_dsn_parameters()
+    assert expected["tcp_user_timeout"] == "30000"
+    for parameters in (pooled_parameters, overlapped_parameters):
+        assert {name: parameters.get(name) for name in expected} == expected

@@ -35,7 +35,7 @@ import psycopg2
 import psycopg2.extras
 
 from app.config import settings
-from app.db import autocommit_engine
+from app.db import autocommit_engine, network_parameters
 from app.ledger.engines.prepared import Prepared
 
 T = TypeVar("T")
@@ -109,6 +109,7 @@ class Overlapped:
             self._engine = pooled
         if self._connection is None or self._connection.closed:
             args, kwargs = pooled.dialect.create_connect_args(pooled.url)
+            kwargs.update(network_parameters(pooled.url))  # as the pool's connections
             connection = psycopg2.connect(*args, **kwargs, async_=True)
             psycopg2.extras.wait_select(connection)
             self._connection, self._prepared = connection, set()

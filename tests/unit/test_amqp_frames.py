@@ -124,15 +124,26 @@ def test_a_key_is_remembered_once_and_the_memory_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(amqp_frames, "_KEYS", {})
+    monkeypatch.setattr(amqp_frames, "_LAST", {})
     monkeypatch.setattr(amqp_frames, "_MAX_KEYS", 2)
     table = {f"key{n}": n for n in range(5)}
     first = encode_properties({"application_headers": table})
     assert list(amqp_frames._KEYS) == ["key0", "key1"]
+    assert list(amqp_frames._LAST) == ["key0", "key1"]
     assert (
         encode_properties({"application_headers": table})
         == first
         == py_amqp({"application_headers": table})
     )
+
+
+def test_a_keys_last_value_is_reused_only_for_an_equal_value_of_its_own_type() -> None:
+    """``1 == True == 1.0`` and ``0 == False``, but each encodes otherwise: every value in
+    turn, at the top and nested, gives py-amqp's bytes."""
+    values = [1, True, 1, 1.0, "1", b"1", 0, False, 0, None, 2**40, 2**40, Name("1"), "1"]
+    for value in values:
+        properties = {"application_headers": {"last": value, "nested": {"last": value}}}
+        assert encode_properties(properties) == py_amqp(properties), value
 
 
 @pytest.mark.parametrize("headers", [{"bad": object()}, {"bad": [object()]}])

@@ -13,8 +13,9 @@ Why: py-amqp (kombu's ``pyamqp`` transport) encodes each message's properties an
 table in pure Python with a generic encoder (a ``BytesIO`` per table, a format string
 walked per value, every key encoded again) and writes each message to the socket on its
 own: measured, a third of a RabbitMQ ``apply_many`` (benchmarks/RESULTS.md). Celery's
-headers have the same keys on every message, so each key's encoding is remembered here
-(:data:`_KEYS`, bounded) and each value is encoded by a function chosen by its exact
+headers have the same keys on every message and mostly the same values, so each key's
+encoding is remembered here (:data:`_KEYS`, bounded), and so is the entry of each key's
+last scalar value (:data:`_LAST`); a value is encoded by a function chosen by its exact
 type; any other type (``Decimal``, ``datetime``, a subclass) is encoded by py-amqp's own
 ``_write_item``. The frames of many messages go out in one write. A body too big for
 one frame goes through py-amqp's own writer, which splits it.
@@ -53,6 +54,13 @@ _UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
 #: Encoded table keys (length octet + UTF-8), at most this many remembered.
 _KEYS: dict[str, bytes] = {}
 _MAX_KEYS = 1024
+#: The types whose values are compared to a key's last one (equal values of one of
+#: them encode alike; ``1 == True`` and ``0.0 == -0.0`` are why the type is compared
+#: and floats are not among them).
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+#: Per table key (at most ``_MAX_KEYS``): its last scalar value and the bytes of that
+#: entry (key and value). Celery's headers repeat most values from message to message.
+_LAST: dict[str, tuple[type, Any, bytes]] = {}
 
 
 class PublishFrames:
@@ -201,13 +209,20 @@ def _key(name: str | bytes) -> bytes:
 def _table(table: dict[Any, Any]) -> bytes:
     parts = []
     for name, value in table.items():
-        parts.append(_key(name))
+        kind = type(value)
+        last = _LAST.get(name) if kind in _SCALARS else None
+        if last is not None and last[0] is kind and last[1] == value:
+            parts.append(last[2])  # the same value as this key's last one: its bytes
+            continue
         try:
-            parts.append(_item(value))
+            entry = _key(name) + _item(value)
         except ValueError:
             raise FrameSyntaxError(
                 ILLEGAL_TABLE_TYPE_WITH_KEY.format(type(value), name, value)
             ) from None
+        if kind in _SCALARS and type(name) is str and (name in _LAST or len(_LAST) < _MAX_KEYS):
+            _LAST[name] = (kind, value, entry)
+        parts.append(entry)
     data = b"".join(parts)
     return pack(">I", len(data)) + data
 

@@ -27,9 +27,9 @@ from app.queues import redis_keys
 from tests.conftest import BROKER_URL
 from tests.e2e.test_secrets_in_celery import task_events
 from tests.support import ledger as read
-from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length
+from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length, waiting_messages
 from tests.support.faults import PrivateRedis, start_fault_worker, wait_until
-from tests.support.jobs import echo, gate_key, gate_redis, gated
+from tests.support.jobs import echo, fail, gate_key, gate_redis, gated
 from tests.support.processes import WorkerProcess, start_worker
 from tests.support.rabbitmq import close_connections
 
@@ -152,6 +152,22 @@ def test_every_job_of_a_batch_reaches_the_task_events_as_its_own_task_sent_event
     assert {(event["name"], event["queue"]) for event in sent} == {(echo.name, queue)}
     clocks = [by_id[result.id]["clock"] for result in results]
     assert clocks == sorted(clocks)  # in the order Celery made them
+
+
+def test_large_messages_of_a_batch_arrive_whole_and_in_order(queue: str) -> None:
+    """Bodies larger than an AMQP frame (RabbitMQ's 128 KiB ``frame_max``: each split over
+    frames) and together larger than a run (``RUN_BYTES``: written before the chunk's
+    hundredth message) arrive whole, in order, beside small ones."""
+    sizes = [10, 300_000, 20, 700_000, 450_000, 30]
+    assert sum(sizes) > publishing.RUN_BYTES
+    texts = [chr(ord("a") + n) * size for n, size in enumerate(sizes)]
+    results = fail.apply_many([{"message": text} for text in texts], queue=queue)
+
+    waiting = waiting_messages(queue)
+    if not ON_RABBITMQ:  # a Redis list is read from its head, the last LPUSH first
+        waiting.reverse()
+    assert [headers["id"] for headers, _ in waiting] == [r.id for r in results]
+    assert [body[1]["message"] for _, body in waiting] == texts
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ headers have the same keys on every message and mostly the same values, so each 
 encoding is remembered here (:data:`_KEYS`, bounded), and so is the entry of each key's
 last scalar value (:data:`_LAST`); a value is encoded by a function chosen by its exact
 type; any other type (``Decimal``, ``datetime``, a subclass) is encoded by py-amqp's own
-``_write_item``. The frames of many messages go out in one write. A body too big for
-one frame goes through py-amqp's own writer, which splits it.
+``_write_item``. The frames of many messages go out in one write; a body too big for
+one frame is split as py-amqp splits it (the caller bounds a run's bytes, :attr:`size`).
 
 ``tests/unit/test_amqp_frames.py`` checks the bytes against py-amqp's: every value type
 py-amqp knows, every property, bodies of every size; what py-amqp refuses is refused.
@@ -46,9 +46,6 @@ _LAYOUT = tuple(
 )
 _PUBLISH = pack(">HH", *spec.Basic.Publish)
 _HEADER = pack(">HH", spec.Basic.Publish[0], 0)
-#: py-amqp's margin: a message whose frames would exceed ``frame_max - 8`` by it has its
-#: body split over several frames.
-_OVERHEAD = 40
 #: A socket error that leaves the connection usable (py-amqp's transport: ``_UNAVAIL``).
 _UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
 #: Encoded table keys (length octet + UTF-8), at most this many remembered.
@@ -79,26 +76,28 @@ class PublishFrames:
         #: these never reached it; the others may have.
         self.unwritten = 0
 
+    @property
+    def size(self) -> int:
+        """Bytes in the run, not written yet."""
+        return self._size
+
     def publish(
         self, message: Message, exchange: str, key: str, mandatory: bool, immediate: bool
     ) -> None:
-        """Add ``message``'s frames to the run (a body too big for one frame is written
-        at once, after the run, by py-amqp's own writer, which splits it)."""
+        """Add ``message``'s frames to the run: a method frame, a header frame and its
+        body in frames of at most the connection's ``frame_max`` (as py-amqp splits a
+        body too big for one frame: the same bytes)."""
         connection = self.channel.connection
         if not connection:
             raise RecoverableConnectionError("basic_publish: connection closed")
         arguments = b"\x00\x00" + _shortstr(exchange) + _shortstr(key)
         arguments += bytes((bool(mandatory) | bool(immediate) << 1,))
-        content = _Encoded(message)
-        properties = content._serialize_properties()
-        body = content.body
-        if len(arguments) + len(properties) + len(body) + _OVERHEAD > connection.frame_max - 8:
-            self.flush()
-            self._write_big(connection, arguments, content)
-            return
+        body = message.body
+        if isinstance(body, str):  # as py-amqp's frame writer encodes a text body
+            body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
         channel_id = self.channel.channel_id
         method = _PUBLISH + arguments
-        header = _HEADER + pack(">Q", len(body)) + properties
+        header = _HEADER + pack(">Q", len(body)) + encode_properties(message.properties)
         frames = [
             pack(">BHI", 1, channel_id, len(method)),
             method,
@@ -107,10 +106,12 @@ class PublishFrames:
             header,
             b"\xce",
         ]
-        if body:
-            frames += (pack(">BHI", 3, channel_id, len(body)), body, b"\xce")
+        largest = connection.frame_max - 8
+        for start in range(0, len(body), largest):
+            part = body[start : start + largest]
+            frames += (pack(">BHI", 3, channel_id, len(part)), part, b"\xce")
         self._pending += frames
-        self._size += 16 + len(method) + len(header) + (8 + len(body) if body else 0)
+        self._size += sum(map(len, frames))
         self._ends.append(self._size)
 
     def flush(self) -> None:
@@ -141,31 +142,6 @@ class PublishFrames:
         count = len(self._ends)
         self._pending, self._ends, self._size = [], [], 0
         return count
-
-    def _write_big(self, connection: Any, arguments: bytes, content: _Encoded) -> None:
-        try:
-            connection.frame_writer(
-                1, self.channel.channel_id, spec.Basic.Publish, arguments, content
-            )
-        except StopIteration:
-            raise RecoverableConnectionError("connection already closed") from None
-
-
-class _Encoded:
-    """A message as py-amqp's frame writer reads it, its properties encoded here (a ``str``
-    body encoded as that writer encodes it)."""
-
-    __slots__ = ("body", "properties")
-
-    def __init__(self, message: Message) -> None:
-        body = message.body
-        if isinstance(body, str):
-            body = body.encode(message.properties.setdefault("content_encoding", "utf-8"))
-        self.body: bytes = body
-        self.properties = message.properties
-
-    def _serialize_properties(self) -> bytes:
-        return encode_properties(self.properties)
 
 
 def encode_properties(properties: dict[str, Any]) -> bytes:

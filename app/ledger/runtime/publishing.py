@@ -30,9 +30,9 @@ broker:
   wrong type, ``maxmemory``) refuses exactly that message.
 - **RabbitMQ**: the batch is published on a channel of its own in confirm mode, its
   frames (py-amqp's bytes, encoded faster: :mod:`app.ledger.runtime.amqp_frames`)
-  written in runs of :data:`READ_EVERY` messages, then the broker's
-  ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits after every
-  message). A pooled connection the broker closed since its last use (a
+  written in runs of :data:`READ_EVERY` messages (at most :data:`RUN_BYTES`), then
+  the broker's ``basic.ack``/``basic.nack`` are awaited once (``confirm_publish`` waits
+  after every message). A pooled connection the broker closed since its last use (a
   restart) is replaced before the chunk's first message (:func:`_open_batch`).
 - any other broker, or ``task_always_eager``: one ``apply_async`` after the other.
 
@@ -179,6 +179,9 @@ BATCH = 1000
 CONFIRM_TIMEOUT = 30.0
 #: RabbitMQ: publishes between two reads of the frames the broker sent meanwhile.
 READ_EVERY = 100
+#: Bytes of frames a RabbitMQ batch holds before it writes them (large bodies: a run
+#: stays this small whatever the messages weigh).
+RUN_BYTES = 1 << 20
 
 
 def apply_celery(app: Celery, message: Outgoing, producer: Producer | None) -> AsyncResult:
@@ -492,12 +495,12 @@ class _ConfirmedBatch(_Batch):
         job = self._jobs[-1] if self._is_task_message() else None
         # py-amqp's _basic_publish but for its read of the frames waiting before every
         # publish (a recv per message, as the broker offers connection.blocked) and its
-        # write per message: every READ_EVERY publishes, their frames are written in one
-        # run and what waits is read (acks, nacks, a channel closed); the rest is written
-        # before the confirms are awaited.
+        # write per message: every READ_EVERY publishes (or RUN_BYTES, large bodies),
+        # their frames are written in one run and what waits is read (acks, nacks, a
+        # channel closed); the rest is written before the confirms are awaited.
         self.frames.publish(message, exchange, key, mandatory, immediate)
         tag = self.confirms.published(job)
-        if tag % READ_EVERY == 0:
+        if tag % READ_EVERY == 0 or self.frames.size >= RUN_BYTES:
             self._write()
             with contextlib.suppress(socket.timeout):
                 self.producer.channel.connection.drain_events(timeout=0)

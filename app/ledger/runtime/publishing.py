@@ -249,14 +249,16 @@ class Sender:
 
     def makes(self, message: Outgoing) -> bool:
         """Whether this sender makes ``message`` itself (else :func:`apply_celery` does)."""
-        return (
-            self.fast
-            and message.options.keys() <= SENDER_OPTIONS
-            and self._task(message.task) is not None
-        )
+        return self._known(message) is not None
+
+    def _known(self, message: Outgoing) -> tuple[Task, dict[str, Any]] | None:
+        """``message``'s task and its execution options when this sender makes it."""
+        if not self.fast or not message.options.keys() <= SENDER_OPTIONS:
+            return None
+        return self._task(message.task)
 
     def __call__(self, message: Outgoing, producer: Producer) -> AsyncResult:
-        known = self._task(message.task) if self.makes(message) else None
+        known = self._known(message)
         if known is None:
             return apply_celery(self.app, message, producer)
         task, preopts = known

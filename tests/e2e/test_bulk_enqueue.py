@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -31,7 +29,7 @@ from tests.support.brokers import ON_RABBITMQ, delete_queue, queue_length, waiti
 from tests.support.faults import PrivateRedis, start_fault_worker, wait_until
 from tests.support.jobs import echo, fail, gate_key, gate_redis, gated
 from tests.support.processes import WorkerProcess, start_worker
-from tests.support.rabbitmq import close_connections
+from tests.support.rabbitmq import close_connections, refusing_beyond
 
 JOB_ID = uuid.UUID("5f0c7a52-1d2b-4c3e-9a8b-7c6d5e4f3a21")
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens on port 1
@@ -249,28 +247,10 @@ def test_a_bulk_after_the_broker_closed_the_producer_connection_publishes_every_
 
 @pytest.fixture
 def short_queue(queue: str) -> Iterator[str]:
-    """``queue`` under a RabbitMQ policy of 5 messages at most, refusing more
-    (``overflow: reject-publish``: publisher confirms answer ``basic.nack``)."""
-    vhost = urlsplit(BROKER_URL).path.lstrip("/") or "/"
-    policy = f"jobledger-test-{queue}"
-    subprocess.run(
-        [
-            "rabbitmqctl",
-            "-q",
-            "set_policy",
-            "-p",
-            vhost,
-            "--apply-to",
-            "queues",
-            policy,
-            f"^{queue}$",
-            '{"max-length": 5, "overflow": "reject-publish"}',
-        ],
-        check=True,
-        capture_output=True,
-    )
-    yield queue
-    subprocess.run(["rabbitmqctl", "-q", "clear_policy", "-p", vhost, policy], capture_output=True)
+    """``queue`` holding 5 messages at most, refusing more (publisher confirms answer
+    ``basic.nack``)."""
+    with refusing_beyond(queue, 5, BROKER_URL):
+        yield queue
 
 
 @pytest.mark.skipif(

@@ -8,6 +8,7 @@ to the broker use, ``rabbitmqctl list_connections`` the connection process of ea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.support.faults import free_port, wait_until
 
@@ -63,6 +66,30 @@ def close_connections(pid: int, reason: str = "jobledger fault test: connection 
             )
             closed += 1
     return closed
+
+
+@contextlib.contextmanager
+def refusing_beyond(queue: str, length: int, broker_url: str) -> Iterator[str]:
+    """``queue`` under a RabbitMQ policy of ``length`` messages at most, refusing more
+    (``overflow: reject-publish``: publisher confirms answer ``basic.nack``), for the
+    ``with`` block."""
+    vhost = urlsplit(broker_url).path.lstrip("/") or "/"
+    policy = f"jobledger-test-{queue}"
+    definition = json.dumps({"max-length": length, "overflow": "reject-publish"})
+    subprocess.run(
+        [
+            *("rabbitmqctl", "-q", "set_policy", "-p", vhost, "--apply-to", "queues"),
+            *(policy, f"^{queue}$", definition),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield queue
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "clear_policy", "-p", vhost, policy], capture_output=True
+        )
 
 
 class PrivateRabbitMQ:

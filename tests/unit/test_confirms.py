@@ -108,3 +108,40 @@ def test_withdrawn_publishes_are_neither_acked_nor_unsure() -> None:
     assert (confirms.acked(), confirms.unanswered()) == ({"a", "b"}, set())
     confirms.withdrawn(0)
     assert confirms.published("e") == 3  # tags go on from the publishes kept
+
+
+def test_a_channel_that_published_before_numbers_on_from_its_next_tag() -> None:
+    """A held channel's second use: its publishes are tags 7 and 8, and the answers to
+    the tags before them (a late multiple ack of the first use) are not its own."""
+    confirms: Confirms[str] = Confirms(first_tag=7)
+    assert [confirms.published(item) for item in ("a", None)] == [7, 8]
+    assert confirms.next_tag == 9
+    confirms.answered(5, True, ok=False)  # an earlier use's tags: nothing of these
+    confirms.answered(6, False, ok=True)
+    assert confirms.unanswered() == {"a"}
+    assert not confirms.complete
+    confirms.answered(8, True, ok=True)  # covers 7 and 8 (and the earlier ones: not ours)
+    assert confirms.acked() == {"a"}
+    assert confirms.complete
+
+
+def test_a_nack_on_a_channel_used_before_refuses_only_its_own_tag() -> None:
+    confirms: Confirms[str] = Confirms(first_tag=3)
+    for item in ("a", "b", None):
+        confirms.published(item)
+    confirms.answered(4, False, ok=False)
+    confirms.answered(5, True, ok=True)
+    assert (confirms.acked(), confirms.nacked(), confirms.complete) == ({"a"}, {"b"}, True)
+
+
+def test_withdrawn_publishes_give_their_tags_back_to_the_channel() -> None:
+    confirms: Confirms[str] = Confirms(first_tag=10)
+    for item in ("a", "b", "c"):
+        confirms.published(item)
+    confirms.answered(12, False, ok=True)  # then c is found never written whole
+    confirms.withdrawn(1)
+    assert confirms.next_tag == 12
+    assert confirms.unanswered() == {"a", "b"}
+    confirms.answered(11, True, ok=True)
+    assert confirms.complete
+    assert confirms.acked() == {"a", "b"}

@@ -165,10 +165,10 @@ def _open_batch(app: Celery, connected: Producer, broker: str, options: dict[str
     if broker == "redis":
         return RedisBatch(connected)
     if not options.get("retry", app.conf.task_publish_retry):
-        return _ConfirmedBatch(connected)
+        return ConfirmedBatch(connected)
     policy = dict(options.get("retry_policy") or app.conf.task_publish_retry_policy or {})
     opened: _Batch = connected.connection.ensure(
-        connected, lambda: _ConfirmedBatch(connected), **policy
+        connected, lambda: ConfirmedBatch(connected), **policy
     )()
     return opened
 
@@ -476,20 +476,30 @@ class RedisBatch(_Batch):
             self._pipeline.reset()
 
 
-class _ConfirmedBatch(_Batch):
+class ConfirmedBatch(_Batch):
     """RabbitMQ: the chunk published on a channel of its own in confirm mode without
     waiting, then the broker's ``basic.ack``/``basic.nack`` collected (one wait for the
     whole chunk instead of one per message, as ``confirm_publish`` does)."""
 
     def _channel(self, connected: Producer) -> Any:
-        self.confirms: Confirms[uuid.UUID] = Confirms()  # the job of each task message
-        channel = connected.connection.channel()
-        channel.events["basic_ack"].add(functools.partial(self._confirm, ok=True))
-        channel.events["basic_nack"].add(functools.partial(self._confirm, ok=False))
-        channel.confirm_select()
-        channel._confirm_selected = True
+        channel, first_tag = self._confirm_channel(connected)
+        self.confirms: Confirms[uuid.UUID] = Confirms(first_tag)  # each task message's job
+        self._answers = (
+            functools.partial(self._confirm, ok=True),
+            functools.partial(self._confirm, ok=False),
+        )
+        channel.events["basic_ack"].add(self._answers[0])
+        channel.events["basic_nack"].add(self._answers[1])
         self.frames = PublishFrames(channel)
         return channel
+
+    def _confirm_channel(self, connected: Producer) -> tuple[Any, int]:
+        """The chunk's channel, in confirm mode, and the delivery tag of its next publish:
+        a channel of its own, opened here (closed by :meth:`__exit__`)."""
+        channel = connected.connection.channel()
+        channel.confirm_select()
+        channel._confirm_selected = True
+        return channel, 1
 
     def gather(
         self, message: Any, exchange: str, key: str, mandatory: bool, immediate: bool
@@ -536,14 +546,26 @@ class _ConfirmedBatch(_Batch):
 
     def __exit__(self, *exc: object) -> None:
         self.confirms.withdrawn(self.frames.discard())  # never written: not sent
-        try:
-            self.producer.channel.close()
-        except Exception:  # the connection is gone: nothing to close
-            log.debug("could not close the confirm channel", exc_info=True)
+        channel = self.producer.channel
+        channel.events["basic_ack"].discard(self._answers[0])
+        channel.events["basic_nack"].discard(self._answers[1])
+        self._release(channel)
         # Whatever ended the chunk (all answered, a nack, the connection lost while
         # publishing or waiting, the timeout): an unanswered publish may have arrived.
         self.sent |= self.confirms.acked()
         self.unsure |= self.confirms.unanswered()
+
+    def _release(self, channel: Any) -> None:
+        """Done with the chunk's channel: closed."""
+        close_quietly(channel)
+
+
+def close_quietly(channel: Any) -> None:
+    """Close a RabbitMQ channel; on a connection already gone there is nothing to close."""
+    try:
+        channel.close()
+    except Exception:
+        log.debug("could not close the confirm channel", exc_info=True)
 
 
 def record_unpublished(

@@ -6,15 +6,28 @@ Usage::
 
     result = publish_one(app, Outgoing(task=..., job_id=..., kwargs=..., ...), actor=actor)
 
-The caller has committed the job's row and its ``queued`` event. On Redis the message
-takes the bulk path's machinery for one message (:mod:`app.ledger.runtime.publishing`):
-Celery's own message, made by ``app.amqp.create_task_message`` and published by
-``app.amqp.send_task_message`` (``before_task_publish``/``after_task_publish``, the
-task-sent event Flower reads), the same bytes as ``Task.apply_async`` makes, gathered and
-sent with its task-sent event in one pipeline (no MULTI) over a ``redis.Redis`` client
-held per connection pool. Both replies are read.
+The caller has committed the job's row and its ``queued`` event. On Redis and on
+RabbitMQ the message takes the bulk path's machinery for one message
+(:mod:`app.ledger.runtime.publishing`): Celery's own message, made by
+``app.amqp.create_task_message`` and published by ``app.amqp.send_task_message``
+(``before_task_publish``/``after_task_publish``, the task-sent event Flower reads), the
+same bytes as ``Task.apply_async`` makes, gathered and sent with its task-sent event:
 
-Why: kombu 5.7's Redis transport makes a new ``redis.Redis`` client for every command it
+- **Redis**: in one pipeline (no MULTI) over a ``redis.Redis`` client held per
+  connection pool. Both replies are read.
+- **RabbitMQ**: written in one run (:class:`~app.ledger.runtime.amqp_frames.PublishFrames`)
+  on a channel in confirm mode held per connection (:class:`_OneConfirmed`), then both
+  publisher confirms are awaited together: one round trip, where Celery's
+  ``confirm_publish`` waits for the message's confirm, then publishes the event and
+  waits for its confirm. The delivery tags go on across publishes (the channel's next
+  tag is kept, :class:`~app.ledger.runtime.confirms.Confirms` ``first_tag``); the
+  channel is kept only after a publish whose every confirm came, and what the broker
+  sent meanwhile is read before it is used again (py-amqp reads it before every
+  publish), so a connection the broker closed is found before anything is written and
+  the publish goes through ``Task.apply_async``, which reconnects. Measured in
+  benchmarks/RESULTS.md ("RabbitMQ ``delay()`` on a held confirm channel").
+
+Why, on Redis: kombu 5.7's Redis transport makes a new ``redis.Redis`` client for every command it
 sends (``Channel.conn_or_acquire``), and redis-py 8's client constructor fills a table of
 response callbacks each time: about 0.45 ms per client on the benchmark machine, two per
 ``delay()`` (the LPUSH and the event's PUBLISH), more than half of a plain Celery
@@ -33,8 +46,15 @@ The guarantees are the ones ``Task.apply_async`` gives:
   (:func:`~app.ledger.runtime.publishing.record_unsure`: a message waiting in its queue
   or held by a worker keeps its job ``queued``), and the error is raised, as kombu's
   OperationalError;
-- a refusal (an error reply: a queue key of another type, ``maxmemory``) fails the job
-  saying why (:func:`~app.ledger.runtime.publishing.record_unpublished`) and is raised.
+- a refusal (an error reply: a queue key of another type, ``maxmemory``; a RabbitMQ
+  ``basic.nack``: a queue full under ``overflow: reject-publish``) fails the job saying
+  why (:func:`~app.ledger.runtime.publishing.record_unpublished`) and is raised;
+- on RabbitMQ a message is never written twice: one whose frames were not all written
+  never reached the broker (the job fails), one written but not confirmed when the
+  connection is lost or :data:`~app.ledger.runtime.publishing.CONFIRM_TIMEOUT` passes
+  may have arrived (the job is looked for in the broker, as above). Celery's
+  ``confirm_publish`` would publish it again on a new connection, twice if it had
+  arrived.
 
 ``after_task_publish`` fires once the message is handed to the pipeline, just before the
 round trip that sends it (as on the bulk path); a send that then fails raises from
@@ -43,8 +63,10 @@ round trip that sends it (as on the bulk path); a send that then fails raises fr
 its row is committed (:class:`OnePublish`, :func:`app.ledger.transitions.
 record_queued_meanwhile`): both signals then fire before the commit is known, and if the
 ledger write fails ``delay()`` raises and nothing is sent. The message itself, and its
-task-sent event after it in the same pipeline, leave only after the commit: Flower never
-hears of a job whose message was not sent.
+task-sent event after it in the same pipeline or run, leave only after the commit:
+Flower never hears of a job whose message was not sent. (On RabbitMQ the event is
+written before the message's confirm is read: a message the broker then refuses has had
+its task-sent event, and its job is ``failed`` in the ledger, saying why.)
 
 Anything else goes through ``Task.apply_async`` as before: another broker,
 ``task_always_eager``, an option the bulk path's sender does not take (``countdown``,
@@ -56,10 +78,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from amqp.channel import Channel as AmqpChannel
 from celery import Celery
 from celery.result import AsyncResult
 from kombu.messaging import Producer
@@ -69,10 +93,12 @@ from kombu.utils.functional import retry_over_time
 from app.ledger import transitions as ledger
 from app.ledger.runtime.publishing import (
     SENDER_OPTIONS,
+    ConfirmedBatch,
     Outgoing,
     RedisBatch,
     Sender,
     apply_celery,
+    close_quietly,
     record_unpublished,
     record_unsure,
 )
@@ -81,6 +107,8 @@ from app.ledger.runtime.publishing import (
 _clients: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
 #: The entities declared on each channel (:attr:`_Gathering._declared`).
 _declared: WeakKeyDictionary[Any, list[Any]] = WeakKeyDictionary()
+#: The held confirm channel of each RabbitMQ connection (py-amqp's), see :class:`_HeldChannel`.
+_held: WeakKeyDictionary[Any, _HeldChannel] = WeakKeyDictionary()
 
 
 def publish_one(app: Celery, message: Outgoing, *, actor: ledger.Actor) -> AsyncResult:
@@ -106,7 +134,7 @@ class OnePublish:
         self.app, self.message, self.actor = app, message, actor
         self._stack = contextlib.ExitStack()
         self._connected: Producer | None = None  # None: Celery's own path
-        self._batch: _OneMessage | None = None
+        self._batch: _OneMessage | _OneConfirmed | None = None
         self._built: AsyncResult | None = None
         self._error: Exception | None = None
 
@@ -126,12 +154,19 @@ class OnePublish:
             return
         try:
             channel = connected.channel
-            if not isinstance(channel, RedisChannel):
+            if not isinstance(channel, RedisChannel | AmqpChannel):
                 return  # another broker: Celery's own publish
             sender = Sender(self.app)
             if not sender.makes(self.message):
                 return  # a message the sender does not make: Celery's own publish
-            self._batch = batch = _OneMessage(connected, held_client(channel))
+            if isinstance(channel, RedisChannel):
+                batch: _OneMessage | _OneConfirmed = _OneMessage(connected, held_client(channel))
+            else:
+                try:
+                    batch = _OneConfirmed(connected)
+                except connected.connection.connection_errors:
+                    return  # a connection gone since its last use: Celery's path reconnects
+            self._batch = batch
             self._stack.enter_context(batch)
             batch.current = self.message.job_id
             self._built = sender(self.message, batch.producer)
@@ -222,3 +257,53 @@ class _OneMessage(RedisBatch):
             self.send()
         finally:
             self._pipeline = None
+
+
+class _HeldChannel:
+    """A RabbitMQ channel in confirm mode kept open on its connection for the next single
+    publish, and the delivery tag its next publish gets (tags go on across publishes)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.next_tag = 1
+
+
+class _OneConfirmed(ConfirmedBatch):
+    """The bulk path's RabbitMQ batch for one job's message and its task-sent event, on a
+    confirm channel held per connection (:data:`_held`): both are written in one run and
+    their two confirms awaited together, one round trip where ``confirm_publish`` makes
+    two (and the bulk path opens and closes a channel of its own). The channel is kept
+    only after a publish whose every confirm came: a timeout, a lost connection or an
+    error drops (and closes) it, so a late answer never reaches a later publish."""
+
+    def __init__(self, connected: Producer) -> None:
+        super().__init__(connected)
+        # the entities declared on this channel, as for Redis (:class:`_OneMessage`)
+        self.producer._declared = _declared.setdefault(self.producer.channel, [])
+
+    def _confirm_channel(self, connected: Producer) -> tuple[Any, int]:
+        self._connection = connection = connected.connection.connection  # py-amqp's
+        held = _held.get(connection)
+        if held is not None:
+            # what the broker sent since the last publish (py-amqp reads it before every
+            # publish too): a connection it closed raises here, before anything is written
+            with contextlib.suppress(socket.timeout):
+                connection.drain_events(timeout=0)
+        if held is None or not held.channel.is_open:
+            channel, _ = super()._confirm_channel(connected)
+            held = _held[connection] = _HeldChannel(channel)
+        self._held = held
+        return held.channel, held.next_tag
+
+    def send_retrying(self, app: Celery, connected: Producer) -> None:
+        """Send once: a publish is never written again (a message written but not
+        confirmed may have arrived: its job is looked for, :func:`record_unsure`)."""
+        self.send()
+
+    def _release(self, channel: Any) -> None:
+        if self.confirms.complete and channel.is_open:
+            self._held.next_tag = self.confirms.next_tag
+            return
+        if _held.get(self._connection) is self._held:
+            del _held[self._connection]
+        close_quietly(channel)

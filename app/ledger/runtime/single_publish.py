@@ -59,14 +59,15 @@ The guarantees are the ones ``Task.apply_async`` gives:
 ``after_task_publish`` fires once the message is handed to the pipeline, just before the
 round trip that sends it (as on the bulk path); a send that then fails raises from
 ``delay()``, as a failed task-sent event does after that signal in plain Celery. A plain
-``delay()`` (no idempotency key, not a definition's firing) builds the message while
-its row is committed (:class:`OnePublish`, :func:`app.ledger.transitions.
-record_queued_meanwhile`): both signals then fire before the commit is known, and if the
-ledger write fails ``delay()`` raises and nothing is sent. The message itself, and its
-task-sent event after it in the same pipeline or run, leave only after the commit:
-Flower never hears of a job whose message was not sent. (On RabbitMQ the event is
-written before the message's confirm is read: a message the broker then refuses has had
-its task-sent event, and its job is ``failed`` in the ledger, saying why.)
+``delay()`` (no idempotency key, not a definition's firing) takes its producer from the
+pool and builds the message while its row is committed (:class:`OnePublish`,
+:func:`app.ledger.transitions.record_queued_meanwhile`): both signals then fire before
+the commit is known, and if the ledger write fails ``delay()`` raises and nothing is
+sent. The message itself, and its task-sent event after it in the same pipeline or run,
+leave only after the commit: Flower never hears of a job whose message was not sent. (On
+RabbitMQ the event is written before the message's confirm is read: a message the broker
+then refuses has had its task-sent event, and its job is ``failed`` in the ledger,
+saying why.)
 
 Anything else goes through ``Task.apply_async`` as before: another broker,
 ``task_always_eager``, an option the bulk path's sender does not take (``countdown``,
@@ -139,19 +140,20 @@ class OnePublish:
         self._error: Exception | None = None
 
     def __enter__(self) -> OnePublish:
-        app, message = self.app, self.message
-        if app.conf.task_always_eager or not message.options.keys() <= SENDER_OPTIONS:
-            return self
-        connected = self._stack.enter_context(app.producer_or_acquire())
-        self._connected = connected
         return self
 
     def build(self) -> None:
-        """Make the message and gather it (and its task-sent event) into the pipeline.
-        Never raises: an error is raised by :meth:`send`, the job failed first."""
-        connected = self._connected
-        if connected is None:
+        """Take a producer from the app's pool, make the message and gather it (and its
+        task-sent event) into the pipeline or run. Never raises: an error is raised by
+        :meth:`send`, the job failed first."""
+        app, message = self.app, self.message
+        if app.conf.task_always_eager or not message.options.keys() <= SENDER_OPTIONS:
             return
+        try:
+            connected = self._stack.enter_context(app.producer_or_acquire())
+        except Exception:  # Celery's path takes a producer itself, and says why if it cannot
+            return
+        self._connected = connected
         try:
             channel = connected.channel
             if not isinstance(channel, RedisChannel | AmqpChannel):

@@ -7,16 +7,18 @@ usable; a connection the broker closed is replaced as Celery's path replaces it.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from amqp.exceptions import RecoverableConnectionError
 from kombu.exceptions import OperationalError
 
 from app.celery import app
-from app.ledger.runtime import single_publish
+from app.ledger.runtime import publishing, single_publish
 from tests.conftest import BROKER_URL
 from tests.e2e.test_secrets_in_celery import of_task, task_events, wait_until
 from tests.support import ledger as read
@@ -41,6 +43,13 @@ def queue() -> Iterator[str]:
     delete_queue(name)
 
 
+@pytest.fixture(autouse=True)
+def no_held_channel() -> None:
+    """Each test starts with no held channel (those of earlier tests' connections would
+    stay in the map while their connections live in the pool)."""
+    single_publish._held.clear()
+
+
 def _taken(queue: str) -> list[Any]:
     """Every message waiting in ``queue``, taken from it (acknowledged), oldest first."""
     taken = []
@@ -63,7 +72,6 @@ def test_a_delay_message_is_the_one_apply_async_makes(queue: str) -> None:
     job_id = str(uuid.uuid4())
     kwargs = {"value": 7, "tenant": "acme"}
     options = {"queue": queue, "priority": 3, "time_limit": 20, "soft_time_limit": 10}
-    single_publish._held.clear()
     echo.apply_async(kwargs=kwargs, task_id=job_id, **options)
     assert len(_held_channels()) == 1  # the fast path sent it
     echo.apply_async(kwargs=kwargs, task_id=job_id, mandatory=False, **options)
@@ -82,7 +90,6 @@ def test_a_delay_message_is_the_one_apply_async_makes(queue: str) -> None:
 def test_delays_go_on_one_held_channel_whose_tags_go_on(tmp_path: Path, queue: str) -> None:
     """Twenty delays: one held channel, forty publishes on it (each message and its
     task-sent event), every message in the queue in order, every job run once."""
-    single_publish._held.clear()
     with task_events() as events:
         results = [echo.apply_async(kwargs={"value": n}, queue=queue) for n in range(20)]
         wait_until(lambda: all("task-sent" in of_task(events, r.id) for r in results))
@@ -114,7 +121,6 @@ def test_a_refused_message_fails_its_job_and_the_held_channel_goes_on(
     the held channel stays, and once the queue has room the next delay on it is
     confirmed."""
     queue = one_message_queue
-    single_publish._held.clear()
     first = echo.apply_async(kwargs={"value": 1}, queue=queue)
     refused = uuid.uuid4()
     with pytest.raises(OperationalError, match=r"RabbitMQ refused 1 message\(s\)"):
@@ -162,3 +168,65 @@ def test_a_connection_the_broker_closed_is_replaced(tmp_path: Path, queue: str) 
 def wait_until_length(queue: str, length: int) -> bool:
     wait_until(lambda: queue_length(queue) == length)
     return True
+
+
+def _run_by_a_worker(log_dir: Path, queue: str, *job_ids: str) -> None:
+    runner = start_worker(log_dir, concurrency=1, queue=queue)
+    try:
+        for job_id in job_ids:
+            assert read.wait_for_status(job_id, "succeeded", "failed")["status"] == "succeeded"
+            assert read.transitions(job_id) == WALK
+    finally:
+        runner.stop()
+
+
+def test_a_connection_lost_while_the_confirms_are_awaited_leaves_the_job_queued(
+    tmp_path: Path, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message and its event are written, then the connection is lost before their
+    confirms are read (made to happen here: the wait raises py-amqp's error at once).
+    The message may have arrived: it is looked for, found in its queue, and its job
+    stays ``queued`` (failing it would lose a job whose message a worker will take);
+    ``delay()`` raises. A worker then runs it."""
+
+    def lost(self: publishing.ConfirmedBatch) -> None:
+        raise RecoverableConnectionError("connection lost (test) before the confirms came")
+
+    echo.apply_async(kwargs={"value": 0}, queue=queue)  # connected, queue declared
+    purge_queue(queue)
+    monkeypatch.setattr(publishing.ConfirmedBatch, "_await_confirms", lost)
+    unconfirmed = uuid.uuid4()
+    with pytest.raises(OperationalError, match="before the confirms came"):
+        echo.apply_async(kwargs={"value": 1}, task_id=str(unconfirmed), queue=queue)
+    monkeypatch.undo()
+
+    assert read.transitions(unconfirmed) == [(None, "queued")]
+    assert _held_channels() == []  # dropped: its answers were never read
+    _run_by_a_worker(tmp_path, queue, str(unconfirmed))
+
+
+def test_a_broker_silent_past_the_confirm_timeout_has_its_connection_dropped(
+    tmp_path: Path, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CONFIRM_TIMEOUT`` (0 here: the wait gives up at once, before the broker could
+    answer) ends the wait; the connection is dropped without a closing handshake, which
+    would wait for a silent broker too (Celery's ``confirm_publish`` has no bound at
+    all). The message is looked for and found: the job stays ``queued``. The next
+    ``delay()`` goes out on a new connection; a worker runs both."""
+    echo.apply_async(kwargs={"value": 0}, queue=queue)
+    purge_queue(queue)
+    (before,) = _held_channels()
+    connection = before.channel.connection  # py-amqp's
+    monkeypatch.setattr(publishing, "CONFIRM_TIMEOUT", 0.0)
+    unconfirmed = uuid.uuid4()
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match="did not confirm every message within 0 s"):
+        echo.apply_async(kwargs={"value": 1}, task_id=str(unconfirmed), queue=queue)
+    assert time.monotonic() - started < 10
+    monkeypatch.undo()
+    assert read.transitions(unconfirmed) == [(None, "queued")]
+    assert connection.channels is None  # collected: its socket closed, no handshake
+
+    after = echo.apply_async(kwargs={"value": 2}, queue=queue)
+    assert [held.channel.is_open for held in _held_channels()] == [True]
+    _run_by_a_worker(tmp_path, queue, str(unconfirmed), after.id)

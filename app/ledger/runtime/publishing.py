@@ -482,6 +482,10 @@ class ConfirmedBatch(_Batch):
     whole chunk instead of one per message, as ``confirm_publish`` does)."""
 
     def _channel(self, connected: Producer) -> Any:
+        self.connection = connected.connection
+        #: The broker stopped answering (the wait for its confirms gave up): a graceful
+        #: close of the channel would wait for it too.
+        self.silent = False
         channel, first_tag = self._confirm_channel(connected)
         self.confirms: Confirms[uuid.UUID] = Confirms(first_tag)  # each task message's job
         self._answers = (
@@ -530,19 +534,33 @@ class ConfirmedBatch(_Batch):
             raise
 
     def send(self) -> None:
-        self._write()
+        try:
+            self._write()
+            self._await_confirms()
+        finally:
+            self._settle()  # known at once (a caller may look before the batch's exit)
+        refused = len(self.confirms.nacked())
+        if refused:
+            raise MessageNacked(f"RabbitMQ refused {refused} message(s) (basic.nack)")
+
+    def _await_confirms(self) -> None:
         channel = self.producer.channel
         deadline = time.monotonic() + CONFIRM_TIMEOUT
         while not self.confirms.complete:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.silent = True
                 raise TimeoutError(
                     f"RabbitMQ did not confirm every message within {CONFIRM_TIMEOUT:g} s"
                 )
-            channel.connection.drain_events(timeout=left)
-        refused = len(self.confirms.nacked())
-        if refused:
-            raise MessageNacked(f"RabbitMQ refused {refused} message(s) (basic.nack)")
+            with contextlib.suppress(socket.timeout):
+                channel.connection.drain_events(timeout=left)
+
+    def _settle(self) -> None:
+        """Whatever ended the chunk (all answered, a nack, the connection lost while
+        publishing or waiting, the timeout): an unanswered publish may have arrived."""
+        self.sent |= self.confirms.acked()
+        self.unsure |= self.confirms.unanswered()
 
     def __exit__(self, *exc: object) -> None:
         self.confirms.withdrawn(self.frames.discard())  # never written: not sent
@@ -550,14 +568,15 @@ class ConfirmedBatch(_Batch):
         channel.events["basic_ack"].discard(self._answers[0])
         channel.events["basic_nack"].discard(self._answers[1])
         self._release(channel)
-        # Whatever ended the chunk (all answered, a nack, the connection lost while
-        # publishing or waiting, the timeout): an unanswered publish may have arrived.
-        self.sent |= self.confirms.acked()
-        self.unsure |= self.confirms.unanswered()
+        self._settle()
 
     def _release(self, channel: Any) -> None:
-        """Done with the chunk's channel: closed."""
-        close_quietly(channel)
+        """Done with the chunk's channel: closed; after the broker went silent, its whole
+        connection is dropped without a word (the pool's next user connects again)."""
+        if self.silent:
+            self.connection.collect()
+        else:
+            close_quietly(channel)
 
 
 def close_quietly(channel: Any) -> None:

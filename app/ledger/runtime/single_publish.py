@@ -99,7 +99,6 @@ from app.ledger.runtime.publishing import (
     RedisBatch,
     Sender,
     apply_celery,
-    close_quietly,
     record_unpublished,
     record_unsure,
 )
@@ -308,4 +307,4 @@ class _OneConfirmed(ConfirmedBatch):
             return
         if _held.get(self._connection) is self._held:
             del _held[self._connection]
-        close_quietly(channel)
+        super()._release(channel)

@@ -479,7 +479,10 @@ class RedisBatch(_Batch):
 class ConfirmedBatch(_Batch):
     """RabbitMQ: the chunk published on a channel of its own in confirm mode without
     waiting, then the broker's ``basic.ack``/``basic.nack`` collected (one wait for the
-    whole chunk instead of one per message, as ``confirm_publish`` does)."""
+    whole chunk instead of one per message, as ``confirm_publish`` does), for at most
+    :data:`CONFIRM_TIMEOUT`. Which channel, and what becomes of it after, are the two
+    hooks a subclass changes (:meth:`_confirm_channel`, :meth:`_release`: the single
+    ``delay()``'s held channel, :mod:`app.ledger.runtime.single_publish`)."""
 
     def _channel(self, connected: Producer) -> Any:
         self.connection = connected.connection
@@ -576,10 +579,10 @@ class ConfirmedBatch(_Batch):
         if self.silent:
             self.connection.collect()
         else:
-            close_quietly(channel)
+            _close_quietly(channel)
 
 
-def close_quietly(channel: Any) -> None:
+def _close_quietly(channel: Any) -> None:
     """Close a RabbitMQ channel; on a connection already gone there is nothing to close."""
     try:
         channel.close()

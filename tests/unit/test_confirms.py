@@ -139,8 +139,10 @@ def test_withdrawn_publishes_give_their_tags_back_to_the_channel() -> None:
     for item in ("a", "b", "c"):
         confirms.published(item)
     confirms.answered(12, False, ok=True)  # then c is found never written whole
+    assert len(confirms) == 3
     confirms.withdrawn(1)
     assert confirms.next_tag == 12
+    assert len(confirms) == 2  # this channel's publishes, whatever its first tag
     assert confirms.unanswered() == {"a", "b"}
     confirms.answered(11, True, ok=True)
     assert confirms.complete

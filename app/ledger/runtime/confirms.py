@@ -38,6 +38,10 @@ class Confirms(Generic[K]):
         self._answers: dict[int, bool] = {}  # index (tag - first_tag) -> acknowledged
         self._low = 0  # every index below it is answered
 
+    def __len__(self) -> int:
+        """How many publishes were noted (withdrawn ones not counted)."""
+        return len(self._items)
+
     @property
     def next_tag(self) -> int:
         """The delivery tag the channel's next publish will get."""

@@ -518,8 +518,9 @@ class ConfirmedBatch(_Batch):
         # their frames are written in one run and what waits is read (acks, nacks, a
         # channel closed); the rest is written before the confirms are awaited.
         self.frames.publish(message, exchange, key, mandatory, immediate)
-        tag = self.confirms.published(job)
-        if tag % READ_EVERY == 0 or self.frames.size >= RUN_BYTES:
+        self.confirms.published(job)
+        # counted in this batch: a held channel's tags do not start at 1
+        if len(self.confirms) % READ_EVERY == 0 or self.frames.size >= RUN_BYTES:
             self._write()
             with contextlib.suppress(socket.timeout):
                 self.producer.channel.connection.drain_events(timeout=0)

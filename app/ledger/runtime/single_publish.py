@@ -169,6 +169,9 @@ class OnePublish:
                     return  # a connection gone since its last use: Celery's path reconnects
             self._batch = batch
             self._stack.enter_context(batch)
+            # the queues and exchanges declared on this channel: kombu remembers them per
+            # connection too, but checks each again per message (a bind and copies of it)
+            batch.producer._declared = _declared.setdefault(batch.producer.channel, [])
             batch.current = self.message.job_id
             self._built = sender(self.message, batch.producer)
             batch.current = None
@@ -222,9 +225,6 @@ class _OneMessage(RedisBatch):
 
     def __init__(self, connected: Producer, client: Any) -> None:
         super().__init__(connected)
-        # the queues and exchanges declared on this channel: kombu remembers them per
-        # connection too, but checks each again per message (a bind and copies of it)
-        self.producer._declared = _declared.setdefault(self.producer.channel, [])
         self._client = client
         self._pipeline = client.pipeline(transaction=False)
         self._calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -276,11 +276,6 @@ class _OneConfirmed(ConfirmedBatch):
     two (and the bulk path opens and closes a channel of its own). The channel is kept
     only after a publish whose every confirm came: a timeout, a lost connection or an
     error drops (and closes) it, so a late answer never reaches a later publish."""
-
-    def __init__(self, connected: Producer) -> None:
-        super().__init__(connected)
-        # the entities declared on this channel, as for Redis (:class:`_OneMessage`)
-        self.producer._declared = _declared.setdefault(self.producer.channel, [])
 
     def _confirm_channel(self, connected: Producer) -> tuple[Any, int]:
         self._connection = connection = connected.connection.connection  # py-amqp's

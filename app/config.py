@@ -75,6 +75,14 @@ class Settings(JobledgerSettings):
     #: checkpoint, log line, file or metadata note writes it at once. 0: written before
     #: the body runs.
     lazy_start_seconds: float = Field(default=0.2, ge=0)
+    #: Write quick jobs' outcomes from the worker's main process, every outcome that
+    #: arrived meanwhile in one statement and one commit, their messages acknowledged
+    #: after it (:mod:`app.ledger.runtime.outcome_writer`). False: each pool process
+    #: writes its own jobs' outcomes. Prefork pools on PostgreSQL only.
+    group_commit: bool = True
+    #: Seconds the group commit waits for more outcomes before writing (0: it writes as
+    #: soon as it is free; outcomes that arrive during a write go in the next one).
+    group_commit_wait: float = Field(default=0, ge=0, le=60)
     #: How long a ledger write is retried while the database is unreachable.
     write_retry_seconds: float = Field(default=30, ge=0)
     #: Seconds a PostgreSQL connection of the ledger may stay silent on a dead network (a

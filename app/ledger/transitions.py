@@ -215,19 +215,54 @@ def record_started_finished(
     errors) now, as :func:`record_started_late` then :func:`record_finished` would.
     None when the job is no longer ``source`` or no longer lets this execution start
     (nothing is written)."""
-    target = S.PARTIAL if errors else S.SUCCEEDED
+    outcome = _started_finished(source, result, errors, result_url)
+    moved = engines.current().start_and_finish(as_job_id(job_id), execution, **outcome)
+    return outcome["target"] if moved else None
+
+
+def started_finished_row(
+    job_id: uuid.UUID,
+    execution: Execution,
+    *,
+    source: JobStatus,
+    result: Any,
+    errors: list[dict[str, Any]] | None = None,
+    result_url: str | None = None,
+) -> tuple[JobStatus, tuple[Any, ...]] | None:
+    """What :func:`record_started_finished` would write, checked and bound now, to be
+    written with others by :func:`record_started_finished_many` (the worker's group
+    commit): the status it moves to, and the row. None when the ledger's engine writes
+    no batches (the caller writes it now)."""
+    outcome = _started_finished(source, result, errors, result_url)
+    row = engines.current().outcome_row(as_job_id(job_id), execution, **outcome)
+    return None if row is None else (outcome["target"], row)
+
+
+def writes_batches() -> bool:
+    """Whether :func:`record_started_finished_many` can write (the ledger's engine)."""
+    return engines.current().writes_batches
+
+
+def record_started_finished_many(rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
+    """:func:`record_started_finished` of many jobs in one transaction, each under its
+    own guard (rows from :func:`started_finished_row`): the ``(job id, execution id)``
+    of each job written; a job no longer ``source`` or no longer startable by its
+    execution is left as it is."""
+    return engines.current().start_and_finish_many(rows)
+
+
+def _started_finished(
+    source: JobStatus, result: Any, errors: list[dict[str, Any]] | None, result_url: str | None
+) -> dict[str, Any]:
     errors = errors or []
-    moved = engines.current().start_and_finish(
-        as_job_id(job_id),
-        execution,
-        source=source,
-        target=target,
-        result=as_document(result),
-        errors=errors,
-        result_url=result_url,
-        message=_finished_message(errors),
-    )
-    return target if moved else None
+    return {
+        "source": source,
+        "target": S.PARTIAL if errors else S.SUCCEEDED,
+        "result": as_document(result),
+        "errors": errors,
+        "result_url": result_url,
+        "message": _finished_message(errors),
+    }
 
 
 def resolve_holder(

@@ -255,6 +255,32 @@ class Engine(ABC):
         the job is still ``source`` (what :meth:`may_start` found). False when that no
         longer holds (nothing is written)."""
 
+    #: Whether :meth:`start_and_finish_many` writes (the worker's group commit).
+    writes_batches: ClassVar[bool] = False
+
+    def outcome_row(
+        self,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> tuple[Any, ...] | None:
+        """What :meth:`start_and_finish` would write, bound and checked now (a value
+        it cannot store raises here), to be written later with others by
+        :meth:`start_and_finish_many`; None when this engine writes no batches."""
+        return None
+
+    def start_and_finish_many(self, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, str]]:
+        """:meth:`start_and_finish` of each of ``rows`` (from :meth:`outcome_row`), in
+        one transaction, each under its own guard; the ``(job id, execution id)`` of
+        each job moved (a row refused writes nothing)."""
+        raise NotImplementedError(f"{type(self).__name__} writes no outcomes in batches")
+
     @abstractmethod
     def finish(
         self,

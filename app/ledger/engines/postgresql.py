@@ -206,15 +206,24 @@ SELECT previous_status, attempts FROM moved
 #: What a finish may move to (the statement's $3).
 FINISHED = (S.SUCCEEDED, S.PARTIAL)
 
+
+def _lazy_guard(
+    job_id: str, execution_id: str, celery_task_id: str, max_lost: str, row: str = ""
+) -> str:
+    """The lazy start's guard on the ``jobs`` row (its columns prefixed ``row``) for the
+    given SQL expressions."""
+    return f"""{row}id = {job_id}
+      AND {row}status IN ({_in(PREDECESSORS[S.RUNNING])})
+      AND {row}cancel_requested_at IS NULL
+      AND ({row}celery_task_id IS NULL OR {row}celery_task_id = {celery_task_id})
+      AND ({row}execution_id IS NULL OR {row}execution_id <> {execution_id})
+      AND {row}lost_executions < {max_lost}"""
+
+
 #: The guard of a start written late (the worker's lazy start) and of the read allowing
 #: it: RECORD_STARTED's for a job no execution runs (never a takeover). $1 id,
-#: $2 execution_id, $3 celery_task_id, and the max lost executions as ``{max_lost}``.
-_LAZY_GUARD = f"""id = $1
-      AND status IN ({_in(PREDECESSORS[S.RUNNING])})
-      AND cancel_requested_at IS NULL
-      AND (celery_task_id IS NULL OR celery_task_id = $3)
-      AND (execution_id IS NULL OR execution_id <> $2)
-      AND lost_executions < $4"""
+#: $2 execution_id, $3 celery_task_id, $4 the max lost executions.
+_LAZY_GUARD = _lazy_guard("$1", "$2", "$3", "$4")
 
 #: The lazy start's read (no write): may this execution start, from which status, as
 #: which attempt, and the database clock now (its true start). $1 id, $2 execution_id,
@@ -264,6 +273,54 @@ RETURNING true
 )
 
 
+#: RECORD_STARTED_FINISHED for many jobs in one statement (the worker's group commit,
+#: :mod:`app.ledger.runtime.outcome_writer`): $1…$14 one array each of the single
+#: statement's $1-$3 and $5-$15 (one element per job, as :meth:`PostgreSQLEngine.
+#: outcome_row` bound them; ids and JSON documents as text, as a driver sends a list
+#: of strings), $15 the max lost executions. The same guard per row; it
+#: returns the id and execution of each job it moved.
+RECORD_STARTED_FINISHED_MANY = Prepared(
+    "jobledger_record_started_finished_many",
+    (
+        *("text[]", "text[]", "text[]", "text[]", "text[]", "int4[]", "text[]", "text[]"),
+        *("text[]", "text[]", "timestamptz[]", "text[]", "text[]", "text[]", "int4"),
+    ),
+    f"""
+WITH o AS (
+    SELECT id::uuid, execution_id, celery_task_id, target, worker, worker_pid, queue,
+           result::jsonb, errors::jsonb, result_url, started_at, started_message,
+           finished_message, source
+    FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        AS o(id, execution_id, celery_task_id, target, worker, worker_pid, queue, result,
+             errors, result_url, started_at, started_message, finished_message, source)
+), moved AS (
+    UPDATE jobs
+    SET previous_status = '{_RUNNING}', status = o.target, updated_at = now(),
+        attempts = jobs.attempts + 1, execution_id = o.execution_id,
+        celery_task_id = o.celery_task_id, worker = o.worker, worker_pid = o.worker_pid,
+        started_at = coalesce(jobs.started_at, o.started_at), heartbeat_at = now(),
+        queue = coalesce(o.queue, jobs.queue), result = o.result, errors = o.errors,
+        result_url = o.result_url, completed_at = now(), progress = 100,
+        failure_reason = NULL
+    FROM o
+    WHERE {_lazy_guard("o.id", "o.execution_id", "o.celery_task_id", "$15", "jobs.")}
+      AND jobs.status = o.source AND o.target IN ({_in(FINISHED)})
+    RETURNING jobs.id, jobs.attempts, o.execution_id, o.worker, o.started_at,
+              o.started_message, o.finished_message, o.source, o.target
+), events AS (
+    INSERT INTO job_events (job_id, from_status, to_status, message, attempt, worker,
+                            actor, created_at)
+    SELECT id, source, '{_RUNNING}', started_message, attempts, worker, 'worker', started_at
+    FROM moved
+    UNION ALL
+    SELECT id, '{_RUNNING}', target, finished_message, attempts, worker, 'worker', now()
+    FROM moved
+)
+SELECT id, execution_id FROM moved
+""",
+)
+
+
 #: Finish: the current execution -> succeeded|partial, from their PREDECESSORS.
 #: $1 id, $2 execution_id, $3 target status, $4 result, $5 errors, $6 result_url,
 #: $7 message. A row (``true``) when it wrote, none when stale.
@@ -291,6 +348,7 @@ class PostgreSQLEngine(CoreEngine):
     """PostgreSQL: the shared statements, the prepared fast path, settled counts, vacuum."""
 
     dialect = "postgresql"
+    writes_batches = True
 
     def insert(self, table: Any) -> Any:
         return postgresql.insert(table)
@@ -457,31 +515,36 @@ class PostgreSQLEngine(CoreEngine):
         result_url: str | None,
         message: str,
     ) -> bool:
-        if target not in FINISHED:
-            raise ValueError(f"a finish moves to one of {FINISHED}, not {target}")
-        if execution.started_at is None:
-            raise ValueError("a start written with its outcome needs its true start time")
+        args = _started_finished(job_id, execution, target, result, errors, result_url)
         row = RECORD_STARTED_FINISHED.first_row(
-            (
-                str(job_id),
-                execution.execution_id,
-                execution.celery_task_id,
-                settings().max_lost_executions,
-                target.value,
-                execution.worker,
-                execution.worker_pid,
-                execution.queue,
-                result,
-                errors,
-                result_url,
-                execution.started_at,
-                f"started on {execution.worker}",
-                message,
-                source.value,
-            ),
-            f"job {job_id} {target}",
+            (*args, message, source.value), f"job {job_id} {target}"
         )
         return row is not None
+
+    def outcome_row(
+        self,
+        job_id: uuid.UUID,
+        execution: Execution,
+        *,
+        source: JobStatus,
+        target: JobStatus,
+        result: dict[str, Any] | None,
+        errors: list[dict[str, Any]],
+        result_url: str | None,
+        message: str,
+    ) -> tuple[Any, ...] | None:
+        args = _started_finished(job_id, execution, target, result, errors, result_url)
+        _, bound = RECORD_STARTED_FINISHED.execute_sql((*args, message, source.value))
+        return bound[:3] + bound[4:]  # the max lost executions is one for the batch
+
+    def start_and_finish_many(self, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, str]]:
+        if not rows:
+            return set()
+        arrays = tuple(list(column) for column in zip(*rows, strict=True))
+        moved = RECORD_STARTED_FINISHED_MANY.all_rows(
+            (*arrays, settings().max_lost_executions), f"outcomes of {len(rows)} jobs"
+        )
+        return {(str(job_id), execution_id) for job_id, execution_id in moved}
 
     def finish(
         self,
@@ -551,4 +614,34 @@ def _queued_args(job: NewJob, actor: Actor) -> tuple[Any, ...]:
         job.priority,
         by.name,
         by.operation_id,
+    )
+
+
+def _started_finished(
+    job_id: uuid.UUID,
+    execution: Execution,
+    target: JobStatus,
+    result: dict[str, Any] | None,
+    errors: list[dict[str, Any]],
+    result_url: str | None,
+) -> tuple[Any, ...]:
+    """RECORD_STARTED_FINISHED's $1…$13 (its messages and source follow)."""
+    if target not in FINISHED:
+        raise ValueError(f"a finish moves to one of {FINISHED}, not {target}")
+    if execution.started_at is None:
+        raise ValueError("a start written with its outcome needs its true start time")
+    return (
+        str(job_id),
+        execution.execution_id,
+        execution.celery_task_id,
+        settings().max_lost_executions,
+        target.value,
+        execution.worker,
+        execution.worker_pid,
+        execution.queue,
+        result,
+        errors,
+        result_url,
+        execution.started_at,
+        f"started on {execution.worker}",
     )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,13 +70,22 @@ class Prepared:
 
     def first_row(self, args: tuple[Any, ...], what: str) -> tuple[Any, ...] | None:
         """Execute with ``args`` (one per ``$k``, in order); the first row it returns."""
+        row: tuple[Any, ...] | None = self._run(args, what, _fetch)
+        return row
+
+    def all_rows(self, args: tuple[Any, ...], what: str) -> list[tuple[Any, ...]]:
+        """Execute with ``args`` (one per ``$k``, in order); every row it returns."""
+        rows: list[tuple[Any, ...]] = self._run(args, what, _fetch_all)
+        return rows
+
+    def _run(self, args: tuple[Any, ...], what: str, fetch: Callable[[Any, str, Any], Any]) -> Any:
         if not settings().prepared_statements:
             if len(args) != len(self.types):
                 raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
             named = {f"p{n}": value for n, value in enumerate(self._bind(args), start=1)}
             text = self.prefix + self._as_text
-            return on_driver_cursor(lambda c, _: _fetch(c, text, named), what)
-        return on_driver_cursor(lambda c, info: self._execute(c, info, args), what)
+            return on_driver_cursor(lambda c, _: fetch(c, text, named), what)
+        return on_driver_cursor(lambda c, info: self._execute(c, info, args, fetch), what)
 
     def _bind(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         """``args`` as stored: sanitised for their column, ``jsonb`` ones encoded."""
@@ -99,20 +108,24 @@ class Prepared:
         return self._call, self._bind(args)
 
     def _execute(
-        self, cursor: Any, info: dict[str, Any], args: tuple[Any, ...]
-    ) -> tuple[Any, ...] | None:
+        self,
+        cursor: Any,
+        info: dict[str, Any],
+        args: tuple[Any, ...],
+        fetch: Callable[[Any, str, Any], Any],
+    ) -> Any:
         prepared: set[str] = info.setdefault(_PREPARED_HERE, set())
         if self.name not in prepared:
             self._prepare(cursor)
             prepared.add(self.name)
         call = self.execute_sql(args)
         try:
-            return _fetch(cursor, *call)
+            return fetch(cursor, *call)
         except Exception as error:
             if getattr(error, "pgcode", None) != _UNKNOWN_STATEMENT:
                 raise
             self._prepare(cursor)  # the server forgot it (DISCARD ALL): once more
-            return _fetch(cursor, *call)
+            return fetch(cursor, *call)
 
     def _prepare(self, cursor: Any) -> None:
         try:
@@ -136,3 +149,9 @@ def _fetch(cursor: Any, sql: str, args: Any) -> tuple[Any, ...] | None:
     cursor.execute(sql, args)
     row: tuple[Any, ...] | None = cursor.fetchone() if cursor.description else None
     return row
+
+
+def _fetch_all(cursor: Any, sql: str, args: Any) -> list[tuple[Any, ...]]:
+    cursor.execute(sql, args)
+    rows: list[tuple[Any, ...]] = cursor.fetchall() if cursor.description else []
+    return rows

@@ -60,6 +60,7 @@ from sqlalchemy import Connection
 from app.exceptions import LedgerUnavailable
 from app.ledger import transitions as ledger
 from app.ledger.rules.states import JobStatus
+from app.ledger.runtime import group_commit
 from app.ledger.runtime.target import JobTarget, LogLevel
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,10 @@ class PendingStart:
         with self._lock:
             if self._state is not _State.PENDING:
                 return False
+            if group_commit.may_hand(self.execution.celery_task_id):
+                handed = self._hand(result, errors, result_url)
+                if handed is not None:
+                    return handed
             try:
                 status = ledger.record_started_finished(
                     self.target.job_id,
@@ -147,19 +152,41 @@ class PendingStart:
             self._note_unrecorded("it finished, but its start and result could not be recorded")
         return status
 
+    def _hand(
+        self, result: Any, errors: list[dict[str, Any]] | None, result_url: str | None
+    ) -> JobStatus | None:
+        """Hand the start and outcome to the worker's main process, which writes them
+        with others (:mod:`app.ledger.runtime.group_commit`): the status they move to,
+        None when the ledger's engine writes no batches."""
+        held = ledger.started_finished_row(
+            self.target.job_id,
+            self.execution,
+            source=self.allowed.status,
+            result=result,
+            errors=errors,
+            result_url=result_url,
+        )
+        if held is None:
+            return None
+        status, row = held
+        group_commit.hand(
+            group_commit.HandedOutcome(
+                str(self.target.job_id), self.execution.execution_id, status.value, row
+            )
+        )
+        self._state = _State.WRITTEN  # the main process writes it, or the message goes back
+        return status
+
     def _note_unrecorded(self, what: str) -> None:
         execution = self.execution
-        started = execution.started_at
-        try:
-            self.target.log(
-                f"execution {execution.execution_id} on {execution.worker} started at "
-                f"{started:%Y-%m-%d %H:%M:%S.%f} UTC while the job was "
-                f"{self.allowed.status}; {what}: the job was canceled or taken by another "
-                "delivery meanwhile",
-                level="warning",
-            )
-        except LedgerUnavailable as error:
-            log.warning("job %s: %s (%s)", self.target.job_id, what, error)
+        group_commit.note_unrecorded(
+            self.target.job_id,
+            execution_id=execution.execution_id,
+            worker=execution.worker,
+            started_at=self.allowed.started_at,  # the execution's true start
+            source=self.allowed.status,
+            what=what,
+        )
 
 
 class LazyJobTarget(JobTarget):

@@ -29,16 +29,49 @@ from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from celery.worker.state import task_ready
 
 from app.exceptions import LedgerUnavailable
+from app.ledger.runtime import outcome_writer
 from app.ledger.runtime.celery_redaction import RedactingRequest
+from app.ledger.runtime.group_commit import HandedOutcome
 
 log = logging.getLogger(__name__)
 
 
 class JobRequest(RedactingRequest):
     """Celery's request, redacted (:class:`~app.ledger.runtime.celery_redaction.RedactingRequest`),
-    plus the ledger record of a pool process lost mid-job."""
+    plus the ledger record of a pool process lost mid-job, plus the outcomes its pool
+    process handed (the group commit)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The worker runs a subclass Celery generates per task type, whose on_success
+        # (the pool's callback) overrides any of ours: take the pool's callback here.
+        self._on_success_of_celery: Any = getattr(self, "on_success")  # noqa: B009
+        self.on_success = self._on_success_or_handed
+
+    def _on_success_or_handed(self, failed__retval__runtime: Any, **kwargs: Any) -> Any:
+        """Celery's on_success, after the outcome the pool process handed, if it did,
+        is written (:mod:`app.ledger.runtime.outcome_writer`): only then is the message
+        acknowledged and ``task-succeeded`` sent, with the body's return value."""
+        failed, retval, runtime = failed__retval__runtime
+        if failed or not isinstance(retval, HandedOutcome):
+            return self._on_success_of_celery(failed__retval__runtime, **kwargs)
+        outcome_writer.submit(
+            retval,
+            written=lambda: self._on_success_of_celery(
+                (failed, retval.result_repr, runtime), **kwargs
+            ),
+            unwritten=self._put_back,
+        )
+        return None
+
+    def _put_back(self) -> None:
+        """The handed outcome could not be written: the message goes back to the queue
+        unrecorded, as Celery handles a pool process's ``Reject(requeue=True)``."""
+        task_ready(self)
+        self.reject(requeue=True)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

@@ -1,14 +1,15 @@
 """Thin adapters from Celery signals onto the target of the message
 (:mod:`app.ledger.runtime.target`: a job, or a step of a chained job).
 
-Which process fires what (Celery's prefork pool): ``task_prerun`` and ``task_retry`` in
-the pool child; ``task_revoked`` and the ``task_failure`` of a lost worker or a hard time
-limit in the worker's main process. Each handler translates Celery's arguments into one
-call on the target: the pool child's handlers find it on the request's execution
-(:mod:`app.ledger.runtime.execution`), the main process's resolve it again from the
-header or the task id (request attributes set in the child never reach it). The
-transitions written around the body itself (queued, finished, failed) live in
-:mod:`app.ledger.runtime.task`, which explains why.
+Which process fires what (Celery's prefork pool): ``worker_process_init`` (a pool child's
+connections and its group commit, :mod:`app.ledger.runtime.group_commit`),
+``task_prerun`` and ``task_retry`` in the pool child; ``task_revoked`` and the
+``task_failure`` of a lost worker or a hard time limit in the worker's main process.
+Each handler translates Celery's arguments into one call on the target: the pool
+child's handlers find it on the request's execution (:mod:`app.ledger.runtime.execution`),
+the main process's resolve it again from the header or the task id (request attributes
+set in the child never reach it). The transitions written around the body itself
+(queued, finished, failed) live in :mod:`app.ledger.runtime.task`, which explains why.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
-from celery import signals
+from celery import current_app, signals
 
 from app import db
 from app.exceptions import JobTypeSettingsMisconfigured
+from app.ledger.runtime import group_commit, outcome_writer
 from app.ledger.runtime.celery_redaction import redact_log_handlers
 from app.ledger.runtime.execution import execution_of
 from app.ledger.runtime.target import target_for_task, target_of
@@ -35,6 +37,12 @@ def forget_inherited_connections(**_: Any) -> None:
     its own hot-path connection between jobs (:func:`app.db.hold_hot_connection`)."""
     db.forget_inherited_connections()
     db.hold_hot_connection()
+
+
+def hand_outcomes_to_the_main_process(**_: Any) -> None:
+    """In a prefork pool process: quick jobs' outcomes go to the main process, which
+    writes them in batches (:mod:`app.ledger.runtime.group_commit`)."""
+    group_commit.install(current_app.tasks.values(), lambda task: isinstance(task, JobTask))
 
 
 def record_job_started(task: Any = None, **_: Any) -> None:
@@ -115,6 +123,9 @@ def refuse_unknown_time_limit_types(sender: Any = None, **_: Any) -> None:
 def connect() -> None:
     """Connect the handlers (strong references: they live as long as the process)."""
     signals.worker_process_init.connect(forget_inherited_connections, weak=False)
+    signals.worker_process_init.connect(hand_outcomes_to_the_main_process, weak=False)
+    signals.worker_shutting_down.connect(outcome_writer.hurry, weak=False)
+    signals.worker_shutdown.connect(outcome_writer.drain, weak=False)
     signals.worker_init.connect(refuse_unknown_time_limit_types, weak=False)
     signals.beat_init.connect(refuse_unknown_time_limit_types, weak=False)
     signals.task_prerun.connect(record_job_started, weak=False)

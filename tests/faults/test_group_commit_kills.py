@@ -10,13 +10,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celery.result import AsyncResult
 
 from tests.faults.test_faults import assert_sound_ledger, stop_worker
 from tests.support import ledger
 from tests.support.brokers import delete_queue
-from tests.support.faults import start_fault_worker, wait_until
+from tests.support.faults import WorkerProcess, start_fault_worker, wait_until
 from tests.support.jobs import quick
 
 pytestmark = pytest.mark.fault
@@ -41,25 +43,21 @@ def queue() -> Iterator[str]:
     delete_queue(name)
 
 
-def test_a_worker_killed_before_its_outcomes_were_written_runs_them_again_once(
-    worker_logs: Path, queue: str
-) -> None:
-    first = start_fault_worker(
-        worker_logs, queue, concurrency=2, env=WAITING, transport_options=REDELIVER_SOON
-    )
+def _bodies_done(worker: WorkerProcess, queue: str) -> list[AsyncResult]:
+    """Three quick jobs sent to ``queue``, once each body has run in ``worker``'s pool."""
     jobs = [quick.apply_async(kwargs={"value": n}, queue=queue) for n in range(3)]
-    try:
-        wait_until(
-            lambda: all(f"[{job.id}] succeeded in" in first.log() for job in jobs),
-            30,
-            "every body done in the pool",
-        )
-        assert {ledger.job(job.id)["status"] for job in jobs} == {"queued"}  # type: ignore[index]
-        first.kill()  # main process and children: the outcomes were never written
-    finally:
-        stop_worker(first)
-    assert {ledger.job(job.id)["status"] for job in jobs} == {"queued"}  # type: ignore[index]
+    wait_until(
+        lambda: all(f"[{job.id}] succeeded in" in worker.log() for job in jobs),
+        30,
+        "every body done in the pool",
+    )
+    return jobs
 
+
+def _finished_by_a_second_worker(
+    worker_logs: Path, queue: str, jobs: list[AsyncResult]
+) -> tuple[WorkerProcess, list[dict[str, Any]]]:
+    """A second worker on ``queue``, stopped once every job succeeded; it and the rows."""
     second = start_fault_worker(
         worker_logs,
         queue,
@@ -71,8 +69,25 @@ def test_a_worker_killed_before_its_outcomes_were_written_runs_them_again_once(
         rows = [ledger.wait_for_status(job.id, "succeeded", timeout=60) for job in jobs]
     finally:
         stop_worker(second)
-
     assert_sound_ledger({job.id for job in jobs})
+    return second, rows
+
+
+def test_a_worker_killed_before_its_outcomes_were_written_runs_them_again_once(
+    worker_logs: Path, queue: str
+) -> None:
+    first = start_fault_worker(
+        worker_logs, queue, concurrency=2, env=WAITING, transport_options=REDELIVER_SOON
+    )
+    try:
+        jobs = _bodies_done(first, queue)
+        assert {ledger.job(job.id)["status"] for job in jobs} == {"queued"}  # type: ignore[index]
+        first.kill()  # main process and children: the outcomes were never written
+    finally:
+        stop_worker(first)
+    assert {ledger.job(job.id)["status"] for job in jobs} == {"queued"}  # type: ignore[index]
+
+    _, rows = _finished_by_a_second_worker(worker_logs, queue, jobs)
     for n, (job, row) in enumerate(zip(jobs, rows, strict=True)):
         assert ledger.transitions(job.id) == SIMPLE  # the killed execution left no trace
         assert (row["attempts"], row["lost_executions"], row["result"]) == (1, 0, {"value": n})
@@ -83,29 +98,12 @@ def test_a_warm_shutdown_while_outcomes_wait_loses_none(worker_logs: Path, queue
     first = start_fault_worker(
         worker_logs, queue, concurrency=2, env=WAITING, transport_options=REDELIVER_SOON
     )
-    jobs = [quick.apply_async(kwargs={"value": n}, queue=queue) for n in range(3)]
     try:
-        wait_until(
-            lambda: all(f"[{job.id}] succeeded in" in first.log() for job in jobs),
-            30,
-            "every body done in the pool",
-        )
+        jobs = _bodies_done(first, queue)
     finally:
         stop_worker(first)  # SIGTERM: Celery's warm shutdown
 
-    second = start_fault_worker(
-        worker_logs,
-        queue,
-        concurrency=2,
-        env={"JOBLEDGER_LAZY_START_SECONDS": "600"},
-        transport_options=REDELIVER_SOON,
-    )
-    try:
-        rows = [ledger.wait_for_status(job.id, "succeeded", timeout=60) for job in jobs]
-    finally:
-        stop_worker(second)
-
-    assert_sound_ledger({job.id for job in jobs})
+    second, rows = _finished_by_a_second_worker(worker_logs, queue, jobs)
     for n, (job, row) in enumerate(zip(jobs, rows, strict=True)):
         assert ledger.transitions(job.id) == SIMPLE
         assert (row["attempts"], row["result"]) == (1, {"value": n})

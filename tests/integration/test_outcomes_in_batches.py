@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from app import db
 from app.ledger import transitions as ledger
+from app.ledger.engines.postgresql import RECORD_STARTED_FINISHED_MANY
 from app.ledger.rules.states import JobStatus
 from app.ledger.runtime import group_commit
 from models.tables import jobs, logs
@@ -132,6 +133,41 @@ def test_the_same_job_twice_in_one_batch_moves_once() -> None:
 
     assert len(moved) == 1
     assert history(job_id) == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+
+
+def test_a_batch_finds_its_jobs_by_primary_key_when_statistics_see_no_queued_job() -> None:
+    """The statistics of a ledger see few queued jobs (most are settled); a backlog
+    builds up between two ANALYZEs. A batch must still look each job up by its key, not
+    read every queued job through the status index (as it did, 4-7 ms a batch)."""
+    backlog = [
+        ledger.NewJob(id=uuid.uuid4(), type="example.echo", payload={}, celery_task_id="t")
+        for _ in range(400)
+    ]
+    assert len(ledger.record_queued_many(backlog)) == len(backlog)
+    with db.engine().begin() as connection:  # statistics taken while all were settled
+        connection.execute(text("UPDATE jobs SET status = 'succeeded'"))
+        connection.execute(text("ANALYZE jobs"))
+        connection.execute(text("UPDATE jobs SET status = 'queued'"))
+    rows = [allowed_row(job.id, f"e{n}", result={})[2] for n, job in enumerate(backlog[:2])]
+    arrays = tuple(list(column) for column in zip(*rows, strict=True))
+    call, bound = RECORD_STARTED_FINISHED_MANY.execute_sql((*arrays, 3))
+
+    raw = db.engine().raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(RECORD_STARTED_FINISHED_MANY.prepare_sql().replace("jobledger_", "t_"))
+        plans = []
+        for mode in ("force_generic_plan", "force_custom_plan"):
+            cursor.execute(f"SET plan_cache_mode = {mode}")
+            cursor.execute("EXPLAIN " + call.replace("jobledger_", "t_"), bound)
+            plans.append("\n".join(line for (line,) in cursor.fetchall()))
+    finally:
+        raw.invalidate()  # closed, with the statement prepared on it
+
+    for plan in plans:
+        assert "Index Scan using pk_jobs on jobs" in plan, plan
+        assert "ix_jobs_status" not in plan, plan
+        assert "Seq Scan on jobs" not in plan, plan
 
 
 @pytest.mark.usefixtures("on_sqlite")

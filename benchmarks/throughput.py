@@ -17,7 +17,10 @@ settings (prefork ``-c 2``, prefetch 16, acks late, task events on):
   writes a quick job's running and succeeded in one statement, after one read);
 - **e** ``bench.noop`` with ``JOBLEDGER_LAZY_START_SECONDS=0``: the same job task,
   ``running`` written before the body (two worker statements per job), for comparing
-  the lazy start off and on in one run (``--variants ace``).
+  the lazy start off and on in one run (``--variants ace``);
+- **g** ``bench.noop`` with ``JOBLEDGER_GROUP_COMMIT=false``: the same job task, each
+  quick job's start and outcome written by its pool process, one statement and commit
+  per job, instead of group-committed by the worker's main process (``--variants acg``).
 
 The variants are alternated (a b c a b c …) and each figure is the median over the
 rounds. Each measurement fills its queue first (timing ``apply_async``: the enqueue rate
@@ -39,12 +42,13 @@ from app import db
 from benchmarks import _harness as h
 from benchmarks._tasks import noop, plain, stored
 
-VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop}
+VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop, "g": noop}
 LABELS = {
     "a": "plain Celery, no ledger",
     "b": "Celery SQLAlchemy result backend",
     "c": "jobledger job task",
     "e": "jobledger job task, lazy start off",
+    "g": "jobledger job task, group commit off",
 }
 
 
@@ -54,6 +58,8 @@ def worker_env(variant: str) -> dict[str, str]:
         return {"JOBLEDGER_BENCH_RESULT_BACKEND": h.RESULT_BACKEND}
     if variant == "e":
         return {"JOBLEDGER_LAZY_START_SECONDS": "0"}
+    if variant == "g":
+        return {"JOBLEDGER_GROUP_COMMIT": "false"}
     return {}
 
 
@@ -97,7 +103,7 @@ def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, f
     done = h.commits()
     rows = _rows(variant)
     total = count + WARM_UP
-    if variant in ("c", "e"):
+    if variant in ("c", "e", "g"):
         succeeded = _scalar("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
         if succeeded != total:
             raise AssertionError(f"{succeeded} of {total} jobs succeeded")
@@ -187,6 +193,11 @@ def main() -> None:
         summary["e_over_a_per_round"] = [
             r["e"]["tasks_per_s"] / r["a"]["tasks_per_s"] for r in rounds
         ]
+    if "a" in medians and "g" in medians:
+        summary["g_over_a"] = medians["g"]["tasks_per_s"] / medians["a"]["tasks_per_s"]
+        summary["g_over_a_per_round"] = [
+            r["g"]["tasks_per_s"] / r["a"]["tasks_per_s"] for r in rounds
+        ]
     if "a" in medians and "c" in medians:
         summary["enqueue_c_over_a"] = medians["c"]["enqueue_per_s"] / medians["a"]["enqueue_per_s"]
 
@@ -199,7 +210,7 @@ def main() -> None:
             f"{values['producer_commits_per_task']:5.2f} + {values['worker_commits_per_task']:5.2f}"
             f"  {values['rows_per_task']:9.2f}"
         )
-    for key in ("c_over_a", "e_over_a", "c_over_b", "enqueue_c_over_a"):
+    for key in ("c_over_a", "e_over_a", "g_over_a", "c_over_b", "enqueue_c_over_a"):
         if key in summary:
             print(f"{key}: {summary[key]:.2f}")
     if "c" in medians:

@@ -10,10 +10,11 @@ The writer takes every outcome handed since its last write (at most :data:`MAX_B
 writes them in one statement and one commit (each job under its own guard: a job
 canceled or taken meanwhile is left as it is and noted, as a refused finish is), then
 hands ``written`` of each to the worker's event loop (kombu's ``Hub.call_soon``, which
-wakes the loop: a message is only ever acknowledged from the loop's thread). While one
-write is under way the next outcomes gather, so the batches grow with the load and a
-lone job is written at once; ``JOBLEDGER_GROUP_COMMIT_WAIT`` makes the writer wait that
-long for more before each write.
+wakes the loop: a message is only ever acknowledged from the loop's thread). The writer
+waits ``JOBLEDGER_GROUP_COMMIT_WAIT`` (0.02 s) for more after the first outcome of a
+batch, and while one write is under way the next outcomes gather, so the batches grow
+with the load (0 writes a lone outcome at once: measured, batches of 1.2 jobs cost the
+main process more than the pool processes' own writes did).
 
 If the ledger stays unreachable (the write's retries, ``JOBLEDGER_WRITE_RETRY_SECONDS``,
 ran out), nothing was written: ``unwritten`` of each puts its message back in the queue,

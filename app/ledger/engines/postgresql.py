@@ -221,8 +221,8 @@ def _lazy_guard(
     With ``status`` (an expression of the row being joined), the row's status must equal
     it and it must be one of running's predecessors: the same guard, with no condition
     on the row's status that an index can serve. A batch needs that, so that only the
-    primary key drives the join: with ``status IN ('queued', 'retrying')``, or ``status =
-    o.source``, the planner drove it by the status index (its statistics see few queued
+    primary key drives the join: with ``status IN (…)`` of running's predecessors, or
+    ``status = o.source``, the planner drove it by the status index (its statistics see few queued
     jobs, as most are settled) and read every queued job for each batch (measured with
     auto_explain: 1,472 rows read for a batch of 2, 4-7 ms of PostgreSQL CPU per batch
     with 800 jobs queued). ``(… = …) IS TRUE`` is the same test (neither side is NULL)

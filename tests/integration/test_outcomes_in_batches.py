@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select, text
 
 from app import db
+from app.config import settings
 from app.ledger import transitions as ledger
 from app.ledger.engines.postgresql import RECORD_STARTED_FINISHED_MANY
 from app.ledger.rules.states import JobStatus
@@ -150,16 +152,18 @@ def test_a_batch_finds_its_jobs_by_primary_key_when_statistics_see_no_queued_job
         connection.execute(text("UPDATE jobs SET status = 'queued'"))
     rows = [allowed_row(job.id, f"e{n}", result={})[2] for n, job in enumerate(backlog[:2])]
     arrays = tuple(list(column) for column in zip(*rows, strict=True))
-    call, bound = RECORD_STARTED_FINISHED_MANY.execute_sql((*arrays, 3))
+    # the same statement under a name of its own (the pool's connection may hold the real one)
+    probe = replace(RECORD_STARTED_FINISHED_MANY, name="test_plan_probe")
+    call, bound = probe.execute_sql((*arrays, settings().max_lost_executions))
 
     raw = db.engine().raw_connection()
     try:
         cursor = raw.cursor()
-        cursor.execute(RECORD_STARTED_FINISHED_MANY.prepare_sql().replace("jobledger_", "t_"))
+        cursor.execute(probe.prepare_sql())
         plans = []
         for mode in ("force_generic_plan", "force_custom_plan"):
             cursor.execute(f"SET plan_cache_mode = {mode}")
-            cursor.execute("EXPLAIN " + call.replace("jobledger_", "t_"), bound)
+            cursor.execute(f"EXPLAIN {call}", bound)
             plans.append("\n".join(line for (line,) in cursor.fetchall()))
     finally:
         raw.invalidate()  # closed, with the statement prepared on it

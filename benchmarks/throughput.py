@@ -20,7 +20,12 @@ settings (prefork ``-c 2``, prefetch 16, acks late, task events on):
   the lazy start off and on in one run (``--variants ace``);
 - **g** ``bench.noop`` with ``JOBLEDGER_GROUP_COMMIT=false``: the same job task, each
   quick job's start and outcome written by its pool process, one statement and commit
-  per job, instead of group-committed by the worker's main process (``--variants acg``).
+  per job, instead of group-committed by the worker's main process (``--variants acg``);
+- **s** ``bench.plain`` with a side load: plain Celery again, drained while a process
+  keeps ``JOBLEDGER_BENCH_SIDE_LOAD`` (default 0.3) of one core busy in 1 ms slices
+  (:mod:`benchmarks._side_load`), about the CPU per second the ledger adds to a drain
+  on two cores: how much of the ledger's gap is that CPU sharing the machine with
+  Celery's main process (``--variants acs``).
 
 The variants are alternated (a b c a b c …) and each figure is the median over the
 rounds. Each measurement fills its queue first (timing ``apply_async``: the enqueue rate
@@ -32,6 +37,8 @@ split into the producer's and the worker's.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import time
 import uuid
 from typing import Any, Protocol
@@ -40,18 +47,22 @@ from sqlalchemy import text
 
 from app import db
 from benchmarks import _harness as h
+from benchmarks._side_load import side_load
 from benchmarks._tasks import noop, plain, stored
 
-VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop, "g": noop}
+VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop, "g": noop, "s": plain}
 LABELS = {
     "a": "plain Celery, no ledger",
     "b": "Celery SQLAlchemy result backend",
     "c": "jobledger job task",
     "e": "jobledger job task, lazy start off",
     "g": "jobledger job task, group commit off",
+    "s": "plain Celery beside a side load",
 }
 #: The drain-rate ratios reported (variant over variant), when both ran.
-RATIOS = (("c", "a"), ("e", "a"), ("g", "a"), ("c", "b"))
+RATIOS = (("c", "a"), ("e", "a"), ("g", "a"), ("s", "a"), ("c", "s"), ("c", "b"))
+#: The fraction of one core variant s burns beside the drain.
+SIDE_LOAD = float(os.environ.get("JOBLEDGER_BENCH_SIDE_LOAD", "0.3"))
 
 
 def worker_env(variant: str) -> dict[str, str]:
@@ -98,9 +109,10 @@ def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, f
         h.wait_drained(warm)
         if probe is not None:
             probe.start(worker_processes(worker))
-        started = time.monotonic()
-        worker.consume(run)
-        finished = h.wait_drained(run)
+        with side_load(SIDE_LOAD) if variant == "s" else contextlib.nullcontext():
+            started = time.monotonic()
+            worker.consume(run)
+            finished = h.wait_drained(run)
         used = probe.stop(worker_processes(worker)) if probe is not None else {}
     done = h.commits()
     rows = _rows(variant)

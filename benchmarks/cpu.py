@@ -17,27 +17,15 @@ are CPU ms per task; the drain's wall time per task is printed beside them.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
 from benchmarks import _harness as h
+from benchmarks._proc import cpu_ms
 from benchmarks.throughput import VARIANTS, WARM_UP, _empty_tables, worker_env
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_ms(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, in ms (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) * 1000 / TICKS
 
 
 def pids_of(name: str) -> list[int]:

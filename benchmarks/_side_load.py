@@ -10,6 +10,7 @@ main process.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
@@ -17,13 +18,29 @@ from collections.abc import Iterator
 
 #: Seconds of each busy slice.
 SLICE = 0.001
+#: The environment variable giving the fraction variant s burns, and its default.
+SETTING, DEFAULT = "JOBLEDGER_BENCH_SIDE_LOAD", "0.3"
+
+
+def checked(fraction: float) -> float:
+    """``fraction``, if it is a fraction of one core in (0, 1)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"a side load is a fraction of one core in (0, 1), not {fraction}")
+    return fraction
+
+
+def configured() -> float:
+    """The fraction ``JOBLEDGER_BENCH_SIDE_LOAD`` asks for (default 0.3)."""
+    value = os.environ.get(SETTING, DEFAULT)
+    try:
+        return checked(float(value))
+    except ValueError as error:
+        raise ValueError(f"{SETTING}={value!r}: {error}") from None
 
 
 def burn(fraction: float) -> None:
     """Keep ``fraction`` of one core busy, forever: busy ``SLICE``, then sleep the rest."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"a side load is a fraction of one core in (0, 1), not {fraction}")
-    rest = SLICE * (1 - fraction) / fraction
+    rest = SLICE * (1 - checked(fraction)) / fraction
     while True:
         started = time.perf_counter()
         while time.perf_counter() - started < SLICE:
@@ -33,10 +50,18 @@ def burn(fraction: float) -> None:
 
 @contextlib.contextmanager
 def side_load(fraction: float) -> Iterator[subprocess.Popen[bytes]]:
-    """A process burning ``fraction`` of one core while the block runs."""
-    process = subprocess.Popen([sys.executable, "-m", "benchmarks._side_load", str(fraction)])
+    """A process burning ``fraction`` of one core while the block runs.
+
+    Raises:
+        RuntimeError: the process ended before the block did (what the block measured
+            ran without its side load).
+    """
+    command = [sys.executable, "-m", "benchmarks._side_load", str(checked(fraction))]
+    process = subprocess.Popen(command)
     try:
         yield process
+        if process.poll() is not None:
+            raise RuntimeError(f"the side load exited early (status {process.returncode})")
     finally:
         process.kill()
         process.wait()

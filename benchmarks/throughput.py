@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import time
 import uuid
 from typing import Any, Protocol
@@ -47,7 +46,7 @@ from sqlalchemy import text
 
 from app import db
 from benchmarks import _harness as h
-from benchmarks._side_load import side_load
+from benchmarks._side_load import configured, side_load
 from benchmarks._tasks import noop, plain, stored
 
 VARIANTS: dict[str, Any] = {"a": plain, "b": stored, "c": noop, "e": noop, "g": noop, "s": plain}
@@ -61,8 +60,6 @@ LABELS = {
 }
 #: The drain-rate ratios reported (variant over variant), when both ran.
 RATIOS = (("c", "a"), ("e", "a"), ("g", "a"), ("s", "a"), ("c", "s"), ("c", "b"))
-#: The fraction of one core variant s burns beside the drain.
-SIDE_LOAD = float(os.environ.get("JOBLEDGER_BENCH_SIDE_LOAD", "0.3"))
 
 
 def worker_env(variant: str) -> dict[str, str]:
@@ -109,7 +106,7 @@ def measure(variant: str, count: int, probe: Probe | None = None) -> dict[str, f
         h.wait_drained(warm)
         if probe is not None:
             probe.start(worker_processes(worker))
-        with side_load(SIDE_LOAD) if variant == "s" else contextlib.nullcontext():
+        with side_load(configured()) if variant == "s" else contextlib.nullcontext():
             started = time.monotonic()
             worker.consume(run)
             finished = h.wait_drained(run)
@@ -168,6 +165,8 @@ def main() -> None:
     parser.add_argument("--note", default="", help="free text stored with the results")
     parser.add_argument("--keep-database", action="store_true")
     args = parser.parse_args()
+    if "s" in args.variants:
+        configured()  # a side load that cannot run stops the run before it starts
 
     h.recreate_database()
     rounds: list[dict[str, dict[str, float]]] = []
